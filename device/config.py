@@ -1,0 +1,243 @@
+"""The one configuration file (TOML), strictly validated.
+
+pydantic does the checking (Frigate's pattern: `extra="forbid"`, a
+description on every field), so an unknown key or a bad value becomes one
+clear line naming the key, e.g. `alerts.warn_ttc_s: Input should be greater
+than 0`. Every default runs out of the box on the reference build in
+hardware.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from device import coco
+
+# BCM numbers of the 40-pin header's general-purpose lines.
+Pin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")]
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for a person."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class CameraConfig(_Strict):
+    width: int = Field(640, ge=160, le=4608, description="capture width, pixels")
+    height: int = Field(480, ge=120, le=2592, description="capture height, pixels")
+    fps: int = Field(15, ge=1, le=120, description="capture rate, frames per second")
+    hfov_deg: float = Field(
+        66.0, gt=10, lt=180, description="horizontal field of view (Camera Module 3: 66)"
+    )
+    mount_height_m: float = Field(
+        1.1, gt=0.1, le=2.5, description="camera height above the ground, metres"
+    )
+    rotate_180: bool = Field(False, description="the camera is mounted upside down")
+    max_age_s: float = Field(
+        0.5, gt=0, le=5, description="camera observations older than this are ignored"
+    )
+
+
+class DetectorConfig(_Strict):
+    model: str = Field(
+        "yolox_nano",
+        description="a model name from models/manifest.toml (installed with `rearguard models`) "
+        "or a path to an .onnx file",
+    )
+    input_size: int = Field(416, ge=128, le=1280, description="square input, multiple of 32")
+    score_threshold: float = Field(0.35, gt=0, lt=1, description="objectness x class score")
+    nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which boxes merge")
+    threads: int = Field(2, ge=0, le=16, description="onnxruntime intra-op threads (0 = auto)")
+    classes: tuple[str, ...] = Field(
+        coco.DEFAULT_REAR_CLASSES, min_length=1, description="COCO classes that can alert"
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"must be a multiple of 32 (got {v})")
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for name in v:
+            try:
+                out.append(coco.canonical(name))
+            except KeyError:
+                raise ValueError(f"{name!r} is not a COCO class name") from None
+        return tuple(dict.fromkeys(out))
+
+
+class UltrasonicSensorConfig(_Strict):
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+    trigger_pin: Pin
+    echo_pin: Pin
+    bearing_deg: float = Field(0.0, ge=-90, le=90, description="0 = straight back, negative = left")
+    beam_deg: float = Field(15.0, gt=0, le=120, description="full beam width, degrees")
+    type: Literal["hc-sr04", "jsn-sr04t", "generic"] = "hc-sr04"
+    max_distance_m: float = Field(4.0, gt=0.5, le=6.0, description="beyond this is no echo")
+
+
+class RangingConfig(_Strict):
+    sensors: tuple[UltrasonicSensorConfig, ...] = Field(
+        (UltrasonicSensorConfig(name="centre", trigger_pin=23, echo_pin=24),),
+        description="ultrasonic sensors; they take turns so they never hear each other",
+    )
+    max_age_s: float = Field(0.15, gt=0, le=2, description="readings older than this are ignored")
+    sample_wait_s: float = Field(
+        0.06, ge=0.01, le=1, description="pause between pings (HC-SR04 needs >= 60 ms per ping)"
+    )
+
+    @field_validator("sensors")
+    @classmethod
+    def _unique_names(cls, v: tuple[UltrasonicSensorConfig, ...]) -> tuple[UltrasonicSensorConfig, ...]:
+        names = [s.name for s in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"sensor names must be unique, repeated: {', '.join(sorted(dup))}")
+        return v
+
+
+class AlertsConfig(_Strict):
+    caution_ttc_s: float = Field(4.0, gt=0, le=20, description="advisory time to collision")
+    warn_ttc_s: float = Field(2.5, gt=0, le=20, description="warning time to collision")
+    danger_ttc_s: float = Field(1.2, gt=0, le=20, description="imminent time to collision")
+    caution_distance_m: float = Field(3.0, gt=0, le=50, description="advisory distance")
+    warn_distance_m: float = Field(2.0, gt=0, le=50, description="warning distance")
+    danger_distance_m: float = Field(0.8, gt=0, le=50, description="imminent distance")
+    min_closing_mps: float = Field(
+        0.3, ge=0, le=5, description="slower closing than this gives no time to collision"
+    )
+    hold_s: float = Field(
+        0.6, ge=0, le=10, description="a level is held this long before it may step down"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AlertsConfig:
+        if not self.danger_ttc_s < self.warn_ttc_s < self.caution_ttc_s:
+            raise ValueError("need danger_ttc_s < warn_ttc_s < caution_ttc_s")
+        if not self.danger_distance_m < self.warn_distance_m < self.caution_distance_m:
+            raise ValueError("need danger_distance_m < warn_distance_m < caution_distance_m")
+        return self
+
+
+class OutputsConfig(_Strict):
+    haptic_pin: Pin = 12
+    buzzer_pin: Pin = 25
+    haptic_strength: float = Field(1.0, gt=0, le=1, description="PWM duty at full vibration")
+    buzzer: bool = Field(True, description="sound the buzzer as well as vibrating")
+
+
+class RecordingConfig(_Strict):
+    directory: str = Field(
+        "", description="where `rearguard run --record` writes when given no path ('' = cwd)"
+    )
+
+
+class Config(_Strict):
+    camera: CameraConfig = CameraConfig()
+    detector: DetectorConfig = DetectorConfig()
+    ranging: RangingConfig = RangingConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    outputs: OutputsConfig = OutputsConfig()
+    recording: RecordingConfig = RecordingConfig()
+
+    @model_validator(mode="after")
+    def _pins_unique(self) -> Config:
+        used: dict[int, str] = {}
+        claims = [("outputs.haptic_pin", self.outputs.haptic_pin), ("outputs.buzzer_pin", self.outputs.buzzer_pin)]
+        for i, s in enumerate(self.ranging.sensors):
+            claims += [
+                (f"ranging.sensors.{i}.trigger_pin", s.trigger_pin),
+                (f"ranging.sensors.{i}.echo_pin", s.echo_pin),
+            ]
+        for key, pin in claims:
+            if pin in used:
+                raise ValueError(f"GPIO{pin} is used twice: {used[pin]} and {key}")
+            used[pin] = key
+        return self
+
+
+DEFAULT_PATHS = (Path("/etc/rearguard/config.toml"),)
+
+
+def _format(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid config ({origin}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        elif "input" in e and not isinstance(e["input"], dict | list | tuple):
+            msg += f" (got {e['input']!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def from_dict(data: dict[str, Any], origin: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err, origin)) from None
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """The effective config: PATH, else $REARGUARD_CONFIG, else /etc/rearguard/config.toml
+    if it exists, else the built-in defaults."""
+    if path is None and os.environ.get("REARGUARD_CONFIG"):
+        path = os.environ["REARGUARD_CONFIG"]
+    if path is None:
+        path = next((p for p in DEFAULT_PATHS if p.is_file()), None)
+        if path is None:
+            return Config()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {p}: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
+    return from_dict(data, str(p))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def to_toml(cfg: Config) -> str:
+    """The config as TOML that `load` reads back to an equal Config."""
+    data = cfg.model_dump(mode="python")
+    out: list[str] = []
+    for section, body in data.items():
+        scalars = {k: v for k, v in body.items() if not (isinstance(v, tuple | list) and v and isinstance(v[0], dict))}
+        tables = {k: v for k, v in body.items() if k not in scalars}
+        out.append(f"[{section}]")
+        out += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+        out.append("")
+        for k, items in tables.items():
+            for item in items:
+                out.append(f"[[{section}.{k}]]")
+                out += [f"{ik} = {_toml_value(iv)}" for ik, iv in item.items()]
+                out.append("")
+    return "\n".join(out)
