@@ -108,6 +108,18 @@ class RangingConfig(_Strict):
             raise ValueError(f"sensor names must be unique, repeated: {', '.join(sorted(dup))}")
         return v
 
+    @model_validator(mode="after")
+    def _fresh_enough(self) -> RangingConfig:
+        # Sensors take turns, so each is read once per round; a bound shorter
+        # than a round would throw every reading away as stale.
+        round_s = len(self.sensors) * self.sample_wait_s
+        if self.max_age_s < 1.25 * round_s:
+            raise ValueError(
+                f"max_age_s {self.max_age_s} is shorter than 1.25 x one round of "
+                f"{len(self.sensors)} sensors x sample_wait_s ({round_s:.3f} s): every reading would be stale"
+            )
+        return self
+
 
 class AlertsConfig(_Strict):
     caution_ttc_s: float = Field(4.0, gt=0, le=20, description="advisory time to collision")
@@ -118,6 +130,9 @@ class AlertsConfig(_Strict):
     danger_distance_m: float = Field(0.8, gt=0, le=50, description="imminent distance")
     min_closing_mps: float = Field(
         0.3, ge=0, le=5, description="slower closing than this gives no time to collision"
+    )
+    corridor_half_width_m: float = Field(
+        1.0, gt=0, le=10, description="camera objects further to the side than this are not in the path"
     )
     hold_s: float = Field(
         0.6, ge=0, le=10, description="a level is held this long before it may step down"
