@@ -1,0 +1,282 @@
+"""`rearguard`: the command line. Every command builds its objects through
+device.app, the one composition root, so the device, a laptop and a replay
+run the same loop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from device import __version__
+from device.config import Config, ConfigError, load, to_toml
+from device.types import AlertEvent, AlertLevel, Threat
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # bad config or arguments
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load(getattr(args, "config", None))
+
+
+def _fmt(x: float | None, unit: str) -> str:
+    return "-" if x is None else f"{x:.2f} {unit}"
+
+
+def describe(threat: Threat) -> str:
+    if threat.source == "none":
+        what = "nothing in the way"
+    else:
+        side = ""
+        if threat.bearing_deg is not None and abs(threat.bearing_deg) >= 5:
+            side = f" {abs(threat.bearing_deg):.0f} deg {'left' if threat.bearing_deg < 0 else 'right'}"
+        what = f"{threat.label or '?'} ({threat.source}) at {_fmt(threat.distance_m, 'm')}, ttc {_fmt(threat.ttc_s, 's')}{side}"
+    return what
+
+
+def format_event(e: AlertEvent, start_ns: int) -> str:
+    t = (e.t_ns - start_ns) / 1e9
+    line = f"{t:8.2f} s  {e.level.name:<7} {e.source:<10} distance {_fmt(e.distance_m, 'm'):>8}  ttc {_fmt(e.ttc_s, 's'):>8}"
+    if e.faults:
+        line += "  faults: " + "; ".join(e.faults)
+    return line
+
+
+# ---------------------------------------------------------------- config
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    print(to_toml(_config(args)), end="")
+    return 0
+
+
+# ---------------------------------------------------------------- replay
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from device.recording import RecordingError
+    from device.replay import replay
+
+    cfg = _config(args)
+
+    def progress(done: float, total: float) -> None:
+        print(f"replay: {done:6.1f} / {total:.1f} s", file=sys.stderr, flush=True)
+
+    try:
+        result = replay(args.recording, cfg, realtime=args.realtime, progress=progress)
+    except RecordingError as err:
+        print(f"rearguard: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"replayed {args.recording}: {result.duration_s:.1f} s, {result.frames} frames")
+    for f in result.static_faults:
+        print(f"fault at start: {f}")
+    if not result.events:
+        print("no alerts: the path stayed clear")
+    for e in result.events:
+        print(format_event(e, result.start_ns))
+    s = result.stats
+    print(f"median detect {s['detect_ms'] if s['detect_ms'] is not None else '-'} ms, "
+          f"median step with a frame {s['total_ms'] if s['total_ms'] is not None else '-'} ms")
+    return 0
+
+
+# ---------------------------------------------------------------- run
+
+
+class StatusLine:
+    """What the device would do, for a person at a terminal: level, nearest
+    threat, frames per second. Redraws in place on a terminal."""
+
+    def __init__(self, stream: Any = sys.stdout) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last_print = 0.0
+        self._frames0 = 0
+        self._t0 = 0.0
+
+    def show(self, threat: Threat, level: AlertLevel, frames: int, now_s: float) -> None:
+        if now_s - self._last_print < 0.5:
+            return
+        fps = (frames - self._frames0) / (now_s - self._t0) if self._t0 else 0.0
+        self._frames0, self._t0, self._last_print = frames, now_s, now_s
+        line = f"{level.name:<7} {describe(threat)}  camera {fps:4.1f} fps"
+        if threat.faults:
+            line += "  FAULT " + "; ".join(threat.faults)
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line[:200])
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from device.alerts import AlertError, Alerter, effective_level
+    from device.app import build_detector, make_pin_factory
+    from device.camera import CameraError, OpenCVSource, Picamera2Source
+    from device.clock import MonotonicClock
+    from device.pipeline import CameraStage, Pipeline, ThreadedCamera, run_forever
+    from device.ranging import RangingError, RecordedRanges, UltrasonicRanger
+    from device.recording import RecordingError, RecordingWriter
+
+    cfg = _config(args)
+    logging.getLogger().setLevel(logging.INFO if not args.quiet else logging.WARNING)
+    clock = MonotonicClock()
+    factory = make_pin_factory("mock" if args.mock_pins else None, cfg)
+    faults: list[str] = []
+    try:
+        alerter = Alerter(cfg.outputs, pin_factory=factory)
+    except AlertError as err:
+        # Without outputs the device cannot tell the runner anything: stop loud.
+        print(f"rearguard: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        ranges = UltrasonicRanger(cfg.ranging.sensors, clock, pin_factory=factory,
+                                  sample_wait_s=cfg.ranging.sample_wait_s)
+    except RangingError as err:
+        faults.append(f"ranging: {err}")
+        ranges = RecordedRanges([])
+    detector, model_faults = build_detector(cfg)
+    faults += model_faults
+    cam_cfg = cfg.camera
+    frames = None
+    source = args.source
+    is_file = False
+    try:
+        if source == "pi":
+            frames = Picamera2Source(clock, width=cam_cfg.width, height=cam_cfg.height, fps=cam_cfg.fps)
+        else:
+            spec: int | str = 0 if source == "webcam" else int(source) if source.isdigit() else source
+            is_file = isinstance(spec, str)
+            frames = OpenCVSource(spec, clock, width=cam_cfg.width, height=cam_cfg.height, fps=cam_cfg.fps)
+    except CameraError as err:
+        faults.append(f"camera: {err}")
+    recorder = None
+    if args.record:
+        try:
+            recorder = RecordingWriter(
+                args.record,
+                width=frames.width if frames else cam_cfg.width,
+                height=frames.height if frames else cam_cfg.height,
+                fps=cam_cfg.fps,
+                hfov_deg=cam_cfg.hfov_deg,
+                sensors=cfg.ranging.sensors,
+                source=f"rearguard run --source {source}",
+            )
+        except RecordingError as err:
+            print(f"rearguard: {err}", file=sys.stderr)
+            return EXIT_FAILURE
+    camera = None
+    if frames is not None and detector is not None:
+        camera = ThreadedCamera(frames, CameraStage(detector, cam_cfg.hfov_deg), recorder)
+    elif frames is not None:
+        frames.close()
+    pipeline = Pipeline(cfg, clock, ranges, alerter, camera, static_faults=tuple(faults), recorder=recorder)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    status = StatusLine()
+    t_end = clock.now_ns() + round(args.duration * 1e9) if args.duration else None
+
+    def on_step(threat: Threat) -> None:
+        now = clock.now_ns()
+        status.show(threat, effective_level(threat.level, threat.faults), pipeline.stats.frames, now / 1e9)
+        if t_end is not None and now >= t_end:
+            stop.set()
+        if is_file and camera is not None and camera.error == "end of video":
+            stop.set()
+
+    print(f"rearguard {__version__}: source {source}, pins {'simulated' if factory else 'gpiozero default'}; "
+          f"Ctrl-C to stop", file=sys.stderr)
+    for f in faults:
+        print(f"fault: {f}", file=sys.stderr)
+    try:
+        run_forever(pipeline, stop, on_step=on_step)
+    finally:
+        if status.tty:
+            print()
+        for closer in (camera, ranges, alerter, recorder):
+            if closer is not None:
+                closer.close()
+        if detector is not None:
+            detector.close()
+    print(f"stopped after {pipeline.stats.frames} frames; {len(pipeline.events)} alert changes", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from device import cli_models, cli_recording
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="config TOML (default: $REARGUARD_CONFIG, "
+                        "else /etc/rearguard/config.toml if present, else built-in defaults)")
+    parser = argparse.ArgumentParser(
+        prog="rearguard",
+        description="Rear-obstacle alert for backward runners: rear camera + ultrasonic -> haptic and buzzer.",
+    )
+    parser.add_argument("--version", action="version", version=f"rearguard {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="run the device loop (Pi, webcam or video file)",
+                       description="Run the alert loop live. On a laptop use --mock-pins (or "
+                       "GPIOZERO_PIN_FACTORY=mock): outputs go to simulated pins and the simulated "
+                       "ultrasonic sensors answer 'nothing in range'.")
+    p.add_argument("--source", default="pi", metavar="pi|webcam|N|VIDEO",
+                   help="pi = Raspberry Pi camera (default), webcam or N = webcam index, or a video file")
+    p.add_argument("--record", metavar="DIR", help="record the video and the sensor log into DIR (must not exist)")
+    p.add_argument("--mock-pins", action="store_true", help="simulated pins (same as GPIOZERO_PIN_FACTORY=mock)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", parents=[common], help="replay a recording through the full pipeline",
+                       description="Replay a recording through the same pipeline the device runs, on a "
+                       "replay clock and simulated pins: the same recording gives the same alerts every time.")
+    p.add_argument("recording", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object: frames, events, stats")
+    p.add_argument("--realtime", action="store_true", help="pace the replay to the recording's own time")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("config", help="show the effective configuration")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = csub.add_parser("show", parents=[common], help="print the effective config as TOML")
+    show.set_defaults(func=cmd_config_show)
+
+    cli_models.register(sub)
+    cli_recording.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        print(f"rearguard: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""The loop: frames and ranges in, one threat and the alert out.
+
+`Pipeline.step()` does one pass with no sleeps and no threads of its own;
+time comes from the injected clock. The device runs it about 50 times a
+second from `run_forever`; a replay calls it on a replay clock. Both use
+the same code, so a replay is the device's behaviour on recorded input.
+
+The camera reaches the pipeline through a `CameraFeed`: on the device the
+detector runs in its own thread (`ThreadedCamera`), so an ultrasonic DANGER
+is acted on within one loop pass, never after the next inference; in replay
+detection runs inline (`InlineCamera`) so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from device.alerts import effective_level
+from device.camera import FrameSource, LatestSlot
+from device.clock import NS_PER_S, Clock
+from device.config import Config
+from device.detector import Detector
+from device.geometry import CameraGeometry
+from device.ranging import RangeSource
+from device.threat import CameraResult, ThreatEstimator, camera_tracks
+from device.tracking import IouTracker
+from device.types import AlertEvent, AlertLevel, Frame, Range, Threat
+
+log = logging.getLogger(__name__)
+
+
+class AlertSink(Protocol):
+    def update(self, level: AlertLevel, now_ns: int) -> None: ...
+
+
+class FrameRecorder(Protocol):
+    def write_frame(self, frame: Frame) -> None: ...
+    def write_ranges(self, ranges: list[Range]) -> None: ...
+
+
+class CameraStage:
+    """Detector, geometry and tracker for one frame at a time."""
+
+    def __init__(self, detector: Detector, hfov_deg: float) -> None:
+        self.detector = detector
+        self.hfov_deg = hfov_deg
+        self.tracker = IouTracker()
+        self._geometry: CameraGeometry | None = None
+
+    def process(self, frame: Frame) -> CameraResult:
+        h, w = frame.image.shape[:2]
+        if self._geometry is None or (self._geometry.width, self._geometry.height) != (w, h):
+            self._geometry = CameraGeometry(w, h, self.hfov_deg)
+        t0 = time.perf_counter()  # measurement only; never steers a decision
+        dets = self.detector.detect(frame.image)
+        detect_ms = (time.perf_counter() - t0) * 1e3
+        tracks = self.tracker.update(frame.t_ns, dets)
+        return CameraResult(
+            t_ns=frame.t_ns,
+            seq=frame.seq,
+            tracks=camera_tracks(tracks, self._geometry),
+            detect_ms=detect_ms,
+        )
+
+
+class CameraFeed(Protocol):
+    def poll(self) -> CameraResult | None: ...
+    def last_frame_ns(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+    def close(self) -> None: ...
+
+
+class InlineCamera:
+    """Detect synchronously on the newest frame: replays and tests."""
+
+    def __init__(self, frames: FrameSource, stage: CameraStage, recorder: FrameRecorder | None = None) -> None:
+        self.frames = frames
+        self.stage = stage
+        self.recorder = recorder
+        self._last_ns: int | None = None
+
+    def poll(self) -> CameraResult | None:
+        frame = self.frames.latest()
+        if frame is None:
+            return None
+        self._last_ns = frame.t_ns
+        if self.recorder is not None:
+            self.recorder.write_frame(frame)
+        return self.stage.process(frame)
+
+    def last_frame_ns(self) -> int | None:
+        return self._last_ns
+
+    @property
+    def error(self) -> str | None:
+        return self.frames.error
+
+    def close(self) -> None:
+        self.frames.close()
+
+
+class ThreadedCamera:
+    """Detect in a worker thread; the loop takes the newest result only."""
+
+    def __init__(self, frames: FrameSource, stage: CameraStage, recorder: FrameRecorder | None = None) -> None:
+        self._inline = InlineCamera(frames, stage, recorder)
+        self._results: LatestSlot[CameraResult] = LatestSlot()
+        self._stop = threading.Event()
+        self._crash: str | None = None
+        self._thread = threading.Thread(target=self._work, name="rearguard-detect", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                result = self._inline.poll()
+                if result is None:
+                    self._stop.wait(0.005)  # nothing new yet; frames come at most every ~8 ms
+                else:
+                    self._results.put(result)
+        except Exception as err:  # a crash here must become a fault, not silence
+            log.exception("detector thread stopped")
+            self._crash = f"detector stopped: {err}"
+
+    def poll(self) -> CameraResult | None:
+        return self._results.take()
+
+    def last_frame_ns(self) -> int | None:
+        return self._inline.last_frame_ns()
+
+    @property
+    def error(self) -> str | None:
+        return self._crash or self._inline.error
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._inline.close()
+
+
+@dataclass
+class StageStats:
+    """Per-stage wall times in ms, for `replay --json` and the status line."""
+
+    detect_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+    frames: int = 0
+
+    def summary(self) -> dict[str, float | None]:
+        def med(xs: list[float]) -> float | None:
+            return round(statistics.median(xs), 3) if xs else None
+
+        return {"detect_ms": med(self.detect_ms), "total_ms": med(self.total_ms)}
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        ranges: RangeSource,
+        alerter: AlertSink,
+        camera: CameraFeed | None = None,
+        *,
+        static_faults: tuple[str, ...] = (),
+        recorder: FrameRecorder | None = None,
+        on_event: Callable[[AlertEvent, Threat], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.ranges = ranges
+        self.alerter = alerter
+        self.camera = camera
+        # Faults known at start that do not clear by themselves (no model).
+        self.static_faults = static_faults
+        self.recorder = recorder
+        self.on_event = on_event
+        self.estimator = ThreatEstimator(config)
+        self.stats = StageStats()
+        self.events: list[AlertEvent] = []
+        self.threat: Threat | None = None
+        self._effective = AlertLevel.CLEAR  # the runner feels nothing at start
+        self._started_ns = clock.now_ns()
+        self._stall_ns = round(config.camera.max_age_s * NS_PER_S)
+
+    def camera_faults(self, now_ns: int) -> tuple[str, ...]:
+        if self.camera is None:
+            return ()
+        if self.camera.error:
+            return (f"camera: {self.camera.error}",)
+        last = self.camera.last_frame_ns()
+        since = now_ns - (last if last is not None else self._started_ns)
+        if since > self._stall_ns:
+            return (f"camera: no frame for {since / NS_PER_S:.1f} s",)
+        return ()
+
+    def step(self) -> Threat:
+        t0 = time.perf_counter()
+        now = self.clock.now_ns()
+        ranges = self.ranges.poll(now)
+        if ranges:
+            self.estimator.add_ranges(ranges)
+            if self.recorder is not None:
+                self.recorder.write_ranges(ranges)
+        result = self.camera.poll() if self.camera is not None else None
+        if result is not None:
+            self.estimator.set_camera(result)
+        faults = self.static_faults + self.camera_faults(now)
+        threat = self.estimator.assess(now, faults)
+        level = effective_level(threat.level, threat.faults)
+        self.alerter.update(level, now)
+        self.threat = threat
+        if result is not None:
+            self.stats.frames += 1
+            if result.detect_ms is not None:
+                self.stats.detect_ms.append(result.detect_ms)
+            self.stats.total_ms.append((time.perf_counter() - t0) * 1e3)
+        if level != self._effective:
+            self._effective = level
+            if level == AlertLevel.FAULT:
+                source = "fault"
+            elif threat.source != "none":
+                source = threat.source
+            else:  # back to CLEAR: credit the source whose alert ended
+                source = self.events[-1].source if self.events else "fused"
+            event = AlertEvent(
+                t_ns=now,
+                level=level,
+                source=source,
+                distance_m=threat.distance_m,
+                ttc_s=threat.ttc_s,
+                faults=threat.faults,
+            )
+            self.events.append(event)
+            log.info("alert %s (%s) faults=%s", level.name, event.source, ",".join(threat.faults) or "-")
+            if self.on_event is not None:
+                self.on_event(event, threat)
+        return threat
+
+
+def run_forever(pipeline: Pipeline, stop: threading.Event, *, period_s: float = 0.02,
+                on_step: Callable[[Threat], None] | None = None) -> None:
+    """The device's thin loop around step(): about 50 passes a second, so
+    alert patterns keep their timing and a new range reading is acted on
+    within ~20 ms."""
+    while not stop.is_set():
+        threat = pipeline.step()
+        if on_step is not None:
+            on_step(threat)
+        stop.wait(period_s)
