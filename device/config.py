@@ -31,11 +31,14 @@ class _Strict(BaseModel):
 
 
 class CameraConfig(_Strict):
+    # 16:9 like the Camera Module 3's sensor: a 4:3 size would crop the
+    # sides and narrow the real field of view to ~52 degrees.
     width: int = Field(640, ge=160, le=4608, description="capture width, pixels")
-    height: int = Field(480, ge=120, le=2592, description="capture height, pixels")
+    height: int = Field(360, ge=120, le=2592, description="capture height, pixels")
     fps: int = Field(15, ge=1, le=120, description="capture rate, frames per second")
     hfov_deg: float = Field(
-        66.0, gt=10, lt=180, description="horizontal field of view (Camera Module 3: 66)"
+        66.0, gt=10, lt=180,
+        description="horizontal field of view of the captured image (Camera Module 3 at 16:9: 66)"
     )
     mount_height_m: float = Field(
         1.1, gt=0.1, le=2.5, description="camera height above the ground, metres"
@@ -89,6 +92,9 @@ class UltrasonicSensorConfig(_Strict):
     max_distance_m: float = Field(4.0, gt=0.5, le=6.0, description="beyond this is no echo")
 
 
+PING_S = 0.04  # an HC-SR04 holds its echo line ~38 ms when nothing answers
+
+
 class RangingConfig(_Strict):
     sensors: tuple[UltrasonicSensorConfig, ...] = Field(
         (UltrasonicSensorConfig(name="centre", trigger_pin=23, echo_pin=24),),
@@ -110,13 +116,16 @@ class RangingConfig(_Strict):
 
     @model_validator(mode="after")
     def _fresh_enough(self) -> RangingConfig:
-        # Sensors take turns, so each is read once per round; a bound shorter
-        # than a round would throw every reading away as stale.
-        round_s = len(self.sensors) * self.sample_wait_s
+        # Sensors take turns: between two readings a sensor pauses
+        # sample_wait_s and may wait for every sensor's ping (up to ~40 ms
+        # each when nothing echoes). A bound shorter than that would throw
+        # readings away as stale between turns.
+        round_s = self.sample_wait_s + len(self.sensors) * PING_S
         if self.max_age_s < 1.25 * round_s:
             raise ValueError(
-                f"max_age_s {self.max_age_s} is shorter than 1.25 x one round of "
-                f"{len(self.sensors)} sensors x sample_wait_s ({round_s:.3f} s): every reading would be stale"
+                f"max_age_s {self.max_age_s} is shorter than 1.25 x the time between readings, "
+                f"sample_wait_s + {len(self.sensors)} sensors x {PING_S} s ping = {round_s:.3f} s: "
+                "readings would be thrown away as stale"
             )
         return self
 
