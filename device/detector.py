@@ -1,0 +1,326 @@
+"""Object detection: the `Detector` interface and YOLOX on onnxruntime (CPU).
+
+The narrow interface is Frigate's idea: a detector takes one BGR image and
+returns one fixed numeric result (`Detections`), so backends are swappable
+and the rest of the device never sees a model format.
+
+YOLOX's ONNX export ends before its decode: each anchor row is
+`cx, cy, w, h` relative to its grid cell, then objectness, then per-class
+scores (already sigmoid). The pure functions here (`letterbox`, `to_blob`,
+`decode`, `nms`, `scale_boxes`) do the rest, and are what the tests check.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from device.types import Detections
+
+PAD_VALUE = 114  # YOLOX trains with this grey; other pads shift its scores
+STRIDES: tuple[int, ...] = (8, 16, 32)
+_INSTALL_HINT = (
+    "install it with `rearguard models install PATH` (a local copy) or `rearguard models fetch`"
+)
+
+
+class ModelError(Exception):
+    """A model that is missing, unreadable, corrupt or does not fit; phrased for a person."""
+
+
+@runtime_checkable
+class Detector(Protocol):
+    def detect(self, image: np.ndarray) -> Detections:
+        """Objects in one HxWx3 uint8 BGR image, boxes in that image's pixels."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# --- pure steps ------------------------------------------------------------
+
+
+def letterbox(image: np.ndarray, size: int, out: np.ndarray) -> float:
+    """Resize `image` keeping its aspect into the top-left of `out` (size x size x 3
+    uint8), pad the rest with 114, as YOLOX's own preprocessing does.
+
+    Returns the scale factor: letterbox pixels = image pixels * scale.
+    """
+    h, w = image.shape[:2]
+    scale = min(size / h, size / w)
+    nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+    region = out[:nh, :nw]
+    if (nh, nw) == (h, w):
+        region[...] = image
+    else:
+        # Written straight into the buffer: no per-frame allocation.
+        resized = cv2.resize(image, (nw, nh), dst=region, interpolation=cv2.INTER_LINEAR)
+        if resized is not region:  # OpenCV had to allocate; keep the result anyway
+            region[...] = resized
+    out[nh:, :] = PAD_VALUE
+    out[:nh, nw:] = PAD_VALUE
+    return scale
+
+
+def to_blob(canvas: np.ndarray, blob: np.ndarray) -> None:
+    """HxWx3 uint8 -> preallocated 1x3xHxW float32 (BGR 0-255, no normalisation)."""
+    np.copyto(blob[0], canvas.transpose(2, 0, 1))
+
+
+@functools.lru_cache(maxsize=8)
+def grids(size: int, strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np.ndarray]:
+    """Per-anchor cell offsets (N, 2) as (x, y) and strides (N, 1), in the
+    export's anchor order: stride by stride, row-major within each level."""
+    cells, steps = [], []
+    for s in strides:
+        n = size // s
+        yv, xv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        cells.append(np.stack((xv, yv), axis=-1).reshape(-1, 2))
+        steps.append(np.full((n * n, 1), s))
+    g = np.concatenate(cells).astype(np.float32)
+    st = np.concatenate(steps).astype(np.float32)
+    g.flags.writeable = False  # shared through the cache
+    st.flags.writeable = False
+    return g, st
+
+
+def decode(
+    raw: np.ndarray,
+    size: int,
+    strides: Sequence[int] = STRIDES,
+    *,
+    score_threshold: float = 0.0,
+    class_ids: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw YOLOX rows (N, 5 + classes), or (1, N, 5 + classes) -> boxes in
+    letterbox pixels.
+
+    Each anchor keeps its best class among `class_ids` (all classes if None),
+    scored objectness x class score; anchors scoring <= score_threshold are
+    dropped here, before NMS, so NMS only sees plausible boxes.
+    Returns (xyxy (M, 4) float32, scores (M,) float32, class ids (M,) int32).
+    """
+    rows = raw.reshape(-1, raw.shape[-1])
+    g, st = grids(size, tuple(strides))
+    if rows.shape[0] != g.shape[0] or rows.shape[1] < 6:
+        raise ValueError(
+            f"model output has shape {raw.shape}; a YOLOX model at input {size} "
+            f"with strides {tuple(strides)} gives ({g.shape[0]}, 5 + classes)"
+        )
+    cls = rows[:, 5:]
+    if class_ids is not None:
+        allowed = np.asarray(class_ids, dtype=np.intp)
+        cls = cls[:, allowed]
+    best = cls.argmax(axis=1)
+    scores = rows[:, 4] * cls[np.arange(len(cls)), best]
+    keep = np.flatnonzero(scores > score_threshold)
+    if class_ids is not None:
+        best = allowed[best]
+    r, g, st = rows[keep], g[keep], st[keep]
+    centre = (r[:, 0:2] + g) * st
+    half = np.exp(r[:, 2:4]) * st * 0.5
+    xyxy = np.concatenate((centre - half, centre + half), axis=1).astype(np.float32)
+    return xyxy, scores[keep].astype(np.float32), best[keep].astype(np.int32)
+
+
+def nms(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by class-aware NMS (OpenCV), best score first."""
+    if len(scores) == 0:
+        return np.zeros((0,), np.intp)
+    xywh = xyxy.copy()
+    xywh[:, 2:] -= xyxy[:, :2]
+    # Scores were thresholded in decode; 0 here only drops exact zeros.
+    kept = cv2.dnn.NMSBoxesBatched(xywh, scores, class_ids, 0.0, iou)
+    return np.asarray(kept, dtype=np.intp).reshape(-1)
+
+
+def scale_boxes(xyxy: np.ndarray, scale: float, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Letterbox pixels -> image pixels, clipped to the image.
+
+    Returns (boxes, mask of boxes with area left): a box that lay wholly in
+    the padding has none and is not an object in the image.
+    """
+    out = xyxy / np.float32(scale)
+    np.clip(out[:, 0::2], 0, width, out=out[:, 0::2])
+    np.clip(out[:, 1::2], 0, height, out=out[:, 1::2])
+    valid = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])
+    return out.astype(np.float32), valid
+
+
+# --- the onnxruntime backend -------------------------------------------------
+
+
+class YoloxDetector:
+    """YOLOX (COCO) on onnxruntime's CPU provider.
+
+    Buffers are allocated once; `detect` allocates only what the results need.
+    `last_timings` holds the previous call's stage times in ms (measurement
+    only, never used to decide anything).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        input_size: int = 416,
+        score_threshold: float = 0.35,
+        nms_iou: float = 0.45,
+        class_ids: Sequence[int] | None = None,
+        threads: int = 2,
+    ) -> None:
+        if input_size <= 0 or input_size % max(STRIDES):
+            raise ValueError(f"input_size must be a positive multiple of {max(STRIDES)} (got {input_size})")
+        if not 0 < nms_iou < 1:
+            raise ValueError(f"nms_iou must be between 0 and 1 (got {nms_iou})")
+        if not 0 <= score_threshold < 1:
+            raise ValueError(f"score_threshold must be in [0, 1) (got {score_threshold})")
+        self.model_path = Path(model_path)
+        self.input_size = input_size
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.last_timings: dict[str, float] = {}
+
+        self._session: ort.InferenceSession | None = self._open(self.model_path, threads)
+        inp = self._session.get_inputs()
+        out = self._session.get_outputs()
+        if len(inp) != 1 or len(out) < 1:
+            raise ModelError(
+                f"{self.model_path} has {len(inp)} inputs and {len(out)} outputs; "
+                "a YOLOX detector has one image input and one output"
+            )
+        self._input_name = inp[0].name
+        self._output_name = out[0].name
+        self._check_input(inp[0])
+        self.num_classes = self._check_output(out[0])
+        if class_ids is not None:
+            ids = sorted(set(int(c) for c in class_ids))
+            bad = [c for c in ids if not 0 <= c < self.num_classes]
+            if not ids or bad:
+                raise ModelError(
+                    f"class ids {bad or '(none)'} do not fit {self.model_path.name}, "
+                    f"which has {self.num_classes} classes (0-{self.num_classes - 1})"
+                )
+            self.class_ids: tuple[int, ...] | None = tuple(ids)
+            self._allowed: np.ndarray | None = np.asarray(ids, np.intp)
+        else:
+            self.class_ids = None
+            self._allowed = None
+
+        self._canvas = np.full((input_size, input_size, 3), PAD_VALUE, np.uint8)
+        self._blob = np.empty((1, 3, input_size, input_size), np.float32)
+        grids(input_size)  # build the decode grids now, not on the first frame
+
+    @staticmethod
+    def _open(path: Path, threads: int) -> ort.InferenceSession:
+        if not path.exists():
+            raise ModelError(f"model file not found: {path}; {_INSTALL_HINT}")
+        if not path.is_file():
+            raise ModelError(f"model path is not a file: {path}")
+        if not os.access(path, os.R_OK):
+            raise ModelError(f"model file is not readable (permissions): {path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(0, threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only; warnings about unused initialisers are noise
+        try:
+            return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own pybind types, none shared
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(
+                f"cannot load model {path}: it is corrupt or not an ONNX model ({detail}); "
+                f"replace it: {_INSTALL_HINT}"
+            ) from None
+
+    def _check_input(self, inp: ort.NodeArg) -> None:
+        if inp.type != "tensor(float)":
+            raise ModelError(f"{self.model_path.name}: input {inp.name!r} is {inp.type}; expected float32 images")
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise ModelError(f"{self.model_path.name}: input shape {shape}; expected [1, 3, H, W]")
+        c, h, w = shape[1:]
+        if isinstance(c, int) and c != 3:
+            raise ModelError(f"{self.model_path.name}: input has {c} channels; expected 3 (BGR)")
+        # Symbolic (str/None) dims are a dynamic-size model: any input_size goes.
+        fixed = [d for d in (h, w) if isinstance(d, int)]
+        if any(d != self.input_size for d in fixed):
+            raise ModelError(
+                f"{self.model_path.name} takes {h}x{w} images but detector.input_size is "
+                f"{self.input_size}; set detector.input_size = {fixed[0]} or use a model exported at "
+                f"{self.input_size}"
+            )
+
+    def _check_output(self, out: ort.NodeArg) -> int:
+        shape = list(out.shape)
+        if len(shape) != 3:
+            raise ModelError(f"{self.model_path.name}: output shape {shape}; expected [1, anchors, 5 + classes]")
+        per_anchor = shape[2]
+        if not isinstance(per_anchor, int) or per_anchor < 6:
+            raise ModelError(
+                f"{self.model_path.name}: output shape {shape}; expected a fixed 5 + classes per anchor"
+            )
+        anchors = shape[1]
+        expected = grids(self.input_size)[0].shape[0]
+        if isinstance(anchors, int) and anchors != expected:
+            raise ModelError(
+                f"{self.model_path.name}: output has {anchors} anchors; a YOLOX model at "
+                f"{self.input_size} has {expected} (was it exported with decoding, or at another size?)"
+            )
+        return per_anchor - 5
+
+    def detect(self, image: np.ndarray) -> Detections:
+        if self._session is None:
+            raise RuntimeError("detector is closed")
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"detect() needs an HxWx3 uint8 BGR image, got {got}")
+        h, w = image.shape[:2]
+        if h == 0 or w == 0:
+            raise ValueError(f"detect() got an empty image {image.shape}")
+
+        t0 = time.perf_counter()
+        scale = letterbox(image, self.input_size, self._canvas)
+        to_blob(self._canvas, self._blob)
+        t1 = time.perf_counter()
+        try:
+            raw = self._session.run([self._output_name], {self._input_name: self._blob})[0]
+        except Exception as err:  # a model whose graph fails at run time is broken
+            raise ModelError(f"{self.model_path.name} failed to run: {err}") from None
+        t2 = time.perf_counter()
+        try:
+            xyxy, scores, cls = decode(
+                raw, self.input_size, score_threshold=self.score_threshold, class_ids=self._allowed
+            )
+        except ValueError as err:
+            raise ModelError(f"{self.model_path.name}: {err}") from None
+        keep = nms(xyxy, scores, cls, self.nms_iou)
+        boxes, valid = scale_boxes(xyxy[keep], scale, w, h)
+        dets = Detections(xyxy=boxes[valid], confidence=scores[keep][valid], class_id=cls[keep][valid])
+        t3 = time.perf_counter()
+        self.last_timings = {
+            "preprocess": (t1 - t0) * 1e3,
+            "inference": (t2 - t1) * 1e3,
+            "postprocess": (t3 - t2) * 1e3,
+        }
+        return dets
+
+    def close(self) -> None:
+        self._session = None  # onnxruntime frees the session with its last reference
+
+    def __enter__(self) -> YoloxDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"YoloxDetector({str(self.model_path)!r}, input_size={self.input_size})"
