@@ -59,8 +59,13 @@ def make_pin_factory(kind: str | None, config: Config):  # -> gpiozero Factory |
         return None
     from gpiozero.pins.mock import MockFactory, MockPWMPin, MockTriggerPin
 
+    # MockFactory refuses a pre-made pin whose PWM support differs from its
+    # default pin class, so the simulated trigger pins must be PWM-capable too.
+    class PWMTriggerPin(MockTriggerPin, MockPWMPin):
+        pass
+
     factory = MockFactory(pin_class=MockPWMPin)
     for s in config.ranging.sensors:
         echo = factory.pin(s.echo_pin)
-        factory.pin(s.trigger_pin, pin_class=MockTriggerPin, echo_pin=echo, echo_time=SIMULATED_NO_ECHO_S)
+        factory.pin(s.trigger_pin, pin_class=PWMTriggerPin, echo_pin=echo, echo_time=SIMULATED_NO_ECHO_S)
     return factory

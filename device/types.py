@@ -81,7 +81,7 @@ class Range:
 
     metres is None when nothing echoed within range: the normal state in an
     open park, never an obstacle. `fault` names a broken sensor state (for
-    example "no-echo-line"); a faulted reading carries no distance.
+    example "no-echo-signal"); a faulted reading carries no distance.
     """
 
     t_ns: int
