@@ -140,6 +140,11 @@ class AlertsConfig(_Strict):
     min_closing_mps: float = Field(
         0.3, ge=0, le=5, description="slower closing than this gives no time to collision"
     )
+    max_closing_mps: float = Field(
+        12.0, gt=0, le=50,
+        description="a camera time to collision implying faster closing than this is noise "
+        "(runner ~3 m/s plus an oncoming cyclist)",
+    )
     corridor_half_width_m: float = Field(
         1.0, gt=0, le=10, description="camera objects further to the side than this are not in the path"
     )

@@ -36,6 +36,9 @@ CONFIRM_WINDOW_NS = round(0.35 * NS_PER_S)
 RATE_WINDOW_NS = round(0.6 * NS_PER_S)
 SCALE_WINDOW_NS = round(1.0 * NS_PER_S)
 CAMERA_MIN_HITS = 2
+# A camera time to collision counts only after this many frames in a row
+# agree that the object is closing in (a box-growth estimate is noisy).
+CAMERA_TTC_STREAK = 3
 # A camera object and a sensor beam are the same thing when the object's
 # bearing is inside the beam widened by this margin (degrees) ...
 FUSE_BEARING_MARGIN_DEG = 10.0
@@ -223,6 +226,7 @@ class ThreatEstimator:
         self.range_max_age_ns = round(config.ranging.max_age_s * NS_PER_S)
         self.camera_max_age_ns = round(config.camera.max_age_s * NS_PER_S)
         self.camera: CameraResult | None = None
+        self._ttc_streak: dict[int, int] = {}
         self.hold = LevelHold(self.cfg.hold_s)
         self._last: Threat | None = None
 
@@ -234,6 +238,18 @@ class ThreatEstimator:
 
     def set_camera(self, result: CameraResult) -> None:
         self.camera = result
+        streak = {}
+        for tr in result.tracks:
+            closing = self._plausible_ttc(tr) is not None and tr.ttc_s < self.cfg.caution_ttc_s  # type: ignore[operator]
+            streak[tr.track_id] = self._ttc_streak.get(tr.track_id, 0) + 1 if closing else 0
+        self._ttc_streak = streak
+
+    def _plausible_ttc(self, tr: CameraTrack) -> float | None:
+        """The track's TTC unless it implies an impossible closing speed: the
+        box-height distance is rough, but not wrong by a factor of three."""
+        if tr.ttc_s is None or tr.distance_m / tr.ttc_s > self.cfg.max_closing_mps:
+            return None
+        return tr.ttc_s
 
     def sensor_faults(self) -> tuple[str, ...]:
         return tuple(f"{name}: {t.fault}" for name, t in self.sensors.items() if t.fault)
@@ -251,7 +267,11 @@ class ThreatEstimator:
                         label=tr.label,
                         distance_m=tr.distance_m,
                         bearing_deg=tr.bearing_deg,
-                        ttc_s=tr.ttc_s,
+                        ttc_s=(
+                            self._plausible_ttc(tr)
+                            if self._ttc_streak.get(tr.track_id, 0) >= CAMERA_TTC_STREAK
+                            else None
+                        ),
                         in_path=abs(lateral) <= self.cfg.corridor_half_width_m,
                     )
                 )

@@ -18,6 +18,11 @@ from device.clock import NS_PER_S
 from device.types import Detections
 
 
+# A time to collision needs this many boxes over at least this long.
+MIN_SCALE_POINTS = 5
+MIN_SCALE_SPAN_S = 0.4
+
+
 @dataclass
 class Track:
     track_id: int
@@ -30,20 +35,25 @@ class Track:
     heights: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=32))
 
     def scale_rate(self, window_ns: int) -> float | None:
-        """d(ln h)/dt in 1/s over the window, by least squares; None if too short.
+        """d(ln h)/dt in 1/s over the window; None if the history is too short.
 
         For an object closing at constant speed, 1 / scale_rate is the time
         to collision (TTC = s / (ds/dt)), independent of the object's size.
+        The slope is Theil-Sen (the median of pairwise slopes): a box that
+        jumps for a frame or two (a partial detection, an occlusion) moves a
+        least-squares fit a lot and the median hardly at all.
         """
         pts = [(t, h) for t, h in self.heights if self.last_t_ns - t <= window_ns]
-        if len(pts) < 3:
+        if len(pts) < MIN_SCALE_POINTS:
             return None
         t = np.array([p[0] for p in pts], dtype=np.float64) / NS_PER_S
         y = np.log(np.array([p[1] for p in pts], dtype=np.float64))
-        if t[-1] - t[0] < 0.15:
+        if t[-1] - t[0] < MIN_SCALE_SPAN_S:
             return None
-        slope, _ = np.polyfit(t - t[0], y, 1)
-        return float(slope)
+        i, j = np.triu_indices(len(t), k=1)
+        dt = t[j] - t[i]
+        ok = dt > 0
+        return float(np.median((y[j] - y[i])[ok] / dt[ok]))
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
