@@ -1,0 +1,124 @@
+"""Replays of recordings made from the shared footage and the real HC-SR04
+log, through the full pipeline with the real model and simulated pins."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from device.cli import main
+from device.config import Config
+from device.recording import RecordingError, from_video
+from device.replay import replay
+from device.types import AlertLevel
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def model_config(model_path: Path) -> Config:
+    cfg = Config()
+    return cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"model": str(model_path)})})
+
+
+@pytest.fixture(scope="module")
+def approach_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
+    """vtest.avi with the real sensor log laid from 2 s on: a hand is brought
+    from the ~1 m background to 6-27 cm, with real no-echo dropouts."""
+    out = tmp_path_factory.mktemp("rec") / "approach"
+    return from_video(shared / "footage" / "vtest.avi", out, ranges_csv=shared / "ultrasonic" / "hcsr04_log.csv", start_offset_s=2.0, max_frames=180, hfov_deg=60.0)
+
+
+@pytest.fixture(scope="module")
+def clear_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
+    """The whole of vtest.avi with no ultrasonic readings: people walk at a
+    distance, towards, away and across, none of them into the runner."""
+    out = tmp_path_factory.mktemp("rec") / "clear"
+    return from_video(shared / "footage" / "vtest.avi", out, hfov_deg=60.0)
+
+
+def levels(result) -> list[AlertLevel]:
+    return [e.level for e in result.events]
+
+
+def test_approaching_obstacle_warns_then_danger(approach_recording: Path, model_config: Config) -> None:
+    result = replay(approach_recording, model_config)
+    seen = levels(result)
+    assert AlertLevel.WARN in seen and AlertLevel.DANGER in seen
+    assert seen.index(AlertLevel.WARN) < seen.index(AlertLevel.DANGER)
+    first_warn = result.events[seen.index(AlertLevel.WARN)]
+    danger = result.events[seen.index(AlertLevel.DANGER)]
+    assert first_warn.source in ("ultrasonic", "fused")
+    # The background wall is ~1 m away: WARN by distance (< 2 m) ...
+    assert first_warn.distance_m is not None and 0.9 <= first_warn.distance_m <= 1.1
+    # ... and DANGER once the hand is inside 0.8 m.
+    assert danger.distance_m is not None and danger.distance_m < 0.8
+    # The sensor log starts 2 s in; nothing may alert before real data says so.
+    assert (first_warn.t_ns - result.start_ns) / 1e9 >= 2.0
+    assert result.frames == 180
+    assert result.static_faults == ()
+
+
+def test_clear_path_gives_no_alert(clear_recording: Path, model_config: Config) -> None:
+    result = replay(clear_recording, model_config)
+    assert result.frames == 795
+    assert [e for e in result.events if e.level >= AlertLevel.WARN] == []
+    assert result.stats["detect_ms"] is not None
+
+
+def test_replay_is_deterministic(approach_recording: Path, model_config: Config) -> None:
+    a = replay(approach_recording, model_config).to_json()
+    b = replay(approach_recording, model_config).to_json()
+    assert a["events"] == b["events"] and a["frames"] == b["frames"]
+
+
+def test_missing_model_runs_ultrasonic_only_with_fault(approach_recording: Path, tmp_path: Path) -> None:
+    cfg = Config()
+    cfg = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"model": str(tmp_path / "none.onnx")})})
+    result = replay(approach_recording, cfg)
+    seen = levels(result)
+    assert seen[0] == AlertLevel.FAULT and result.events[0].t_ns == result.start_ns
+    assert result.static_faults and result.static_faults[0].startswith("model:")
+    # A real danger still plays over the fault, then the fault comes back.
+    assert AlertLevel.DANGER in seen
+    assert seen[-1] == AlertLevel.FAULT
+    assert result.frames == 0
+
+
+def test_cli_replay_json(approach_recording: Path, model_path: Path, tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
+    assert main(["replay", str(approach_recording), "--json", "--config", str(cfg)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= {"frames", "events", "stats"}
+    assert out["frames"] == 180
+    assert {"detect_ms", "total_ms"} <= set(out["stats"])
+    ev = out["events"][0]
+    assert set(ev) >= {"t_s", "level", "source", "distance_m", "ttc_s"}
+    assert all(e["source"] in {"camera", "ultrasonic", "fused", "fault"} for e in out["events"])
+    assert all(e["level"] in {lv.name for lv in AlertLevel} for e in out["events"])
+
+
+def test_cli_replay_human_output(approach_recording: Path, model_path: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
+    assert main(["replay", str(approach_recording), "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "WARN" in out and "DANGER" in out and "180 frames" in out
+
+
+def test_corrupt_recording_is_a_clear_error(approach_recording: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(approach_recording, broken)
+    (broken / "frames.csv").write_text("seq,t_ns\n0,abc\n")
+    with pytest.raises(RecordingError, match="frames.csv"):
+        replay(broken, Config())
+    assert main(["replay", str(broken)]) == 1
+    err = capsys.readouterr().err
+    assert "frames.csv" in err and "Traceback" not in err
