@@ -48,6 +48,10 @@ class FrameSource(Protocol):
         """Why the source stopped delivering ("end of video", ...), else None."""
         ...
 
+    def wait(self, timeout: float) -> bool:
+        """Block until a frame is ready for latest() or timeout; True if one is."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -94,21 +94,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 class StatusLine:
     """What the device would do, for a person at a terminal: level, nearest
-    threat, frames per second. Redraws in place on a terminal."""
+    threat, frames per second. On a terminal it redraws in place twice a
+    second; elsewhere (the journal under systemd) it prints a line when the
+    level or the faults change, and once a minute."""
+
+    HEARTBEAT_S = 60.0
 
     def __init__(self, stream: Any = sys.stdout) -> None:
         self.stream = stream
         self.tty = stream.isatty()
-        self._last_print = 0.0
+        self._last_print = -1e9
+        self._last_key: tuple[AlertLevel, tuple[str, ...]] | None = None
         self._frames0 = 0
-        self._t0 = 0.0
+        self._t0: float | None = None
+        self._fps = 0.0
 
     def show(self, threat: Threat, level: AlertLevel, frames: int, now_s: float) -> None:
-        if now_s - self._last_print < 0.5:
+        if self._t0 is None:
+            self._t0, self._frames0 = now_s, frames
+        elif now_s - self._t0 >= 1.0:
+            self._fps = (frames - self._frames0) / (now_s - self._t0)
+            self._t0, self._frames0 = now_s, frames
+        key = (level, threat.faults)
+        due = self.HEARTBEAT_S if not self.tty else 0.5
+        if key == self._last_key and now_s - self._last_print < due:
             return
-        fps = (frames - self._frames0) / (now_s - self._t0) if self._t0 else 0.0
-        self._frames0, self._t0, self._last_print = frames, now_s, now_s
-        line = f"{level.name:<7} {describe(threat)}  camera {fps:4.1f} fps"
+        self._last_key, self._last_print = key, now_s
+        line = f"{level.name:<7} {describe(threat)}  camera {self._fps:4.1f} fps"
         if threat.faults:
             line += "  FAULT " + "; ".join(threat.faults)
         if self.tty:
@@ -166,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args.record,
                 width=frames.width if frames else cam_cfg.width,
                 height=frames.height if frames else cam_cfg.height,
-                fps=cam_cfg.fps,
+                fps=(frames.fps if frames and frames.fps else cam_cfg.fps),
                 hfov_deg=cam_cfg.hfov_deg,
                 sensors=cfg.ranging.sensors,
                 source=f"rearguard run --source {source}",

@@ -117,12 +117,13 @@ class ThreadedCamera:
         self._thread.start()
 
     def _work(self) -> None:
+        frames = self._inline.frames
         try:
             while not self._stop.is_set():
+                if not frames.wait(0.1):  # bounded, so close() is never kept waiting
+                    continue
                 result = self._inline.poll()
-                if result is None:
-                    self._stop.wait(0.005)  # nothing new yet; frames come at most every ~8 ms
-                else:
+                if result is not None:
                     self._results.put(result)
         except Exception as err:  # a crash here must become a fault, not silence
             log.exception("detector thread stopped")

@@ -49,6 +49,10 @@ class RecordedFrames:
             self._next = next(self._frames, None)
         return newest
 
+    def wait(self, timeout: float) -> bool:
+        # Replay time only moves between steps: a frame is due now or not at all.
+        return self._next is not None and self._next.t_ns <= self._clock.now_ns()
+
     @property
     def error(self) -> str | None:
         return None  # the end of a recording is the end of the replay, not a fault

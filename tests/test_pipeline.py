@@ -1,0 +1,178 @@
+"""The loop itself: ultrasonic never waits for the detector, stale and stalled
+cameras become faults, the alert reaches the (mock) pins."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from device.alerts import Alerter
+from device.camera import LatestSlot
+from device.clock import NS_PER_S, ReplayClock
+from device.config import Config
+from device.pipeline import CameraStage, InlineCamera, Pipeline, ThreadedCamera
+from device.ranging import RecordedRanges
+from device.types import AlertLevel, Detections, Frame, Range
+
+CFG = Config()
+SENSOR = CFG.ranging.sensors[0].name
+
+
+def ns(t: float) -> int:
+    return round(t * NS_PER_S)
+
+
+class SlotFrames:
+    """A FrameSource fed by the test: put() a frame, the pipeline takes it."""
+
+    width, height = 64, 48
+
+    def __init__(self) -> None:
+        self.slot: LatestSlot[Frame] = LatestSlot()
+        self.error: str | None = None
+
+    def put(self, t_ns: int, seq: int) -> None:
+        self.slot.put(Frame(seq, t_ns, np.zeros((48, 64, 3), np.uint8)))
+
+    def latest(self) -> Frame | None:
+        return self.slot.take()
+
+    def wait(self, timeout: float) -> bool:
+        return self.slot.wait(timeout)
+
+    def close(self) -> None:
+        self.slot.close()
+
+
+class BlockedDetector:
+    """A detector stuck in inference until released: a slow Pi Zero, a hang."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def detect(self, image: np.ndarray) -> Detections:
+        self.entered.set()
+        self.release.wait(10)
+        return Detections.empty()
+
+    def close(self) -> None:
+        self.release.set()
+
+
+class NoDetections:
+    def detect(self, image: np.ndarray) -> Detections:
+        return Detections.empty()
+
+    def close(self) -> None:
+        pass
+
+
+def alerter() -> tuple[Alerter, MockFactory]:
+    factory = MockFactory(pin_class=MockPWMPin)
+    return Alerter(CFG.outputs, pin_factory=factory), factory
+
+
+def danger_ranges(t0: float) -> list[Range]:
+    return [Range(ns(t0 + i * 0.06), SENSOR, 0.5) for i in range(3)]
+
+
+def test_ultrasonic_danger_does_not_wait_for_the_detector() -> None:
+    clock = ReplayClock(0)
+    frames = SlotFrames()
+    det = BlockedDetector()
+    camera = ThreadedCamera(frames, CameraStage(det, 66.0))
+    alert, factory = alerter()
+    try:
+        pipe = Pipeline(CFG, clock, RecordedRanges(danger_ranges(0.0)), alert, camera)
+        frames.put(0, 0)
+        assert det.entered.wait(5), "the detector thread never started"
+        clock.set(ns(0.13))
+        threat = pipe.step()  # the detector is still blocked in inference
+        assert threat.level == AlertLevel.DANGER and threat.source == "ultrasonic"
+        assert factory.pin(CFG.outputs.haptic_pin).state == 1.0
+        assert factory.pin(CFG.outputs.buzzer_pin).state == 1
+    finally:
+        det.release.set()
+        camera.close()
+        alert.close()
+
+
+def test_camera_stall_becomes_fault_within_half_a_second_and_clears() -> None:
+    clock = ReplayClock(0)
+    frames = SlotFrames()
+    camera = InlineCamera(frames, CameraStage(NoDetections(), 66.0))
+    alert, _ = alerter()
+    pipe = Pipeline(CFG, clock, RecordedRanges([]), alert, camera)
+    levels = []
+    t = 0.0
+    for i in range(60):  # 1.2 s at 50 Hz; frames stop after 0.3 s
+        t = i * 0.02
+        clock.set(ns(t))
+        if t <= 0.3 and i % 5 == 0:
+            frames.put(ns(t), i)
+        levels.append((t, pipe.step()))
+    fault_at = next(t for t, th in levels if th.faults)
+    assert 0.3 < fault_at <= 0.3 + 0.5 + 0.02
+    assert pipe.events[-1].level == AlertLevel.FAULT and pipe.events[-1].source == "fault"
+    # Frames come back: the fault clears by itself.
+    clock.set(ns(t + 0.02))
+    frames.put(ns(t + 0.02), 999)
+    assert pipe.step().faults == ()
+    assert pipe.events[-1].level == AlertLevel.CLEAR
+    alert.close()
+
+
+def test_detector_crash_is_a_fault_not_silence() -> None:
+    class Crashing:
+        def detect(self, image: np.ndarray) -> Detections:
+            raise RuntimeError("onnxruntime exploded")
+
+        def close(self) -> None:
+            pass
+
+    clock = ReplayClock(0)
+    frames = SlotFrames()
+    camera = ThreadedCamera(frames, CameraStage(Crashing(), 66.0))
+    alert, _ = alerter()
+    try:
+        pipe = Pipeline(CFG, clock, RecordedRanges([]), alert, camera)
+        frames.put(0, 0)
+        camera._thread.join(5)
+        assert not camera._thread.is_alive()
+        threat = pipe.step()
+        assert any("onnxruntime exploded" in f for f in threat.faults)
+        assert pipe.events[-1].level == AlertLevel.FAULT
+    finally:
+        camera.close()
+        alert.close()
+
+
+def test_static_fault_and_stale_range_is_ignored() -> None:
+    clock = ReplayClock(0)
+    alert, factory = alerter()
+    pipe = Pipeline(CFG, clock, RecordedRanges(danger_ranges(0.0)), alert, None,
+                    static_faults=("model: missing",))
+    clock.set(ns(0.12))
+    assert pipe.step().level == AlertLevel.DANGER  # danger plays over a fault
+    clock.set(ns(0.12) + ns(CFG.ranging.max_age_s) + ns(CFG.alerts.hold_s) + 1)
+    threat = pipe.step()
+    assert threat.level == AlertLevel.CLEAR
+    assert [e.level for e in pipe.events] == [AlertLevel.DANGER, AlertLevel.FAULT]
+    alert.close()
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_events_record_each_change_once(n: int) -> None:
+    clock = ReplayClock(0)
+    alert, _ = alerter()
+    pipe = Pipeline(CFG, clock, RecordedRanges(danger_ranges(0.0)), alert, None)
+    for i in range(100 * n):
+        clock.set(ns(i * 0.02))
+        pipe.step()
+    assert [e.level for e in pipe.events] == [AlertLevel.DANGER, AlertLevel.CLEAR]
+    assert pipe.events[1].source == "ultrasonic"
+    alert.close()
