@@ -36,12 +36,16 @@ CONFIRM_WINDOW_NS = round(0.35 * NS_PER_S)
 RATE_WINDOW_NS = round(0.6 * NS_PER_S)
 SCALE_WINDOW_NS = round(1.0 * NS_PER_S)
 CAMERA_MIN_HITS = 2
+EDGE_PX = 2.0  # a box this close to the top or bottom edge is cut off by it
 # A camera time to collision counts only after this many frames in a row
 # agree that the object is closing in (a box-growth estimate is noisy).
 CAMERA_TTC_STREAK = 3
 # A camera object and a sensor beam are the same thing when the object's
 # bearing is inside the beam widened by this margin (degrees) ...
 FUSE_BEARING_MARGIN_DEG = 10.0
+# ... and the two distances agree within this fraction (box-height distances
+# are good to tens of percent), or the box is clipped and the sensor nearer.
+FUSE_DISTANCE_TOLERANCE = 0.4
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ class Candidate:
     bearing_deg: float
     ttc_s: float | None
     in_path: bool
+    # The box touches the top or bottom of the image: the object is taller
+    # than the box, so distance_m is only an upper bound.
+    clipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class CameraTrack:
     distance_m: float
     bearing_deg: float
     ttc_s: float | None
+    clipped: bool = False
 
 
 def camera_tracks(tracks: list[Track], geometry: CameraGeometry) -> tuple[CameraTrack, ...]:
@@ -93,6 +101,7 @@ def camera_tracks(tracks: list[Track], geometry: CameraGeometry) -> tuple[Camera
                 distance_m=geometry.distance_m(tr.box, label),
                 bearing_deg=geometry.bearing_deg(cx),
                 ttc_s=ttc_from_scale_rate(tr.scale_rate(SCALE_WINDOW_NS)),
+                clipped=tr.box[1] <= EDGE_PX or tr.box[3] >= geometry.height - EDGE_PX,
             )
         )
     return tuple(out)
@@ -173,9 +182,8 @@ def fuse(camera: list[Candidate], sensors: list[tuple[UltrasonicSensorConfig, Ca
         match = None
         for sensor, us in sensors:
             inside = abs(cam.bearing_deg - sensor.bearing_deg) <= sensor.beam_deg / 2 + FUSE_BEARING_MARGIN_DEG
-            # The box estimate overstates clipped, close objects: accept a
-            # sensor distance well below the camera's.
-            plausible = us.distance_m <= cam.distance_m * 1.5 + 0.5
+            tol = max(0.5, FUSE_DISTANCE_TOLERANCE * cam.distance_m)
+            plausible = abs(us.distance_m - cam.distance_m) <= tol or (cam.clipped and us.distance_m < cam.distance_m)
             if inside and plausible and (match is None or us.distance_m < match.distance_m):
                 match = us
         if match is None:
@@ -186,6 +194,7 @@ def fuse(camera: list[Candidate], sensors: list[tuple[UltrasonicSensorConfig, Ca
             replace(
                 cam,
                 source="fused",
+                in_path=True,  # inside a sensor's beam, and the beams point along the path
                 distance_m=match.distance_m,
                 ttc_s=match.ttc_s if match.ttc_s is not None else cam.ttc_s,
             )
@@ -273,6 +282,7 @@ class ThreatEstimator:
                             else None
                         ),
                         in_path=abs(lateral) <= self.cfg.corridor_half_width_m,
+                        clipped=tr.clipped,
                     )
                 )
         sensors = []

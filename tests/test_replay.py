@@ -26,10 +26,14 @@ def model_config(model_path: Path) -> Config:
 
 @pytest.fixture(scope="module")
 def approach_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
-    """vtest.avi with the real sensor log laid from 2 s on: a hand is brought
+    """vtest.avi with the real sensor log laid from 20 s on (people walk
+    through the sensor's beam then, far behind the hand): a hand is brought
     from the ~1 m background to 6-27 cm, with real no-echo dropouts."""
     out = tmp_path_factory.mktemp("rec") / "approach"
-    return from_video(shared / "footage" / "vtest.avi", out, ranges_csv=shared / "ultrasonic" / "hcsr04_log.csv", start_offset_s=2.0, max_frames=180, hfov_deg=60.0)
+    return from_video(
+        shared / "footage" / "vtest.avi", out, ranges_csv=shared / "ultrasonic" / "hcsr04_log.csv",
+        start_offset_s=20.0, max_frames=400, hfov_deg=60.0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +60,13 @@ def test_approaching_obstacle_warns_then_danger(approach_recording: Path, model_
     assert first_warn.distance_m is not None and 0.9 <= first_warn.distance_m <= 1.1
     # ... and DANGER once the hand is inside 0.8 m.
     assert danger.distance_m is not None and danger.distance_m < 0.8
-    # The sensor log starts 2 s in; nothing may alert before real data says so.
-    assert (first_warn.t_ns - result.start_ns) / 1e9 >= 2.0
-    assert result.frames == 180
+    # The log's first two echoes (0.98 m at +0.107 s and +0.233 s) confirm
+    # each other: WARN at the next loop pass. The hand's first two (0.21 m at
+    # +2.618 s and +2.742 s) give DANGER the same way. Whatever the camera
+    # sees in the same frames (people ~10 m away) must not delay either.
+    assert (first_warn.t_ns - result.start_ns) / 1e9 == pytest.approx(20.24, abs=0.021)
+    assert (danger.t_ns - result.start_ns) / 1e9 == pytest.approx(22.76, abs=0.021)
+    assert result.frames == 400
     assert result.static_faults == ()
 
 
@@ -95,7 +103,7 @@ def test_cli_replay_json(approach_recording: Path, model_path: Path, tmp_path: P
     assert main(["replay", str(approach_recording), "--json", "--config", str(cfg)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= {"frames", "events", "stats"}
-    assert out["frames"] == 180
+    assert out["frames"] == 400
     assert {"detect_ms", "total_ms"} <= set(out["stats"])
     ev = out["events"][0]
     assert set(ev) >= {"t_s", "level", "source", "distance_m", "ttc_s"}
@@ -109,7 +117,7 @@ def test_cli_replay_human_output(approach_recording: Path, model_path: Path, tmp
     cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
     assert main(["replay", str(approach_recording), "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert "WARN" in out and "DANGER" in out and "180 frames" in out
+    assert "WARN" in out and "DANGER" in out and "400 frames" in out
 
 
 def test_corrupt_recording_is_a_clear_error(approach_recording: Path, tmp_path: Path,

@@ -190,6 +190,24 @@ def test_fusion_takes_sensor_distance_and_camera_label() -> None:
     assert (out[0].source, out[0].label, out[0].distance_m, out[0].ttc_s) == ("fused", "dog", 1.4, 1.0)
 
 
+def test_fusion_needs_distances_that_agree() -> None:
+    far_person = Candidate("camera", "person", 10.0, 0.0, None, False)
+    hand = Candidate("ultrasonic", SENSOR.name, 0.1, 0.0, None, True)
+    out = fuse([far_person], [(SENSOR, hand)])
+    assert sorted(c.source for c in out) == ["camera", "ultrasonic"]
+    # A clipped box is nearer than its height says: a nearer sensor reading fuses.
+    close = Candidate("camera", "person", 2.2, 0.0, None, False, clipped=True)
+    out = fuse([close], [(SENSOR, hand)])
+    assert [(c.source, c.in_path, c.distance_m) for c in out] == [("fused", True, 0.1)]
+
+
+def test_fused_candidate_is_in_path() -> None:
+    cam = Candidate("camera", "bench", 1.2, 5.0, None, False)
+    us = Candidate("ultrasonic", SENSOR.name, 1.1, 0.0, None, True)
+    (out,) = fuse([cam], [(SENSOR, us)])
+    assert out.in_path and level_for(out, CFG.alerts) == AlertLevel.WARN
+
+
 def test_fusion_keeps_object_outside_beam_apart() -> None:
     cam = Candidate("camera", "person", 2.0, 30.0, None, True)
     us = Candidate("ultrasonic", SENSOR.name, 1.4, 0.0, None, True)
