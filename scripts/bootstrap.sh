@@ -19,8 +19,9 @@ stamp=.venv/.rearguard-installed
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "bootstrap: installing rearguard and its dependencies into .venv" >&2
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[test]'
+    # (grep drops one machine-specific pip notice about absent local indexes)
+    .venv/bin/python -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+    .venv/bin/python -m pip install --quiet -e '.[test]' 2> >(grep -v "is ignored: it is neither" >&2)
     echo "$want" > "$stamp"
 fi
 if ! .venv/bin/rearguard models verify >/dev/null 2>&1; then
