@@ -13,12 +13,15 @@ detection runs inline (`InlineCamera`) so results are deterministic.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import statistics
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
+
+import numpy as np
 
 from device.alerts import effective_level
 from device.camera import FrameSource, LatestSlot
@@ -71,9 +74,16 @@ class CameraStage:
 class CameraFeed(Protocol):
     def poll(self) -> CameraResult | None: ...
     def last_frame_ns(self) -> int | None: ...
+    def frozen_for_ns(self) -> int: ...
     @property
     def error(self) -> str | None: ...
     def close(self) -> None: ...
+
+
+def image_signature(image: np.ndarray) -> bytes:
+    """A cheap fingerprint: a real sensor's noise changes it every frame, a
+    frozen camera (or a driver re-sending its last buffer) does not."""
+    return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).data, digest_size=16).digest()
 
 
 class InlineCamera:
@@ -84,18 +94,29 @@ class InlineCamera:
         self.stage = stage
         self.recorder = recorder
         self._last_ns: int | None = None
+        self._signature: bytes | None = None
+        self._changed_ns: int | None = None
 
     def poll(self) -> CameraResult | None:
         frame = self.frames.latest()
         if frame is None:
             return None
         self._last_ns = frame.t_ns
+        sig = image_signature(frame.image)
+        if sig != self._signature:
+            self._signature, self._changed_ns = sig, frame.t_ns
         if self.recorder is not None:
             self.recorder.write_frame(frame)
         return self.stage.process(frame)
 
     def last_frame_ns(self) -> int | None:
         return self._last_ns
+
+    def frozen_for_ns(self) -> int:
+        """How long the frames have been bit-identical (0 while they change)."""
+        if self._last_ns is None or self._changed_ns is None:
+            return 0
+        return self._last_ns - self._changed_ns
 
     @property
     def error(self) -> str | None:
@@ -134,6 +155,9 @@ class ThreadedCamera:
 
     def last_frame_ns(self) -> int | None:
         return self._inline.last_frame_ns()
+
+    def frozen_for_ns(self) -> int:
+        return self._inline.frozen_for_ns()
 
     @property
     def error(self) -> str | None:
@@ -199,6 +223,9 @@ class Pipeline:
         since = now_ns - (last if last is not None else self._started_ns)
         if since > self._stall_ns:
             return (f"camera: no frame for {since / NS_PER_S:.1f} s",)
+        frozen = self.camera.frozen_for_ns()
+        if frozen > self._stall_ns:
+            return (f"camera: image frozen for {frozen / NS_PER_S:.1f} s",)
         return ()
 
     def step(self) -> Threat:

@@ -34,8 +34,10 @@ class SlotFrames:
         self.slot: LatestSlot[Frame] = LatestSlot()
         self.error: str | None = None
 
-    def put(self, t_ns: int, seq: int) -> None:
-        self.slot.put(Frame(seq, t_ns, np.zeros((48, 64, 3), np.uint8)))
+    def put(self, t_ns: int, seq: int, *, frozen: bool = False) -> None:
+        # A real sensor's noise makes every frame differ; frozen=True repeats one.
+        rng = np.random.default_rng(0 if frozen else seq + 1)
+        self.slot.put(Frame(seq, t_ns, rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)))
 
     def latest(self) -> Frame | None:
         return self.slot.take()
@@ -123,6 +125,29 @@ def test_camera_stall_becomes_fault_within_half_a_second_and_clears() -> None:
     frames.put(ns(t + 0.02), 999)
     assert pipe.step().faults == ()
     assert pipe.events[-1].level == AlertLevel.CLEAR
+    alert.close()
+
+
+def test_frozen_image_becomes_fault_within_half_a_second_and_clears() -> None:
+    clock = ReplayClock(0)
+    frames = SlotFrames()
+    camera = InlineCamera(frames, CameraStage(NoDetections(), 66.0))
+    alert, _ = alerter()
+    pipe = Pipeline(CFG, clock, RecordedRanges([]), alert, camera)
+    fault_at = None
+    for i in range(60):  # frames keep coming at 10 fps, but identical from 0.3 s on
+        t = i * 0.02
+        clock.set(ns(t))
+        if i % 5 == 0:
+            frames.put(ns(t), i, frozen=t >= 0.3)
+        threat = pipe.step()
+        if threat.faults and fault_at is None:
+            fault_at = t
+            assert "frozen" in threat.faults[0]
+    assert fault_at is not None and fault_at <= 0.3 + 0.5 + 0.1
+    clock.set(ns(1.22))
+    frames.put(ns(1.22), 100)
+    assert pipe.step().faults == ()
     alert.close()
 
 
