@@ -170,7 +170,14 @@ class OutputsConfig(_Strict):
 
 class RecordingConfig(_Strict):
     directory: str = Field(
-        "", description="where `rearguard run --record` writes when given no path ('' = cwd)"
+        "", description="record every run into this directory ('' = only with `run --record DIR`)"
+    )
+    segment_s: float = Field(300.0, ge=5, le=3600, description="length of one recording segment")
+    budget_mb: float = Field(
+        2000.0, ge=50, description="keep at most this much recording; the oldest segments go first"
+    )
+    min_free_mb: float = Field(
+        500.0, ge=10, description="never let recordings leave less free disk space than this"
     )
 
 
