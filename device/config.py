@@ -43,6 +43,11 @@ class CameraConfig(_Strict):
     mount_height_m: float = Field(
         1.1, gt=0.1, le=2.5, description="camera height above the ground, metres"
     )
+    pitch_deg: float = Field(
+        0.0, ge=-30, le=45,
+        description="camera tilt below horizontal, degrees (positive = looking down); "
+        "with mount_height_m it turns a box's bottom edge into a distance on flat ground",
+    )
     rotate_180: bool = Field(False, description="the camera is mounted upside down")
     max_age_s: float = Field(
         0.5, gt=0, le=5, description="camera observations older than this are ignored"
@@ -151,6 +156,21 @@ class AlertsConfig(_Strict):
     hold_s: float = Field(
         0.6, ge=0, le=10, description="a level is held this long before it may step down"
     )
+    hysteresis: float = Field(
+        0.15, ge=0, le=1,
+        description="once a level is on, it stays on until time to collision and distance exceed "
+        "its thresholds by this fraction (stops flicker at a threshold)",
+    )
+    persist_s: float = Field(
+        0.1, ge=0, le=2,
+        description="a higher level sounds only once its evidence has lasted this long "
+        "(an object seen in one frame, or one echo, never alerts)",
+    )
+    centre_deg: float = Field(
+        10.0, ge=0, le=90,
+        description="a threat within this bearing of straight behind is 'centre' (both side "
+        "motors); beyond it, 'left' or 'right'",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> AlertsConfig:
@@ -166,6 +186,17 @@ class OutputsConfig(_Strict):
     buzzer_pin: Pin = 25
     haptic_strength: float = Field(1.0, gt=0, le=1, description="PWM duty at full vibration")
     buzzer: bool = Field(True, description="sound the buzzer as well as vibrating")
+    haptic_left_pin: Pin | None = Field(
+        None, description="optional motor on the runner's left: threat patterns play on the side "
+        "of the threat (both sides for straight behind); needs haptic_right_pin too"
+    )
+    haptic_right_pin: Pin | None = Field(None, description="optional motor on the runner's right")
+
+    @model_validator(mode="after")
+    def _sides_paired(self) -> OutputsConfig:
+        if (self.haptic_left_pin is None) != (self.haptic_right_pin is None):
+            raise ValueError("set both haptic_left_pin and haptic_right_pin, or neither")
+        return self
 
 
 class RecordingConfig(_Strict):
@@ -193,6 +224,9 @@ class Config(_Strict):
     def _pins_unique(self) -> Config:
         used: dict[int, str] = {}
         claims = [("outputs.haptic_pin", self.outputs.haptic_pin), ("outputs.buzzer_pin", self.outputs.buzzer_pin)]
+        for side in ("haptic_left_pin", "haptic_right_pin"):
+            if getattr(self.outputs, side) is not None:
+                claims.append((f"outputs.{side}", getattr(self.outputs, side)))
         for i, s in enumerate(self.ranging.sensors):
             claims += [
                 (f"ranging.sensors.{i}.trigger_pin", s.trigger_pin),
@@ -266,6 +300,8 @@ def to_toml(cfg: Config) -> str:
     data = cfg.model_dump(mode="python")
     out: list[str] = []
     for section, body in data.items():
+        # TOML has no null: an unset optional key is left out (load gives it back as None).
+        body = {k: v for k, v in body.items() if v is not None}
         scalars = {k: v for k, v in body.items() if not (isinstance(v, tuple | list) and v and isinstance(v[0], dict))}
         tables = {k: v for k, v in body.items() if k not in scalars}
         out.append(f"[{section}]")
