@@ -59,7 +59,29 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- replay
 
 
+def _preview_address(spec: str) -> tuple[str, int]:
+    from device.preview import PreviewError, parse_address
+
+    try:
+        return parse_address(spec)
+    except PreviewError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _start_preview(address: tuple[str, int]) -> Any:
+    from device.preview import PreviewServer
+
+    server = PreviewServer(*address)
+    print(f"preview: {server.url} (read-only)", file=sys.stderr, flush=True)
+    return server
+
+
+PREVIEW_HELP = ("serve a live preview page (view, boxes, distances, sensor beams, level) on PORT of this "
+                "machine only, or on ADDR:PORT (0.0.0.0:PORT = every network interface)")
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
+    from device.preview import PreviewError
     from device.recording import RecordingError
     from device.replay import replay
 
@@ -68,11 +90,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     def progress(done: float, total: float) -> None:
         print(f"replay: {done:6.1f} / {total:.1f} s", file=sys.stderr, flush=True)
 
+    preview = None
     try:
-        result = replay(args.recording, cfg, realtime=args.realtime, progress=progress)
-    except RecordingError as err:
+        if args.preview is not None:
+            preview = _start_preview(args.preview)
+        # A preview shows the recording at its own pace: as fast as the CPU
+        # allows would be over before anyone saw it.
+        result = replay(args.recording, cfg, realtime=args.realtime or preview is not None, progress=progress,
+                        on_start=preview.show if preview is not None else None)
+    except (RecordingError, PreviewError) as err:
         print(f"rearguard: {err}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        if preview is not None:
+            preview.close()
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
@@ -136,6 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from device.camera import CameraError, OpenCVSource, Picamera2Source
     from device.clock import MonotonicClock
     from device.pipeline import CameraStage, Pipeline, ThreadedCamera, run_forever
+    from device.preview import PreviewError
     from device.ranging import RangingError, RecordedRanges, UltrasonicRanger
     from device.recording import RecordingError, RecordingWriter
 
@@ -215,17 +247,30 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"Ctrl-C to stop", file=sys.stderr)
     for f in faults:
         print(f"fault: {f}", file=sys.stderr)
+    preview = None
+    t_start = clock.now_ns()
     try:
+        if args.preview is not None:
+            preview = _start_preview(args.preview)
+            preview.show(pipeline)
         run_forever(pipeline, stop, on_step=on_step)
+    except PreviewError as err:
+        print(f"rearguard: {err}", file=sys.stderr)
+        return EXIT_FAILURE
     finally:
         if status.tty:
             print()
-        for closer in (camera, ranges, alerter, recorder):
+        for closer in (preview, camera, ranges, alerter, recorder):
             if closer is not None:
                 closer.close()
         if detector is not None:
             detector.close()
     print(f"stopped after {pipeline.stats.frames} frames; {len(pipeline.events)} alert changes", file=sys.stderr)
+    secs = (clock.now_ns() - t_start) / 1e9
+    if secs > 0:
+        med = pipeline.stats.summary()["detect_ms"]
+        print(f"loop {pipeline.steps / secs:.1f} passes/s, camera {pipeline.stats.frames / secs:.1f} fps over "
+              f"{secs:.1f} s; median detect {'-' if med is None else f'{med:.1f}'} ms", file=sys.stderr)
     return 0
 
 
@@ -256,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mock-pins", action="store_true", help="simulated pins (same as GPIOZERO_PIN_FACTORY=mock)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    p.add_argument("--preview", type=_preview_address, metavar="[ADDR:]PORT", help=PREVIEW_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("replay", parents=[common], help="replay a recording through the full pipeline",
@@ -264,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recording", metavar="DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object: frames, events, stats")
     p.add_argument("--realtime", action="store_true", help="pace the replay to the recording's own time")
+    p.add_argument("--preview", type=_preview_address, metavar="[ADDR:]PORT",
+                   help=PREVIEW_HELP + "; the replay then runs at the recording's own pace")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("config", help="show the effective configuration")

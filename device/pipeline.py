@@ -19,7 +19,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -76,6 +76,8 @@ class CameraFeed(Protocol):
     def last_frame_ns(self) -> int | None: ...
     def frozen_for_ns(self) -> int: ...
     @property
+    def last_view(self) -> tuple[Frame, CameraResult] | None: ...
+    @property
     def error(self) -> str | None: ...
     def close(self) -> None: ...
 
@@ -96,6 +98,9 @@ class InlineCamera:
         self._last_ns: int | None = None
         self._signature: bytes | None = None
         self._changed_ns: int | None = None
+        # The newest frame and what was found in it, for a viewer (the
+        # preview page): one reference swap per frame, nothing copied.
+        self.last_view: tuple[Frame, CameraResult] | None = None
 
     def poll(self) -> CameraResult | None:
         frame = self.frames.latest()
@@ -107,7 +112,9 @@ class InlineCamera:
             self._signature, self._changed_ns = sig, frame.t_ns
         if self.recorder is not None:
             self.recorder.write_frame(frame)
-        return self.stage.process(frame)
+        result = self.stage.process(frame)
+        self.last_view = (frame, result)
+        return result
 
     def last_frame_ns(self) -> int | None:
         return self._last_ns
@@ -160,6 +167,10 @@ class ThreadedCamera:
         return self._inline.frozen_for_ns()
 
     @property
+    def last_view(self) -> tuple[Frame, CameraResult] | None:
+        return self._inline.last_view
+
+    @property
     def error(self) -> str | None:
         return self._crash or self._inline.error
 
@@ -182,6 +193,24 @@ class StageStats:
             return round(statistics.median(xs), 3) if xs else None
 
         return {"detect_ms": med(self.detect_ms), "total_ms": med(self.total_ms)}
+
+
+@dataclass(frozen=True)
+class View:
+    """The loop's newest state for a viewer in another thread (the preview).
+
+    Only references to immutable objects the loop has already made: taking
+    a view copies no image and draws nothing. `frame` and `camera` belong
+    together (the boxes were found in that frame); `threat` is the loop's
+    newest judgement, at most one pass newer.
+    """
+
+    frame: Frame | None
+    camera: CameraResult | None
+    threat: Threat | None
+    ranges: Mapping[str, Range]  # newest reading per sensor name
+    steps: int  # loop passes so far
+    frames: int  # camera results the loop has taken
 
 
 class Pipeline:
@@ -210,6 +239,8 @@ class Pipeline:
         self.stats = StageStats()
         self.events: list[AlertEvent] = []
         self.threat: Threat | None = None
+        self.steps = 0
+        self.last_ranges: Mapping[str, Range] = {}
         self._effective = AlertLevel.CLEAR  # the runner feels nothing at start
         self._started_ns = clock.now_ns()
         self._stall_ns = round(config.camera.max_age_s * NS_PER_S)
@@ -234,6 +265,8 @@ class Pipeline:
         ranges = self.ranges.poll(now)
         if ranges:
             self.estimator.add_ranges(ranges)
+            # A new small dict, swapped in whole: a viewer never sees it change.
+            self.last_ranges = {**self.last_ranges, **{r.sensor: r for r in ranges}}
             if self.recorder is not None:
                 self.recorder.write_ranges(ranges)
         result = self.camera.poll() if self.camera is not None else None
@@ -244,6 +277,7 @@ class Pipeline:
         level = effective_level(threat.level, threat.faults)
         self.alerter.update(level, now)
         self.threat = threat
+        self.steps += 1
         if result is not None:
             self.stats.frames += 1
             if result.detect_ms is not None:
@@ -270,6 +304,18 @@ class Pipeline:
             if self.on_event is not None:
                 self.on_event(event, threat)
         return threat
+
+    def view(self) -> View:
+        """Safe to call from any thread; see `View`."""
+        cam = self.camera.last_view if self.camera is not None else None
+        return View(
+            frame=cam[0] if cam is not None else None,
+            camera=cam[1] if cam is not None else None,
+            threat=self.threat,
+            ranges=self.last_ranges,
+            steps=self.steps,
+            frames=self.stats.frames,
+        )
 
 
 def run_forever(pipeline: Pipeline, stop: threading.Event, *, period_s: float = 0.02,

@@ -122,9 +122,13 @@ def replay(
     realtime: bool = False,
     detector: Detector | None = None,
     progress: Callable[[float, float], None] | None = None,
+    on_start: Callable[[Pipeline], None] | None = None,
+    on_step: Callable[[Pipeline], None] | None = None,
 ) -> ReplayResult:
     """Run the pipeline over a recording. `progress(done_s, total_s)` is
-    called now and then for long replays."""
+    called now and then for long replays. `on_start(pipeline)` is called
+    once before the first pass (to attach a viewer such as the preview),
+    `on_step(pipeline)` after every pass."""
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     recording = Recording.open(directory)
@@ -151,10 +155,14 @@ def replay(
     wall0 = time.monotonic()
     last_report = wall0
     try:
+        if on_start is not None:
+            on_start(pipeline)
         t = start
         while True:
             clock.set(t)
             pipeline.step()
+            if on_step is not None:
+                on_step(pipeline)
             if realtime:
                 lag = (t - start) / NS_PER_S - (time.monotonic() - wall0)
                 if lag > 0:
