@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# Install (or update, or remove) Rearguard as a service on Raspberry Pi OS
+# Bookworm or later, 64-bit. Run it from a checkout, as root:
+#
+#   sudo scripts/install-pi.sh [--model PATH]     install or update
+#   sudo scripts/install-pi.sh --uninstall [--purge]
+#   scripts/install-pi.sh --dry-run [...]          show what it would do
+#
+# What it makes, and each step is skipped when already done (idempotent):
+#   apt packages   python3-picamera2 python3-lgpio python3-venv (OS packages:
+#                  the camera stack and GPIO come from the OS, not pip)
+#   /opt/rearguard a copy of this checkout's package files (the checkout may
+#                  then be moved or updated; `git pull` + this script updates)
+#                  and .venv (--system-site-packages) with rearguard installed
+#   /var/lib/rearguard/models  the detector model (--model PATH, else fetched)
+#   /etc/rearguard/config.toml the default config, only if there is none
+#   user rearguard (system, no login) in groups gpio and video
+#   /etc/systemd/system/rearguard.service, enabled and started
+# --uninstall stops and removes the service and /opt/rearguard; the config
+# and /var/lib/rearguard (models, recordings) stay unless --purge, which
+# also removes them and the user. Apt packages are never removed.
+#
+# For tests: --root DIR prefixes every file path with DIR, and every
+# external program runs through `cmd` (found on PATH), so stub programs can
+# stand in for apt-get, systemctl and the rest. --root does NOT confine the
+# programs: without stubs they act on the running system.
+set -euo pipefail
+
+PROG=install-pi
+NAME=rearguard
+APT_PACKAGES=(python3-picamera2 python3-lgpio python3-venv)
+GROUPS_NEEDED=(gpio video)
+# What is copied from the checkout to /opt/rearguard (and hashed to see
+# whether the installed copy is current).
+SOURCE_ITEMS=(pyproject.toml README.md hardware.md device models docs systemd scripts)
+
+usage() {
+    cat <<'EOF'
+usage: install-pi.sh [--model PATH] [--dry-run] [--root DIR]
+       install-pi.sh --uninstall [--purge] [--dry-run] [--root DIR]
+
+Install or update Rearguard as a systemd service (Raspberry Pi OS Bookworm+).
+  --model PATH  install this yolox_nano.onnx (offline) instead of fetching it
+  --uninstall   stop and remove the service and /opt/rearguard; keep the
+                config (/etc/rearguard) and data (/var/lib/rearguard)
+  --purge       with --uninstall: also remove config, data and the user
+  --dry-run     print what would change, change nothing
+  --root DIR    prefix all file paths with DIR (for tests; programs still
+                run on this system)
+EOF
+}
+
+die() { echo "$PROG: error: $*" >&2; exit 1; }
+say() { echo "$PROG: $*"; }
+
+# ---------------------------------------------------------------- options
+ROOT=""
+MODEL=""
+DRY_RUN=0
+UNINSTALL=0
+PURGE=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --model) [ $# -ge 2 ] || { usage >&2; exit 2; }; MODEL="$2"; shift 2 ;;
+        --model=*) MODEL="${1#*=}"; shift ;;
+        --root) [ $# -ge 2 ] || { usage >&2; exit 2; }; ROOT="$2"; shift 2 ;;
+        --root=*) ROOT="${1#*=}"; shift ;;
+        --dry-run) DRY_RUN=1; shift ;;
+        --uninstall) UNINSTALL=1; shift ;;
+        --purge) PURGE=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "$PROG: unknown option: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+[ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || { echo "$PROG: --purge goes with --uninstall" >&2; exit 2; }
+[ -z "$MODEL" ] || [ "$UNINSTALL" = 0 ] || { echo "$PROG: --model makes no sense with --uninstall" >&2; exit 2; }
+if [ -n "$ROOT" ]; then
+    [ -d "$ROOT" ] || die "--root $ROOT: no such directory"
+    ROOT="$(cd "$ROOT" && pwd)"
+    [ "$ROOT" != / ] || ROOT=""
+fi
+if [ -n "$MODEL" ]; then
+    [ -f "$MODEL" ] || die "--model $MODEL: no such file"
+    MODEL="$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")"
+fi
+
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OPT="$ROOT/opt/$NAME"
+VENV="$OPT/.venv"
+STAMP="$VENV/.rearguard-source"
+ETC="$ROOT/etc/$NAME"
+CONFIG="$ETC/config.toml"
+STATE="$ROOT/var/lib/$NAME"
+UNIT_SRC="$SRC/systemd/$NAME.service"
+UNIT="$ROOT/etc/systemd/system/$NAME.service"
+# The model commands below act on the installed models directory.
+export REARGUARD_MODELS="$STATE/models"
+unset REARGUARD_CONFIG
+
+# ---------------------------------------------------------------- helpers
+# Every external program runs through here: tests put stubs first on PATH.
+cmd() {
+    "$@"
+}
+
+CHANGES=0
+# act DESCRIPTION COMMAND...: one changing step. A dry run only says it.
+act() {
+    local what="$1"
+    shift
+    CHANGES=$((CHANGES + 1))
+    if [ "$DRY_RUN" = 1 ]; then
+        say "would $what"
+        return 0
+    fi
+    say "$what"
+    "$@"
+}
+
+# (the ${...} are dpkg-query's format fields, not shell expansions)
+# shellcheck disable=SC2016
+pkg_installed() {
+    [ "$(cmd dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+user_exists() { cmd getent passwd "$NAME" >/dev/null 2>&1; }
+group_exists() { cmd getent group "$1" >/dev/null 2>&1; }
+unit_enabled() { cmd systemctl is-enabled --quiet "$NAME.service" 2>/dev/null; }
+unit_active() { cmd systemctl is-active --quiet "$NAME.service" 2>/dev/null; }
+
+# A digest of the package files in DIR, to tell whether /opt/rearguard and
+# its venv are current.
+source_digest() {
+    local dir="$1" items=() i
+    for i in "${SOURCE_ITEMS[@]}"; do
+        if [ -e "$dir/$i" ]; then items+=("$i"); fi
+    done
+    (cd "$dir" && find "${items[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '*.onnx' -print0 \
+        | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
+}
+
+copy_source() {
+    local i
+    mkdir -p "$OPT"
+    for i in "${SOURCE_ITEMS[@]}"; do
+        rm -rf "${OPT:?}/$i"
+        if [ -e "$SRC/$i" ]; then cp -R "$SRC/$i" "$OPT/$i"; fi
+    done
+    find "$OPT" -path "$VENV" -prune -o \( -name __pycache__ -o -name '*.onnx' \) -prune -exec rm -rf {} +
+}
+
+# numpy must stay the OS's own: python3-picamera2's compiled helpers
+# (simplejpeg) are built against it, and a pip numpy 2 in the venv breaks
+# `import picamera2`. Pinning it makes pip pick an opencv that fits.
+# shellcheck disable=SC2016
+numpy_pin() {
+    local v
+    v="$(cmd dpkg-query -W -f='${Version}' python3-numpy 2>/dev/null || true)"
+    v="${v#*:}"; v="${v%%-*}"; v="${v%%+*}"; v="${v%%~*}"
+    if [ -n "$v" ]; then echo "numpy==$v"; fi
+}
+
+# pip_install CONSTRAINTS STAMP: install /opt/rearguard into the venv, then
+# record STAMP so the next run knows it is current.
+pip_install() {
+    local constraints="$1" stamp="$2"
+    local cfile="$VENV/.rearguard-constraints.txt"
+    printf '%s\n' "$constraints" > "$cfile"
+    # stale setuptools build output could carry deleted modules along
+    rm -rf "$OPT/build" "$OPT"/*.egg-info
+    cmd "$VENV/bin/python" -m pip install --quiet --constraint "$cfile" "$OPT"
+    printf '%s\n' "$stamp" > "$STAMP"
+}
+
+write_unit() {
+    mkdir -p "$(dirname "$UNIT")"
+    cp "$UNIT_SRC" "$UNIT.tmp"
+    chmod 0644 "$UNIT.tmp"
+    mv "$UNIT.tmp" "$UNIT"
+}
+
+write_config() {
+    mkdir -p "$ETC"
+    cmd "$VENV/bin/rearguard" config show --config /dev/null > "$CONFIG.tmp"
+    chmod 0644 "$CONFIG.tmp"
+    mv "$CONFIG.tmp" "$CONFIG"
+}
+
+start_service() {
+    if ! cmd systemctl enable --now "$NAME.service"; then
+        die "the service did not start; see: journalctl -u $NAME -b"
+    fi
+}
+
+restart_service() {
+    if ! cmd systemctl restart "$NAME.service"; then
+        die "the service did not restart; see: journalctl -u $NAME -b"
+    fi
+}
+
+# ---------------------------------------------------------------- uninstall
+uninstall() {
+    local in_place=0
+    if [ "$SRC" = "$OPT" ]; then in_place=1; fi
+    if unit_active || unit_enabled; then
+        act "stop and disable $NAME.service" cmd systemctl disable --now "$NAME.service"
+    fi
+    if [ -e "$UNIT" ]; then
+        act "remove $UNIT" rm -f "$UNIT"
+        act "reload systemd" cmd systemctl daemon-reload
+    fi
+    if [ "$in_place" = 1 ]; then
+        # running from /opt/rearguard itself: keep the checkout, drop the venv
+        if [ -e "$VENV" ]; then act "remove $VENV" rm -rf "$VENV"; fi
+    elif [ -e "$OPT" ]; then
+        act "remove $OPT" rm -rf "$OPT"
+    fi
+    if [ "$PURGE" = 1 ]; then
+        if [ -e "$ETC" ]; then act "remove $ETC (config)" rm -rf "$ETC"; fi
+        if [ -e "$STATE" ]; then act "remove $STATE (models, recordings)" rm -rf "$STATE"; fi
+        if user_exists; then
+            act "remove user $NAME" cmd userdel "$NAME"
+        fi
+    fi
+    finish "removed" "nothing to remove"
+    if [ "$PURGE" = 0 ] && [ "$DRY_RUN" = 0 ]; then
+        if [ -e "$ETC" ]; then say "kept $ETC (config)"; fi
+        if [ -e "$STATE" ]; then say "kept $STATE (models, recordings)"; fi
+        if [ -e "$ETC" ] || [ -e "$STATE" ]; then say "--uninstall --purge removes them"; fi
+    fi
+    return 0
+}
+
+finish() {
+    local done_msg="$1" nothing_msg="$2"
+    if [ "$CHANGES" = 0 ]; then
+        say "$nothing_msg"
+    elif [ "$DRY_RUN" = 1 ]; then
+        say "dry run: $CHANGES change(s) would be made, none made"
+    else
+        say "$done_msg: $CHANGES change(s)"
+    fi
+}
+
+# ---------------------------------------------------------------- install
+install() {
+    local missing=() p g digest pin want restart=0
+
+    case "$(cmd uname -m)" in
+        armv6l|armv7l) die "Rearguard needs 64-bit Raspberry Pi OS (onnxruntime has no 32-bit ARM build)" ;;
+    esac
+    [ -f "$UNIT_SRC" ] || die "$UNIT_SRC is missing: run this script from a Rearguard checkout"
+
+    # 1. OS packages
+    for p in "${APT_PACKAGES[@]}"; do
+        pkg_installed "$p" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        act "update the apt package lists" cmd apt-get update
+        # --no-install-recommends keeps Lite images free of picamera2's GUI extras
+        act "install ${missing[*]}" cmd env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+    cmd python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || [ "$DRY_RUN" = 1 ] || die "Rearguard needs Python >= 3.11 (Raspberry Pi OS Bookworm or later)"
+
+    # 2. the user, in the groups that own /dev/gpiochip* and the camera
+    for g in "${GROUPS_NEEDED[@]}"; do
+        if ! group_exists "$g"; then
+            act "create group $g (Raspberry Pi OS has it: its udev rules give it the devices)" \
+                cmd groupadd --system "$g"
+        fi
+    done
+    if ! user_exists; then
+        act "create system user $NAME (groups: ${GROUPS_NEEDED[*]})" cmd useradd --system \
+            --home-dir "/var/lib/$NAME" --no-create-home --shell /usr/sbin/nologin \
+            --user-group --groups "$(IFS=,; echo "${GROUPS_NEEDED[*]}")" "$NAME"
+    else
+        local have
+        have=" $(cmd id -nG "$NAME" 2>/dev/null || true) "
+        for g in "${GROUPS_NEEDED[@]}"; do
+            if [[ "$have" != *" $g "* ]]; then
+                act "add user $NAME to group $g" cmd usermod -a -G "$g" "$NAME"
+            fi
+        done
+    fi
+
+    # 3. the code in /opt/rearguard and its venv
+    digest="$(source_digest "$SRC")"
+    if [ "$SRC" != "$OPT" ]; then
+        if [ ! -f "$OPT/pyproject.toml" ] || [ "$(source_digest "$OPT")" != "$digest" ]; then
+            act "copy $SRC to $OPT" copy_source
+            restart=1
+        fi
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        act "create the venv $VENV (--system-site-packages)" \
+            cmd python3 -m venv --system-site-packages "$VENV"
+    elif ! grep -qs '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg"; then
+        act "recreate the venv $VENV with --system-site-packages" \
+            cmd python3 -m venv --clear --system-site-packages "$VENV"
+    fi
+    pin="$(numpy_pin)"
+    want="$digest ${pin:-numpy-unpinned}"
+    local keep=""
+    [ -z "$pin" ] || keep=" (keeping the system $pin)"
+    if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want" ]; then
+        act "pip install rearguard into $VENV$keep" pip_install "$pin" "$want"
+        restart=1
+    fi
+
+    # 4. the model and the config
+    if [ "$DRY_RUN" = 1 ] && [ ! -x "$VENV/bin/rearguard" ]; then
+        act "install the model (--model, else fetch) into $REARGUARD_MODELS" true
+    elif ! cmd "$VENV/bin/rearguard" models verify >/dev/null 2>&1; then
+        if [ -n "$MODEL" ]; then
+            act "install the model $MODEL into $REARGUARD_MODELS" \
+                cmd "$VENV/bin/rearguard" models install "$MODEL"
+        else
+            act "fetch the model into $REARGUARD_MODELS" cmd "$VENV/bin/rearguard" models fetch
+        fi
+        restart=1
+    fi
+    if [ ! -e "$CONFIG" ]; then
+        act "write the default config $CONFIG" write_config
+        restart=1
+    fi
+
+    # 5. the service
+    if [ ! -f "$UNIT" ] || ! cmp -s "$UNIT_SRC" "$UNIT"; then
+        act "install $UNIT" write_unit
+        act "reload systemd" cmd systemctl daemon-reload
+        restart=1
+    fi
+    if ! unit_enabled || ! unit_active; then
+        act "enable and start $NAME.service" start_service
+    elif [ "$restart" = 1 ]; then
+        act "restart $NAME.service" restart_service
+    fi
+
+    finish "installed" "already installed and up to date: nothing to do"
+    if [ "$DRY_RUN" = 0 ] && [ "$CHANGES" -gt 0 ]; then
+        say "config: $CONFIG (then: sudo systemctl restart $NAME); log: journalctl -u $NAME -f"
+    fi
+}
+
+if [ "$DRY_RUN" = 0 ] && [ -z "$ROOT" ] && [ "$EUID" -ne 0 ]; then
+    die "run as root (sudo $0 ...), or add --dry-run to see what it would do"
+fi
+if [ "$UNINSTALL" = 1 ]; then
+    uninstall
+else
+    install
+fi

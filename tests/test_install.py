@@ -1,0 +1,494 @@
+"""scripts/install-pi.sh, run for real against stub system programs.
+
+Every program the installer changes the system with (apt-get, useradd,
+systemctl, python3 -m venv, pip, rearguard models ...) is a stub found first
+on PATH. The stubs keep state the way the real system would - a package
+counts as installed after apt-get installed it, the user exists after
+useradd made it, systemctl refuses a unit that was changed on disk without a
+daemon-reload - so "the second run changes nothing" is a real property of
+the script, not of the stubs. Every file path goes under --root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from device.config import load
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "install-pi.sh"
+CHECKOUT_ITEMS = ["pyproject.toml", "README.md", "hardware.md", "device", "models", "docs", "systemd", "scripts"]
+
+# Each stub logs its argv (one line per call) to $STUB_STATE/calls.log.
+LOG = 'printf "%s" "$(basename "$0")" >> "$STUB_STATE/calls.log"; printf " %s" "$@" >> "$STUB_STATE/calls.log"; echo >> "$STUB_STATE/calls.log"\n'
+HEAD = "#!/usr/bin/env bash\nset -eu\n" + LOG + 'S="$STUB_STATE"\n'
+
+STUBS = {
+    "apt-get": r'''
+case "${1-}" in
+  update) ;;
+  install)
+    shift
+    for a in "$@"; do
+      case "$a" in
+        -*) ;;
+        *) echo "1.0-1" > "$S/dpkg/$a"
+           # python3-picamera2 pulls in the OS's numpy
+           if [ "$a" = python3-picamera2 ]; then echo "1:1.24.2-1+deb12u1" > "$S/dpkg/python3-numpy"; fi ;;
+      esac
+    done ;;
+  *) echo "apt-get stub: unexpected $*" >&2; exit 100 ;;
+esac
+''',
+    "dpkg-query": r'''
+fmt=""; pkg=""
+for a in "$@"; do
+  case "$a" in -W) ;; -f=*) fmt="${a#-f=}" ;; *) pkg="$a" ;; esac
+done
+if [ ! -e "$S/dpkg/$pkg" ]; then echo "dpkg-query: no packages found matching $pkg" >&2; exit 1; fi
+case "$fmt" in
+  '${Status}') printf 'install ok installed' ;;
+  '${Version}') printf '%s' "$(cat "$S/dpkg/$pkg")" ;;
+  *) echo "dpkg-query stub: format $fmt" >&2; exit 2 ;;
+esac
+''',
+    "getent": r'''
+case "$1" in
+  passwd) [ -e "$S/users/$2" ] && echo "$2:x:990:990::/var/lib/$2:/usr/sbin/nologin" ;;
+  group) [ -e "$S/groups/$2" ] && echo "$2:x:991:" ;;
+  *) exit 1 ;;
+esac
+''',
+    "id": r'''
+[ "$1" = -nG ] || { echo "id stub: unexpected $*" >&2; exit 1; }
+[ -e "$S/users/$2" ] || { echo "id: '$2': no such user" >&2; exit 1; }
+echo "$2 $(cat "$S/users/$2")"
+''',
+    "useradd": r'''
+groups=""; name=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --groups|-G) groups="$2"; shift 2 ;;
+    --home-dir|--shell|-d|-s) shift 2 ;;
+    -*) shift ;;
+    *) name="$1"; shift ;;
+  esac
+done
+[ ! -e "$S/users/$name" ] || { echo "useradd: user '$name' already exists" >&2; exit 9; }
+for g in ${groups//,/ }; do [ -e "$S/groups/$g" ] || { echo "useradd: group '$g' does not exist" >&2; exit 6; }; done
+echo "${groups//,/ }" > "$S/users/$name"
+''',
+    "usermod": r'''
+[ "$1 $2" = "-a -G" ] || { echo "usermod stub: unexpected $*" >&2; exit 2; }
+[ -e "$S/groups/$3" ] || { echo "usermod: group '$3' does not exist" >&2; exit 6; }
+echo "$(cat "$S/users/$4") $3" > "$S/users/$4"
+''',
+    "groupadd": r'''
+[ ! -e "$S/groups/${@: -1}" ] || exit 9
+touch "$S/groups/${@: -1}"
+''',
+    "userdel": r'''
+[ -e "$S/users/$1" ] || exit 6
+rm "$S/users/$1"
+''',
+    "systemctl": r'''
+unit_file="$STUB_ROOT/etc/systemd/system/rearguard.service"
+loaded() { [ -e "$unit_file" ] && cmp -s "$unit_file" "$S/systemd/loaded"; }
+case "$1" in
+  is-enabled) [ -e "$S/systemd/enabled" ] ;;
+  is-active) [ -e "$S/systemd/active" ] ;;
+  daemon-reload) if [ -e "$unit_file" ]; then cp "$unit_file" "$S/systemd/loaded"; else rm -f "$S/systemd/loaded"; fi ;;
+  enable)
+    loaded || { echo "systemctl stub: unit missing or changed on disk without daemon-reload" >&2; exit 1; }
+    touch "$S/systemd/enabled"
+    if [ "$2" = --now ]; then touch "$S/systemd/active"; echo x >> "$S/systemd/starts"; fi ;;
+  restart)
+    loaded || { echo "systemctl stub: unit changed on disk without daemon-reload" >&2; exit 1; }
+    touch "$S/systemd/active"; echo x >> "$S/systemd/starts" ;;
+  disable) rm -f "$S/systemd/enabled"; if [ "$2" = --now ]; then rm -f "$S/systemd/active"; fi ;;
+  *) echo "systemctl stub: unexpected $*" >&2; exit 1 ;;
+esac
+''',
+    # python3 -m venv makes a venv whose python is the venv-python stub;
+    # anything else goes to the real interpreter.
+    "python3": r'''
+if [ "${1-}" = -m ] && [ "${2-}" = venv ]; then
+  shift 2; sys=false; clear=0; dir=""
+  for a in "$@"; do
+    case "$a" in --system-site-packages) sys=true ;; --clear) clear=1 ;; -*) ;; *) dir="$a" ;; esac
+  done
+  if [ "$clear" = 1 ]; then rm -rf "$dir"; fi
+  mkdir -p "$dir/bin"
+  printf 'home = /usr/bin\ninclude-system-site-packages = %s\nversion = 3.11.2\n' "$sys" > "$dir/pyvenv.cfg"
+  cp "$STUB_LIB/venv-python" "$dir/bin/python"
+  exit 0
+fi
+exec "$REAL_PYTHON" "$@"
+''',
+}
+
+# Installed into the venv by the stubs, so called by path, not via PATH.
+VENV_STUBS = {
+    # pip install puts the rearguard entry point into the venv
+    "venv-python": r'''
+[ "$1 $2 $3" = "-m pip install" ] || { echo "venv python stub: unexpected $*" >&2; exit 1; }
+src="${@: -1}"; constraints=""
+prev=""
+for a in "$@"; do if [ "$prev" = --constraint ]; then constraints="$a"; fi; prev="$a"; done
+[ -f "$src/pyproject.toml" ] || { echo "pip: $src is not a project" >&2; exit 1; }
+cp "$STUB_LIB/venv-rearguard" "$(dirname "$0")/rearguard"
+cat "$constraints" > "$S/pip-constraints"
+echo "$src" >> "$S/pip-installs"
+''',
+    # models are stubbed; `config show` is the real CLI
+    "venv-rearguard": r'''
+case "$1 ${2-}" in
+  "models verify") [ -e "$REARGUARD_MODELS/yolox_nano.onnx" ] ;;
+  "models install") mkdir -p "$REARGUARD_MODELS"; cp "$3" "$REARGUARD_MODELS/yolox_nano.onnx" ;;
+  "models fetch") mkdir -p "$REARGUARD_MODELS"; echo fetched > "$REARGUARD_MODELS/yolox_nano.onnx" ;;
+  "config show") exec "$REAL_PYTHON" -m device "$@" ;;
+  *) echo "rearguard stub: unexpected $*" >&2; exit 2 ;;
+esac
+''',
+}
+
+# Calls that change the system; everything else the installer runs must be a query.
+CHANGING = (
+    "apt-get", "useradd", "usermod", "groupadd", "userdel", "python3 -m venv",
+    "python -m pip", "rearguard models install", "rearguard models fetch",
+    "systemctl enable", "systemctl disable", "systemctl restart", "systemctl daemon-reload",
+    "systemctl start", "systemctl stop", "rearguard config show",
+)
+# ... and the calls that only look. Every call must be one or the other.
+QUERIES = (
+    "dpkg-query -W", "getent passwd", "getent group", "id -nG", "systemctl is-enabled",
+    "systemctl is-active", "rearguard models verify", "python3 -c",
+)
+
+
+def _write_exe(path: Path, body: str) -> None:
+    path.write_text(HEAD + body)
+    path.chmod(0o755)
+
+
+@dataclass
+class Pi:
+    """A fresh "Raspberry Pi": an empty root, stub programs, a checkout."""
+
+    root: Path
+    state: Path
+    checkout: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        log = self.state / "calls.log"
+        log.write_text("")
+        r = subprocess.run(
+            ["bash", str(self.checkout / "scripts" / "install-pi.sh"), "--root", str(self.root), *args],
+            env=self.env, capture_output=True, text=True, timeout=120,
+        )
+        if ok:
+            assert r.returncode == 0, f"installer failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        return r
+
+    def calls(self) -> list[str]:
+        return [c for c in (self.state / "calls.log").read_text().splitlines() if c]
+
+    def changing_calls(self) -> list[str]:
+        calls = self.calls()
+        unknown = [c for c in calls if not c.startswith(CHANGING + QUERIES)]
+        assert not unknown, f"calls neither changing nor query: {unknown}"
+        return [c for c in calls if c.startswith(CHANGING)]
+
+    def snapshot(self) -> dict[str, str]:
+        """Every file and directory under the root and the stub state (minus the
+        call log) with its mode and content digest."""
+        out: dict[str, str] = {}
+        for base in (self.root, self.state):
+            for dirpath, dirnames, filenames in os.walk(base):
+                for name in dirnames + filenames:
+                    p = Path(dirpath) / name
+                    if p == self.state / "calls.log":
+                        continue
+                    st = p.lstat()
+                    digest = hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else "-"
+                    out[str(p)] = f"{stat.filemode(st.st_mode)} {digest}"
+        return out
+
+    @property
+    def user_groups(self) -> set[str] | None:
+        f = self.state / "users" / "rearguard"
+        return set(f.read_text().split()) if f.exists() else None
+
+    def systemd(self, what: str) -> bool:
+        return (self.state / "systemd" / what).exists()
+
+
+@pytest.fixture
+def pi(tmp_path: Path) -> Pi:
+    root, state, bin_dir, lib = (tmp_path / d for d in ("root", "state", "bin", "lib"))
+    for d in (root, bin_dir, lib, state / "dpkg", state / "users", state / "groups", state / "systemd"):
+        d.mkdir(parents=True)
+    # Raspberry Pi OS has these groups (its udev rules give them the devices)
+    for g in ("gpio", "video"):
+        (state / "groups" / g).touch()
+    for name, body in STUBS.items():
+        _write_exe(bin_dir / name, body)
+    for name, body in VENV_STUBS.items():
+        _write_exe(lib / name, body)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for item in CHECKOUT_ITEMS:
+        src = REPO / item
+        if src.is_dir():
+            shutil.copytree(src, checkout / item, ignore=shutil.ignore_patterns("__pycache__", "*.onnx"))
+        else:
+            shutil.copy2(src, checkout / item)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "STUB_STATE": str(state),
+        "STUB_ROOT": str(root),
+        "STUB_LIB": str(lib),
+        "REAL_PYTHON": sys.executable,
+        "HOME": str(tmp_path),
+        "LC_ALL": "C.UTF-8",
+    }
+    return Pi(root, state, checkout, env)
+
+
+def test_script_is_valid_bash() -> None:
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_script_passes_shellcheck() -> None:
+    r = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_install_performs_every_step(pi: Pi) -> None:
+    r = pi.run()
+    calls = pi.calls()
+    changing = pi.changing_calls()
+    # apt: only what was missing, after an update, without the GUI recommends
+    assert "apt-get update" in calls
+    assert any(c.startswith("apt-get install -y --no-install-recommends python3-picamera2 python3-lgpio python3-venv")
+               for c in calls), calls
+    # the user, in the device groups, with no login
+    assert pi.user_groups == {"gpio", "video"}
+    useradd = next(c for c in changing if c.startswith("useradd"))
+    assert "--system" in useradd and "/usr/sbin/nologin" in useradd and useradd.endswith(" rearguard")
+    # the code copied to /opt/rearguard, a venv that sees the OS's picamera2/lgpio
+    opt = pi.root / "opt" / "rearguard"
+    assert (opt / "pyproject.toml").read_bytes() == (REPO / "pyproject.toml").read_bytes()
+    assert (opt / "device" / "cli.py").is_file()
+    assert not list(opt.rglob("__pycache__"))
+    assert "include-system-site-packages = true" in (opt / ".venv" / "pyvenv.cfg").read_text()
+    assert (pi.state / "pip-installs").read_text().split() == [str(opt)]
+    # numpy stays the OS's (picamera2's simplejpeg is built against it)
+    assert (pi.state / "pip-constraints").read_text().strip() == "numpy==1.24.2"
+    # the model, fetched since no --model was given
+    assert "rearguard models fetch" in calls
+    assert (pi.root / "var/lib/rearguard/models/yolox_nano.onnx").is_file()
+    # the default config, from the real `rearguard config show`, loads back
+    config = pi.root / "etc/rearguard/config.toml"
+    tomllib.loads(config.read_text())
+    assert load(config) == load("/dev/null")
+    # the unit exactly as in the repository, loaded, enabled and started once
+    unit = pi.root / "etc/systemd/system/rearguard.service"
+    assert unit.read_bytes() == (REPO / "systemd" / "rearguard.service").read_bytes()
+    assert oct(unit.stat().st_mode & 0o777) == "0o644"
+    assert calls.index("systemctl daemon-reload") < calls.index("systemctl enable --now rearguard.service")
+    assert pi.systemd("enabled") and pi.systemd("active")
+    assert (pi.state / "systemd" / "starts").read_text().count("x") == 1
+    assert "installed:" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_installed_tree_satisfies_the_unit(pi: Pi) -> None:
+    # the unit verifies against what the installer laid out (its ExecStart
+    # is the venv's entry point), given the system's own targets
+    pi.run()
+    units = next((d for d in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
+                  if (d / "multi-user.target").exists()), None)
+    if units is None:
+        pytest.skip("no systemd unit directory with multi-user.target on this machine")
+    shutil.copytree(units, pi.root / "usr/lib/systemd/system", symlinks=True)
+    r = subprocess.run(["systemd-analyze", "verify", f"--root={pi.root}", "rearguard.service"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
+
+
+def test_second_run_changes_nothing(pi: Pi) -> None:
+    pi.run()
+    first = pi.changing_calls()
+    before = pi.snapshot()
+    r = pi.run()
+    assert len(first) >= 8  # the first run did the work ...
+    assert pi.changing_calls() == []  # ... the second only looked
+    assert pi.calls(), "the second run must still check the system"
+    assert pi.snapshot() == before
+    assert "nothing to do" in r.stdout
+    assert "would" not in r.stdout
+
+
+def test_dry_run_on_a_fresh_system_changes_nothing(pi: Pi) -> None:
+    before = pi.snapshot()
+    r = pi.run("--dry-run")
+    assert pi.changing_calls() == []
+    assert pi.snapshot() == before
+    assert list(pi.root.iterdir()) == []
+    for step in ("would install python3-picamera2 python3-lgpio python3-venv", "would create system user rearguard",
+                 "would create the venv", "would pip install", "would install the model",
+                 "would write the default config", "would enable and start rearguard.service"):
+        assert step in r.stdout, r.stdout
+    assert "none made" in r.stdout
+
+
+def test_dry_run_after_install_reports_nothing_to_do(pi: Pi) -> None:
+    pi.run()
+    before = pi.snapshot()
+    r = pi.run("--dry-run")
+    assert pi.changing_calls() == []
+    assert pi.snapshot() == before
+    assert "nothing to do" in r.stdout
+
+
+def test_update_after_a_code_change_reinstalls_and_restarts(pi: Pi) -> None:
+    pi.run()
+    config = pi.root / "etc/rearguard/config.toml"
+    config.write_text(config.read_text() + "\n# my pins\n")
+    edited = config.read_bytes()
+    with open(pi.checkout / "device" / "clock.py", "a") as f:
+        f.write("\n# a new version\n")
+    r = pi.run()
+    changing = pi.changing_calls()
+    assert [c.split()[0] for c in changing] == ["python", "systemctl"], changing
+    assert changing[-1] == "systemctl restart rearguard.service"
+    assert "a new version" in (pi.root / "opt/rearguard/device/clock.py").read_text()
+    assert config.read_bytes() == edited  # the config is never overwritten
+    assert (pi.state / "systemd" / "starts").read_text().count("x") == 2
+    assert "copy " in r.stdout
+
+
+def test_changed_unit_is_reloaded_before_restart(pi: Pi) -> None:
+    pi.run()
+    unit = pi.checkout / "systemd" / "rearguard.service"
+    unit.write_text(unit.read_text().replace("RestartSec=2", "RestartSec=3"))
+    pi.run()
+    changing = pi.changing_calls()
+    assert changing.index("systemctl daemon-reload") < changing.index("systemctl restart rearguard.service")
+    assert "RestartSec=3" in (pi.root / "etc/systemd/system/rearguard.service").read_text()
+
+
+def test_offline_model(pi: Pi, tmp_path: Path) -> None:
+    model = tmp_path / "yolox_nano.onnx"
+    model.write_bytes(b"weights")
+    pi.run("--model", str(model))
+    assert f"rearguard models install {model}" in pi.calls()
+    assert not any("models fetch" in c for c in pi.calls())
+    assert (pi.root / "var/lib/rearguard/models/yolox_nano.onnx").read_bytes() == b"weights"
+    pi.run("--model", str(model))
+    assert pi.changing_calls() == []
+
+
+def test_existing_user_gets_missing_group_and_missing_group_is_created(pi: Pi) -> None:
+    (pi.state / "users" / "rearguard").write_text("video\n")
+    (pi.state / "groups" / "gpio").unlink()
+    pi.run()
+    changing = pi.changing_calls()
+    assert "groupadd --system gpio" in changing
+    assert "usermod -a -G gpio rearguard" in changing
+    assert not any(c.startswith("useradd") for c in changing)
+    assert pi.user_groups == {"gpio", "video"}
+
+
+def test_uninstall_removes_what_install_made_and_keeps_config_and_data(pi: Pi) -> None:
+    pi.run()
+    config = pi.root / "etc/rearguard/config.toml"
+    model = pi.root / "var/lib/rearguard/models/yolox_nano.onnx"
+    recording = pi.root / "var/lib/rearguard/recordings/run1/meta.json"
+    recording.parent.mkdir(parents=True)
+    recording.write_text("{}")
+    r = pi.run("--uninstall")
+    assert "systemctl disable --now rearguard.service" in pi.changing_calls()
+    assert not pi.systemd("enabled") and not pi.systemd("active") and not pi.systemd("loaded")
+    assert not (pi.root / "etc/systemd/system/rearguard.service").exists()
+    assert not (pi.root / "opt/rearguard").exists()
+    assert config.is_file() and model.is_file() and recording.is_file()
+    assert pi.user_groups == {"gpio", "video"}
+    assert "kept" in r.stdout and "--purge" in r.stdout
+    # uninstalling again finds nothing to do
+    before = pi.snapshot()
+    r = pi.run("--uninstall")
+    assert pi.changing_calls() == []
+    assert pi.snapshot() == before
+    assert "nothing to remove" in r.stdout
+    # and a reinstall keeps the old config and model
+    edited = config.read_bytes()
+    pi.run()
+    assert config.read_bytes() == edited
+    assert not any("models" in c for c in pi.changing_calls())
+
+
+def test_uninstall_dry_run_changes_nothing(pi: Pi) -> None:
+    pi.run()
+    before = pi.snapshot()
+    r = pi.run("--uninstall", "--dry-run")
+    assert pi.changing_calls() == []
+    assert pi.snapshot() == before
+    assert "would stop and disable rearguard.service" in r.stdout
+
+
+def test_purge_removes_config_data_and_user(pi: Pi) -> None:
+    pi.run()
+    pi.run("--uninstall", "--purge")
+    assert "userdel rearguard" in pi.changing_calls()
+    assert pi.user_groups is None
+    assert not (pi.root / "etc/rearguard").exists()
+    assert not (pi.root / "var/lib/rearguard").exists()
+    assert not (pi.root / "opt/rearguard").exists()
+    # the OS packages stay: other software may use them
+    assert (pi.state / "dpkg" / "python3-picamera2").exists()
+    pi.run("--uninstall", "--purge")
+    assert pi.changing_calls() == []
+
+
+def test_refuses_32_bit_arm(pi: Pi) -> None:
+    stub_bin = Path(pi.env["PATH"].split(":")[0])
+    (stub_bin / "uname").write_text("#!/bin/sh\necho armv7l\n")
+    (stub_bin / "uname").chmod(0o755)
+    before = pi.snapshot()
+    r = pi.run(ok=False)
+    assert r.returncode == 1
+    assert "64-bit" in r.stderr
+    assert pi.snapshot() == before
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--purge"], ["--uninstall", "--model", "x"]])
+def test_bad_arguments_are_usage_errors(pi: Pi, args: list[str]) -> None:
+    r = pi.run(*args, ok=False)
+    assert r.returncode == 2
+    assert r.stderr.strip()
+    assert pi.calls() == []
+
+
+def test_needs_root_for_a_real_install(pi: Pi) -> None:
+    argv = ["bash", str(SCRIPT)]
+    if os.geteuid() == 0:  # drop to nobody to see the refusal
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv is missing")
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    r = subprocess.run(argv, env=pi.env, capture_output=True, text=True, cwd="/")
+    assert r.returncode == 1 and "run as root" in r.stderr
+    assert not (pi.state / "calls.log").exists()  # refused before running anything
