@@ -9,6 +9,11 @@ The rhythms are told apart without looking and without counting:
 - FAULT: long-short, both, every ~2 s: "I cannot see part of what I should".
   Its two different on-lengths are what no threat pattern has.
 
+With two optional side motors (outputs.haptic_left_pin/haptic_right_pin),
+the pattern also plays on the side of the threat: left, right, or both for
+straight behind or an unknown bearing. The main motor and the buzzer play
+every pattern as before, so a single-motor build behaves as it always did.
+
 Timing comes from the `now_ns` the main loop passes to `update()` (at 50 Hz or
 more), not from threads or gpiozero's blink(): a pattern is a pure function
 of the time since it started, so it is deterministic, replayable and tested
@@ -95,6 +100,13 @@ def pattern_output(pattern: Pattern, elapsed_ns: int) -> tuple[float, bool]:
     return seg.haptic, seg.buzzer
 
 
+def side_duties(haptic: float, direction: str | None) -> tuple[float, float]:
+    """(left, right) side-motor duty for the main motor's duty and the threat's side."""
+    left = haptic if direction in (None, "left", "centre") else 0.0
+    right = haptic if direction in (None, "right", "centre") else 0.0
+    return left, right
+
+
 def effective_level(level: AlertLevel, faults: tuple[str, ...]) -> AlertLevel:
     """The level the runner feels, given the threat level and any faults.
 
@@ -140,8 +152,10 @@ class Alerter:
         self._player = _PatternPlayer(outputs.haptic_strength, outputs.buzzer)
         self._haptic: PWMOutputDevice | None = None
         self._buzzer: Buzzer | None = None
+        self._sides: tuple[PWMOutputDevice, ...] = ()
         self._closed = False
         self._out: tuple[float, bool] = (0.0, False)
+        self._side_out: tuple[float, float] = (0.0, 0.0)
         try:
             self._haptic = PWMOutputDevice(
                 outputs.haptic_pin, frequency=HAPTIC_PWM_HZ, initial_value=0, pin_factory=pin_factory
@@ -161,6 +175,18 @@ class Alerter:
                 raise AlertError(
                     f"buzzer on GPIO{outputs.buzzer_pin} could not be set up: {err}"
                 ) from err
+        if outputs.haptic_left_pin is not None and outputs.haptic_right_pin is not None:
+            sides = []
+            for name, pin in (("left", outputs.haptic_left_pin), ("right", outputs.haptic_right_pin)):
+                try:
+                    sides.append(PWMOutputDevice(pin, frequency=HAPTIC_PWM_HZ, initial_value=0,
+                                                 pin_factory=pin_factory))
+                except Exception as err:
+                    for dev in (self._haptic, self._buzzer, *sides):
+                        if dev is not None:
+                            dev.close()
+                    raise AlertError(f"{name} haptic motor on GPIO{pin} (PWM) could not be set up: {err}") from err
+            self._sides = tuple(sides)
         log.info(
             "alerts: haptic GPIO%d at %.0f %%, buzzer %s",
             outputs.haptic_pin,
@@ -178,27 +204,39 @@ class Alerter:
         """(haptic duty, buzzer on) as last written."""
         return self._out
 
-    def update(self, level: AlertLevel, now_ns: int) -> None:
-        """Set the outputs for `level` at `now_ns`. Never blocks; writes only changes."""
+    @property
+    def side_output(self) -> tuple[float, float]:
+        """(left, right) side-motor duty as last written; (0, 0) without side motors."""
+        return self._side_out
+
+    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None:
+        """Set the outputs for `level` at `now_ns`; side motors, if any, play
+        on the threat's `direction` ("left", "centre", "right"; None = both).
+        Never blocks; writes only changes."""
         if self._closed:
             raise AlertError("alerter is closed")
-        self._write(self._player.output(level, now_ns))
+        out = self._player.output(level, now_ns)
+        self._write(out, side_duties(out[0], direction) if self._sides else (0.0, 0.0))
 
     def off(self) -> None:
         """Everything off; the next update() starts its pattern afresh."""
         if self._closed:
             return
         self._player.stop()
-        self._write((0.0, False))
+        self._write((0.0, False), (0.0, 0.0))
 
-    def _write(self, out: tuple[float, bool]) -> None:
+    def _write(self, out: tuple[float, bool], sides: tuple[float, float]) -> None:
         haptic, buzz = out
         assert self._haptic is not None
         if haptic != self._out[0]:
             self._haptic.value = haptic
         if buzz != self._out[1] and self._buzzer is not None:
             self._buzzer.value = buzz
+        for dev, duty, old in zip(self._sides, sides, self._side_out):
+            if duty != old:
+                dev.value = duty
         self._out = out
+        self._side_out = sides
 
     def close(self) -> None:
         if self._closed:
@@ -207,7 +245,7 @@ class Alerter:
             self.off()
         finally:
             self._closed = True
-            for dev in (self._haptic, self._buzzer):
+            for dev in (self._haptic, self._buzzer, *self._sides):
                 if dev is not None:
                     dev.close()
 
@@ -235,7 +273,7 @@ class NullAlerter:
     def output(self) -> tuple[float, bool]:
         return self._out
 
-    def update(self, level: AlertLevel, now_ns: int) -> None:
+    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None:
         if self._closed:
             raise AlertError("alerter is closed")
         self._out = self._player.output(level, now_ns)

@@ -4,6 +4,17 @@ The camera looks where the runner is going (behind them). Its image is
 therefore mirrored with respect to the runner's body: something on the
 image's left is on the runner's right. Bearings here are in the runner's
 frame: 0 straight behind, negative on the runner's left.
+
+Two independent distance estimates, fused:
+
+- box height against a typical real height per class (`CLASS_HEIGHT_M`):
+  works at any range, but a child is not an adult and chairs differ, so it
+  is good to some 25 %;
+- the box's bottom edge against the ground plane: an object standing on flat
+  ground at distance d has its foot point at an angle atan(H / d) below the
+  horizon for a camera mounted at height H. Exact for any size of object,
+  very good near (where the angle is large), poor far (a degree of pitch
+  error, for example from the runner's gait, is a large error in d).
 """
 
 from __future__ import annotations
@@ -38,12 +49,35 @@ CLASS_HEIGHT_M: dict[str, float] = {
 }
 DEFAULT_HEIGHT_M = 1.0
 
+# Classes whose box bottom is where they touch the ground. A stop sign's or a
+# traffic light's box is the sign on its pole, a ball or an umbrella is
+# carried or flies: their bottom edge says nothing about distance.
+GROUNDED_CLASSES: frozenset[str] = frozenset({
+    "person", "bicycle", "car", "motorcycle", "bus", "truck", "dog", "cat", "horse",
+    "bench", "chair", "fire hydrant", "parking meter", "potted plant", "suitcase", "skateboard",
+})
+
+# Relative (log) standard errors of the two estimates, for weighting them.
+HEIGHT_SIGMA = 0.25  # spread of real heights within a class
+PITCH_SIGMA_RAD = math.radians(2.0)  # gait and mounting: the camera's tilt is known to ~2 degrees
+GROUND_SIGMA_FLOOR = 0.05  # uneven ground, box edge a few pixels off
+# The foot point must be at least this far below the horizon: nearer the
+# horizon the ground estimate runs off to infinity.
+MIN_GROUND_ANGLE_DEG = 1.0
+# Two estimates this many combined standard errors apart do not describe the
+# same thing: the ground assumption has failed (feet hidden behind something,
+# a person sitting on a wall, a slope), so the box height is used alone.
+AGREE_SIGMAS = 2.5
+EDGE_PX = 2.0  # a box this close to an image edge is cut off by it
+
 
 @dataclass(frozen=True)
 class CameraGeometry:
     width: int
     height: int
     hfov_deg: float
+    mount_height_m: float = 1.1
+    pitch_deg: float = 0.0  # positive = tilted down towards the ground
 
     @property
     def focal_px(self) -> float:
@@ -53,7 +87,11 @@ class CameraGeometry:
         """Runner-frame bearing of an image column (mirrored, see module doc)."""
         return math.degrees(math.atan2(self.width / 2 - x_px, self.focal_px))
 
-    def distance_m(self, box: tuple[float, float, float, float], label: str) -> float:
+    def below_axis_deg(self, y_px: float) -> float:
+        """Angle of an image row below the optical axis (negative above it)."""
+        return math.degrees(math.atan2(y_px - self.height / 2, self.focal_px))
+
+    def height_distance_m(self, box: tuple[float, float, float, float], label: str) -> float:
         """Distance along the optical axis from the box height.
 
         A box cut off by the top or bottom edge is shorter than the object,
@@ -63,3 +101,48 @@ class CameraGeometry:
         h_px = max(box[3] - box[1], 1.0)
         real = CLASS_HEIGHT_M.get(label, DEFAULT_HEIGHT_M)
         return real * self.focal_px / h_px
+
+    def foot_angle_deg(self, box: tuple[float, float, float, float], label: str) -> float | None:
+        """Angle of the box's bottom edge below the optical axis, if that edge
+        is where the object stands on the ground and is inside the image."""
+        if label not in GROUNDED_CLASSES or box[3] >= self.height - EDGE_PX:
+            return None
+        return self.below_axis_deg(box[3])
+
+    def ground_distance_m(self, box: tuple[float, float, float, float], label: str) -> float | None:
+        foot = self.foot_angle_deg(box, label)
+        return None if foot is None else ground_distance_m(foot, self.mount_height_m, self.pitch_deg)
+
+    def distance_m(self, box: tuple[float, float, float, float], label: str) -> float:
+        """The best distance estimate: box height and ground plane, fused."""
+        return fuse_distances(self.height_distance_m(box, label), self.ground_distance_m(box, label),
+                              self.mount_height_m)
+
+
+def ground_distance_m(foot_below_axis_deg: float, mount_height_m: float, pitch_deg: float) -> float | None:
+    """Horizontal distance to a point on flat ground seen `foot_below_axis_deg`
+    below the optical axis of a camera `mount_height_m` up, tilted down by
+    `pitch_deg`. None at or above the horizon (no ground there)."""
+    angle = foot_below_axis_deg + pitch_deg
+    if angle < MIN_GROUND_ANGLE_DEG:
+        return None
+    return mount_height_m / math.tan(math.radians(angle))
+
+
+def ground_sigma(distance_m: float, mount_height_m: float) -> float:
+    """Relative error of a ground-plane distance: d = H / tan(a) gives
+    dd/d = d/H * da (small angles), so a fixed pitch error matters more far away."""
+    return GROUND_SIGMA_FLOOR + distance_m / mount_height_m * PITCH_SIGMA_RAD
+
+
+def fuse_distances(height_m: float, ground_m: float | None, mount_height_m: float) -> float:
+    """Inverse-variance mean of the two estimates in log space, or the box
+    height estimate alone when there is no ground estimate or the two disagree."""
+    if ground_m is None:
+        return height_m
+    sg = ground_sigma(ground_m, mount_height_m)
+    lh, lg = math.log(height_m), math.log(ground_m)
+    if abs(lh - lg) > AGREE_SIGMAS * math.hypot(HEIGHT_SIGMA, sg):
+        return height_m
+    wh, wg = 1 / HEIGHT_SIGMA**2, 1 / sg**2
+    return math.exp((wh * lh + wg * lg) / (wh + wg))

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 class AlertSink(Protocol):
-    def update(self, level: AlertLevel, now_ns: int) -> None: ...
+    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None: ...
 
 
 class FrameRecorder(Protocol):
@@ -275,7 +275,7 @@ class Pipeline:
         faults = self.static_faults + self.camera_faults(now)
         threat = self.estimator.assess(now, faults)
         level = effective_level(threat.level, threat.faults)
-        self.alerter.update(level, now)
+        self.alerter.update(level, now, direction=threat.direction)  # side motors, where fitted
         self.threat = threat
         self.steps += 1
         if result is not None:

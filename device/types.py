@@ -117,6 +117,9 @@ class Threat:
     bearing_deg: float | None = None
     label: str | None = None
     faults: tuple[str, ...] = field(default_factory=tuple)
+    # "left" | "centre" | "right" of the runner (from bearing_deg and
+    # alerts.centre_deg): which side motor plays, where there are two.
+    direction: str | None = None
 
 
 @dataclass(frozen=True)

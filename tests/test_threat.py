@@ -239,7 +239,12 @@ def test_estimator_ignores_stale_camera_and_single_hit_tracks() -> None:
     assert est.assess(ns(0.01)).level == AlertLevel.CLEAR  # one frame is not enough
     tracks = tr.update(ns(0.1), dets(box))
     est.set_camera(CameraResult(ns(0.1), 1, camera_tracks(tracks, g)))
-    assert est.assess(ns(0.11)).level == AlertLevel.WARN
+    # Seen twice: a candidate now, but a level sounds only once its evidence
+    # has lasted alerts.persist_s.
+    assert est.assess(ns(0.11)).level == AlertLevel.CLEAR
+    tracks = tr.update(ns(0.2), dets(box))
+    est.set_camera(CameraResult(ns(0.2), 2, camera_tracks(tracks, g)))
+    assert est.assess(ns(0.21)).level == AlertLevel.WARN
     est2 = ThreatEstimator(CFG)
     est2.set_camera(CameraResult(ns(0.1), 1, camera_tracks(tracks, g)))
     assert est2.assess(ns(0.1) + ns(CFG.camera.max_age_s) + 1).level == AlertLevel.CLEAR
