@@ -43,6 +43,10 @@ Box = tuple[float, float, float, float]
 MIN_SCALE_POINTS = 5
 MIN_SCALE_SPAN_S = 0.4
 EDGE_PX = 2.0  # a box side this close to the image edge is cut off by it
+# A box whose shape (ln width/height) changes faster than this fraction of its
+# growth rate, and faster than the floor (1/s), is not looming (see _isotropic).
+ASPECT_TOLERANCE = 0.5
+ASPECT_FLOOR_PER_S = 0.15
 
 
 @dataclass
@@ -107,11 +111,49 @@ class Track:
         recent = [(t, b) for t, b in self.boxes if self.last_t_ns - t <= window_ns]
         heights = [(t, b[3] - b[1]) for t, b in recent if b[1] > EDGE_PX and b[3] < height - EDGE_PX]
         widths = [(t, b[2] - b[0]) for t, b in recent if b[0] > EDGE_PX and b[2] < width - EDGE_PX]
+        if not self._isotropic(recent, width, height):
+            return None, None
         for name, series in (("height", heights), ("width", widths)):
             ttc = contact_time(series, self.last_t_ns)
             if ttc is not False:
                 return ttc, name  # type: ignore[return-value]
         return None, None
+
+
+    @staticmethod
+    def _isotropic(recent: list[tuple[int, Box]], width: int, height: int) -> bool:
+        """False when the box changes shape faster than it grows.
+
+        Looming scales a box evenly; a box that grows mainly in one
+        direction is a detection merging with a neighbour, an object being
+        uncovered, or the detector settling on a new outline. Its growth is
+        no time to collision. Judged on whole (uncut) boxes only; a person's
+        stride makes the shape wobble, hence the floor.
+        """
+        whole = [(t, b) for t, b in recent
+                 if b[0] > EDGE_PX and b[2] < width - EDGE_PX and b[1] > EDGE_PX and b[3] < height - EDGE_PX]
+        if len(whole) < MIN_SCALE_POINTS:
+            return True
+        t = [p[0] / NS_PER_S for p in whole]
+        grow = theil_sen([(ti, math.log(max(b[3] - b[1], 1.0))) for ti, (_, b) in zip(t, whole)])
+        shape = theil_sen([(ti, math.log(max(b[2] - b[0], 1.0) / max(b[3] - b[1], 1.0))) for ti, (_, b) in zip(t, whole)])
+        if grow is None or shape is None:
+            return True
+        return abs(shape) <= max(ASPECT_TOLERANCE * abs(grow), ASPECT_FLOOR_PER_S)
+
+
+def theil_sen(points: list[tuple[float, float]]) -> float | None:
+    """Median of pairwise slopes, or None with fewer than two distinct times."""
+    if len(points) < 2:
+        return None
+    t = np.array([p[0] for p in points], dtype=np.float64)
+    y = np.array([p[1] for p in points], dtype=np.float64)
+    i, j = np.triu_indices(len(t), k=1)
+    dt = t[j] - t[i]
+    ok = dt > 0
+    if not ok.any():
+        return None
+    return float(np.median((y[j] - y[i])[ok] / dt[ok]))
 
 
 def contact_time(series: list[tuple[int, float]], now_ns: int) -> float | None | bool:
