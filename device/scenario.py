@@ -88,8 +88,8 @@ class NoiseModel:
 
         Losses: transition frequencies of the no-echo/echo sequence. Scatter:
         the standard deviation of the readings before the first big change
-        (the log starts on a still background). Late echoes: readings that
-        jump up by more than half the previous valid reading and return.
+        (the log starts on a still background). Late echoes: readings at
+        least 0.5 m farther than the valid readings either side.
         """
         path = Path(log_path)
         try:
@@ -115,8 +115,8 @@ class NoiseModel:
             if still and abs(c - np.median(still)) > 0.2 * np.median(still):
                 break
             still.append(c)
-        late = sum(
-            1 for a, b, c in zip(valid, valid[1:], valid[2:]) if b > 1.5 * a and b > 1.5 * c
+        late = sum(  # an echo from >= 0.5 m behind both neighbours: the beam slipped past
+            1 for a, b, c in zip(valid, valid[1:], valid[2:]) if b > a + 50 and b > c + 50
         )
         return cls(
             p_lose_after_echo=sum(after_echo) / max(len(after_echo), 1),

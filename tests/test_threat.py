@@ -260,3 +260,176 @@ def test_estimator_reports_sensor_faults() -> None:
 def test_alerts_config_rejects_unordered_thresholds() -> None:
     with pytest.raises(ValueError):
         AlertsConfig(warn_ttc_s=5.0)
+
+
+# ---------------------------------------------------------------- issue 4: distance, policy, direction
+
+from device.alerts import Alerter, side_duties  # noqa: E402
+from device.config import from_dict  # noqa: E402
+from device.geometry import fuse_distances, ground_distance_m  # noqa: E402
+from device.threat import AlertPolicy, direction_for  # noqa: E402
+
+
+def test_ground_plane_distance_from_the_bottom_edge() -> None:
+    g = CameraGeometry(640, 360, 66.0, mount_height_m=1.1)
+    f = g.focal_px
+    # Feet 5 m away on flat ground are f * 1.1 / 5 px below the centre row.
+    box = (300.0, 0.0 + 10, 340.0, 180 + f * 1.1 / 5)
+    assert g.ground_distance_m(box, "person") == pytest.approx(5.0, rel=1e-6)
+    # Tilting the camera down by 3 degrees moves the same feet up in the image.
+    tilted = CameraGeometry(640, 360, 66.0, mount_height_m=1.1, pitch_deg=3.0)
+    y = 180 + f * math.tan(math.atan(1.1 / 5) - math.radians(3.0))
+    assert tilted.ground_distance_m((300.0, 10.0, 340.0, y), "person") == pytest.approx(5.0, rel=1e-6)
+    # No ground estimate: above the horizon, bottom cut off, or a class that floats.
+    assert g.ground_distance_m((300.0, 10.0, 340.0, 170.0), "person") is None
+    assert g.ground_distance_m((300.0, 10.0, 340.0, 360.0), "person") is None
+    assert g.ground_distance_m(box, "stop sign") is None
+    assert ground_distance_m(0.5, 1.1, 0.0) is None  # too near the horizon to mean anything
+
+
+def test_fused_distance_weights_ground_near_and_height_far() -> None:
+    # Near, the ground estimate is the sharper one and pulls the result to it.
+    near = fuse_distances(2.4, 2.0, 1.1)
+    assert 2.0 < near < 2.2
+    # Far, a degree of pitch is metres: the box height dominates.
+    far = fuse_distances(12.0, 14.0, 1.1)
+    assert 12.0 < far < 12.6
+    # Disagreeing wildly (feet hidden, a raised camera): box height alone.
+    assert fuse_distances(8.0, 2.5, 1.1) == 8.0
+    assert fuse_distances(3.0, None, 1.1) == 3.0
+
+
+def feed_camera(est: ThreatEstimator, tr: IouTracker, g: CameraGeometry, t: float, *boxes) -> None:
+    tracks = tr.update(ns(t), dets(*boxes))
+    est.set_camera(CameraResult(ns(t), round(t * 15), camera_tracks(tracks, g)))
+
+
+def test_ground_plane_trusted_only_while_it_agrees_on_average() -> None:
+    g = CameraGeometry(640, 360, 66.0)
+    f = g.focal_px
+
+    def box(d: float, mount: float) -> tuple[float, float, float, float]:
+        bottom = 180 + f * mount / d
+        return (300.0, bottom - f * 1.7 / d, 340.0, bottom)
+
+    ok, raised = ThreatEstimator(CFG), ThreatEstimator(CFG)
+    t_ok, t_raised = IouTracker(), IouTracker()
+    for i in range(15):
+        feed_camera(ok, t_ok, g, i / 15, box(8.0, 1.1))
+        # The same person seen by a camera 3 m up: feet far lower in the image.
+        feed_camera(raised, t_raised, g, i / 15, box(8.0, 3.0))
+    assert ok.ground_trusted
+    assert not raised.ground_trusted
+    (c,) = raised.candidates(ns(1.0))
+    assert c.distance_m == pytest.approx(8.0, rel=0.01)  # box height only
+
+
+def test_an_object_seen_in_one_frame_never_alerts() -> None:
+    g = CameraGeometry(640, 480, 66.0)
+    close = (280.0, 0.0, 360.0, 480.0)  # fills the frame: well inside 2 m
+    est, tr = ThreatEstimator(CFG), IouTracker()
+    levels = []
+    feed_camera(est, tr, g, 0.0, close)
+    for t in np.arange(0.0, 1.0, 0.02):
+        if t >= 1 / 15:
+            est.set_camera(CameraResult(ns(t), 1, ()))  # gone from the next frame on
+        levels.append(est.assess(ns(t)).level)
+    assert max(levels) == AlertLevel.CLEAR
+    # Seen in two frames 67 ms apart (15 fps) and then gone: still shorter than persist_s.
+    est, tr = ThreatEstimator(CFG), IouTracker()
+    feed_camera(est, tr, g, 0.0, close)
+    levels = []
+    for t in np.arange(0.0, 1.0, 0.02):
+        if 1 / 15 <= t < 2 / 15 and tr.tracks[0].hits == 1:
+            feed_camera(est, tr, g, 1 / 15, close)
+        elif t >= 2 / 15:
+            est.set_camera(CameraResult(ns(t), 2, ()))
+        levels.append(est.assess(ns(t)).level)
+    assert max(levels) == AlertLevel.CLEAR
+    # Seen for longer: it alerts, and goes on alerting.
+    est, tr = ThreatEstimator(CFG), IouTracker()
+    levels = []
+    for i in range(6):
+        feed_camera(est, tr, g, i / 15, close)
+        levels.append(est.assess(ns(i / 15 + 0.01)).level)
+    assert levels[:2] == [AlertLevel.CLEAR, AlertLevel.CLEAR] and levels[-1] == AlertLevel.WARN
+
+
+def test_policy_persistence_escalation_and_hold() -> None:
+    p = AlertPolicy(persist_s=0.1, hold_s=0.6)
+    assert p.update(0, AlertLevel.WARN) == AlertLevel.CLEAR
+    assert p.update(ns(0.06), AlertLevel.WARN) == AlertLevel.CLEAR
+    assert p.update(ns(0.1), AlertLevel.WARN) == AlertLevel.WARN
+    # An alarm that is on escalates at once ...
+    assert p.update(ns(0.12), AlertLevel.DANGER) == AlertLevel.DANGER
+    # ... and steps down only after hold_s.
+    assert p.update(ns(0.2), AlertLevel.CLEAR) == AlertLevel.DANGER
+    assert p.update(ns(0.81), AlertLevel.CLEAR) == AlertLevel.CLEAR
+    # A broken streak starts the persistence again.
+    assert p.update(ns(1.0), AlertLevel.WARN) == AlertLevel.CLEAR
+    assert p.update(ns(1.05), AlertLevel.CLEAR) == AlertLevel.CLEAR
+    assert p.update(ns(1.1), AlertLevel.WARN) == AlertLevel.CLEAR
+    # Confirmed evidence (two agreeing pings) needs no more waiting.
+    q = AlertPolicy(persist_s=0.1, hold_s=0.6)
+    assert q.update(0, AlertLevel.DANGER, confirmed=True) == AlertLevel.DANGER
+
+
+def test_hysteresis_keeps_a_level_near_its_threshold() -> None:
+    a = CFG.alerts  # warn at TTC 2.5 s, hysteresis 15 %
+    wobble = cand(10.0, 2.7)
+    assert level_for(wobble, a) == AlertLevel.CAUTION
+    assert level_for(wobble, a, AlertLevel.WARN) == AlertLevel.WARN
+    assert level_for(cand(10.0, 2.9), a, AlertLevel.WARN) == AlertLevel.CAUTION
+    assert level_for(cand(2.2, None), a, AlertLevel.WARN) == AlertLevel.WARN  # 2 m x 1.15
+
+
+def test_camera_approach_at_3mps_warns_2s_ahead_and_says_where() -> None:
+    """A person 0.6 m to the runner's right, approached at 3 m/s from 14 m
+    (boxes as the pinhole camera would see them, 15 fps)."""
+    g = CameraGeometry(640, 360, 66.0)
+    f = g.focal_px
+    est, tr = ThreatEstimator(CFG), IouTracker()
+    first_warn = None
+    threat = None
+    for i in range(int(4.6 * 15)):
+        t = i / 15
+        d = 14.0 - 3.0 * t
+        h, w, x = f * 1.7 / d, f * 0.5 / d, 320 - f * 0.6 / d  # runner's right = image left
+        bottom = 180 + f * 1.1 / d
+        feed_camera(est, tr, g, t, (x - w / 2, max(bottom - h, 0.0), x + w / 2, min(bottom, 360.0)))
+        threat = est.assess(ns(t) + 1)
+        if first_warn is None and threat.level >= AlertLevel.WARN:
+            first_warn = t
+            assert threat.closing_mps == pytest.approx(3.0, rel=0.3)
+    assert first_warn is not None and 14.0 / 3.0 - first_warn >= 2.0
+    assert threat is not None and threat.direction == "right"
+
+
+def test_direction_for_bearing() -> None:
+    assert direction_for(None, 10) is None
+    assert direction_for(-4.0, 10) == "centre"
+    assert direction_for(-12.0, 10) == "left"
+    assert direction_for(25.0, 10) == "right"
+
+
+def test_side_motors_play_on_the_threats_side() -> None:
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    assert side_duties(1.0, "left") == (1.0, 0.0)
+    assert side_duties(1.0, "right") == (0.0, 1.0)
+    assert side_duties(1.0, "centre") == side_duties(1.0, None) == (1.0, 1.0)
+    cfg = from_dict({"outputs": {"haptic_left_pin": 5, "haptic_right_pin": 6}})
+    factory = MockFactory(pin_class=MockPWMPin)
+    with Alerter(cfg.outputs, pin_factory=factory) as a:
+        a.update(AlertLevel.DANGER, 0, direction="right")
+        assert a.side_output == (0.0, 1.0)
+        assert factory.pin(5).state == 0 and factory.pin(6).state == 1
+        assert a.output[0] == 1.0  # the main motor plays every pattern, as before
+        a.update(AlertLevel.DANGER, ns(0.02), direction="centre")
+        assert factory.pin(5).state == 1 and factory.pin(6).state == 1
+        a.update(AlertLevel.CLEAR, ns(0.04))
+        assert a.side_output == (0.0, 0.0)
+    # A single-motor config has no side outputs and still plays.
+    with Alerter(CFG.outputs, pin_factory=MockFactory(pin_class=MockPWMPin)) as a:
+        a.update(AlertLevel.WARN, 0, direction="left")
+        assert a.side_output == (0.0, 0.0) and a.output[0] == 1.0
