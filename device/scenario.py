@@ -355,8 +355,9 @@ class Scene:
             f_photo = (y2 - y1) * spec.d0_m / self.height_m  # photo's focal length, photo px
             self.scale0 = f / f_photo
             self.board_d0 = spec.d0_m
+            # The image is mirrored to the runner: their right is the image's left.
             self.centre = (
-                (x1 + x2) / 2 - f_photo * spec.lateral_m / spec.d0_m,
+                (x1 + x2) / 2 + f_photo * spec.lateral_m / spec.d0_m,
                 y2 - f_photo * cam.mount_height_m / spec.d0_m,
             )
         else:
@@ -394,7 +395,7 @@ class Scene:
                 continue
             x = wk.start_x_m + wk.speed_mps * t
             scale = f * CLASS_HEIGHT_M["person"] / dist / box_h
-            _paste(img, patch, alpha, cam.width / 2 + f * x / dist,
+            _paste(img, patch, alpha, cam.width / 2 - f * x / dist,
                    cam.height / 2 + bob + f * cam.mount_height_m / dist, scale)
         return img
 

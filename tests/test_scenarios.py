@@ -227,3 +227,14 @@ def test_suite_scenarios_meet_the_targets(shared: Path, model_path: Path, tmp_pa
     assert out["summary"]["missed"] == 0
     assert out["summary"]["false_alarm_s"] <= 0.01 * out["summary"]["clear_s"]
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_obstacle_to_the_runners_right_is_on_the_images_left(photos: Path) -> None:
+    from device.geometry import CameraGeometry
+
+    scene = Scene(approach(lateral_m=0.5), photos, STILL)
+    x1, _, x2, _ = dark_box(scene.frame(2.5))  # 5 m away
+    f = STILL.focal_px
+    assert (x1 + x2) / 2 == pytest.approx(STILL.width / 2 - f * 0.5 / 5.0, abs=1.5)
+    g = CameraGeometry(STILL.width, STILL.height, STILL.hfov_deg)
+    assert g.bearing_deg((x1 + x2) / 2) == pytest.approx(math.degrees(math.atan2(0.5, 5.0)), abs=0.3)
