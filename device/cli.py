@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_models.register(sub)
     cli_recording.register(sub)
     __import__("device.cli_scenario", fromlist=["register"]).register(sub)
+    __import__("device.cli_bench", fromlist=["register"]).register(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""`rearguard models ...`: install, fetch, list and verify detector models.
+"""`rearguard models ...`: install, fetch, list and verify detector models, and
+build the derived ones (dynamic input size, int8).
 
 cli.py calls `register(sub)`; each handler returns an exit status (0 ok,
 1 failed) and reports a failure as one line on stderr, never a traceback.
@@ -67,7 +68,67 @@ def cmd_list(args: argparse.Namespace) -> int:
             status = f"installed, verified ({m.path})"
         else:
             status = f"installed, UNVERIFIED sha256 {m.sha256} ({m.path})"
-        print(f"{name:<14} {status}\n{'':<14} {s.description} [{s.licence}]")
+        print(f"{name:<19} {status}\n{'':<19} {s.description} [{s.licence}]")
+        for kind, what in (("dynamic", "any input size (`rearguard models dynamic`)"),
+                           ("int8", "int8, any input size (`rearguard models quantize`)")):
+            dname = models.derived_name(name, kind)
+            d = have.get(dname)
+            if d is None:
+                status = "not built"
+            elif d.verified:
+                status = f"built, matches its build record ({d.path})"
+            else:
+                status = f"built, does NOT match its build record: rebuild ({d.path})"
+            print(f"{dname:<19} {status}\n{'':<19} derived from {name}: {what}")
+    return 0
+
+
+def _shared_images() -> Path | None:
+    """../shared/images/coco (the development photos) if present, from the
+    working directory or next to this checkout."""
+    for root in (Path.cwd().parent, Path(__file__).resolve().parents[2]):
+        d = root / "shared" / "images" / "coco"
+        if d.is_dir():
+            return d
+    return None
+
+
+def _describe(d: models.Derived) -> str:
+    return (
+        f"built {d.name}: {d.path} (sha256 {d.sha256}, {d.size:,} bytes; from {d.base} "
+        f"sha256 {d.base_sha256[:12]}..., onnx {d.tools.get('onnx')}, onnxruntime {d.tools.get('onnxruntime')})"
+    )
+
+
+@_guarded
+def cmd_dynamic(args: argparse.Namespace) -> int:
+    from device.models_data import variants
+
+    print(_describe(variants.build("dynamic", args.base, source=args.source)))
+    return 0
+
+
+@_guarded
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from device.models_data import variants
+
+    directory = args.images if args.images is not None else _shared_images()
+    if directory is None:
+        return _fail("no calibration images: pass --images DIR (a folder of everyday photos, ideally with people)")
+    files = variants.image_files(directory)
+    if args.count > 0:
+        # Spread the picks over the folder rather than taking its first N.
+        step = max(1, len(files) // args.count)
+        files = files[::step][: args.count]
+
+    def progress(what: str, done: int, total: int) -> None:
+        print(f"{what}: {done}/{total}", file=sys.stderr, end="\r" if done < total else "\n", flush=True)
+
+    built = variants.build(
+        "int8", args.base, source=args.source, images=files, input_size=args.input_size,
+        float_convs=args.float_convs, progress=progress,
+    )
+    print(_describe(built) + f"; calibrated on {len(files)} images from {directory}")
     return 0
 
 
@@ -87,10 +148,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for m in found:
         print(f"{m.name}: {'ok' if m.verified else 'MISMATCH'} {m.path} (sha256 {m.sha256})")
     if bad:
-        return _fail(
-            f"{', '.join(m.name for m in bad)} does not match the manifest; reinstall with "
-            "`rearguard models fetch` or `rearguard models install PATH`"
-        )
+        derived = [m for m in bad if models.split_derived(m.name) is not None]
+        base = [m for m in bad if m not in derived]
+        msgs = []
+        if base:
+            msgs.append(
+                f"{', '.join(m.name for m in base)} does not match the manifest; reinstall with "
+                "`rearguard models fetch` or `rearguard models install PATH`"
+            )
+        for m in derived:
+            try:
+                models.check_derived(m.name)
+            except ModelError as err:
+                msgs.append(str(err))
+        return _fail("; ".join(msgs))
     return 0
 
 
@@ -115,6 +186,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ls = msub.add_parser("list", help="known models and whether each is installed")
     ls.set_defaults(func=cmd_list)
+
+    d = msub.add_parser("dynamic", help="build <base>_dynamic: the base model with any input size")
+    d.add_argument("base", nargs="?", default=models.DEFAULT_MODEL, metavar="BASE",
+                   help="manifest name of the base model (default: %(default)s)")
+    d.add_argument("--from", dest="source", default=None, metavar="PATH",
+                   help="build from this base file instead of the installed one (must be a trusted copy)")
+    d.set_defaults(func=cmd_dynamic)
+
+    q = msub.add_parser("quantize", help="build <base>_int8: statically quantised, any input size")
+    q.add_argument("base", nargs="?", default=models.DEFAULT_MODEL, metavar="BASE",
+                   help="manifest name of the base model (default: %(default)s)")
+    q.add_argument("--from", dest="source", default=None, metavar="PATH",
+                   help="build from this base file instead of the installed one (must be a trusted copy)")
+    q.add_argument("--images", type=Path, default=None, metavar="DIR",
+                   help="calibration photos (default: ../shared/images/coco when present)")
+    q.add_argument("--count", type=int, default=50, metavar="N",
+                   help="calibrate on N images spread over DIR, 0 = all (default: %(default)s)")
+    q.add_argument("--input-size", type=int, default=416, metavar="N",
+                   help="letterbox size the calibration images are prepared at (default: %(default)s)")
+    q.add_argument("--float-convs", type=int, default=8, metavar="K",
+                   help="keep the K convolutions that quantise worst in float (default: %(default)s)")
+    q.set_defaults(func=cmd_quantize)
 
     v = msub.add_parser("verify", help="check installed models (or PATH) against the manifest")
     v.add_argument("path", nargs="?", default=None, metavar="PATH", help="a file to check instead")

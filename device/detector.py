@@ -8,6 +8,12 @@ YOLOX's ONNX export ends before its decode: each anchor row is
 `cx, cy, w, h` relative to its grid cell, then objectness, then per-class
 scores (already sigmoid). The pure functions here (`letterbox`, `to_blob`,
 `decode`, `nms`, `scale_boxes`) do the rest, and are what the tests check.
+
+Speed: on a Pi the model is nearly the whole frame budget, so everything
+around it must cost little next to it (`rearguard bench` measures the ratio).
+`Letterboxer` resizes straight into a reused buffer and writes only the
+image part of the float input (the padding is written once per frame
+size); `decode` drops anchors on objectness before touching class scores.
 """
 
 from __future__ import annotations
@@ -75,6 +81,51 @@ def to_blob(canvas: np.ndarray, blob: np.ndarray) -> None:
     np.copyto(blob[0], canvas.transpose(2, 0, 1))
 
 
+class Letterboxer:
+    """`letterbox` + `to_blob` for a stream of frames, into one reused input.
+
+    Gives exactly the blob those two give (the tests check), faster: frames
+    of one stream share a size, so the padding is written only when the frame
+    size changes, and each frame writes only its image region, plane by
+    plane (contiguous uint8 -> float copies instead of a strided transpose).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.blob = np.full((1, 3, size, size), PAD_VALUE, np.float32)
+        self._for: tuple[int, int] | None = None  # the frame (h, w) the buffers fit
+        self._resized = np.empty((0, 0, 3), np.uint8)
+        self._planes: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
+        self._scale = 1.0
+
+    def _fit(self, h: int, w: int) -> None:
+        size = self.size
+        scale = min(size / h, size / w)
+        nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+        self.blob.fill(PAD_VALUE)
+        self._resized = np.empty((nh, nw, 3), np.uint8)
+        self._planes = [np.empty((nh, nw), np.uint8) for _ in range(3)]
+        self._targets = [self.blob[0, c, :nh, :nw] for c in range(3)]
+        self._scale = scale
+        self._for = (h, w)
+
+    def __call__(self, image: np.ndarray) -> float:
+        """Letterbox one HxWx3 uint8 BGR image into `blob`; returns its scale."""
+        h, w = image.shape[:2]
+        if self._for != (h, w):
+            self._fit(h, w)
+        nh, nw = self._resized.shape[:2]
+        if (nh, nw) == (h, w):
+            src = image
+        else:
+            src = cv2.resize(image, (nw, nh), dst=self._resized, interpolation=cv2.INTER_LINEAR)
+        planes = cv2.split(src, self._planes)
+        for plane, target in zip(planes, self._targets):
+            np.copyto(target, plane)
+        return self._scale
+
+
 @functools.lru_cache(maxsize=8)
 def grids(size: int, strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np.ndarray]:
     """Per-anchor cell offsets (N, 2) as (x, y) and strides (N, 1), in the
@@ -115,20 +166,27 @@ def decode(
             f"model output has shape {raw.shape}; a YOLOX model at input {size} "
             f"with strides {tuple(strides)} gives ({g.shape[0]}, 5 + classes)"
         )
-    cls = rows[:, 5:]
+    # Class scores are sigmoids (<= 1), so score <= objectness: anchors whose
+    # objectness is already at or below the threshold cannot pass, and most
+    # of the thousands of anchors are dropped before their class scores are read.
+    cand = np.flatnonzero(rows[:, 4] > score_threshold)
+    r = rows[cand]
     if class_ids is not None:
         allowed = np.asarray(class_ids, dtype=np.intp)
-        cls = cls[:, allowed]
+        cls = r[:, 5 + allowed]
+    else:
+        cls = r[:, 5:]
     best = cls.argmax(axis=1)
-    scores = rows[:, 4] * cls[np.arange(len(cls)), best]
-    keep = np.flatnonzero(scores > score_threshold)
+    scores = r[:, 4] * cls[np.arange(len(cls)), best]
+    keep = scores > score_threshold
     if class_ids is not None:
         best = allowed[best]
-    r, g, st = rows[keep], g[keep], st[keep]
+    idx = cand[keep]
+    r, g, st = r[keep], g[idx], st[idx]
     centre = (r[:, 0:2] + g) * st
     half = np.exp(r[:, 2:4]) * st * 0.5
-    xyxy = np.concatenate((centre - half, centre + half), axis=1).astype(np.float32)
-    return xyxy, scores[keep].astype(np.float32), best[keep].astype(np.int32)
+    xyxy = np.concatenate((centre - half, centre + half), axis=1).astype(np.float32, copy=False)
+    return xyxy, scores[keep].astype(np.float32, copy=False), best[keep].astype(np.int32, copy=False)
 
 
 def nms(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float) -> np.ndarray:
@@ -157,11 +215,34 @@ def scale_boxes(xyxy: np.ndarray, scale: float, width: int, height: int) -> tupl
 
 # --- the onnxruntime backend -------------------------------------------------
 
+# Chosen with `rearguard bench --load` (ranging and alert threads running);
+# the figures are in README.md, "Detector speed".
+DEFAULT_THREADS = 2
+DEFAULT_SPIN = True
+
+
+def session_options(threads: int = DEFAULT_THREADS, spin: bool = DEFAULT_SPIN) -> ort.SessionOptions:
+    """CPU session options: `threads` intra-op threads (0 = onnxruntime's own
+    choice), one inter-op thread, and whether idle pool threads busy-wait
+    for work (`spin`: lower latency, but they burn the CPU the rest of the
+    loop needs between runs)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(0, threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only; warnings about unused initialisers are noise
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    return opts
+
 
 class YoloxDetector:
     """YOLOX (COCO) on onnxruntime's CPU provider.
 
     Buffers are allocated once; `detect` allocates only what the results need.
+    `detect` = `prepare` + `infer` + `postprocess`; the three are public so a
+    benchmark or a test can time or check each on the same input.
     `last_timings` holds the previous call's stage times in ms (measurement
     only, never used to decide anything).
     """
@@ -174,7 +255,8 @@ class YoloxDetector:
         score_threshold: float = 0.35,
         nms_iou: float = 0.45,
         class_ids: Sequence[int] | None = None,
-        threads: int = 2,
+        threads: int = DEFAULT_THREADS,
+        spin: bool = DEFAULT_SPIN,
     ) -> None:
         if input_size <= 0 or input_size % max(STRIDES):
             raise ValueError(f"input_size must be a positive multiple of {max(STRIDES)} (got {input_size})")
@@ -186,9 +268,11 @@ class YoloxDetector:
         self.input_size = input_size
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
+        self.threads = threads
+        self.spin = spin
         self.last_timings: dict[str, float] = {}
 
-        self._session: ort.InferenceSession | None = self._open(self.model_path, threads)
+        self._session: ort.InferenceSession | None = self._open(self.model_path, threads, spin)
         inp = self._session.get_inputs()
         out = self._session.get_outputs()
         if len(inp) != 1 or len(out) < 1:
@@ -214,24 +298,21 @@ class YoloxDetector:
             self.class_ids = None
             self._allowed = None
 
-        self._canvas = np.full((input_size, input_size, 3), PAD_VALUE, np.uint8)
-        self._blob = np.empty((1, 3, input_size, input_size), np.float32)
+        self._letterbox = Letterboxer(input_size)
+        self._blob = self._letterbox.blob  # the model input, 1x3xSxS float32
+        self._feed = {self._input_name: self._blob}
+        self._outputs = [self._output_name]
         grids(input_size)  # build the decode grids now, not on the first frame
 
     @staticmethod
-    def _open(path: Path, threads: int) -> ort.InferenceSession:
+    def _open(path: Path, threads: int, spin: bool) -> ort.InferenceSession:
         if not path.exists():
             raise ModelError(f"model file not found: {path}; {_INSTALL_HINT}")
         if not path.is_file():
             raise ModelError(f"model path is not a file: {path}")
         if not os.access(path, os.R_OK):
             raise ModelError(f"model file is not readable (permissions): {path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(0, threads)
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3  # errors only; warnings about unused initialisers are noise
+        opts = session_options(threads, spin)
         try:
             return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own pybind types, none shared
@@ -255,8 +336,9 @@ class YoloxDetector:
         if any(d != self.input_size for d in fixed):
             raise ModelError(
                 f"{self.model_path.name} takes {h}x{w} images but detector.input_size is "
-                f"{self.input_size}; set detector.input_size = {fixed[0]} or use a model exported at "
-                f"{self.input_size}"
+                f"{self.input_size}; set detector.input_size = {fixed[0]}, or use a dynamic-input "
+                f"model: build one with `rearguard models dynamic` and set detector.model = "
+                f"\"yolox_nano_dynamic\""
             )
 
     def _check_output(self, out: ort.NodeArg) -> int:
@@ -277,34 +359,49 @@ class YoloxDetector:
             )
         return per_anchor - 5
 
-    def detect(self, image: np.ndarray) -> Detections:
-        if self._session is None:
-            raise RuntimeError("detector is closed")
+    # --- the three stages ------------------------------------------------------
+
+    def prepare(self, image: np.ndarray) -> float:
+        """Letterbox `image` into the model input buffer; returns its scale."""
         if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise ValueError(f"detect() needs an HxWx3 uint8 BGR image, got {got}")
-        h, w = image.shape[:2]
-        if h == 0 or w == 0:
+        if image.shape[0] == 0 or image.shape[1] == 0:
             raise ValueError(f"detect() got an empty image {image.shape}")
+        return self._letterbox(image)
 
-        t0 = time.perf_counter()
-        scale = letterbox(image, self.input_size, self._canvas)
-        to_blob(self._canvas, self._blob)
-        t1 = time.perf_counter()
+    def infer(self) -> np.ndarray:
+        """The model's raw output (1, anchors, 5 + classes) for the prepared input."""
+        if self._session is None:
+            raise RuntimeError("detector is closed")
         try:
-            raw = self._session.run([self._output_name], {self._input_name: self._blob})[0]
+            return self._session.run(self._outputs, self._feed)[0]
         except Exception as err:  # a model whose graph fails at run time is broken
             raise ModelError(f"{self.model_path.name} failed to run: {err}") from None
-        t2 = time.perf_counter()
+
+    def postprocess(self, raw: np.ndarray, scale: float, width: int, height: int) -> Detections:
+        """Raw output -> detections in the pixels of a width x height image letterboxed at `scale`."""
         try:
             xyxy, scores, cls = decode(
                 raw, self.input_size, score_threshold=self.score_threshold, class_ids=self._allowed
             )
         except ValueError as err:
             raise ModelError(f"{self.model_path.name}: {err}") from None
+        if len(scores) == 0:
+            return Detections.empty()
         keep = nms(xyxy, scores, cls, self.nms_iou)
-        boxes, valid = scale_boxes(xyxy[keep], scale, w, h)
-        dets = Detections(xyxy=boxes[valid], confidence=scores[keep][valid], class_id=cls[keep][valid])
+        boxes, valid = scale_boxes(xyxy[keep], scale, width, height)
+        return Detections(xyxy=boxes[valid], confidence=scores[keep][valid], class_id=cls[keep][valid])
+
+    def detect(self, image: np.ndarray) -> Detections:
+        if self._session is None:
+            raise RuntimeError("detector is closed")
+        t0 = time.perf_counter()
+        scale = self.prepare(image)
+        t1 = time.perf_counter()
+        raw = self.infer()
+        t2 = time.perf_counter()
+        dets = self.postprocess(raw, scale, image.shape[1], image.shape[0])
         t3 = time.perf_counter()
         self.last_timings = {
             "preprocess": (t1 - t0) * 1e3,

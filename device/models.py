@@ -5,12 +5,20 @@ package as `device.models_data`). A file is trusted for a name when its
 sha256 is one the manifest lists for that name: the reference copy or any
 source's. Installing copies into `models_dir()` atomically, so the device
 never sees half a model.
+
+Derived models (`<base>_dynamic`, `<base>_int8`) are built on the device by
+`rearguard models dynamic|quantize` (models/variants.py) from a trusted base
+file. Their bytes depend on the tool versions, so no manifest can list them:
+each is installed with a sidecar `<file>.json` recording its own sha256, the
+base model's sha256 and the tools that made it, and is trusted when its
+bytes match the sidecar and the sidecar's base is one the manifest trusts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
 import shutil
@@ -19,7 +27,9 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+import platform
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -75,7 +85,26 @@ class Installed:
     name: str
     path: Path
     sha256: str
-    verified: bool  # the sha256 is one the manifest lists for this name
+    verified: bool  # the sha256 is one the manifest lists for this name (or, derived, its sidecar's)
+
+
+DERIVED_KINDS = ("dynamic", "int8")
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A derived model as its sidecar records it."""
+
+    name: str
+    base: str
+    kind: str
+    path: Path
+    sha256: str
+    size: int
+    base_sha256: str
+    tools: dict[str, str]
+    recipe: dict[str, Any]
 
 
 # --- manifest ----------------------------------------------------------------
@@ -282,9 +311,12 @@ def _looks_like_path(setting: str) -> bool:
 
 def resolve(setting: str) -> Path:
     """The model file for a config setting: a manifest name (its installed
-    copy) or a path to an .onnx file."""
+    copy), a derived name (`yolox_nano_dynamic`, `yolox_nano_int8`: its
+    built copy, checked against its sidecar) or a path to an .onnx file."""
     setting = setting.strip()
     specs = manifest()
+    if split_derived(setting) is not None:
+        return check_derived(setting).path
     if setting in specs:
         path = models_dir() / specs[setting].file
         if not path.is_file():
@@ -299,14 +331,15 @@ def resolve(setting: str) -> Path:
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         return path
+    known = sorted(specs) + [derived_name(b, k) for b in sorted(specs) for k in DERIVED_KINDS]
     raise ModelError(
-        f"detector.model {setting!r} is neither a known model name ({', '.join(sorted(specs))}) "
+        f"detector.model {setting!r} is neither a known model name ({', '.join(known)}) "
         "nor a path to an .onnx file"
     )
 
 
 def installed() -> list[Installed]:
-    """Manifest models present in models_dir(), each hashed and checked."""
+    """Manifest and derived models present in models_dir(), each hashed and checked."""
     out = []
     directory = models_dir()
     for name, s in manifest().items():
@@ -314,4 +347,161 @@ def installed() -> list[Installed]:
         if path.is_file():
             digest = verify(path)
             out.append(Installed(name, path, digest, digest in s.accepted()))
+        for kind in DERIVED_KINDS:
+            dname = derived_name(name, kind)
+            dpath = directory / derived_file(dname)
+            if dpath.is_file():
+                digest = verify(dpath)
+                try:
+                    check_derived(dname)
+                    ok = True
+                except ModelError:
+                    ok = False
+                out.append(Installed(dname, dpath, digest, ok))
     return out
+
+
+# --- derived models -----------------------------------------------------------------
+
+
+def derived_name(base: str, kind: str) -> str:
+    return f"{base}_{kind}"
+
+
+def derived_file(name: str) -> str:
+    return f"{name}.onnx"
+
+
+def split_derived(name: str) -> tuple[str, str] | None:
+    """(base, kind) if `name` names a derived model of a manifest model."""
+    for kind in DERIVED_KINDS:
+        base = name.removesuffix(f"_{kind}")
+        if base != name and base in manifest():
+            return base, kind
+    return None
+
+
+def tool_versions() -> dict[str, str]:
+    """The versions that decide a derived model's bytes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("rearguard", "onnx", "onnxruntime", "numpy", "opencv-python-headless"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def install_derived(
+    built: str | os.PathLike[str],
+    name: str,
+    *,
+    base: str,
+    kind: str,
+    base_sha256: str,
+    recipe: dict[str, Any],
+) -> Derived:
+    """Move a freshly built model into models_dir() as `name`, with its sidecar.
+
+    The model is renamed into place first, then the sidecar: a crash in
+    between leaves a model whose sidecar is missing or stale, which
+    check_derived refuses (rebuild), never a wrong file passed as good.
+    """
+    if split_derived(name) != (base, kind):
+        raise ModelError(f"{name!r} is not the {kind} variant of {base!r}")
+    src = Path(built)
+    digest = verify(src)
+    directory = models_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    dest = directory / derived_file(name)
+    record = {
+        "name": name,
+        "base": base,
+        "kind": kind,
+        "file": dest.name,
+        "sha256": digest,
+        "size": src.stat().st_size,
+        "base_sha256": base_sha256,
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tools": tool_versions(),
+        "recipe": recipe,
+    }
+    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+            shutil.copyfileobj(inp, out, 1024 * 1024)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.chmod(0o644)
+        if verify(tmp) != digest:
+            raise ModelError(f"copy of the built {name} into {directory} came out different; disk problem?")
+        os.replace(tmp, dest)
+        _write_text_atomic(sidecar(dest), json.dumps(record, indent=2) + "\n")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return check_derived(name)
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_derived(name: str) -> Derived:
+    """The installed derived model `name`, after checking its bytes against
+    its sidecar and its base against the manifest; ModelError saying how to
+    rebuild it otherwise."""
+    parts = split_derived(name)
+    if parts is None:
+        raise ModelError(f"{name!r} is not a derived model name")
+    base, kind = parts
+    command = "dynamic" if kind == "dynamic" else "quantize"
+    rebuild = f"build it with `rearguard models {command}`"
+    path = models_dir() / derived_file(name)
+    if not path.is_file():
+        raise ModelError(f"model {name!r} is not built (looked for {path}); {rebuild}")
+    side = sidecar(path)
+    try:
+        record = json.loads(side.read_text("utf-8"))
+        info = Derived(
+            name=name, base=base, kind=kind, path=path,
+            sha256=str(record["sha256"]), size=int(record["size"]),
+            base_sha256=str(record["base_sha256"]),
+            tools={str(k): str(v) for k, v in dict(record.get("tools", {})).items()},
+            recipe=dict(record.get("recipe", {})),
+        )
+        if record.get("name") != name:
+            raise ValueError(f"it describes {record.get('name')!r}")
+    except FileNotFoundError:
+        raise ModelError(f"{path} has no record of how it was built ({side.name} is missing); {rebuild}") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelError(f"{side} is unreadable or not a build record ({err}); {rebuild}") from None
+    digest = verify(path)
+    if digest != info.sha256:
+        raise ModelError(
+            f"{path} has sha256 {digest}, but it was built as {info.sha256}: changed since; {rebuild}"
+        )
+    if info.base_sha256 not in spec(base).accepted():
+        raise ModelError(
+            f"{path} was built from a {base} file (sha256 {info.base_sha256}) the manifest does not "
+            f"trust; {rebuild}"
+        )
+    return info
