@@ -323,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_recording.register(sub)
     __import__("device.cli_scenario", fromlist=["register"]).register(sub)
     __import__("device.cli_bench", fromlist=["register"]).register(sub)
+    __import__("device.cli_check", fromlist=["register"]).register(sub)
     return parser
 
 

@@ -87,14 +87,48 @@ class DetectorConfig(_Strict):
         return tuple(dict.fromkeys(out))
 
 
+# The closest each sensor type can measure, metres. An HC-SR04 times echoes
+# from ~2 cm; a JSN-SR04T's single transducer rings after sending and hears
+# nothing for ~23 cm. A shorter reading is physically impossible for it
+# (a clone echoing its own trigger, electrical noise): a fault, not an obstacle.
+SENSOR_MIN_DISTANCE_M = {"hc-sr04": 0.02, "jsn-sr04t": 0.23, "generic": 0.02}
+
+
 class UltrasonicSensorConfig(_Strict):
     name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
     trigger_pin: Pin
     echo_pin: Pin
     bearing_deg: float = Field(0.0, ge=-90, le=90, description="0 = straight back, negative = left")
     beam_deg: float = Field(15.0, gt=0, le=120, description="full beam width, degrees")
-    type: Literal["hc-sr04", "jsn-sr04t", "generic"] = "hc-sr04"
-    max_distance_m: float = Field(4.0, gt=0.5, le=6.0, description="beyond this is no echo")
+    type: Literal["hc-sr04", "jsn-sr04t", "generic"] = Field(
+        "hc-sr04", description="sensor model: sets the default min_distance_m (hc-sr04 0.02, jsn-sr04t 0.23)"
+    )
+    min_distance_m: float = Field(
+        0.02, ge=0, le=1.0,
+        description="closer readings are impossible for this sensor: dropped, and a fault if they persist "
+        "(default: the type's minimum)",
+    )
+    max_distance_m: float = Field(
+        4.0, gt=0.5, le=6.0,
+        description="beyond this is no echo ('nothing in range'); gpiozero's own default is only 1 m",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type_minimum(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "min_distance_m" not in data:
+            kind = data.get("type", "hc-sr04")
+            if kind in SENSOR_MIN_DISTANCE_M:  # an unknown type is reported by its own check
+                data = {**data, "min_distance_m": SENSOR_MIN_DISTANCE_M[kind]}
+        return data
+
+    @model_validator(mode="after")
+    def _range_order(self) -> UltrasonicSensorConfig:
+        if not self.min_distance_m < self.max_distance_m:
+            raise ValueError(
+                f"min_distance_m {self.min_distance_m} must be below max_distance_m {self.max_distance_m}"
+            )
+        return self
 
 
 PING_S = 0.04  # an HC-SR04 holds its echo line ~38 ms when nothing answers
@@ -105,9 +139,14 @@ class RangingConfig(_Strict):
         (UltrasonicSensorConfig(name="centre", trigger_pin=23, echo_pin=24),),
         description="ultrasonic sensors; they take turns so they never hear each other",
     )
-    max_age_s: float = Field(0.15, gt=0, le=2, description="readings older than this are ignored")
+    max_age_s: float = Field(
+        0.15, gt=0, le=2, description="a sensor whose newest ping is older than this is ignored"
+    )
     sample_wait_s: float = Field(
-        0.06, ge=0.01, le=1, description="pause between pings (HC-SR04 needs >= 60 ms per ping)"
+        0.06, ge=0.03, le=1,
+        description="ping cycle: each ping, of any sensor, starts at least this long after the previous "
+        "one started, so its echoes have died away (HC-SR04 datasheet: 60 ms); N sensors get "
+        "1 / (N x this) pings a second each",
     )
 
     @field_validator("sensors")
@@ -121,15 +160,14 @@ class RangingConfig(_Strict):
 
     @model_validator(mode="after")
     def _fresh_enough(self) -> RangingConfig:
-        # Sensors take turns: between two readings a sensor pauses
-        # sample_wait_s and may wait for every sensor's ping (up to ~40 ms
-        # each when nothing echoes). A bound shorter than that would throw
-        # readings away as stale between turns.
-        round_s = self.sample_wait_s + len(self.sensors) * PING_S
+        # Sensors take turns, one ping per cycle (a ping takes up to ~40 ms,
+        # within the cycle), so each sensor reads once every N cycles. A
+        # bound shorter than that would throw readings away as stale between turns.
+        round_s = len(self.sensors) * max(self.sample_wait_s, PING_S)
         if self.max_age_s < 1.25 * round_s:
             raise ValueError(
                 f"max_age_s {self.max_age_s} is shorter than 1.25 x the time between readings, "
-                f"sample_wait_s + {len(self.sensors)} sensors x {PING_S} s ping = {round_s:.3f} s: "
+                f"{len(self.sensors)} sensors x sample_wait_s {self.sample_wait_s} s = {round_s:.3f} s: "
                 "readings would be thrown away as stale"
             )
         return self

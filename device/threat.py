@@ -16,31 +16,26 @@ Design choices, each for the runner:
   the object and the box's growth where none does.
 - No-echo readings never erase a fresh valid reading: cheap sensors lose the
   echo from soft targets (clothing, a hand) every other ping.
-- Stale data is never acted on: a reading older than `ranging.max_age_s`, or
-  a camera result older than `camera.max_age_s`, is ignored.
+- Stale data is never acted on: a sensor whose newest ping (of any kind) is
+  older than `ranging.max_age_s`, or a camera result older than
+  `camera.max_age_s`, is ignored. The one bounded exception is deliberate:
+  while a sensor keeps pinging, a followed object's lost echoes are bridged
+  for up to 0.5 s (`device.range_filter`), so a soft target never reads as clear.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, replace
-
-import numpy as np
 
 from device.clock import NS_PER_S
 from device.coco import COCO_CLASSES
 from device.config import AlertsConfig, Config, UltrasonicSensorConfig
 from device.geometry import CameraGeometry, fuse_distances, ground_distance_m
+from device.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.tracking import Track
 from device.types import AlertLevel, Range, Threat
 
-# Two pings agree when they are within this of each other (metres) ...
-CONFIRM_DELTA_M = 0.3
-# ... and no further apart in time than this.
-CONFIRM_WINDOW_NS = round(0.35 * NS_PER_S)
-# Closing speed is fitted over this much history.
-RATE_WINDOW_NS = round(0.6 * NS_PER_S)
 SCALE_WINDOW_NS = round(1.0 * NS_PER_S)
 CAMERA_MIN_HITS = 2
 EDGE_PX = 2.0  # a box this close to the top or bottom edge is cut off by it
@@ -133,52 +128,41 @@ def camera_tracks(tracks: list[Track], geometry: CameraGeometry) -> tuple[Camera
 
 
 class SensorTrack:
-    """Recent readings of one ultrasonic sensor and what they say now."""
+    """One ultrasonic sensor: its readings through the range filter
+    (`device.range_filter`: spikes need a second agreeing ping, lost echoes
+    of a followed object are bridged for up to 0.5 s) and its fault."""
 
-    def __init__(self, sensor: UltrasonicSensorConfig) -> None:
+    def __init__(self, sensor: UltrasonicSensorConfig, params: FilterParams = DEFAULT_PARAMS) -> None:
         self.sensor = sensor
-        self.valid: deque[tuple[int, float]] = deque(maxlen=16)
+        self.filter = RangeFilter(params)
         self.fault: str | None = None
 
     def add(self, r: Range) -> None:
         self.fault = r.fault
-        if r.fault is None and r.metres is not None:
-            self.valid.append((r.t_ns, r.metres))
+        self.filter.update(r)  # a fault resets the filter: no reading spans one
 
     def candidate(self, now_ns: int, max_age_ns: int, min_closing: float) -> Candidate | None:
-        if self.fault is not None or not self.valid:
+        if self.fault is not None:
             return None
-        t_last, d_last = self.valid[-1]
-        if now_ns - t_last > max_age_ns:
+        # None when the sensor's newest ping of any kind is older than
+        # max_age_ns: a sensor gone quiet is never taken at its last word.
+        est = self.filter.estimate(now_ns, max_age_ns)
+        if est is None:
             return None
-        # Spike rejection: the newest distance counts only once an earlier
-        # ping close in time agrees with it.
-        if not any(
-            0 < t_last - t <= CONFIRM_WINDOW_NS and abs(d - d_last) <= CONFIRM_DELTA_M
-            for t, d in list(self.valid)[:-1]
-        ):
-            return None
+        distance, closing = est.distance_m, est.closing_mps
+        if est.dropout and closing is not None and closing > 0:
+            # The object's echo was lost since (soft targets do that): it
+            # has kept coming meanwhile, so it is nearer than it last read.
+            distance = max(0.0, distance - closing * (now_ns - est.t_ns) / NS_PER_S)
+        ttc = distance / closing if closing is not None and closing >= max(min_closing, 1e-6) else None
         return Candidate(
             source="ultrasonic",
             label=self.sensor.name,
-            distance_m=d_last,
+            distance_m=distance,
             bearing_deg=self.sensor.bearing_deg,
-            ttc_s=self._ttc(d_last, min_closing),
+            ttc_s=ttc,
             in_path=True,  # the sensors are aimed along the path by construction
         )
-
-    def _ttc(self, distance: float, min_closing: float) -> float | None:
-        t_last = self.valid[-1][0]
-        pts = [(t, d) for t, d in self.valid if t_last - t <= RATE_WINDOW_NS]
-        if len(pts) < 3 or (pts[-1][0] - pts[0][0]) < 0.2 * NS_PER_S:
-            return None
-        t = np.array([p[0] - pts[0][0] for p in pts], dtype=np.float64) / NS_PER_S
-        d = np.array([p[1] for p in pts], dtype=np.float64)
-        slope, _ = np.polyfit(t, d, 1)
-        closing = -float(slope)
-        if closing < max(min_closing, 1e-6):
-            return None
-        return distance / closing
 
 
 def level_for(c: Candidate, cfg: AlertsConfig, current: AlertLevel = AlertLevel.CLEAR) -> AlertLevel:
