@@ -22,6 +22,7 @@ against that reference (e.g. int8 against fp32).
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +38,7 @@ from device.types import Detections
 
 REPO = Path(__file__).resolve().parents[1]
 PERSON = 0  # COCO class id
+DEFAULT_BLOCK = 10
 
 
 class BenchError(Exception):
@@ -168,6 +170,18 @@ class Case:
         return f"{self.model} @{self.input_size} threads={self.threads} spin={'on' if self.spin else 'off'}"
 
 
+def _spread(samples: Sequence[float]) -> dict[str, float | None]:
+    if not samples:
+        return {"median": None, "p90": None, "p99": None, "max": None}
+    a = np.asarray(samples)
+    return {
+        "median": round(float(np.median(a)), 3),
+        "p90": round(float(np.percentile(a, 90)), 3),
+        "p99": round(float(np.percentile(a, 99)), 3),
+        "max": round(float(a.max()), 3),
+    }
+
+
 def stats(samples: Sequence[float]) -> dict[str, float | None]:
     if not samples:
         return {"median": None, "p90": None}
@@ -186,6 +200,8 @@ class CaseResult:
     frames_agreement: Agreement = field(default_factory=Agreement)
     images_agreement: Agreement = field(default_factory=Agreement)
     detections: int = 0
+    windows: list[tuple[int, int]] = field(default_factory=list)  # monotonic ns this case ran
+    load: dict[str, Any] | None = None  # how the rest of the loop fared meanwhile
 
     @property
     def overhead_ratio(self) -> float | None:
@@ -194,7 +210,7 @@ class CaseResult:
         return float(np.median(self.total) / np.median(self.inference))
 
     def to_json(self, reference: CaseResult | None = None) -> dict[str, Any]:
-        ratio = self.overhead_ratio
+        overhead = self.overhead_ratio
         out: dict[str, Any] = {
             "model": self.case.model,
             "model_path": str(self.case.path),
@@ -207,9 +223,11 @@ class CaseResult:
             "postprocess_ms": stats(self.postprocess),
             "total_ms": stats(self.total),
             "inference_in_detect_ms": stats(self.inference_in_detect),
-            "overhead_ratio": None if ratio is None else round(ratio, 4),
+            "overhead_ratio": None if overhead is None else round(overhead, 4),
             "detections_per_frame": round(self.detections / len(self.total), 2) if self.total else None,
         }
+        if self.load is not None:
+            out["load"] = self.load
         if reference is not None and reference is not self:
             out["vs_reference"] = {
                 "reference": reference.case.label,
@@ -260,18 +278,41 @@ class Load:
         self._thread = threading.Thread(target=self._loop, name="bench-load", daemon=True)
         self.updates = 0
         self.ranges = 0
+        self.late: list[tuple[int, float]] = []  # (woke at, ms after it was due)
+        self.range_times: list[int] = []
 
     def _loop(self) -> None:
         from device.types import AlertLevel
 
         levels = list(AlertLevel)
-        period = 1.0 / self.RATE_HZ
-        while not self._stop.wait(period):
-            now = self._clock.now_ns()
-            self.ranges += len(self._ranger.poll(now))
+        period_ns = round(1e9 / self.RATE_HZ)
+        due = time.monotonic_ns() + period_ns
+        while not self._stop.wait(max(0, due - time.monotonic_ns()) / 1e9):
+            woke = time.monotonic_ns()
+            self.late.append((woke, (woke - due) / 1e6))
+            got = self._ranger.poll(self._clock.now_ns())
+            self.ranges += len(got)
+            self.range_times.extend(r.t_ns for r in got if r.fault is None)
             level = levels[(self.updates // int(self.RATE_HZ)) % len(levels)]  # a new level each second
-            self._alerter.update(level, now)
+            self._alerter.update(level, self._clock.now_ns())
             self.updates += 1
+            due += period_ns
+            if woke - due > period_ns:  # fell behind by more than a tick: skip, as a real loop would
+                due = woke + period_ns
+
+    def during(self, windows: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        """How the alert loop and the ranging fared while a case ran: how
+        late the 50 Hz alert ticks woke, and the gaps between pings."""
+
+        def inside(t: int) -> bool:
+            return any(a <= t <= b for a, b in windows)
+
+        late = [ms for t, ms in self.late if inside(t)]
+        gaps: list[float] = []
+        for a, b in windows:  # gaps between pings within one stretch of the case, not across others
+            times = sorted(t for t in self.range_times if a <= t <= b)
+            gaps += [(y - x) / 1e6 for x, y in zip(times, times[1:])]
+        return {"alert_tick_late_ms": _spread(late), "range_gap_ms": _spread(gaps), "ticks": len(late)}
 
     def __enter__(self) -> Load:
         self._thread.start()
@@ -296,7 +337,7 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         ref = self.cases[0]
         items = [c.to_json(ref) for c in self.cases]
-        extra = {"video": self.video, "load": self.load}
+        extra = {"video": self.video, "load_totals": self.load}
         if len(items) == 1:
             return {**items[0], **extra}
         return {"cases": items, "reference": ref.case.label, **extra}
@@ -310,16 +351,25 @@ def run(
     nms_iou: float = 0.45,
     class_ids: Sequence[int] | None = None,
     warmup: int = 5,
+    block: int = DEFAULT_BLOCK,
     images: Iterable[np.ndarray] = (),
     progress: Callable[[int], None] | None = None,
 ) -> list[CaseResult]:
     """Run every case on every frame (side by side) and, untimed, on `images`.
 
-    The first `warmup` frames run but are not recorded (allocator and
-    thread pool warm-up). Agreement is against the first case.
+    Frames go in blocks of `block`: each case runs the whole block, then
+    the next case, the order rotating from block to block. Small blocks
+    spread machine noise evenly; blocks rather than single frames keep one
+    case's idle spinning threads from landing on the next case's frame.
+    Within a case, odd frames time session.run alone before detect() and
+    even frames after, so neither gets the warmer caches every time.
+    The first `warmup` frames run but are not recorded. Agreement is
+    against the first case.
     """
     if not cases:
         raise BenchError("nothing to benchmark: no cases")
+    if block < 1:
+        raise BenchError(f"block must be >= 1 (got {block})")
     dets = [
         YoloxDetector(
             c.path, input_size=c.input_size, score_threshold=score_threshold, nms_iou=nms_iou,
@@ -329,36 +379,57 @@ def run(
     ]
     results = [CaseResult(c) for c in cases]
     perf = time.perf_counter
-    n = 0
+    it = iter(frames)
+    seen = 0  # frames read so far
+    n = 0  # frames measured
     try:
-        for i, frame in enumerate(frames):
-            found: list[Detections | None] = [None] * len(cases)
-            k0 = i % len(cases)
+        for b in itertools.count():
+            chunk = list(itertools.islice(it, block))
+            if not chunk:
+                break
+            found: list[list[Detections]] = [[] for _ in cases]
+            k0 = b % len(cases)
             for k in [*range(k0, len(cases)), *range(k0)]:  # rotate who goes first
                 det, res = dets[k], results[k]
-                t0 = perf()
-                d = det.detect(frame)
-                t1 = perf()
-                det.infer()  # the same prepared input again: session.run alone
-                t2 = perf()
-                found[k] = d
-                if i < warmup:
+                w0 = time.monotonic_ns()
+                for j, frame in enumerate(chunk):
+                    i = seen + j
+                    if i % 2:
+                        det.prepare(frame)
+                        t = perf()
+                        det.infer()
+                        alone = perf() - t
+                        t0 = perf()
+                        d = det.detect(frame)
+                        total = perf() - t0
+                    else:
+                        t0 = perf()
+                        d = det.detect(frame)
+                        total = perf() - t0
+                        t = perf()
+                        det.infer()  # the same prepared input again: session.run alone
+                        alone = perf() - t
+                    found[k].append(d)
+                    if i < warmup:
+                        continue
+                    lt = det.last_timings
+                    res.total.append(total * 1e3)
+                    res.inference.append(alone * 1e3)
+                    res.preprocess.append(lt["preprocess"])
+                    res.inference_in_detect.append(lt["inference"])
+                    res.postprocess.append(lt["postprocess"])
+                    res.detections += len(d)
+                if seen + len(chunk) > warmup:
+                    res.windows.append((w0, time.monotonic_ns()))
+            for j in range(len(chunk)):
+                if seen + j < warmup:
                     continue
-                lt = det.last_timings
-                res.total.append((t1 - t0) * 1e3)
-                res.inference.append((t2 - t1) * 1e3)
-                res.preprocess.append(lt["preprocess"])
-                res.inference_in_detect.append(lt["inference"])
-                res.postprocess.append(lt["postprocess"])
-                res.detections += len(d)
-            if i >= warmup:
                 n += 1
-                ref = found[0]
-                assert ref is not None
                 for k in range(1, len(cases)):
-                    results[k].frames_agreement.add(match_count(ref, found[k]))  # type: ignore[arg-type]
+                    results[k].frames_agreement.add(match_count(found[0][j], found[k][j]))
                 if progress is not None:
                     progress(n)
+            seen += len(chunk)
         for image in images:
             ref = dets[0].detect(image)
             for k in range(1, len(cases)):
@@ -369,4 +440,3 @@ def run(
     if n == 0:
         raise BenchError(f"no frames measured: the video has no more than the {warmup} warm-up frames")
     return results
-

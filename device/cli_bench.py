@@ -117,10 +117,15 @@ def _bench(args: argparse.Namespace) -> int:
             nms_iou=d.nms_iou,
             class_ids=[class_id(c) for c in d.classes],
             warmup=args.warmup,
+            block=args.block,
             images=bench.image_frames(images),
             progress=progress,
         )
-    load_info = {"alert_updates": loaded.updates, "ranges": loaded.ranges} if args.load else None
+    load_info = None
+    if args.load:
+        load_info = {"alert_updates": loaded.updates, "ranges": loaded.ranges}
+        for r in results:
+            r.load = loaded.during(r.windows)
     report = bench.BenchResult(results, str(video), load_info)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
@@ -148,6 +153,21 @@ def format_table(report: bench.BenchResult) -> str:
             f"{r.case.label:<52} {mp(r.preprocess):>11} {mp(r.inference):>13} {mp(r.postprocess):>11} "
             f"{mp(r.total):>13} {r.overhead_ratio:>6.3f} {rel:>7.3f}"
         )
+    if report.load:
+        lines.append("while each case ran: alert loop (50 Hz) tick lateness and ultrasonic ping gaps, ms")
+        lines.append(f"{'case':<52} {'late med':>9} {'p99':>8} {'max':>8} {'gap med':>9} {'p99':>8} {'max':>8}")
+        for r in report.cases:
+            if r.load is None:
+                continue
+            lt, gp = r.load["alert_tick_late_ms"], r.load["range_gap_ms"]
+
+            def f(x: float | None) -> str:
+                return "-" if x is None else f"{x:.2f}"
+
+            lines.append(
+                f"{r.case.label:<52} {f(lt['median']):>9} {f(lt['p99']):>8} {f(lt['max']):>8} "
+                f"{f(gp['median']):>9} {f(gp['p99']):>8} {f(gp['max']):>8}"
+            )
     agreements = [r for r in report.cases[1:] if r.frames_agreement.reference or r.images_agreement.reference]
     if agreements:
         lines.append(f"person agreement against {ref.case.label} (IoU >= 0.5):")
@@ -180,6 +200,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N",
                    help="frames measured, after the warm-up (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=5, metavar="N", help="frames run first, not measured (default: %(default)s)")
+    p.add_argument("--block", type=int, default=bench.DEFAULT_BLOCK, metavar="N",
+                   help="frames each case runs before the next case takes over (default: %(default)s)")
     p.add_argument("--model", type=_list(str, "models"), default=None, metavar="NAME|PATH[,...]",
                    help="model name or .onnx path (default: detector.model)")
     p.add_argument("--input-size", type=_list(int, "sizes"), default=None, metavar="N[,...]",

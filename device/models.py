@@ -411,6 +411,8 @@ def install_derived(
     """
     if split_derived(name) != (base, kind):
         raise ModelError(f"{name!r} is not the {kind} variant of {base!r}")
+    if base_sha256 not in spec(base).accepted():
+        raise ModelError(f"refusing to install {name}: its base (sha256 {base_sha256}) is not a {base} file the manifest trusts")
     src = Path(built)
     digest = verify(src)
     directory = models_dir()

@@ -16,6 +16,7 @@ from device.coco import COCO_CLASSES, class_id
 from device.detector import (
     PAD_VALUE,
     Detector,
+    Letterboxer,
     ModelError,
     YoloxDetector,
     decode,
@@ -23,6 +24,8 @@ from device.detector import (
     letterbox,
     nms,
     scale_boxes,
+    session_options,
+    to_blob,
 )
 
 SIZE = 64  # tiny input: 8x8 + 4x4 + 2x2 = 84 anchors
@@ -354,3 +357,88 @@ def test_real_model_truncated_file_and_wrong_input_size(model_path: Path, tmp_pa
         YoloxDetector(cut)
     with pytest.raises(ModelError, match="416x416.*input_size is 320"):
         YoloxDetector(model_path, input_size=320)
+
+
+# --- speed paths: same results as the plain ones ------------------------------------
+
+
+def reference_decode(raw: np.ndarray, size: int, score_threshold: float, class_ids=None):
+    """The decode written the plain way (every anchor scored): what the
+    objectness-first decode must equal."""
+    rows = raw.reshape(-1, raw.shape[-1])
+    g, st = grids(size)
+    cls = rows[:, 5:] if class_ids is None else rows[:, 5:][:, list(class_ids)]
+    best = cls.argmax(axis=1)
+    scores = rows[:, 4] * cls[np.arange(len(cls)), best]
+    keep = scores > score_threshold
+    if class_ids is not None:
+        best = np.asarray(class_ids)[best]
+    r = rows[keep]
+    centre = (r[:, 0:2] + g[keep]) * st[keep]
+    half = np.exp(r[:, 2:4]) * st[keep] * 0.5
+    return np.concatenate((centre - half, centre + half), axis=1), scores[keep], best[keep]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.2, 0.35, 0.7])
+@pytest.mark.parametrize("class_ids", [None, [PERSON], [PERSON, DOG, CAR]])
+def test_decode_objectness_first_equals_plain_decode(threshold: float, class_ids) -> None:
+    rng = np.random.default_rng(7)
+    raw = rng.random((N_ANCHORS, 5 + N_CLASSES), dtype=np.float32)  # sigmoid-like scores in [0, 1)
+    raw[:, :4] = rng.normal(0, 1, (N_ANCHORS, 4))
+    raw[rng.random(N_ANCHORS) < 0.3, 4] = 0.0  # some anchors with no objectness at all
+    got = decode(raw, SIZE, score_threshold=threshold, class_ids=class_ids)
+    want = reference_decode(raw, SIZE, threshold, class_ids)
+    assert len(got[1]) == len(want[1]) > 0
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+    assert got[2].tolist() == want[2].tolist()
+
+
+@pytest.mark.parametrize("shape", [(48, 128), (128, 64), (64, 64), (20, 30), (576, 768)])
+def test_letterboxer_gives_exactly_letterbox_then_to_blob(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    lb = Letterboxer(SIZE)
+    canvas = np.empty((SIZE, SIZE, 3), np.uint8)
+    want = np.empty((1, 3, SIZE, SIZE), np.float32)
+    for _ in range(2):  # the second frame of a size reuses the buffers
+        img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        scale = lb(img)
+        assert scale == letterbox(img, SIZE, canvas)
+        to_blob(canvas, want)
+        np.testing.assert_array_equal(lb.blob, want)
+
+
+def test_letterboxer_repads_when_the_frame_size_changes() -> None:
+    lb = Letterboxer(SIZE)
+    lb(np.full((64, 64, 3), 9, np.uint8))  # fills the whole input
+    lb(np.full((32, 64, 3), 7, np.uint8))  # now half of it is padding again
+    assert (lb.blob[0, :, :32] == 7).all() and (lb.blob[0, :, 32:] == PAD_VALUE).all()
+
+
+def test_detect_is_prepare_infer_postprocess(tmp_path: Path) -> None:
+    raw = blank_raw()
+    set_row(raw, anchor(16, 1, 1), 0.5, 0.5, 0, 0, 1.0, PERSON, 0.9)
+    det = YoloxDetector(const_model(tmp_path / "m.onnx", raw), input_size=SIZE, threads=1, spin=False)
+    img = np.zeros((96, 128, 3), np.uint8)
+    whole = det.detect(img)
+    scale = det.prepare(img)
+    out = det.infer()
+    assert out.shape == (1, N_ANCHORS, 85)
+    parts = det.postprocess(out, scale, 128, 96)
+    np.testing.assert_array_equal(parts.xyxy, whole.xyxy)
+    np.testing.assert_array_equal(parts.confidence, whole.confidence)
+    det.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        det.infer()
+
+
+def test_session_options_spin_setting() -> None:
+    assert session_options(1, spin=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session_options(2, spin=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert session_options(3).intra_op_num_threads == 3
+
+
+def test_fixed_size_model_error_points_at_the_dynamic_model(tmp_path: Path) -> None:
+    fixed = const_model(tmp_path / "fixed.onnx", blank_raw())
+    with pytest.raises(ModelError, match="rearguard models dynamic"):
+        YoloxDetector(fixed, input_size=96)

@@ -294,3 +294,100 @@ def test_cli_needs_a_models_subcommand() -> None:
     with pytest.raises(SystemExit) as exc:
         run_cli("models")
     assert exc.value.code == 2
+
+
+# --- derived models (built locally, trusted through their build record) -------------------
+
+
+def derive(fake: Fake, tmp_path: Path, kind: str = "dynamic", data: bytes = b"derived bytes " * 50) -> models.Derived:
+    built = tmp_path / f"built-{kind}.onnx"
+    built.write_bytes(data)
+    return models.install_derived(
+        built, f"tiny_{kind}", base="tiny", kind=kind, base_sha256=sha(fake.data), recipe={"how": "test"}
+    )
+
+
+def test_derived_names() -> None:
+    assert models.split_derived("yolox_nano_dynamic") == ("yolox_nano", "dynamic")
+    assert models.split_derived("yolox_nano_int8") == ("yolox_nano", "int8")
+    assert models.split_derived("yolox_nano") is None
+    assert models.split_derived("nothing_int8") is None
+
+
+def test_install_derived_writes_a_build_record_and_resolves(fake: Fake, mdir: Path, tmp_path: Path) -> None:
+    d = derive(fake, tmp_path)
+    assert d.path == mdir / "tiny_dynamic.onnx" and d.path.read_bytes() == b"derived bytes " * 50
+    record = (mdir / "tiny_dynamic.onnx.json").read_text()
+    assert sha(b"derived bytes " * 50) in record and sha(fake.data) in record
+    assert d.base == "tiny" and d.kind == "dynamic" and d.recipe == {"how": "test"}
+    assert {"onnx", "onnxruntime", "numpy"} <= set(d.tools)
+    assert models.resolve("tiny_dynamic") == d.path
+    listed = {m.name: m for m in models.installed()}
+    assert listed["tiny_dynamic"].verified
+    assert not list(mdir.glob("*.part"))
+
+
+def test_derived_model_not_built_names_the_command(fake: Fake, mdir: Path) -> None:
+    with pytest.raises(ModelError, match="not built.*rearguard models dynamic"):
+        models.resolve("tiny_dynamic")
+    with pytest.raises(ModelError, match="rearguard models quantize"):
+        models.resolve("tiny_int8")
+
+
+def test_derived_model_changed_or_unrecorded_is_refused(fake: Fake, mdir: Path, tmp_path: Path) -> None:
+    d = derive(fake, tmp_path)
+    d.path.write_bytes(b"changed")
+    with pytest.raises(ModelError, match="changed since.*rearguard models dynamic"):
+        models.resolve("tiny_dynamic")
+    assert not {m.name: m for m in models.installed()}["tiny_dynamic"].verified
+    d = derive(fake, tmp_path)  # rebuilding repairs it
+    models.sidecar(d.path).unlink()
+    with pytest.raises(ModelError, match="missing"):
+        models.resolve("tiny_dynamic")
+    d = derive(fake, tmp_path)
+    models.sidecar(d.path).write_text("{not json")
+    with pytest.raises(ModelError, match="not a build record"):
+        models.resolve("tiny_dynamic")
+
+
+def test_derived_model_from_an_untrusted_base_is_refused(fake: Fake, mdir: Path, tmp_path: Path) -> None:
+    built = tmp_path / "b.onnx"
+    built.write_bytes(b"x" * 100)
+    with pytest.raises(ModelError, match="not a tiny file the manifest trusts"):
+        models.install_derived(built, "tiny_int8", base="tiny", kind="int8", base_sha256="0" * 64, recipe={})
+    assert not (mdir / "tiny_int8.onnx").exists()
+    # A record edited afterwards to name another base is caught when resolving.
+    d = derive(fake, tmp_path, "int8")
+    side = models.sidecar(d.path)
+    side.write_text(side.read_text().replace(sha(fake.data), "0" * 64))
+    with pytest.raises(ModelError, match="does not trust"):
+        models.resolve("tiny_int8")
+
+
+def test_cli_list_and_verify_show_derived_models(
+    fake: Fake, mdir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("models", "list") == 0
+    assert "tiny_int8" in capsys.readouterr().out
+    run_cli("models", "install", str(fake.src), "--name", "tiny")
+    d = derive(fake, tmp_path)
+    capsys.readouterr()
+    assert run_cli("models", "list") == 0
+    out = capsys.readouterr().out
+    assert "tiny_dynamic" in out and "built, matches its build record" in out
+    assert run_cli("models", "verify") == 0
+    assert "tiny_dynamic: ok" in capsys.readouterr().out
+    d.path.write_bytes(b"changed")
+    assert run_cli("models", "verify") == 1
+    assert "changed since" in one_error_line(capsys.readouterr().err)
+
+
+def test_cli_quantize_without_images_is_one_line(fake: Fake, mdir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("models", "quantize", "tiny", "--images", str(tmp_path / "none")) == 1
+    assert "no such directory" in one_error_line(capsys.readouterr().err)
+    (tmp_path / "empty").mkdir()
+    assert run_cli("models", "quantize", "tiny", "--images", str(tmp_path / "empty")) == 1
+    assert "no .jpg" in one_error_line(capsys.readouterr().err)
+    assert run_cli("models", "dynamic", "tiny") == 1  # base not installed
+    assert "not installed" in one_error_line(capsys.readouterr().err)
