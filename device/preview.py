@@ -21,7 +21,8 @@ The alert loop never waits for the preview:
   and never when nobody is looking;
 - the page pulls the next frame only once the last one has arrived, so a
   slow client just gets fewer, always-newest frames: nothing is queued
-  for it and the frames in between are dropped.
+  for it and the frames in between are dropped; a client (address)
+  asking faster than max_fps is made to wait for the next encoding.
 
 Endpoints: `/` the page, `/preview.css` and `/preview.js` its style and script, `/frame.jpg` the newest
 annotated frame, `/status.json` the same state as numbers.
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 MAX_FPS = 10.0  # frames encoded per second at most, shared by all viewers
 JPEG_QUALITY = 75
-MAX_CONNECTIONS = 8  # a phone or two; each keep-alive connection holds a thread
+MAX_CONNECTIONS = 16  # a few viewers (a browser opens up to 6 each); each holds a thread
 CLIENT_TIMEOUT_S = 10.0  # a client silent this long is dropped
 
 
@@ -160,6 +161,9 @@ class PreviewServer:
         self._loop_rate = RateMeter()
         self.encoded = 0  # frames drawn and encoded
         self.served = 0  # frames sent
+        # The id of the last frame sent to each client address: a client
+        # asking again before the next encoding waits for it.
+        self.last_sent: dict[str, int] = {}
         self._conns = threading.BoundedSemaphore(MAX_CONNECTIONS)
         try:
             self._httpd = _HTTPServer(host, port, self)
@@ -213,17 +217,26 @@ class PreviewServer:
             min_hits=CAMERA_MIN_HITS,
         )
 
-    def frame_jpeg(self) -> bytes | None:
-        """The newest annotated frame as JPEG, or None before show().
+    def frame_jpeg(self, after: int | None = None) -> tuple[int, bytes] | None:
+        """(id, JPEG) of the newest annotated frame, or None before show().
         Re-drawn at most max_fps times a second; callers in between share
-        the last encoding."""
+        the last encoding. `after` is the id the caller already has: then
+        this waits for the next encoding instead of sending the same one
+        again, so no client gets more than max_fps frames a second."""
         source = self._source
         if source is None:
             return None
+        period = 1.0 / self.max_fps
+        with self._lock:
+            wait = 0.0
+            if after is not None and after == self.encoded and self._jpeg_at is not None:
+                wait = self._jpeg_at + period - self._clock()
+        if wait > 0:
+            time.sleep(min(wait, period) + 0.001)  # a request thread: the loop never waits here
         with self._lock:
             now = self._clock()
-            if self._jpeg is not None and self._jpeg_at is not None and now - self._jpeg_at < 1.0 / self.max_fps:
-                return self._jpeg
+            if self._jpeg is not None and self._jpeg_at is not None and now - self._jpeg_at < period:
+                return self.encoded, self._jpeg
             v, cfg = source.view(), source.config
             ov = self._overlay(v, cfg)
             if v.frame is not None:
@@ -235,7 +248,7 @@ class PreviewServer:
                 raise PreviewError("JPEG encoding failed")
             self._jpeg, self._jpeg_at = buf.tobytes(), now
             self.encoded += 1
-            return self._jpeg
+            return self.encoded, self._jpeg
 
     def status(self) -> dict[str, Any]:
         """The page's numbers: the same view the frame is drawn from."""
@@ -336,11 +349,17 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps(preview.status()).encode()
             self._send(HTTPStatus.OK, body, "application/json", head)
         elif path == "/frame.jpg":
-            jpeg = preview.frame_jpeg()
-            if jpeg is None:
+            client = self.client_address[0]
+            got = preview.frame_jpeg(after=preview.last_sent.get(client))
+            if got is None:
                 self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"the loop has not started yet\n",
                            "text/plain; charset=utf-8", head)
                 return
+            frame_id, jpeg = got
+            with preview._lock:
+                if len(preview.last_sent) >= 64 and client not in preview.last_sent:
+                    preview.last_sent.clear()  # bounded; forgetting only lets a client skip one wait
+                preview.last_sent[client] = frame_id
             if not head:
                 with preview._lock:
                     preview.served += 1
