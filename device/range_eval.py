@@ -118,9 +118,6 @@ def simulate(sc: Scenario, *, gpiozero: bool, seed: int, cycle_s: float = 0.06,
     return out
 
 
-Method = Callable[[list[Range]], list[tuple[int, float | None]]]
-
-
 def run_filter(ranges: Sequence[Range], params: FilterParams = DEFAULT_PARAMS,
                max_age_s: float = MAX_AGE_S) -> list[tuple[int, float | None]]:
     """(time, distance) as Rearguard reports it after each ping."""
@@ -168,7 +165,7 @@ def score(sc: Scenario, out: list[tuple[int, float | None]], s: Score) -> None:
         s.rate_hz.append((len(ts) - 1) / (ts[-1] - ts[0]))
     grid = [i * 0.01 for i in range(int(sc.duration_s / 0.01) + 1)]
     s.pings += len(out)
-    for (t_ns, y), t in zip(out, ts):
+    for (_, y), t in zip(out, ts):
         if y is None:
             continue
         s.outputs += 1
@@ -196,7 +193,7 @@ def score(sc: Scenario, out: list[tuple[int, float | None]], s: Score) -> None:
         if t_out is not None:
             s.step_lag_s.append(t_out - sc.step_at_s)
     # Hidden time, on the ping grid: reported nothing while something was there.
-    for (t_ns, y), t, t_next in zip(out, ts, ts[1:]):
+    for (_, y), t, t_next in zip(out, ts, ts[1:]):
         if sc.truth(t) is not None:
             s.present_s += t_next - t
             if y is None:

@@ -2,25 +2,31 @@
 no threads, no clock; time comes in with each reading.
 
 gpiozero's default (`DistanceSensor(queue_len=9)`) answers with the median
-of the last nine pings, taken ~60 ms apart plus the ping itself: an
-approaching object is reported where it was about half a window ago, and
-an object that appears takes five pings to show. This filter trusts each
-ping as soon as it is explained, and only then:
+of the last nine pings, taken 60 ms after one another: an approaching
+object is reported where it was about a third of a second ago, and one that
+appears takes five pings to show. This filter trusts each ping as soon as
+it is explained, and only then:
 
-- Track: the object being followed. A ping within a gate of where the track
-  predicts it (its last distance moved on at its fitted closing speed) is
-  the new distance at once: no median, so no lag while something approaches.
-- Confirmation: a ping the track does not explain waits. It starts a new
-  track when a second ping agrees with it (a slow or standing object: two
-  pings a sensor-cycle apart within a few centimetres) or when three pings
-  lie on one straight line at a plausible speed (a fast one: a cyclist at
-  8 m/s moves ~0.5 m between pings, too far for "agree"). A lone spike is
-  never confirmed, so it never becomes the distance.
+- Tracks: the objects being followed (up to three: a hand and the wall past
+  it). A ping inside the gate around where a track predicts it (its robust
+  line through the recent echoes) is that object's new distance at once:
+  no median, so no lag while something approaches.
+- Confirmation: a ping no track explains waits. It starts a new track when
+  the echo of the ping just before agrees with it (a slow or standing
+  object), when three back-to-back pings lie on one line at a plausible
+  speed (a cyclist at 8 m/s moves ~0.5 m between pings, too far to
+  "agree"), or when three agreeing echoes come within five pings, whatever
+  came between (a soft target echoing only every other ping). A lone spike
+  is never confirmed, so it never becomes the distance; two chance echoes
+  must also come back to back and agree.
+- Nearest wins: a sensor reports the first echo it hears, so a farther
+  echo does not replace a nearer object; the nearest live track is reported.
 - Dropouts: cheap sensors lose the echo from soft targets (clothing, a
-  hand) on many pings. A no-echo ping does not end a track; the track lives
-  for `hold_s` after its last echo, so a soft target does not look like
-  "clear" between its echoes, and the track then ends, so a real "nothing
-  there" is not hidden for long either.
+  hand) on many pings. A track of three echoes or more lives `hold_s` after
+  its last echo (so a soft target does not look "clear" between echoes)
+  and then ends (so a real "nothing there" is not hidden for long); one of
+  only two echoes lives `young_hold_s`. An ended track is remembered a
+  while longer, so one echo where it should be brings it straight back.
 - Staleness: nothing is reported when the sensor's newest ping of any kind
   is older than the caller's max age: a sensor that went quiet says
   nothing, even if its last echo was near.
@@ -29,7 +35,8 @@ ping as soon as it is explained, and only then:
 
 The closing speed is a Theil-Sen slope (median of pairwise slopes) over the
 track's recent echoes, so one bad echo hardly moves it; a fresh track has
-none until its echoes span `min_rate_span_s`.
+none until its echoes span `min_rate_span_s`. Measured against gpiozero's
+queue in `device.range_eval` (`rearguard check ranging --trace/--simulated`).
 """
 
 from __future__ import annotations
@@ -172,9 +179,6 @@ class RangeFilter:
         self._waiting: deque[tuple[int, float, int]] = deque(maxlen=8)
         self._last_ping_ns: int | None = None
         self._pings = 0  # pings so far: tells whether echoes came back to back
-        # Counters for measurements (`device.range_eval`), not decisions.
-        self.accepted = 0
-        self.rejected = 0
 
     def update(self, r: Range) -> bool | None:
         """Take one reading. Returns True if an echo became (part of) the
@@ -196,17 +200,16 @@ class RangeFilter:
                 tr.missed_ns = r.t_ns
             return None
         t, d = r.t_ns, r.metres
-        for tr in self._tracks:
-            if d > tr.last[1] + self.p.track_tol_m:
-                tr.missed_ns = t
         best: tuple[float, _Track] | None = None
         for tr in self._tracks:
             miss = tr.explains(t, d, self.p)
             if miss is not None and (best is None or miss < best[0]):
                 best = (miss, tr)
+        for tr in self._tracks:
+            if tr is not (best and best[1]) and d > tr.last[1] + self.p.track_tol_m:
+                tr.missed_ns = t  # a farther echo: this nearer object did not echo
         if best is not None:
             best[1].points.append((t, d))
-            self.accepted += 1
             return True
         new = self._confirmed(t, d)
         if new is not None:
@@ -215,10 +218,8 @@ class RangeFilter:
             self._tracks.append(_Track(new))
             if len(self._tracks) > self.MAX_TRACKS:  # forget the one seen longest ago
                 self._tracks.remove(min(self._tracks, key=lambda tr: tr.last[0]))
-            self.accepted += 1
             return True
         self._waiting.append((t, d, self._pings))
-        self.rejected += 1
         return False
 
     def _confirmed(self, t: int, d: float) -> list[tuple[int, float]] | None:

@@ -262,7 +262,7 @@ class SensorHealth:
             if self.fault in (FROZEN_VALUE, IMPOSSIBLE_JUMPS):
                 self._clear()
             return None
-        # Frozen: the same value (not merely close) for a while.
+        # Frozen: FROZEN_READINGS echoes in a row within FROZEN_TOL_M.
         if self._same is not None and abs(self._same[0] - metres) <= FROZEN_TOL_M:
             self._same = (self._same[0], self._same[1] + 1)
             if self._check_frozen and self._same[1] >= FROZEN_READINGS:

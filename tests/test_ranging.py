@@ -586,3 +586,57 @@ def test_ranger_and_alerter_share_one_mock_factory():
         assert f.pin(cfg.outputs.haptic_pin).state == 1.0
     assert reads_about([x.metres for x in got], 1.0)
     f.close()
+
+
+# ------------------------------------------------------- rearguard check ranging
+
+
+def test_check_ranging_live_on_simulated_pins(capsys):
+    from device.cli import main
+
+    assert main(["check", "ranging", "--mock-pins", "--duration", "1.2"]) == 0
+    out = capsys.readouterr().out
+    assert "centre: hc-sr04, trigger GPIO23, echo GPIO24" in out
+    assert "no echo" in out and "/s" in out
+    assert "centre: ok;" in out
+
+
+def test_check_ranging_names_a_broken_sensor_and_fails(capsys, monkeypatch):
+    import device.app
+    from device.cli import main
+
+    def unplugged(kind, config):
+        f = MockFactory(pin_class=MockPWMPin)
+        for s in config.ranging.sensors:
+            f.pin(s.echo_pin, pin_class=MockPWMPin)
+            f.pin(s.trigger_pin, pin_class=PWMTriggerPin, echo_pin=f.pin(5, pin_class=MockPWMPin), echo_time=0.01)
+        return f
+
+    monkeypatch.setattr(device.app, "make_pin_factory", unplugged)
+    assert main(["check", "ranging", "--mock-pins", "--duration", "1.2"]) == 1
+    out = capsys.readouterr().out
+    assert "FAULT echo-never-rises" in out
+    assert "centre: FAULT echo-never-rises;" in out
+
+
+def test_check_ranging_trace_of_the_real_log(capsys, shared):
+    from device.cli import main
+
+    assert main(["check", "ranging", "--trace", str(shared / "ultrasonic" / "hcsr04_log.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "110 pings over 15.4 s (26 no echo, 0 faults)" in out
+    lines = {line.split("  ")[1].strip(): line for line in out.splitlines() if line.startswith("  ") and "s " in line}
+    assert "0.233 s" in lines["Rearguard filter"] and "2.742 s" in lines["Rearguard filter"]
+    assert "0.978 s" in lines["gpiozero queue_len=9"] and "3.159 s" in lines["gpiozero queue_len=9"]
+
+
+def test_check_ranging_trace_errors_are_clear(capsys, tmp_path):
+    from device.cli import main
+
+    assert main(["check", "ranging", "--trace", str(tmp_path / "nope.csv")]) == 1
+    assert "ranges file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,where\n1,2\n")
+    assert main(["check", "ranging", "--trace", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown CSV header" in err and "Traceback" not in err
