@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class _Sink:
-    def update(self, level: AlertLevel, now_ns: int) -> None: ...
+    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None: ...
 
 
 class StallGuard:
@@ -33,13 +33,13 @@ class StallGuard:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def update(self, level: AlertLevel, now_ns: int) -> None:
+    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None:
         with self._lock:
             self._last_beat = self.clock.now_ns()
             if self.stalled:
                 log.warning("loop running again")
                 self.stalled = False
-            self.alerter.update(level, now_ns)
+            self.alerter.update(level, now_ns, direction=direction)
 
     def check(self) -> bool:
         """Play FAULT if the loop has been silent too long; True if stalled."""
