@@ -266,6 +266,7 @@ class PreviewServer:
             camera_fps=_num(ov.camera_fps, 1),
             loop_hz=_num(ov.loop_hz, 1),
             steps=v.steps,
+            frames=v.frames,
             frame=None if v.frame is None else {
                 "seq": v.frame.seq, "width": int(v.frame.image.shape[1]), "height": int(v.frame.image.shape[0])},
             tracks=[

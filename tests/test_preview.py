@@ -260,7 +260,7 @@ def test_server_routes_and_content(pipeline: Pipeline) -> None:
         assert img.shape == (H, W, 3)
         assert near(img, TRACK_BGR).sum() > 100  # the person's box
         s = json.loads(get(server.url + "status.json")[1])
-        assert s["ready"] is True and s["frame"]["seq"] == 2
+        assert s["ready"] is True and s["frame"]["seq"] == 2 and s["steps"] == 3 and s["frames"] == 3
         assert [t["label"] for t in s["tracks"]] == ["person"] and s["tracks"][0]["confirmed"]
         assert s["sensors"] == [{"name": SENSOR.name, "bearing_deg": 0.0, "beam_deg": 15.0,
                                  "metres": 1.3, "fault": None, "reading": "echo"}]
