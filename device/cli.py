@@ -7,10 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
-from pathlib import Path
 from typing import Any
 
 from device import __version__
@@ -162,116 +159,18 @@ class StatusLine:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from device.alerts import AlertError, Alerter, effective_level
-    from device.app import build_detector, make_pin_factory
-    from device.camera import CameraError, OpenCVSource, Picamera2Source
-    from device.clock import MonotonicClock
-    from device.pipeline import CameraStage, Pipeline, ThreadedCamera, run_forever
     from device.preview import PreviewError
-    from device.ranging import RangingError, RecordedRanges, UltrasonicRanger
-    from device.recording import RecordingError, RecordingWriter
+    from device.runner import RunOptions, run_device
 
     cfg = _config(args)
     logging.getLogger().setLevel(logging.INFO if not args.quiet else logging.WARNING)
-    clock = MonotonicClock()
-    factory = make_pin_factory("mock" if args.mock_pins else None, cfg)
-    faults: list[str] = []
+    opts = RunOptions(source=args.source, record=args.record, mock_pins=args.mock_pins,
+                      duration=args.duration, preview=args.preview, self_test=not args.no_self_test)
     try:
-        alerter = Alerter(cfg.outputs, pin_factory=factory)
-    except AlertError as err:
-        # Without outputs the device cannot tell the runner anything: stop loud.
-        print(f"rearguard: {err}", file=sys.stderr)
-        return EXIT_FAILURE
-    try:
-        ranges = UltrasonicRanger(cfg.ranging.sensors, clock, pin_factory=factory,
-                                  sample_wait_s=cfg.ranging.sample_wait_s)
-    except RangingError as err:
-        faults.append(f"ranging: {err}")
-        ranges = RecordedRanges([])
-    detector, model_faults = build_detector(cfg)
-    faults += model_faults
-    cam_cfg = cfg.camera
-    frames = None
-    source = args.source
-    is_file = False
-    try:
-        if source == "pi":
-            frames = Picamera2Source(clock, width=cam_cfg.width, height=cam_cfg.height, fps=cam_cfg.fps)
-        else:
-            spec: int | str = 0 if source == "webcam" else int(source) if source.isdigit() else source
-            is_file = isinstance(spec, str)
-            frames = OpenCVSource(spec, clock, width=cam_cfg.width, height=cam_cfg.height, fps=cam_cfg.fps)
-    except CameraError as err:
-        faults.append(f"camera: {err}")
-    recorder = None
-    if args.record:
-        try:
-            recorder = RecordingWriter(
-                args.record,
-                width=frames.width if frames else cam_cfg.width,
-                height=frames.height if frames else cam_cfg.height,
-                fps=(frames.fps if frames and frames.fps else cam_cfg.fps),
-                hfov_deg=cam_cfg.hfov_deg,
-                sensors=cfg.ranging.sensors,
-                source=f"rearguard run --source {source}",
-            )
-        except RecordingError as err:
-            print(f"rearguard: {err}", file=sys.stderr)
-            return EXIT_FAILURE
-    camera = None
-    if frames is not None and detector is not None:
-        camera = ThreadedCamera(frames, CameraStage(detector, cam_cfg.hfov_deg), recorder)
-    elif frames is not None:
-        frames.close()
-    pipeline = Pipeline(cfg, clock, ranges, alerter, camera, static_faults=tuple(faults), recorder=recorder)
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    status = StatusLine()
-    t_end = clock.now_ns() + round(args.duration * 1e9) if args.duration else None
-
-    def on_step(threat: Threat) -> None:
-        now = clock.now_ns()
-        status.show(threat, effective_level(threat.level, threat.faults), pipeline.stats.frames, now / 1e9)
-        if t_end is not None and now >= t_end:
-            stop.set()
-        if is_file and camera is not None and camera.error == "end of video":
-            stop.set()
-
-    print(f"rearguard {__version__}: source {source}, pins {'simulated' if factory else 'gpiozero default'}; "
-          f"Ctrl-C to stop", file=sys.stderr)
-    for f in faults:
-        print(f"fault: {f}", file=sys.stderr)
-    preview = None
-    t_start = clock.now_ns()
-    try:
-        if args.preview is not None:
-            preview = _start_preview(args.preview)
-            preview.show(pipeline)
-        run_forever(pipeline, stop, on_step=on_step)
+        return run_device(cfg, opts)
     except PreviewError as err:
         print(f"rearguard: {err}", file=sys.stderr)
         return EXIT_FAILURE
-    finally:
-        if status.tty:
-            print()
-        for closer in (preview, camera, ranges, alerter, recorder):
-            if closer is not None:
-                closer.close()
-        if detector is not None:
-            detector.close()
-    print(f"stopped after {pipeline.stats.frames} frames; {len(pipeline.events)} alert changes", file=sys.stderr)
-    secs = (clock.now_ns() - t_start) / 1e9
-    if secs > 0:
-        med = pipeline.stats.summary()["detect_ms"]
-        print(f"loop {pipeline.steps / secs:.1f} passes/s, camera {pipeline.stats.frames / secs:.1f} fps over "
-              f"{secs:.1f} s; median detect {'-' if med is None else f'{med:.1f}'} ms", file=sys.stderr)
-    return 0
 
 
 # ---------------------------------------------------------------- parser
@@ -297,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "ultrasonic sensors answer 'nothing in range'.")
     p.add_argument("--source", default="pi", metavar="pi|webcam|N|VIDEO",
                    help="pi = Raspberry Pi camera (default), webcam or N = webcam index, or a video file")
-    p.add_argument("--record", metavar="DIR", help="record the video and the sensor log into DIR (must not exist)")
+    p.add_argument("--record", metavar="DIR", help="record the video and the sensor log as segments in DIR "
+                   "(within [recording] budget_mb and min_free_mb; default: recording.directory, if set)")
+    p.add_argument("--no-self-test", action="store_true",
+                   help="skip the start-up greeting and self-test (each part is still watched while running)")
     p.add_argument("--mock-pins", action="store_true", help="simulated pins (same as GPIOZERO_PIN_FACTORY=mock)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
@@ -339,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `rearguard ... | head`
+        return 0
 
 
 if __name__ == "__main__":

@@ -225,6 +225,7 @@ class Pipeline:
         static_faults: tuple[str, ...] = (),
         recorder: FrameRecorder | None = None,
         on_event: Callable[[AlertEvent, Threat], None] | None = None,
+        extra_faults: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -235,6 +236,8 @@ class Pipeline:
         self.static_faults = static_faults
         self.recorder = recorder
         self.on_event = on_event
+        # Faults from parts outside the loop that come and go (the recorder).
+        self.extra_faults = extra_faults
         self.estimator = ThreatEstimator(config)
         self.stats = StageStats()
         self.events: list[AlertEvent] = []
@@ -273,6 +276,8 @@ class Pipeline:
         if result is not None:
             self.estimator.set_camera(result)
         faults = self.static_faults + self.camera_faults(now)
+        if self.extra_faults is not None:
+            faults += self.extra_faults()
         threat = self.estimator.assess(now, faults)
         level = effective_level(threat.level, threat.faults)
         self.alerter.update(level, now, direction=threat.direction)  # side motors, where fitted

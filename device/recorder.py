@@ -5,7 +5,8 @@ docs/recording-format.md) of at most `segment_s` seconds, in one directory.
 When the segments exceed `budget_mb`, or the disk's free space falls below
 `min_free_mb`, the oldest segments are deleted: the last N minutes are kept
 and the SD card never fills. If space cannot be made (nothing old left to
-delete, or a write fails), recording stops with a fault; the device goes on
+delete, or a write fails), recording stops with a fault (retried every
+10 s, so the fault clears when space comes back); the device goes on
 warning the runner. Recording must never be the reason an alert is lost.
 """
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 MB = 1_000_000
 SEGMENT_GLOB = "seg-*"
 CHECK_EVERY_NS = 2 * NS_PER_S
+RETRY_NS = 10 * NS_PER_S  # after a fault, recording is retried this often
 
 
 def _dir_bytes(d: Path) -> int:
@@ -72,6 +74,7 @@ class SegmentedRecorder:
         self.fault: str | None = None
         self._pending_ranges: list[Range] = []
         self._last_check: int | None = None
+        self._retry_at: int | None = None
 
     @staticmethod
     def _index(d: Path) -> int:
@@ -88,7 +91,13 @@ class SegmentedRecorder:
     def write_frame(self, frame: Frame) -> None:
         with self._lock:
             if self.fault is not None:
-                return
+                if self._retry_at is None:
+                    self._retry_at = frame.t_ns + RETRY_NS
+                if frame.t_ns < self._retry_at:
+                    return
+                # Space may have been freed (or the card swapped): try again.
+                self.fault, self._retry_at = None, None
+                self._current = None
             try:
                 if (
                     self._current is None

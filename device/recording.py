@@ -418,6 +418,12 @@ class Recording:
 def _read_meta(d: Path) -> RecordingMeta:
     path = d / META
     if not path.is_file():
+        segments = sorted(p.name for p in d.glob("seg-*") if (p / META).is_file()) if d.is_dir() else []
+        if segments:  # a device recording: a folder of segments (device/recorder.py)
+            raise RecordingError(
+                f"{d} holds {len(segments)} recording segment(s), each a recording of its own: "
+                f"give one, e.g. {d / segments[-1]}"
+            )
         raise RecordingError(f"{d}: missing {META} (is this a Rearguard recording?)")
     raw = path.read_bytes()
     try:

@@ -75,6 +75,12 @@ def test_low_disk_cuts_the_segment_and_frees_space(tmp_path: Path) -> None:
     assert rec.fault is not None and "disk full" in rec.fault
     assert rec.segments() == []
     rec.write_frame(frame(81))  # no exception: the device keeps running
+    # Space comes back: within the retry period recording resumes, fault cleared.
+    free["bytes"] = 10_000 * MB
+    for i in range(82, 200):
+        rec.write_frame(frame(i))
+    assert rec.fault is None
+    assert len(rec.segments()) == 1 and Recording.open(rec.segments()[0]).frame_count > 0
     rec.close()
 
 

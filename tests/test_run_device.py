@@ -1,0 +1,86 @@
+"""`rearguard run` end to end in a subprocess, as systemd runs it: READY and
+WATCHDOG on a real notify socket, SIGTERM during a recording leaves it
+readable, a missing model is reported at start and the device still runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device.recording import Recording
+
+
+def start(tmp_path: Path, model: Path | str, *args: str) -> tuple[subprocess.Popen[str], socket.socket]:
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(60)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[detector]\nmodel = "{model}"\n')
+    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000",
+               GPIOZERO_PIN_FACTORY="mock", REARGUARD_CONFIG=str(cfg))
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen([sys.executable, "-m", "device", "run", "--quiet", *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, sock
+
+
+def messages_until(sock: socket.socket, want: bytes, limit: int = 200) -> list[bytes]:
+    got = []
+    for _ in range(limit):
+        msg = sock.recv(4096)
+        got.append(msg)
+        if msg.startswith(want):
+            return got
+    raise AssertionError(f"never got {want!r}: {got}")
+
+
+@pytest.mark.real_model
+def test_systemd_protocol_and_sigterm_during_recording(tmp_path: Path, model_path: Path, shared: Path) -> None:
+    rec = tmp_path / "rec"
+    proc, sock = start(tmp_path, model_path, "--source", str(shared / "footage" / "vtest.avi"), "--record", str(rec))
+    try:
+        first = messages_until(sock, b"READY=1")
+        assert first[-1].startswith(b"READY=1\nSTATUS=running")
+        messages_until(sock, b"WATCHDOG=1")
+        messages_until(sock, b"WATCHDOG=1")  # keeps pinging from the loop
+        seg = rec / "seg-000001"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not (seg / "frames.csv").exists()
+                                               or len((seg / "frames.csv").read_text().splitlines()) < 12):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        messages_until(sock, b"STOPPING=1")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    recording = Recording.open(seg)
+    assert recording.frame_count >= 10
+    assert sum(1 for _ in recording.frames()) == recording.frame_count
+    assert len(recording.ranges) > 0
+
+
+def test_missing_model_is_reported_at_start_and_the_device_runs(tmp_path: Path, shared: Path) -> None:
+    proc, sock = start(tmp_path, tmp_path / "missing.onnx", "--source", str(shared / "footage" / "vtest.avi"),
+                       "--duration", "1.5")
+    try:
+        ready = messages_until(sock, b"READY=1")[-1]
+        assert b"model:" in ready and b"missing.onnx" in ready
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+    assert proc.returncode == 0, err
+    assert "FAULT" in out and "model:" in out
