@@ -177,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from device import cli_models, cli_recording
+    from device import cli_bench, cli_check, cli_models, cli_recording, cli_scenario
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", help="config TOML (default: $REARGUARD_CONFIG, "
@@ -221,11 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = csub.add_parser("show", parents=[common], help="print the effective config as TOML")
     show.set_defaults(func=cmd_config_show)
 
-    cli_models.register(sub)
-    cli_recording.register(sub)
-    __import__("device.cli_scenario", fromlist=["register"]).register(sub)
-    __import__("device.cli_bench", fromlist=["register"]).register(sub)
-    __import__("device.cli_check", fromlist=["register"]).register(sub)
+    for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check):
+        module.register(sub)
     return parser
 
 
