@@ -33,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from device.detector import YoloxDetector
+from device.detector import YoloxDetector, choose_spin
 from device.types import Detections
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,11 +163,13 @@ class Case:
     path: Path
     input_size: int
     threads: int
-    spin: bool
+    spin: bool | None  # None = the detector's own choice (choose_spin)
 
     @property
     def label(self) -> str:
-        return f"{self.model} @{self.input_size} threads={self.threads} spin={'on' if self.spin else 'off'}"
+        on = choose_spin(self.threads, self.spin)
+        spin = ("on" if on else "off") if self.spin is not None else f"auto({'on' if on else 'off'})"
+        return f"{self.model} @{self.input_size} threads={self.threads} spin={spin}"
 
 
 def _spread(samples: Sequence[float]) -> dict[str, float | None]:
@@ -216,7 +218,7 @@ class CaseResult:
             "model_path": str(self.case.path),
             "input_size": self.case.input_size,
             "threads": self.case.threads,
-            "spin": self.case.spin,
+            "spin": choose_spin(self.case.threads, self.case.spin),
             "frames": len(self.total),
             "preprocess_ms": stats(self.preprocess),
             "inference_ms": stats(self.inference),
@@ -362,7 +364,8 @@ def run(
     spread machine noise evenly; blocks rather than single frames keep one
     case's idle spinning threads from landing on the next case's frame.
     Within a case, odd frames time session.run alone before detect() and
-    even frames after, so neither gets the warmer caches every time.
+    even frames after, so neither gets the warmer caches every time. Each
+    frame reaches detect() freshly copied, as from the capture thread.
     The first `warmup` frames run but are not recorded. Agreement is
     against the first case.
     """
@@ -380,6 +383,10 @@ def run(
     results = [CaseResult(c) for c in cases]
     perf = time.perf_counter
     it = iter(frames)
+    # The device's detector blocks on the camera and gets each frame just
+    # after the capture thread wrote it; copying the frame into place right
+    # before detect() (untimed) gives it the same cache state here.
+    handover: dict[tuple[int, ...], np.ndarray] = {}
     seen = 0  # frames read so far
     n = 0  # frames measured
     try:
@@ -394,17 +401,22 @@ def run(
                 w0 = time.monotonic_ns()
                 for j, frame in enumerate(chunk):
                     i = seen + j
+                    buf = handover.get(frame.shape)
+                    if buf is None:
+                        buf = handover[frame.shape] = np.empty_like(frame)
                     if i % 2:
                         det.prepare(frame)
                         t = perf()
                         det.infer()
                         alone = perf() - t
+                        np.copyto(buf, frame)
                         t0 = perf()
-                        d = det.detect(frame)
+                        d = det.detect(buf)
                         total = perf() - t0
                     else:
+                        np.copyto(buf, frame)
                         t0 = perf()
-                        d = det.detect(frame)
+                        d = det.detect(buf)
                         total = perf() - t0
                         t = perf()
                         det.infer()  # the same prepared input again: session.run alone

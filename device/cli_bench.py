@@ -20,7 +20,7 @@ from typing import Any
 from device import bench, models
 from device.bench import BenchError, Case
 from device.config import ConfigError, load
-from device.detector import DEFAULT_SPIN, ModelError
+from device.detector import ModelError
 
 PROG = "rearguard bench"
 DEFAULT_FRAMES = 200
@@ -44,12 +44,14 @@ def _list(kind: type, what: str):  # -> argparse type function
     return parse
 
 
-def _spin(text: str) -> bool:
+def _spin(text: str) -> bool | None:
     t = text.strip().lower()
     if t in ("on", "1", "true", "yes"):
         return True
     if t in ("off", "0", "false", "no"):
         return False
+    if t == "auto":
+        return None
     raise ValueError(text)
 
 
@@ -76,7 +78,7 @@ def _bench(args: argparse.Namespace) -> int:
     model_settings = args.model or [d.model]
     sizes = args.input_size or [d.input_size]
     threads = args.threads or [d.threads]
-    spins = args.spin or [DEFAULT_SPIN]
+    spins = args.spin or [None]
     if args.frames < 1 or args.warmup < 0:
         return _fail("--frames must be >= 1 and --warmup >= 0")
     for s in sizes:
@@ -208,8 +210,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input size, a multiple of 32 (default: detector.input_size)")
     p.add_argument("--threads", type=_list(int, "thread counts"), default=None, metavar="N[,...]",
                    help="onnxruntime intra-op threads (default: detector.threads)")
-    p.add_argument("--spin", type=_list(_spin, "on/off values"), default=None, metavar="on|off[,...]",
-                   help="let idle onnxruntime threads spin (default: %s)" % ("on" if DEFAULT_SPIN else "off"))
+    p.add_argument("--spin", type=_list(_spin, "on/off/auto values"), default=None, metavar="on|off|auto[,...]",
+                   help="let idle onnxruntime threads spin; auto = only with 2 cores to spare (default: auto)")
     p.add_argument("--load", action="store_true",
                    help="run the ultrasonic ranging and alert threads on simulated pins meanwhile")
     p.add_argument("--images", type=Path, default=None, metavar="DIR",

@@ -215,25 +215,49 @@ def scale_boxes(xyxy: np.ndarray, scale: float, width: int, height: int) -> tupl
 
 # --- the onnxruntime backend -------------------------------------------------
 
-# Chosen with `rearguard bench --load` (ranging and alert threads running);
-# the figures are in README.md, "Detector speed".
+# Chosen with `rearguard bench --load` (ranging and alert threads running;
+# figures in README.md, "Detector speed"). Two intra-op threads. Idle pool
+# threads spin (busy-wait for the next piece of work) only when the machine
+# has at least SPARE_CORES_TO_SPIN cores beyond them: spinning made inference
+# ~1.4x faster on an otherwise idle 2-core machine, but there it took the
+# cores the alert loop and the camera need (alert tick lateness p99 0.4 ->
+# 2.5 ms), and with any other load running it made inference ~2.5x slower.
+# A Pi 4/5 or Zero 2 W (4 cores, 2 threads) spins; a 2-core machine does not.
 DEFAULT_THREADS = 2
-DEFAULT_SPIN = True
+SPARE_CORES_TO_SPIN = 2
 
 
-def session_options(threads: int = DEFAULT_THREADS, spin: bool = DEFAULT_SPIN) -> ort.SessionOptions:
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def choose_spin(threads: int, spin: bool | None = None) -> bool:
+    """`spin` if given, else spin only with SPARE_CORES_TO_SPIN cores to spare."""
+    if spin is not None:
+        return spin
+    cores = usable_cores()
+    used = threads if threads > 0 else cores  # 0 = onnxruntime takes every core
+    return cores - used >= SPARE_CORES_TO_SPIN
+
+
+def session_options(threads: int = DEFAULT_THREADS, spin: bool | None = None) -> ort.SessionOptions:
     """CPU session options: `threads` intra-op threads (0 = onnxruntime's own
     choice), one inter-op thread, and whether idle pool threads busy-wait
-    for work (`spin`: lower latency, but they burn the CPU the rest of the
-    loop needs between runs)."""
+    for work (`spin`: lower latency, but they burn CPU the rest of the loop
+    may need; None = `choose_spin`)."""
+    on = choose_spin(threads, spin)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(0, threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only; warnings about unused initialisers are noise
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if on else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if on else "0")
     return opts
 
 
@@ -256,7 +280,7 @@ class YoloxDetector:
         nms_iou: float = 0.45,
         class_ids: Sequence[int] | None = None,
         threads: int = DEFAULT_THREADS,
-        spin: bool = DEFAULT_SPIN,
+        spin: bool | None = None,
     ) -> None:
         if input_size <= 0 or input_size % max(STRIDES):
             raise ValueError(f"input_size must be a positive multiple of {max(STRIDES)} (got {input_size})")
@@ -269,10 +293,10 @@ class YoloxDetector:
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         self.threads = threads
-        self.spin = spin
+        self.spin = choose_spin(threads, spin)  # as resolved: True/False
         self.last_timings: dict[str, float] = {}
 
-        self._session: ort.InferenceSession | None = self._open(self.model_path, threads, spin)
+        self._session: ort.InferenceSession | None = self._open(self.model_path, threads, self.spin)
         inp = self._session.get_inputs()
         out = self._session.get_outputs()
         if len(inp) != 1 or len(out) < 1:
@@ -302,7 +326,14 @@ class YoloxDetector:
         self._blob = self._letterbox.blob  # the model input, 1x3xSxS float32
         self._feed = {self._input_name: self._blob}
         self._outputs = [self._output_name]
-        grids(input_size)  # build the decode grids now, not on the first frame
+        # Decode tables for `postprocess`, in float64: NMS takes float64 boxes
+        # without converting them (half its cost on a cold cache).
+        g, st = grids(input_size)
+        self._anchors = len(g)
+        self._stride = st.astype(np.float64)  # (N, 1)
+        self._offset = g * self._stride  # (N, 2): each anchor cell's corner, letterbox pixels
+        self._cls_cols = None if self._allowed is None else 5 + self._allowed
+        self._bounds: tuple[tuple[int, int], np.ndarray] | None = None  # clip limits for a frame size
 
     @staticmethod
     def _open(path: Path, threads: int, spin: bool) -> ort.InferenceSession:
@@ -380,18 +411,51 @@ class YoloxDetector:
             raise ModelError(f"{self.model_path.name} failed to run: {err}") from None
 
     def postprocess(self, raw: np.ndarray, scale: float, width: int, height: int) -> Detections:
-        """Raw output -> detections in the pixels of a width x height image letterboxed at `scale`."""
-        try:
-            xyxy, scores, cls = decode(
-                raw, self.input_size, score_threshold=self.score_threshold, class_ids=self._allowed
+        """Raw output -> detections in the pixels of a width x height image letterboxed at `scale`.
+
+        The same result as `decode` -> `nms` -> `scale_boxes` (the tests
+        compare them), in one pass with fewer steps: it runs straight after
+        inference, when every step starts on a cold cache.
+        """
+        rows = raw.reshape(-1, raw.shape[-1])
+        if rows.shape[0] != self._anchors or rows.shape[1] != 5 + self.num_classes:
+            raise ModelError(
+                f"{self.model_path.name}: model output has shape {raw.shape}; a YOLOX model at input "
+                f"{self.input_size} gives (1, {self._anchors}, {5 + self.num_classes})"
             )
-        except ValueError as err:
-            raise ModelError(f"{self.model_path.name}: {err}") from None
-        if len(scores) == 0:
+        thr = self.score_threshold
+        cand = np.flatnonzero(rows[:, 4] > thr)  # score <= objectness: see `decode`
+        if cand.size == 0:
             return Detections.empty()
-        keep = nms(xyxy, scores, cls, self.nms_iou)
-        boxes, valid = scale_boxes(xyxy[keep], scale, width, height)
-        return Detections(xyxy=boxes[valid], confidence=scores[keep][valid], class_id=cls[keep][valid])
+        r = rows[cand]
+        cls = r[:, 5:] if self._cls_cols is None else r[:, self._cls_cols]
+        best = cls.argmax(axis=1)
+        score = cls.max(axis=1)
+        score *= r[:, 4]
+        keep = np.flatnonzero(score > thr)
+        if keep.size == 0:
+            return Detections.empty()
+        idx = cand[keep]
+        score = score[keep]
+        cid = best[keep] if self._allowed is None else self._allowed[best[keep]]
+        s = self._stride[idx]
+        half = np.exp(r[keep, 2:4]) * s * 0.5
+        xywh = np.concatenate((r[keep, 0:2] * s + self._offset[idx] - half, half * 2), axis=1)
+        if len(score) > 1:
+            k = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, score, cid, 0.0, self.nms_iou), np.intp).reshape(-1)
+            xywh, score, cid = xywh[k], score[k], cid[k]
+        xywh[:, 2:] += xywh[:, :2]  # now x1 y1 x2 y2
+        xywh *= 1.0 / scale
+        if self._bounds is None or self._bounds[0] != (width, height):
+            self._bounds = ((width, height), np.array([width, height, width, height], np.float64))
+        np.clip(xywh, 0.0, self._bounds[1], out=xywh)
+        valid = (xywh[:, 2] > xywh[:, 0]) & (xywh[:, 3] > xywh[:, 1])  # not wholly in the padding
+        if not valid.all():
+            xywh, score, cid = xywh[valid], score[valid], cid[valid]
+        return Detections(
+            xyxy=xywh.astype(np.float32), confidence=score.astype(np.float32, copy=False),
+            class_id=cid.astype(np.int32, copy=False),
+        )
 
     def detect(self, image: np.ndarray) -> Detections:
         if self._session is None:

@@ -442,3 +442,38 @@ def test_fixed_size_model_error_points_at_the_dynamic_model(tmp_path: Path) -> N
     fixed = const_model(tmp_path / "fixed.onnx", blank_raw())
     with pytest.raises(ModelError, match="rearguard models dynamic"):
         YoloxDetector(fixed, input_size=96)
+
+
+@pytest.mark.parametrize("class_ids", [None, [PERSON, DOG, CAR]])
+@pytest.mark.parametrize("shape", [(96, 128), (128, 64)])
+def test_postprocess_equals_decode_nms_scale(tmp_path: Path, class_ids, shape: tuple[int, int]) -> None:
+    """The one-pass postprocess gives what the pure steps give, on outputs
+    with many overlapping boxes of several classes."""
+    det = YoloxDetector(const_model(tmp_path / "m.onnx", blank_raw()), input_size=SIZE, class_ids=class_ids,
+                        score_threshold=0.3, nms_iou=0.45, threads=1)
+    rng = np.random.default_rng(3)
+    h, w = shape
+    scale = min(SIZE / h, SIZE / w)
+    for _ in range(20):
+        raw = np.zeros((N_ANCHORS, 85), np.float32)
+        raw[:, :2] = rng.uniform(0, 1, (N_ANCHORS, 2))
+        raw[:, 2:4] = rng.normal(0, 0.7, (N_ANCHORS, 2))
+        raw[:, 4] = rng.uniform(0, 1, N_ANCHORS)
+        raw[:, 5:] = rng.uniform(0, 1, (N_ANCHORS, 80)) ** 4  # mostly low, a few high class scores
+        got = det.postprocess(raw[None], scale, w, h)
+        xyxy, scores, cls = decode(raw, SIZE, score_threshold=0.3, class_ids=class_ids)
+        keep = nms(xyxy, scores, cls, 0.45)
+        boxes, valid = scale_boxes(xyxy[keep], scale, w, h)
+        want_boxes, want_scores, want_cls = boxes[valid], scores[keep][valid], cls[keep][valid]
+        assert len(got) == len(want_scores) > 3
+        a, b = np.lexsort((got.xyxy[:, 0], -got.confidence)), np.lexsort((want_boxes[:, 0], -want_scores))
+        np.testing.assert_allclose(got.xyxy[a], want_boxes[b], atol=1e-3)
+        np.testing.assert_allclose(got.confidence[a], want_scores[b], rtol=1e-6)
+        assert got.class_id[a].tolist() == want_cls[b].tolist()
+        assert got.xyxy.dtype == np.float32 and got.confidence.dtype == np.float32 and got.class_id.dtype == np.int32
+
+
+def test_postprocess_rejects_output_of_another_size(tmp_path: Path) -> None:
+    det = YoloxDetector(const_model(tmp_path / "m.onnx", blank_raw()), input_size=SIZE)
+    with pytest.raises(ModelError, match="output has shape"):
+        det.postprocess(np.zeros((1, N_ANCHORS + 4, 85), np.float32), 1.0, 64, 64)
