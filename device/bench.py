@@ -8,8 +8,9 @@ between them hold even when the absolute figures wander.
 Per case and frame three things are timed:
 - `detect()` from outside: the total a caller pays;
 - its own stages (`last_timings`): preprocess, inference, postprocess;
-- `infer()` again on the same prepared input: session.run alone, the
-  model's own limit. `overhead_ratio` = median total / median inference.
+- `infer()` on the same frame's prepared input, in a pass of its own:
+  session.run alone, the model's own limit.
+`overhead_ratio` = median total / median inference.
 
 With `load`, the rest of the device loop runs meanwhile on simulated pins
 (gpiozero's ultrasonic pinging threads and an alert loop at 50 Hz), so a
@@ -363,9 +364,10 @@ def run(
     the next case, the order rotating from block to block. Small blocks
     spread machine noise evenly; blocks rather than single frames keep one
     case's idle spinning threads from landing on the next case's frame.
-    Within a case, odd frames time session.run alone before detect() and
-    even frames after, so neither gets the warmer caches every time. Each
-    frame reaches detect() freshly copied, as from the capture thread.
+    Within a case's block, detect() runs on the frames one after another,
+    as in the device loop, each frame freshly copied into place as from the
+    capture thread; session.run alone is timed on the same frames' prepared
+    inputs in a pass of its own, before or after (alternating by block).
     The first `warmup` frames run but are not recorded. Agreement is
     against the first case.
     """
@@ -399,38 +401,32 @@ def run(
             for k in [*range(k0, len(cases)), *range(k0)]:  # rotate who goes first
                 det, res = dets[k], results[k]
                 w0 = time.monotonic_ns()
-                for j, frame in enumerate(chunk):
-                    i = seen + j
-                    buf = handover.get(frame.shape)
-                    if buf is None:
-                        buf = handover[frame.shape] = np.empty_like(frame)
-                    if i % 2:
-                        det.prepare(frame)
-                        t = perf()
-                        det.infer()
-                        alone = perf() - t
+                for phase in ("detect", "alone") if b % 2 == 0 else ("alone", "detect"):
+                    for j, frame in enumerate(chunk):
+                        i = seen + j
+                        if phase == "alone":
+                            det.prepare(frame)
+                            t = perf()
+                            det.infer()  # session.run alone on this frame's prepared input
+                            if i >= warmup:
+                                res.inference.append((perf() - t) * 1e3)
+                            continue
+                        buf = handover.get(frame.shape)
+                        if buf is None:
+                            buf = handover[frame.shape] = np.empty_like(frame)
                         np.copyto(buf, frame)
-                        t0 = perf()
-                        d = det.detect(buf)
-                        total = perf() - t0
-                    else:
-                        np.copyto(buf, frame)
-                        t0 = perf()
-                        d = det.detect(buf)
-                        total = perf() - t0
                         t = perf()
-                        det.infer()  # the same prepared input again: session.run alone
-                        alone = perf() - t
-                    found[k].append(d)
-                    if i < warmup:
-                        continue
-                    lt = det.last_timings
-                    res.total.append(total * 1e3)
-                    res.inference.append(alone * 1e3)
-                    res.preprocess.append(lt["preprocess"])
-                    res.inference_in_detect.append(lt["inference"])
-                    res.postprocess.append(lt["postprocess"])
-                    res.detections += len(d)
+                        d = det.detect(buf)
+                        total = perf() - t
+                        found[k].append(d)
+                        if i < warmup:
+                            continue
+                        lt = det.last_timings
+                        res.total.append(total * 1e3)
+                        res.preprocess.append(lt["preprocess"])
+                        res.inference_in_detect.append(lt["inference"])
+                        res.postprocess.append(lt["postprocess"])
+                        res.detections += len(d)
                 if seen + len(chunk) > warmup:
                     res.windows.append((w0, time.monotonic_ns()))
             for j in range(len(chunk)):

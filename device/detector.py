@@ -373,22 +373,30 @@ class YoloxDetector:
             )
 
     def _check_output(self, out: ort.NodeArg) -> int:
+        """The number of classes; sets the output layout: anchor-major
+        [1, anchors, 5 + classes] as exported, or channel-major
+        [1, 5 + classes, anchors] (the derived models, which leave out the
+        export's final Transpose)."""
         shape = list(out.shape)
+        name = self.model_path.name
         if len(shape) != 3:
-            raise ModelError(f"{self.model_path.name}: output shape {shape}; expected [1, anchors, 5 + classes]")
-        per_anchor = shape[2]
-        if not isinstance(per_anchor, int) or per_anchor < 6:
-            raise ModelError(
-                f"{self.model_path.name}: output shape {shape}; expected a fixed 5 + classes per anchor"
-            )
-        anchors = shape[1]
+            raise ModelError(f"{name}: output shape {shape}; expected [1, anchors, 5 + classes]")
         expected = grids(self.input_size)[0].shape[0]
-        if isinstance(anchors, int) and anchors != expected:
+
+        def fits(anchors: object, per_anchor: object) -> bool:
+            return (isinstance(per_anchor, int) and per_anchor >= 6
+                    and (not isinstance(anchors, int) or anchors == expected))
+
+        anchor_major = fits(shape[1], shape[2])
+        if anchor_major or fits(shape[2], shape[1]):
+            self.channel_major = not anchor_major
+            return int(shape[2] if anchor_major else shape[1]) - 5
+        if isinstance(shape[2], int) and shape[2] >= 6:
             raise ModelError(
-                f"{self.model_path.name}: output has {anchors} anchors; a YOLOX model at "
-                f"{self.input_size} has {expected} (was it exported with decoding, or at another size?)"
+                f"{name}: output has {shape[1]} anchors; a YOLOX model at {self.input_size} has "
+                f"{expected} (was it exported with decoding, or at another size?)"
             )
-        return per_anchor - 5
+        raise ModelError(f"{name}: output shape {shape}; expected a fixed 5 + classes per anchor")
 
     # --- the three stages ------------------------------------------------------
 
@@ -417,30 +425,43 @@ class YoloxDetector:
         compare them), in one pass with fewer steps: it runs straight after
         inference, when every step starts on a cold cache.
         """
-        rows = raw.reshape(-1, raw.shape[-1])
-        if rows.shape[0] != self._anchors or rows.shape[1] != 5 + self.num_classes:
+        c = 5 + self.num_classes
+        want = (1, c, self._anchors) if self.channel_major else (1, self._anchors, c)
+        if raw.shape != want:
             raise ModelError(
                 f"{self.model_path.name}: model output has shape {raw.shape}; a YOLOX model at input "
-                f"{self.input_size} gives (1, {self._anchors}, {5 + self.num_classes})"
+                f"{self.input_size} gives {want}"
             )
         thr = self.score_threshold
-        cand = np.flatnonzero(rows[:, 4] > thr)  # score <= objectness: see `decode`
-        if cand.size == 0:
-            return Detections.empty()
-        r = rows[cand]
-        cls = r[:, 5:] if self._cls_cols is None else r[:, self._cls_cols]
-        best = cls.argmax(axis=1)
-        score = cls.max(axis=1)
-        score *= r[:, 4]
+        if self.channel_major:  # (C, N): objectness is one contiguous row
+            ch = raw[0]
+            cand = np.flatnonzero(ch[4] > thr)  # score <= objectness: see `decode`
+            if cand.size == 0:
+                return Detections.empty()
+            cls = ch[5:, cand] if self._cls_cols is None else ch[self._cls_cols[:, None], cand]
+            best = cls.argmax(axis=0)
+            score = cls.max(axis=0)
+            score *= ch[4, cand]
+        else:  # (N, C): one strided pass over the objectness column
+            rows = raw[0]
+            cand = np.flatnonzero(rows[:, 4] > thr)
+            if cand.size == 0:
+                return Detections.empty()
+            r = rows[cand]
+            cls = r[:, 5:] if self._cls_cols is None else r[:, self._cls_cols]
+            best = cls.argmax(axis=1)
+            score = cls.max(axis=1)
+            score *= r[:, 4]
         keep = np.flatnonzero(score > thr)
         if keep.size == 0:
             return Detections.empty()
         idx = cand[keep]
+        box = raw[0][:4, idx].T if self.channel_major else r[keep, :4]  # (n, 4): cx cy w h in cells
         score = score[keep]
         cid = best[keep] if self._allowed is None else self._allowed[best[keep]]
         s = self._stride[idx]
-        half = np.exp(r[keep, 2:4]) * s * 0.5
-        xywh = np.concatenate((r[keep, 0:2] * s + self._offset[idx] - half, half * 2), axis=1)
+        half = np.exp(box[:, 2:4]) * s * 0.5
+        xywh = np.concatenate((box[:, 0:2] * s + self._offset[idx] - half, half * 2), axis=1)
         if len(score) > 1:
             k = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, score, cid, 0.0, self.nms_iou), np.intp).reshape(-1)
             xywh, score, cid = xywh[k], score[k], cid[k]

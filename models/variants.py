@@ -3,8 +3,12 @@
 - **dynamic** (`yolox_nano_dynamic`): the base model with its input shape
   rewritten from [1, 3, 416, 416] to [1, 3, height, width]. YOLOX-Nano's
   graph needs nothing else: its Resizes are scale-based and its Reshapes are
-  [1, 85, -1], so every size that is a multiple of 32 runs, and at 416 the
-  outputs are the base model's (the tests check).
+  [1, 85, -1], so every size that is a multiple of 32 runs. It also leaves
+  out the export's last node, a Transpose of [1, 85, anchors] to
+  [1, anchors, 85]: that shuffles the whole output in memory only for the
+  reader's convenience, and channel-major output lets the decoder read
+  objectness as one contiguous row. At 416 its output is the base model's,
+  transposed, number for number (the tests check).
 - **int8** (`yolox_nano_int8`): the dynamic model statically quantised with
   onnxruntime's tools (QDQ, per-channel int8 weights, uint8 activations),
   calibrated on real photos; the recipe is described at `quantize_int8`.
@@ -75,12 +79,34 @@ def make_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
         {inputs[0].name: [1, 3, "height", "width"]},
         {g.output[0].name: [1, "anchors", out_dims[2]]},
     )
+    drop_final_transpose(out)
     try:
         out = onnx.shape_inference.infer_shapes(out, strict_mode=True)
         onnx.checker.check_model(out)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
         raise ModelError(f"the dynamic-input rewrite gave an invalid model: {err}") from None
     return out
+
+
+def drop_final_transpose(model: onnx.ModelProto) -> bool:
+    """If the graph ends in Transpose(perm=[0, 2, 1]) of a [1, C, anchors]
+    tensor, remove it so the output is channel-major [1, C, "anchors"].
+    Returns whether it did."""
+    g = model.graph
+    out = g.output[0]
+    last = next((n for n in g.node if out.name in n.output), None)
+    if last is None or last.op_type != "Transpose":
+        return False
+    perm = next((list(a.ints) for a in last.attribute if a.name == "perm"), None)
+    if perm != [0, 2, 1] or any(last.output[0] in n.input for n in g.node):
+        return False
+    per_anchor = _dims(out)[2]
+    g.node.remove(last)
+    new_out = onnx.helper.make_tensor_value_info(last.input[0], out.type.tensor_type.elem_type,
+                                                 [1, per_anchor, "anchors"])
+    g.output.remove(out)
+    g.output.append(new_out)
+    return True
 
 
 def _dims(info: onnx.ValueInfoProto) -> list[int | str]:
@@ -363,7 +389,10 @@ def build(
         # The base's bytes are ones the manifest trusts, so they parse.
         onnx.save(make_dynamic(onnx.load(str(base_path))), str(dynamic))
         if kind == "dynamic":
-            recipe: dict[str, Any] = {"input": "[1, 3, height, width]", "output": "[1, anchors, 85]"}
+            recipe: dict[str, Any] = {
+                "input": "[1, 3, height, width]",
+                "output": "[1, 85, anchors] (channel-major: the export's final Transpose left out)",
+            }
             built = dynamic
         else:
             built = Path(tmp) / "int8.onnx"

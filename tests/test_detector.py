@@ -444,13 +444,17 @@ def test_fixed_size_model_error_points_at_the_dynamic_model(tmp_path: Path) -> N
         YoloxDetector(fixed, input_size=96)
 
 
+@pytest.mark.parametrize("channel_major", [False, True])
 @pytest.mark.parametrize("class_ids", [None, [PERSON, DOG, CAR]])
 @pytest.mark.parametrize("shape", [(96, 128), (128, 64)])
-def test_postprocess_equals_decode_nms_scale(tmp_path: Path, class_ids, shape: tuple[int, int]) -> None:
+def test_postprocess_equals_decode_nms_scale(tmp_path: Path, class_ids, shape: tuple[int, int],
+                                            channel_major: bool) -> None:
     """The one-pass postprocess gives what the pure steps give, on outputs
-    with many overlapping boxes of several classes."""
-    det = YoloxDetector(const_model(tmp_path / "m.onnx", blank_raw()), input_size=SIZE, class_ids=class_ids,
+    with many overlapping boxes of several classes, in either layout."""
+    blank = blank_raw().T.copy() if channel_major else blank_raw()
+    det = YoloxDetector(const_model(tmp_path / "m.onnx", blank), input_size=SIZE, class_ids=class_ids,
                         score_threshold=0.3, nms_iou=0.45, threads=1)
+    assert det.channel_major == channel_major
     rng = np.random.default_rng(3)
     h, w = shape
     scale = min(SIZE / h, SIZE / w)
@@ -460,7 +464,7 @@ def test_postprocess_equals_decode_nms_scale(tmp_path: Path, class_ids, shape: t
         raw[:, 2:4] = rng.normal(0, 0.7, (N_ANCHORS, 2))
         raw[:, 4] = rng.uniform(0, 1, N_ANCHORS)
         raw[:, 5:] = rng.uniform(0, 1, (N_ANCHORS, 80)) ** 4  # mostly low, a few high class scores
-        got = det.postprocess(raw[None], scale, w, h)
+        got = det.postprocess((raw.T.copy() if channel_major else raw)[None], scale, w, h)
         xyxy, scores, cls = decode(raw, SIZE, score_threshold=0.3, class_ids=class_ids)
         keep = nms(xyxy, scores, cls, 0.45)
         boxes, valid = scale_boxes(xyxy[keep], scale, w, h)
@@ -477,3 +481,5 @@ def test_postprocess_rejects_output_of_another_size(tmp_path: Path) -> None:
     det = YoloxDetector(const_model(tmp_path / "m.onnx", blank_raw()), input_size=SIZE)
     with pytest.raises(ModelError, match="output has shape"):
         det.postprocess(np.zeros((1, N_ANCHORS + 4, 85), np.float32), 1.0, 64, 64)
+    with pytest.raises(ModelError, match="output has shape"):
+        det.postprocess(np.zeros((1, 85, N_ANCHORS), np.float32), 1.0, 64, 64)  # the other layout

@@ -66,7 +66,9 @@ def test_make_dynamic_rewrites_input_and_output_shapes(tmp_path: Path) -> None:
     assert any(dims(v)[2:] == [8, 8] for v in fixed.graph.value_info if len(dims(v)) == 4)  # pinned by the export
     dyn = variants.make_dynamic(fixed)
     assert dims(dyn.graph.input[0]) == [1, 3, "height", "width"]
-    assert dims(dyn.graph.output[0]) == [1, "anchors", 85]
+    # The final Transpose is gone: channel-major output.
+    assert dims(dyn.graph.output[0]) == [1, 85, "anchors"]
+    assert "Transpose" not in [n.op_type for n in dyn.graph.node]
     # No intermediate shape still pinned to the old size.
     assert not any(isinstance(x, int) for v in dyn.graph.value_info if len(dims(v)) == 4 for x in dims(v)[2:])
     path = tmp_path / "dyn.onnx"
@@ -74,7 +76,7 @@ def test_make_dynamic_rewrites_input_and_output_shapes(tmp_path: Path) -> None:
     for size in (64, 96, 128):
         with YoloxDetector(path, input_size=size, threads=1) as det:
             det.prepare(np.zeros((size, size, 3), np.uint8))
-            assert det.infer().shape == (1, (size // 8) ** 2, 85)
+            assert det.channel_major and det.infer().shape == (1, 85, (size // 8) ** 2)
 
 
 def test_make_dynamic_refuses_other_models(tmp_path: Path) -> None:
@@ -88,6 +90,13 @@ def test_make_dynamic_refuses_other_models(tmp_path: Path) -> None:
                               [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 4])])
     with pytest.raises(ModelError, match="expected"):
         variants.make_dynamic(helper.make_model(graph))
+
+
+def test_drop_final_transpose_only_drops_a_final_0_2_1_transpose(tmp_path: Path) -> None:
+    model = onnx.load(tiny_yolox(tmp_path / "t.onnx"))
+    model.graph.node[-1].attribute[0].ints[:] = [0, 1, 2]  # some other transpose: left alone
+    assert not variants.drop_final_transpose(model)
+    assert model.graph.node[-1].op_type == "Transpose"
 
 
 def test_tail_nodes_stop_at_the_convolutions(tmp_path: Path) -> None:
@@ -143,10 +152,12 @@ def test_dynamic_model_at_416_matches_the_original(model_path: Path, dynamic_mod
     images = [cv2.imread(str(p)) for p in sorted((shared / "images" / "coco").glob("*.jpg"))[:5]]
     images += vtest_frames(shared, 100, 3)
     with YoloxDetector(model_path, threads=1) as a, YoloxDetector(dynamic_model, input_size=416, threads=1) as b:
+        assert b.channel_major and not a.channel_major
         for img in images:
             a.prepare(img)
             b.prepare(img)
-            np.testing.assert_allclose(b.infer(), a.infer(), rtol=1e-5, atol=1e-5)
+            # The same numbers, channel-major (the final Transpose is left out).
+            np.testing.assert_allclose(b.infer()[0].T, a.infer()[0], rtol=1e-5, atol=1e-5)
             da, db = a.detect(img), b.detect(img)
             np.testing.assert_allclose(db.xyxy, da.xyxy, atol=1e-3)
             assert db.class_id.tolist() == da.class_id.tolist()
@@ -158,7 +169,7 @@ def test_dynamic_model_runs_at_other_sizes_and_finds_people(dynamic_model: Path,
     frame = vtest_frames(shared, 100, 2)[1]
     with YoloxDetector(dynamic_model, input_size=size, class_ids=[PERSON], threads=1) as det:
         det.prepare(frame)
-        assert det.infer().shape == (1, sum((size // s) ** 2 for s in (8, 16, 32)), 85)
+        assert det.infer().shape == (1, 85, sum((size // s) ** 2 for s in (8, 16, 32)))
         assert len(det.detect(frame)) >= 3  # frame 100 shows about eight walkers
 
 
