@@ -317,7 +317,7 @@ class YoloxDetector:
                     f"which has {self.num_classes} classes (0-{self.num_classes - 1})"
                 )
             self.class_ids: tuple[int, ...] | None = tuple(ids)
-            self._allowed: np.ndarray | None = np.asarray(ids, np.intp)
+            self._allowed: np.ndarray | None = np.asarray(ids, np.int32)
         else:
             self.class_ids = None
             self._allowed = None
@@ -463,7 +463,7 @@ class YoloxDetector:
         half = np.exp(box[:, 2:4]) * s * 0.5
         xywh = np.concatenate((box[:, 0:2] * s + self._offset[idx] - half, half * 2), axis=1)
         if len(score) > 1:
-            k = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, score, cid, 0.0, self.nms_iou), np.intp).reshape(-1)
+            k = cv2.dnn.NMSBoxesBatched(xywh, score, cid, 0.0, self.nms_iou)  # int32 indices
             xywh, score, cid = xywh[k], score[k], cid[k]
         xywh[:, 2:] += xywh[:, :2]  # now x1 y1 x2 y2
         xywh *= 1.0 / scale
