@@ -13,7 +13,9 @@ Speed: on a Pi the model is nearly the whole frame budget, so everything
 around it must cost little next to it (`rearguard bench` measures the ratio).
 `Letterboxer` resizes straight into a reused buffer and writes only the
 image part of the float input (the padding is written once per frame
-size); `decode` drops anchors on objectness before touching class scores.
+size); `decode` drops anchors on objectness before touching class scores,
+and `YoloxDetector.postprocess` does decode, NMS and scaling in one pass
+(the tests hold it equal to the pure steps).
 """
 
 from __future__ import annotations
@@ -268,7 +270,10 @@ class YoloxDetector:
     `detect` = `prepare` + `infer` + `postprocess`; the three are public so a
     benchmark or a test can time or check each on the same input.
     `last_timings` holds the previous call's stage times in ms (measurement
-    only, never used to decide anything).
+    only, never used to decide anything). `channel_major` says which output
+    layout the model has: [1, anchors, 5 + classes] as exported, or
+    [1, 5 + classes, anchors] (the derived models); both are read.
+    `spin` is the resolved spinning choice (see `choose_spin`).
     """
 
     def __init__(
