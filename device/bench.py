@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from device.detector import YoloxDetector, choose_spin
+from device.tracking import iou_matrix
 from device.types import Detections
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,19 +89,6 @@ def image_frames(paths: Iterable[Path]) -> Iterator[np.ndarray]:
 
 
 # --- agreement ---------------------------------------------------------------------
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a (N, 4) with every box in b (M, 4), xyxy."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def match_count(ref: Detections, test: Detections, class_id: int = PERSON, iou: float = 0.5) -> tuple[int, int, int]:

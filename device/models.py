@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 import tomllib
 import urllib.error
 import urllib.parse
@@ -223,7 +224,15 @@ def install(src: str | os.PathLike[str], name: str = DEFAULT_MODEL, *, allow_unv
     if dest.is_file() and verify(dest) == digest:
         return dest
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{s.file}.", suffix=".part")
+    _copy_verified(src, dest, digest)
+    return dest
+
+
+def _copy_verified(src: Path, dest: Path, digest: str, then: Callable[[], None] | None = None) -> None:
+    """Copy src to dest atomically (the old file stays until the new one is
+    whole and hashes to `digest`); `then` runs before the temporary file is
+    given up on failure, so a sidecar can be written under the same guard."""
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
@@ -233,12 +242,13 @@ def install(src: str | os.PathLike[str], name: str = DEFAULT_MODEL, *, allow_unv
         tmp.chmod(0o644)  # mkstemp makes it 0600; the service user may not be the installer
         copied = verify(tmp)
         if copied != digest:
-            raise ModelError(f"copy of {src} into {directory} came out different (sha256 {copied}); disk problem?")
-        os.replace(tmp, dest)  # atomic: the old model stays until the new one is whole
+            raise ModelError(f"copy of {src} into {dest.parent} came out different (sha256 {copied}); disk problem?")
+        os.replace(tmp, dest)
+        if then is not None:
+            then()
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return dest
 
 
 def _download(url: str, dest: Path, cap: int, timeout: float) -> None:
@@ -430,21 +440,8 @@ def install_derived(
         "tools": tool_versions(),
         "recipe": recipe,
     }
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            shutil.copyfileobj(inp, out, 1024 * 1024)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.chmod(0o644)
-        if verify(tmp) != digest:
-            raise ModelError(f"copy of the built {name} into {directory} came out different; disk problem?")
-        os.replace(tmp, dest)
-        _write_text_atomic(sidecar(dest), json.dumps(record, indent=2) + "\n")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _copy_verified(src, dest, digest,
+                   then=lambda: _write_text_atomic(sidecar(dest), json.dumps(record, indent=2) + "\n"))
     return check_derived(name)
 
 
