@@ -4,12 +4,14 @@ readable, a missing model is reported at start and the device still runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,9 @@ import pytest
 from device.recording import Recording
 
 
-def start(tmp_path: Path, model: Path | str, *args: str) -> tuple[subprocess.Popen[str], socket.socket]:
+@contextlib.contextmanager
+def running(tmp_path: Path, model: Path | str, *args: str) -> Iterator[tuple[subprocess.Popen[str], socket.socket]]:
+    """`rearguard run ARGS` under a fake systemd: a notify socket and mock pins."""
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
@@ -29,7 +33,12 @@ def start(tmp_path: Path, model: Path | str, *args: str) -> tuple[subprocess.Pop
     env.pop("WATCHDOG_PID", None)
     proc = subprocess.Popen([sys.executable, "-m", "device", "run", "--quiet", *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return proc, sock
+    try:
+        yield proc, sock
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
 
 
 def messages_until(sock: socket.socket, want: bytes, limit: int = 200) -> list[bytes]:
@@ -45,8 +54,8 @@ def messages_until(sock: socket.socket, want: bytes, limit: int = 200) -> list[b
 @pytest.mark.real_model
 def test_systemd_protocol_and_sigterm_during_recording(tmp_path: Path, model_path: Path, shared: Path) -> None:
     rec = tmp_path / "rec"
-    proc, sock = start(tmp_path, model_path, "--source", str(shared / "footage" / "vtest.avi"), "--record", str(rec))
-    try:
+    with running(tmp_path, model_path, "--source", str(shared / "footage" / "vtest.avi"),
+                 "--record", str(rec)) as (proc, sock):
         first = messages_until(sock, b"READY=1")
         assert first[-1].startswith(b"READY=1\nSTATUS=running")
         messages_until(sock, b"WATCHDOG=1")
@@ -59,10 +68,6 @@ def test_systemd_protocol_and_sigterm_during_recording(tmp_path: Path, model_pat
         proc.send_signal(signal.SIGTERM)
         messages_until(sock, b"STOPPING=1")
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        sock.close()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     recording = Recording.open(seg)
@@ -72,15 +77,10 @@ def test_systemd_protocol_and_sigterm_during_recording(tmp_path: Path, model_pat
 
 
 def test_missing_model_is_reported_at_start_and_the_device_runs(tmp_path: Path, shared: Path) -> None:
-    proc, sock = start(tmp_path, tmp_path / "missing.onnx", "--source", str(shared / "footage" / "vtest.avi"),
-                       "--duration", "1.5")
-    try:
+    with running(tmp_path, tmp_path / "missing.onnx", "--source", str(shared / "footage" / "vtest.avi"),
+                 "--duration", "1.5") as (proc, sock):
         ready = messages_until(sock, b"READY=1")[-1]
         assert b"model:" in ready and b"missing.onnx" in ready
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        sock.close()
     assert proc.returncode == 0, err
     assert "FAULT" in out and "model:" in out
