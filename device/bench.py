@@ -193,6 +193,7 @@ class CaseResult:
     detections: int = 0
     windows: list[tuple[int, int]] = field(default_factory=list)  # monotonic ns this case ran
     load: dict[str, Any] | None = None  # how the rest of the loop fared meanwhile
+    input_layout: str | None = None  # what the model takes (YoloxDetector.input_layout)
 
     @property
     def overhead_ratio(self) -> float | None:
@@ -208,6 +209,7 @@ class CaseResult:
             "input_size": self.case.input_size,
             "threads": self.case.threads,
             "spin": choose_spin(self.case.threads, self.case.spin),
+            "input_layout": self.input_layout,
             "frames": len(self.total),
             "preprocess_ms": stats(self.preprocess),
             "inference_ms": stats(self.inference),
@@ -370,7 +372,7 @@ def run(
         )
         for c in cases
     ]
-    results = [CaseResult(c) for c in cases]
+    results = [CaseResult(c, input_layout=d.input_layout) for c, d in zip(cases, dets)]
     perf = time.perf_counter
     it = iter(frames)
     # The device's detector blocks on the camera and gets each frame just

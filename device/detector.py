@@ -11,11 +11,15 @@ scores (already sigmoid). The pure functions here (`letterbox`, `to_blob`,
 
 Speed: on a Pi the model is nearly the whole frame budget, so everything
 around it must cost little next to it (`rearguard bench` measures the ratio).
-`Letterboxer` resizes straight into a reused buffer and writes only the
-image part of the float input (the padding is written once per frame
-size); `decode` drops anchors on objectness before touching class scores,
-and `YoloxDetector.postprocess` does decode, NMS and scaling in one pass
-(the tests hold it equal to the pure steps).
+The derived models (models/variants.py) take the letterboxed image as uint8
+[1, H, W, 3] and convert it to float NCHW in their graph, so for them
+`CanvasLetterboxer` only resizes each frame straight into the reused input
+(the padding is written once per frame size). The exported model takes
+float [1, 3, H, W]: `Letterboxer` resizes into a reused buffer and writes
+only the image part of the float input. The detector picks the one the
+model's input asks for. `decode` drops anchors on objectness before
+touching class scores, and `YoloxDetector.postprocess` does decode, NMS and
+scaling in one pass (the tests hold it equal to the pure steps).
 """
 
 from __future__ import annotations
@@ -101,6 +105,10 @@ class Letterboxer:
         self._targets: list[np.ndarray] = []
         self._scale = 1.0
 
+    @property
+    def input(self) -> np.ndarray:
+        return self.blob
+
     def _fit(self, h: int, w: int) -> None:
         size = self.size
         scale = min(size / h, size / w)
@@ -125,6 +133,53 @@ class Letterboxer:
         planes = cv2.split(src, self._planes)
         for plane, target in zip(planes, self._targets):
             np.copyto(target, plane)
+        return self._scale
+
+
+class CanvasLetterboxer:
+    """`letterbox` for a stream of frames, into one reused uint8 canvas that
+    is itself the model input (1 x size x size x 3, NHWC).
+
+    For models that take the letterboxed image as it is (the derived models:
+    their graph casts it to float and reorders it to NCHW, in onnxruntime's
+    own kernels). Gives exactly what `letterbox` gives (the tests check);
+    the padding is written only when the frame size changes, so a frame
+    costs one resize straight into the canvas.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.canvas = np.full((1, size, size, 3), PAD_VALUE, np.uint8)
+        self._for: tuple[int, int] | None = None  # the frame (h, w) the region fits
+        self._region = self.canvas[0]
+        self._scale = 1.0
+
+    @property
+    def input(self) -> np.ndarray:
+        return self.canvas
+
+    def _fit(self, h: int, w: int) -> None:
+        size = self.size
+        scale = min(size / h, size / w)
+        nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+        self.canvas.fill(PAD_VALUE)
+        self._region = self.canvas[0, :nh, :nw]
+        self._scale = scale
+        self._for = (h, w)
+
+    def __call__(self, image: np.ndarray) -> float:
+        """Letterbox one HxWx3 uint8 BGR image into `canvas`; returns its scale."""
+        h, w = image.shape[:2]
+        if self._for != (h, w):
+            self._fit(h, w)
+        region = self._region
+        if region.shape[:2] == (h, w):
+            np.copyto(region, image)
+        else:
+            out = cv2.resize(image, (region.shape[1], region.shape[0]), dst=region,
+                             interpolation=cv2.INTER_LINEAR)
+            if out is not region:  # OpenCV had to allocate (never seen); keep the result anyway
+                np.copyto(region, out)
         return self._scale
 
 
@@ -274,6 +329,10 @@ class YoloxDetector:
     layout the model has: [1, anchors, 5 + classes] as exported, or
     [1, 5 + classes, anchors] (the derived models); both are read.
     `spin` is the resolved spinning choice (see `choose_spin`).
+    `input_layout` says what the model takes: "NCHW float32" (the export:
+    `Letterboxer` fills a float input) or "NHWC uint8" (the derived models:
+    `CanvasLetterboxer` resizes straight into the uint8 input). `input` is
+    that buffer, as fed to session.run.
     """
 
     def __init__(
@@ -327,9 +386,12 @@ class YoloxDetector:
             self.class_ids = None
             self._allowed = None
 
-        self._letterbox = Letterboxer(input_size)
-        self._blob = self._letterbox.blob  # the model input, 1x3xSxS float32
-        self._feed = {self._input_name: self._blob}
+        # A uint8 model takes the letterboxed canvas as it is; its graph
+        # converts it (in C++, and while the canvas is still in cache).
+        self._letterbox: Letterboxer | CanvasLetterboxer = (
+            CanvasLetterboxer(input_size) if self.input_layout == "NHWC uint8" else Letterboxer(input_size)
+        )
+        self._feed = {self._input_name: self._letterbox.input}
         self._outputs = [self._output_name]
         # Decode tables for `postprocess`, in float64: NMS takes float64 boxes
         # without converting them (half its cost on a cold cache).
@@ -359,23 +421,40 @@ class YoloxDetector:
             ) from None
 
     def _check_input(self, inp: ort.NodeArg) -> None:
-        if inp.type != "tensor(float)":
-            raise ModelError(f"{self.model_path.name}: input {inp.name!r} is {inp.type}; expected float32 images")
+        """Sets `input_layout` from the model's input: float32 [1, 3, H, W]
+        (the export) or uint8 [1, H, W, 3] (the derived models)."""
+        name = self.model_path.name
+        layouts = {"tensor(float)": "NCHW float32", "tensor(uint8)": "NHWC uint8"}
+        if inp.type not in layouts:
+            raise ModelError(
+                f"{name}: input {inp.name!r} is {inp.type}; expected float32 [1, 3, H, W] "
+                "or uint8 [1, H, W, 3] images"
+            )
+        self.input_layout = layouts[inp.type]
         shape = list(inp.shape)
+        want = "[1, 3, H, W]" if inp.type == "tensor(float)" else "[1, H, W, 3]"
         if len(shape) != 4:
-            raise ModelError(f"{self.model_path.name}: input shape {shape}; expected [1, 3, H, W]")
-        c, h, w = shape[1:]
+            raise ModelError(f"{name}: input shape {shape}; expected {want} ({self.input_layout})")
+        if inp.type == "tensor(float)":
+            c, h, w = shape[1:]
+        else:
+            h, w, c = shape[1:]
         if isinstance(c, int) and c != 3:
-            raise ModelError(f"{self.model_path.name}: input has {c} channels; expected 3 (BGR)")
+            raise ModelError(f"{name}: input has {c} channels; expected 3 (BGR), shape {want}")
         # Symbolic (str/None) dims are a dynamic-size model: any input_size goes.
         fixed = [d for d in (h, w) if isinstance(d, int)]
         if any(d != self.input_size for d in fixed):
             raise ModelError(
-                f"{self.model_path.name} takes {h}x{w} images but detector.input_size is "
+                f"{name} takes {h}x{w} images but detector.input_size is "
                 f"{self.input_size}; set detector.input_size = {fixed[0]}, or use a dynamic-input "
                 f"model: build one with `rearguard models dynamic` and set detector.model = "
                 f"\"yolox_nano_dynamic\""
             )
+
+    @property
+    def input(self) -> np.ndarray:
+        """The model input buffer as `prepare` left it (read-only use)."""
+        return self._letterbox.input
 
     def _check_output(self, out: ort.NodeArg) -> int:
         """The number of classes; sets the output layout: anchor-major

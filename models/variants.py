@@ -7,11 +7,16 @@
   out the export's last node, a Transpose of [1, 85, anchors] to
   [1, anchors, 85]: that shuffles the whole output in memory only for the
   reader's convenience, and channel-major output lets the decoder read
-  objectness as one contiguous row. At 416 its output is the base model's,
-  transposed, number for number (the tests check).
+  objectness as one contiguous row. It takes the letterboxed image as it is,
+  uint8 [1, height, width, 3] (`with_uint8_input`): a Transpose and a Cast
+  at the front of the graph do in onnxruntime what the detector did in
+  numpy, so the detector only resizes each frame into its input buffer.
+  At 416 its output is the base model's, transposed, number for number
+  (the tests check).
 - **int8** (`yolox_nano_int8`): the dynamic model statically quantised with
   onnxruntime's tools (QDQ, per-channel int8 weights, uint8 activations),
-  calibrated on real photos; the recipe is described at `quantize_int8`.
+  calibrated on real photos (on the float input; the uint8 input is put in
+  front afterwards); the recipe is described at `quantize_int8`.
 
 `build()` writes the file into the models directory with a sidecar JSON
 (device.models.install_derived) naming the base model's sha256 and the tool
@@ -107,6 +112,63 @@ def drop_final_transpose(model: onnx.ModelProto) -> bool:
     g.output.remove(out)
     g.output.append(new_out)
     return True
+
+
+INPUT_NOTE = "[1, height, width, 3] uint8 BGR letterboxed (Transpose and Cast to [1, 3, height, width] float in the graph)"
+OUTPUT_NOTE = "[1, 85, anchors] (channel-major: the export's final Transpose left out)"
+FLOAT_INPUT = "images_nchw_float"  # the original input, now made inside the graph
+
+
+def with_uint8_input(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of a float [1, 3, H, W] model that takes the letterboxed image
+    as it is: uint8 [1, H, W, 3] (BGR), under the same input name.
+
+    Two nodes in front do what the detector did in numpy: Transpose to NCHW
+    (on the uint8 bytes, a quarter of the float ones) and Cast to float.
+    uint8 -> float is exact, so the model computes on the same numbers as the
+    float one (the tests hold the outputs equal). Raises ModelError for a
+    model whose input is not float [1, 3, H, W].
+    """
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ModelError(f"expected a model with one image input, found {len(inputs)}")
+    inp = inputs[0]
+    dims = _dims(inp)
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT or len(dims) != 4 or dims[1] != 3:
+        raise ModelError(f"expected a float [1, 3, H, W] input, found {inp.name!r} with shape {dims}")
+    if any(FLOAT_INPUT in (*n.input, *n.output) for n in g.node):
+        raise ModelError(f"the model already has a tensor named {FLOAT_INPUT!r}: converted before?")
+    if any(o.name == inp.name for o in g.output):
+        raise ModelError(f"input {inp.name!r} is also an output; not an image model")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    name = inp.name
+    for n in g.node:
+        for k, x in enumerate(n.input):
+            if x == name:
+                n.input[k] = FLOAT_INPUT
+    index = next(k for k, i in enumerate(g.input) if i.name == name)
+    g.input.remove(g.input[index])
+    g.input.insert(index, onnx.helper.make_tensor_value_info(
+        name, onnx.TensorProto.UINT8, [dims[0], dims[2], dims[3], 3]))
+    convert = [
+        onnx.helper.make_node("Transpose", [name], [f"{name}_nchw_uint8"], perm=[0, 3, 1, 2],
+                              name="input_nhwc_to_nchw"),
+        onnx.helper.make_node("Cast", [f"{name}_nchw_uint8"], [FLOAT_INPUT], to=onnx.TensorProto.FLOAT,
+                              name="input_uint8_to_float"),
+    ]
+    for k, node in enumerate(convert):
+        g.node.insert(k, node)
+    del g.value_info[:]
+    try:
+        out = onnx.shape_inference.infer_shapes(out, strict_mode=True)
+        onnx.checker.check_model(out)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        raise ModelError(f"the uint8-input rewrite gave an invalid model: {err}") from None
+    return out
 
 
 def _dims(info: onnx.ValueInfoProto) -> list[int | str]:
@@ -388,15 +450,17 @@ def build(
         dynamic = Path(tmp) / "dynamic.onnx"
         # The base's bytes are ones the manifest trusts, so they parse.
         onnx.save(make_dynamic(onnx.load(str(base_path))), str(dynamic))
+        built = Path(tmp) / f"{kind}.onnx"
         if kind == "dynamic":
-            recipe: dict[str, Any] = {
-                "input": "[1, 3, height, width]",
-                "output": "[1, 85, anchors] (channel-major: the export's final Transpose left out)",
-            }
-            built = dynamic
+            recipe: dict[str, Any] = {"output": OUTPUT_NOTE}
+            source_model = dynamic
         else:
-            built = Path(tmp) / "int8.onnx"
+            # Calibrated and quantised on the float model (the calibration
+            # inputs are float blobs); the uint8 input goes on afterwards.
+            source_model = Path(tmp) / "int8_float_input.onnx"
             recipe = quantize_int8(
-                dynamic, built, images, input_size=input_size, float_convs=float_convs, progress=progress
+                dynamic, source_model, images, input_size=input_size, float_convs=float_convs, progress=progress
             )
+        onnx.save(with_uint8_input(onnx.load(str(source_model))), str(built))
+        recipe = {"input": INPUT_NOTE, **recipe}
         return models.install_derived(built, name, base=base, kind=kind, base_sha256=base_sha, recipe=recipe)

@@ -164,6 +164,7 @@ def test_cli_bench_json_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert KEYS <= set(data)
     assert data["frames"] == 4 and data["input_size"] == 64 and data["threads"] == 1
     assert data["model"] == str(model)
+    assert data["input_layout"] == "NCHW float32"
     for k in ("preprocess_ms", "inference_ms", "postprocess_ms", "total_ms"):
         assert set(data[k]) == {"median", "p90"} and data[k]["median"] > 0
     assert data["overhead_ratio"] > 0

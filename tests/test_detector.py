@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from device.coco import COCO_CLASSES, class_id
 from device.detector import (
     PAD_VALUE,
+    CanvasLetterboxer,
     Detector,
     Letterboxer,
     ModelError,
@@ -52,13 +53,21 @@ def set_row(raw: np.ndarray, row: int, cx: float, cy: float, w: float, h: float,
     raw[row, 5 + cls] = cls_score
 
 
-def const_model(path: Path, raw: np.ndarray, in_hw: tuple[object, object] = (SIZE, SIZE)) -> Path:
+def const_model(path: Path, raw: np.ndarray, in_hw: tuple[object, object] = (SIZE, SIZE),
+                uint8_nhwc: bool = False) -> Path:
     """A graph `output = raw + 0 * mean(images)`: the detector's full path runs,
-    and the output is exactly the rows we wrote."""
-    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *in_hw])
+    and the output is exactly the rows we wrote. The input is float
+    [1, 3, H, W] as exported, or uint8 [1, H, W, 3] as the derived models take."""
+    if uint8_nhwc:
+        images = helper.make_tensor_value_info("images", TensorProto.UINT8, [1, *in_hw, 3])
+        convert = [helper.make_node("Cast", ["images"], ["images_f"], to=TensorProto.FLOAT)]
+    else:
+        images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *in_hw])
+        convert = [helper.make_node("Identity", ["images"], ["images_f"])]
     output = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, raw.shape[0], raw.shape[1]])
     nodes = [
-        helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
+        *convert,
+        helper.make_node("ReduceMean", ["images_f"], ["m"], keepdims=0),
         helper.make_node("Mul", ["m", "zero"], ["z"]),
         helper.make_node("Add", ["raw", "z"], ["output"]),
     ]
@@ -208,7 +217,8 @@ def test_detector_end_to_end_on_a_known_output(tmp_path: Path) -> None:
     assert set(det.last_timings) == {"preprocess", "inference", "postprocess"}
     assert all(v >= 0 for v in det.last_timings.values())
     # The input buffer holds the letterboxed image as 1x3xHxW float, pad 114.
-    assert (det._blob[0, :, :48, :] == 0).all() and (det._blob[0, :, 48:, :] == PAD_VALUE).all()
+    assert det.input_layout == "NCHW float32" and det.input.dtype == np.float32
+    assert (det.input[0, :, :48, :] == 0).all() and (det.input[0, :, 48:, :] == PAD_VALUE).all()
 
     det_all = YoloxDetector(model, input_size=SIZE, threads=1)
     assert CAR in det_all.detect(img).class_id.tolist()
@@ -413,6 +423,77 @@ def test_letterboxer_repads_when_the_frame_size_changes() -> None:
     lb(np.full((64, 64, 3), 9, np.uint8))  # fills the whole input
     lb(np.full((32, 64, 3), 7, np.uint8))  # now half of it is padding again
     assert (lb.blob[0, :, :32] == 7).all() and (lb.blob[0, :, 32:] == PAD_VALUE).all()
+
+
+@pytest.mark.parametrize("shape", [(48, 128), (128, 64), (64, 64), (20, 30), (576, 768)])
+def test_canvas_letterboxer_gives_exactly_letterbox(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(2)
+    lb = CanvasLetterboxer(SIZE)
+    want = np.empty((SIZE, SIZE, 3), np.uint8)
+    for _ in range(2):  # the second frame of a size reuses the canvas and its padding
+        img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        scale = lb(img)
+        assert scale == letterbox(img, SIZE, want)
+        assert lb.input is lb.canvas and lb.canvas.shape == (1, SIZE, SIZE, 3)
+        np.testing.assert_array_equal(lb.canvas[0], want)
+
+
+def test_canvas_letterboxer_repads_when_the_frame_size_changes() -> None:
+    lb = CanvasLetterboxer(SIZE)
+    lb(np.full((64, 64, 3), 9, np.uint8))  # fills the whole canvas
+    lb(np.full((32, 64, 3), 7, np.uint8))  # now half of it is padding again
+    assert (lb.canvas[0, :32] == 7).all() and (lb.canvas[0, 32:] == PAD_VALUE).all()
+    lb(np.full((64, 32, 3), 5, np.uint8))  # portrait: padding on the right, none left below
+    assert (lb.canvas[0, :, :32] == 5).all() and (lb.canvas[0, :, 32:] == PAD_VALUE).all()
+
+
+def test_uint8_nhwc_model_is_fed_the_canvas_and_detects_the_same(tmp_path: Path) -> None:
+    raw = blank_raw()
+    set_row(raw, anchor(16, 1, 1), 0.5, 0.5, 0, 0, 1.0, PERSON, 0.9)
+    set_row(raw, anchor(8, 2, 2), 0.5, 0.5, math.log(2.0), math.log(2.0), 1.0, DOG, 0.8)
+    fl = YoloxDetector(const_model(tmp_path / "f.onnx", raw), input_size=SIZE, threads=1)
+    u8 = YoloxDetector(const_model(tmp_path / "u.onnx", raw, in_hw=("height", "width"), uint8_nhwc=True),
+                       input_size=SIZE, threads=1)
+    assert fl.input_layout == "NCHW float32" and u8.input_layout == "NHWC uint8"
+    assert u8.input.dtype == np.uint8 and u8.input.shape == (1, SIZE, SIZE, 3)
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    a, b = fl.detect(img), u8.detect(img)
+    want = np.empty((SIZE, SIZE, 3), np.uint8)
+    letterbox(img, SIZE, want)
+    np.testing.assert_array_equal(u8.input[0], want)  # the model got the letterboxed image itself
+    np.testing.assert_array_equal(fl.input[0], want.transpose(2, 0, 1))  # the same numbers, float NCHW
+    assert len(b) == 2
+    np.testing.assert_array_equal(b.xyxy, a.xyxy)
+    np.testing.assert_array_equal(b.confidence, a.confidence)
+    assert b.class_id.tolist() == a.class_id.tolist()
+
+
+def test_detector_rejects_other_input_types_and_layouts(tmp_path: Path) -> None:
+    def model(elem: int, dims: list[object]) -> Path:
+        images = helper.make_tensor_value_info("images", elem, dims)
+        output = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, N_ANCHORS, 85])
+        nodes = [
+            helper.make_node("Cast", ["images"], ["f"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceMean", ["f"], ["m"], keepdims=0),
+            helper.make_node("Mul", ["m", "zero"], ["z"]),
+            helper.make_node("Add", ["raw", "z"], ["output"]),
+        ]
+        inits = [numpy_helper.from_array(blank_raw()[None], "raw"),
+                 numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+        m = helper.make_model(helper.make_graph(nodes, "m", [images], [output], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 8
+        p = tmp_path / f"m{elem}_{len(list(tmp_path.iterdir()))}.onnx"
+        onnx.save(m, p)
+        return p
+
+    with pytest.raises(ModelError, match=r"tensor\(int32\); expected float32 \[1, 3, H, W\] or uint8"):
+        YoloxDetector(model(TensorProto.INT32, [1, 3, SIZE, SIZE]), input_size=SIZE)
+    with pytest.raises(ModelError, match=r"64 channels; expected 3 \(BGR\), shape \[1, H, W, 3\]"):
+        YoloxDetector(model(TensorProto.UINT8, [1, 3, SIZE, SIZE]), input_size=SIZE)  # uint8 but NCHW
+    with pytest.raises(ModelError, match=r"takes 32x32 images"):
+        YoloxDetector(model(TensorProto.UINT8, [1, 32, 32, 3]), input_size=SIZE)
 
 
 def test_detect_is_prepare_infer_postprocess(tmp_path: Path) -> None:

@@ -92,6 +92,28 @@ def test_make_dynamic_refuses_other_models(tmp_path: Path) -> None:
         variants.make_dynamic(helper.make_model(graph))
 
 
+def test_uint8_input_takes_the_canvas_and_gives_the_float_models_numbers(tmp_path: Path) -> None:
+    dyn = variants.make_dynamic(onnx.load(tiny_yolox(tmp_path / "t.onnx")))
+    u8 = variants.with_uint8_input(dyn)
+    assert dims(u8.graph.input[0]) == [1, "height", "width", 3]
+    assert u8.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
+    assert u8.graph.input[0].name == dyn.graph.input[0].name  # the same name, a new type
+    assert [n.op_type for n in u8.graph.node[:2]] == ["Transpose", "Cast"]
+    onnx.save(dyn, tmp_path / "f.onnx")
+    onnx.save(u8, tmp_path / "u.onnx")
+    rng = np.random.default_rng(4)
+    with YoloxDetector(tmp_path / "f.onnx", input_size=64, threads=1) as f, \
+            YoloxDetector(tmp_path / "u.onnx", input_size=64, threads=1) as u:
+        assert u.input_layout == "NHWC uint8" and f.input_layout == "NCHW float32"
+        for shape in ((64, 64), (48, 96), (100, 40)):
+            img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+            f.prepare(img)
+            u.prepare(img)
+            np.testing.assert_array_equal(u.infer(), f.infer())  # exact: uint8 -> float loses nothing
+    with pytest.raises(ModelError, match="expected a float"):
+        variants.with_uint8_input(u8)  # converted already
+
+
 def test_drop_final_transpose_only_drops_a_final_0_2_1_transpose(tmp_path: Path) -> None:
     model = onnx.load(tiny_yolox(tmp_path / "t.onnx"))
     model.graph.node[-1].attribute[0].ints[:] = [0, 1, 2]  # some other transpose: left alone
@@ -142,17 +164,27 @@ def vtest_frames(shared: Path, step: int, count: int) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def dynamic_model(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("variants") / "yolox_nano_dynamic.onnx"
+    """The dynamic model with float input (what int8 is quantised from)."""
+    path = tmp_path_factory.mktemp("variants") / "yolox_nano_dynamic_float.onnx"
     onnx.save(variants.make_dynamic(onnx.load(model_path)), path)
     return path
 
 
+@pytest.fixture(scope="module")
+def dynamic_uint8(dynamic_model: Path) -> Path:
+    """The dynamic model as installed: uint8 NHWC input."""
+    path = dynamic_model.with_name("yolox_nano_dynamic.onnx")
+    onnx.save(variants.with_uint8_input(onnx.load(dynamic_model)), path)
+    return path
+
+
 @pytest.mark.real_model
-def test_dynamic_model_at_416_matches_the_original(model_path: Path, dynamic_model: Path, shared: Path) -> None:
+def test_dynamic_model_at_416_matches_the_original(model_path: Path, dynamic_uint8: Path, shared: Path) -> None:
     images = [cv2.imread(str(p)) for p in sorted((shared / "images" / "coco").glob("*.jpg"))[:5]]
     images += vtest_frames(shared, 100, 3)
-    with YoloxDetector(model_path, threads=1) as a, YoloxDetector(dynamic_model, input_size=416, threads=1) as b:
+    with YoloxDetector(model_path, threads=1) as a, YoloxDetector(dynamic_uint8, input_size=416, threads=1) as b:
         assert b.channel_major and not a.channel_major
+        assert b.input_layout == "NHWC uint8" and a.input_layout == "NCHW float32"
         for img in images:
             a.prepare(img)
             b.prepare(img)
@@ -165,11 +197,16 @@ def test_dynamic_model_at_416_matches_the_original(model_path: Path, dynamic_mod
 
 @pytest.mark.real_model
 @pytest.mark.parametrize("size", [256, 320, 480])
-def test_dynamic_model_runs_at_other_sizes_and_finds_people(dynamic_model: Path, shared: Path, size: int) -> None:
+def test_dynamic_model_runs_at_other_sizes_and_finds_people(dynamic_model: Path, dynamic_uint8: Path,
+                                                            shared: Path, size: int) -> None:
     frame = vtest_frames(shared, 100, 2)[1]
-    with YoloxDetector(dynamic_model, input_size=size, class_ids=[PERSON], threads=1) as det:
+    with YoloxDetector(dynamic_uint8, input_size=size, class_ids=[PERSON], threads=1) as det, \
+            YoloxDetector(dynamic_model, input_size=size, class_ids=[PERSON], threads=1) as fl:
         det.prepare(frame)
-        assert det.infer().shape == (1, 85, sum((size // s) ** 2 for s in (8, 16, 32)))
+        fl.prepare(frame)
+        out = det.infer()
+        assert out.shape == (1, 85, sum((size // s) ** 2 for s in (8, 16, 32)))
+        np.testing.assert_array_equal(out, fl.infer())  # uint8 input: exactly the float model's numbers
         assert len(det.detect(frame)) >= 3  # frame 100 shows about eight walkers
 
 
@@ -186,6 +223,8 @@ def test_cli_builds_and_resolves_the_dynamic_model(
     d = models.check_derived("yolox_nano_dynamic")
     assert d.base_sha256 == models.verify(model_path) and d.tools["onnx"] == onnx.__version__
     assert models.resolve("yolox_nano_dynamic") == d.path
+    with YoloxDetector(d.path, input_size=320, threads=1) as det:
+        assert det.input_layout == "NHWC uint8" and det.channel_major
     # A file the manifest does not trust is never a base.
     other = tmp_path / "other.onnx"
     other.write_bytes(model_path.read_bytes()[:-10] + b"0123456789")
@@ -232,7 +271,16 @@ def test_int8_finds_the_people_fp32_finds(dynamic_model: Path, int8_model: tuple
 
 
 @pytest.mark.real_model
-def test_int8_model_takes_other_input_sizes(int8_model: tuple[Path, list[Path]], shared: Path) -> None:
+def test_int8_model_takes_other_input_sizes_and_the_uint8_input(int8_model: tuple[Path, list[Path]],
+                                                               shared: Path) -> None:
     frame = vtest_frames(shared, 100, 2)[1]
-    with YoloxDetector(int8_model[0], input_size=320, class_ids=[PERSON], threads=1) as det:
+    # As `build` installs it: quantised on the float input, then given the uint8 one.
+    u8 = int8_model[0].with_name("yolox_nano_int8_uint8.onnx")
+    onnx.save(variants.with_uint8_input(onnx.load(int8_model[0])), u8)
+    with YoloxDetector(int8_model[0], input_size=320, class_ids=[PERSON], threads=1) as det, \
+            YoloxDetector(u8, input_size=320, class_ids=[PERSON], threads=1) as det_u8:
         assert len(det.detect(frame)) >= 3
+        assert det_u8.input_layout == "NHWC uint8"
+        det.prepare(frame)
+        det_u8.prepare(frame)
+        np.testing.assert_array_equal(det_u8.infer(), det.infer())
