@@ -54,6 +54,38 @@ def tiny_yolox(path: Path, size: int = 64) -> Path:
     return path
 
 
+def focus_model(order: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (0, 1), (1, 1)), *,
+                stride: int = 1, size: int = 32) -> onnx.ModelProto:
+    """YOLOX's stem as exported: Focus (row then column Slices stepping 2,
+    concatenated in `order` of (row, column) parity) and a 3x3 convolution."""
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])
+    output = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
+    rng = np.random.default_rng(6)
+    ints = {"zero": [0], "one": [1], "end": [2**63 - 1], "h": [2], "w": [3], "two": [2]}
+    inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in ints.items()]
+    inits += [numpy_helper.from_array(rng.normal(0, 0.5, (8, 12, 3, 3)).astype(np.float32), "w_stem"),
+              numpy_helper.from_array(rng.normal(0, 0.5, 8).astype(np.float32), "b_stem")]
+    nodes, parts = [], []
+    for k, (hp, wp) in enumerate(order):
+        nodes.append(helper.make_node("Slice", ["images", ("zero", "one")[hp], "end", "h", "two"], [f"r{k}"]))
+        nodes.append(helper.make_node("Slice", [f"r{k}", ("zero", "one")[wp], "end", "w", "two"], [f"p{k}"]))
+        parts.append(f"p{k}")
+    nodes.append(helper.make_node("Concat", parts, ["focus"], axis=1))
+    nodes.append(helper.make_node("Conv", ["focus", "w_stem", "b_stem"], ["out"], kernel_shape=[3, 3],
+                                  pads=[1, 1, 1, 1], strides=[stride, stride], name="Conv_stem"))
+    model = helper.make_model(helper.make_graph(nodes, "stem", [images], [output], inits),
+                              opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    return model
+
+
+def run_model(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"images": x})[0]
+
+
 def dims(info: onnx.ValueInfoProto) -> list[object]:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in info.type.tensor_type.shape.dim]
 
@@ -114,6 +146,34 @@ def test_uint8_input_takes_the_canvas_and_gives_the_float_models_numbers(tmp_pat
         variants.with_uint8_input(u8)  # converted already
 
 
+@pytest.mark.parametrize("order", [((0, 0), (1, 0), (0, 1), (1, 1)), ((1, 1), (0, 0), (0, 1), (1, 0))])
+def test_fold_focus_gives_the_stems_output_from_one_6x6_convolution(order) -> None:
+    model = focus_model(order)
+    x = np.random.default_rng(8).integers(0, 256, (1, 3, 32, 32)).astype(np.float32)
+    want = run_model(model, x)
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    assert variants.fold_focus(folded)
+    folded = variants.checked(folded, "test")
+    assert [n.op_type for n in folded.graph.node] == ["Conv"]
+    conv = folded.graph.node[0]
+    assert conv.input[0] == "images"
+    attrs = {a.name: list(a.ints) for a in conv.attribute if a.ints}
+    assert attrs["kernel_shape"] == [6, 6] and attrs["strides"] == [2, 2] and attrs["pads"] == [2, 2, 2, 2]
+    assert {i.name for i in folded.graph.initializer} == {"w_stem_focus_6x6", "b_stem"}  # no leftovers
+    got = run_model(folded, x)
+    assert got.shape == want.shape == (1, 8, 16, 16)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)  # the same sums in another order (|y| ~ 1e3)
+
+
+def test_fold_focus_leaves_other_graphs_alone(tmp_path: Path) -> None:
+    for model in (focus_model(stride=2), focus_model(((0, 0), (1, 0), (0, 1), (0, 1))),
+                  onnx.load(tiny_yolox(tmp_path / "t.onnx"))):
+        before = model.SerializeToString()
+        assert not variants.fold_focus(model)
+        assert model.SerializeToString() == before
+
+
 def test_drop_final_transpose_only_drops_a_final_0_2_1_transpose(tmp_path: Path) -> None:
     model = onnx.load(tiny_yolox(tmp_path / "t.onnx"))
     model.graph.node[-1].attribute[0].ints[:] = [0, 1, 2]  # some other transpose: left alone
@@ -164,9 +224,12 @@ def vtest_frames(shared: Path, step: int, count: int) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def dynamic_model(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The dynamic model with float input (what int8 is quantised from)."""
+    """The dynamic model with float input, Focus folded (what int8 is quantised from)."""
     path = tmp_path_factory.mktemp("variants") / "yolox_nano_dynamic_float.onnx"
-    onnx.save(variants.make_dynamic(onnx.load(model_path)), path)
+    model = variants.make_dynamic(onnx.load(model_path))
+    assert variants.fold_focus(model)
+    assert "Slice" not in [n.op_type for n in model.graph.node[:12]]
+    onnx.save(variants.checked(model, "test"), path)
     return path
 
 
@@ -188,10 +251,14 @@ def test_dynamic_model_at_416_matches_the_original(model_path: Path, dynamic_uin
         for img in images:
             a.prepare(img)
             b.prepare(img)
-            # The same numbers, channel-major (the final Transpose is left out).
-            np.testing.assert_allclose(b.infer()[0].T, a.infer()[0], rtol=1e-5, atol=1e-5)
+            # The same numbers, channel-major (the final Transpose is left out),
+            # within float rounding: the folded Focus sums in another order
+            # (measured: at most 2e-4 of a grid cell on boxes, 4e-5 on scores).
+            np.testing.assert_allclose(b.infer()[0].T, a.infer()[0], rtol=1e-4, atol=1e-3)
             da, db = a.detect(img), b.detect(img)
-            np.testing.assert_allclose(db.xyxy, da.xyxy, atol=1e-3)
+            assert len(db) == len(da)
+            np.testing.assert_allclose(db.xyxy, da.xyxy, atol=1e-2)  # pixels
+            np.testing.assert_allclose(db.confidence, da.confidence, atol=1e-4)
             assert db.class_id.tolist() == da.class_id.tolist()
 
 
