@@ -397,9 +397,9 @@ class YoloxDetector:
         # without converting them (half its cost on a cold cache).
         g, st = grids(input_size)
         self._anchors = len(g)
-        self._stride = st.astype(np.float64)  # (N, 1)
-        self._offset = g * self._stride  # (N, 2): each anchor cell's corner, letterbox pixels
-        self._cls_cols = None if self._allowed is None else 5 + self._allowed
+        self._stride = st[:, 0].astype(np.float64)  # (N,)
+        self._offset = np.ascontiguousarray((g * self._stride[:, None]).T)  # (2, N): cell corners, letterbox px
+        self._cls_rows = None if self._allowed is None else 5 + self._allowed
         self._bounds: tuple[tuple[int, int], np.ndarray] | None = None  # clip limits for a frame size
 
     @staticmethod
@@ -517,50 +517,49 @@ class YoloxDetector:
                 f"{self.input_size} gives {want}"
             )
         thr = self.score_threshold
+        out = raw[0]
+        # Candidates: score = objectness x class score <= objectness (see
+        # `decode`), so anchors are dropped on objectness first; then every
+        # row the rest needs comes in one gather, as (C, k) in either layout.
         if self.channel_major:  # (C, N): objectness is one contiguous row
-            ch = raw[0]
-            cand = np.flatnonzero(ch[4] > thr)  # score <= objectness: see `decode`
-            if cand.size == 0:
-                return Detections.empty()
-            cls = ch[5:, cand] if self._cls_cols is None else ch[self._cls_cols[:, None], cand]
-            best = cls.argmax(axis=0)
-            score = cls.max(axis=0)
-            score *= ch[4, cand]
+            cand = (out[4] > thr).nonzero()[0]
+            sub = out.take(cand, axis=1)
         else:  # (N, C): one strided pass over the objectness column
-            rows = raw[0]
-            cand = np.flatnonzero(rows[:, 4] > thr)
-            if cand.size == 0:
-                return Detections.empty()
-            r = rows[cand]
-            cls = r[:, 5:] if self._cls_cols is None else r[:, self._cls_cols]
-            best = cls.argmax(axis=1)
-            score = cls.max(axis=1)
-            score *= r[:, 4]
-        keep = np.flatnonzero(score > thr)
-        if keep.size == 0:
+            cand = (out[:, 4] > thr).nonzero()[0]
+            sub = out.take(cand, axis=0).T
+        if cand.size == 0:
             return Detections.empty()
-        idx = cand[keep]
-        box = raw[0][:4, idx].T if self.channel_major else r[keep, :4]  # (n, 4): cx cy w h in cells
-        score = score[keep]
-        cid = best[keep] if self._allowed is None else self._allowed[best[keep]]
-        s = self._stride[idx]
-        half = np.exp(box[:, 2:4]) * s * 0.5
-        xywh = np.concatenate((box[:, 0:2] * s + self._offset[idx] - half, half * 2), axis=1)
+        cls = sub[5:] if self._cls_rows is None else sub.take(self._cls_rows, axis=0)
+        best = cls.argmax(axis=0)
+        score = cls.max(axis=0)
+        score *= sub[4]
+        cid = best.astype(np.int32) if self._allowed is None else self._allowed.take(best)
+        # Cells -> letterbox pixels, x y w h, in float64 (which NMS takes
+        # without converting). Candidates scoring <= thr stay in until NMS,
+        # which drops them itself: one step less on a cold cache.
+        s = self._stride.take(cand)
+        wh = np.exp(sub[2:4]) * s
+        xy = sub[0:2] * s
+        xy += self._offset.take(cand, axis=1)
+        xy -= wh * 0.5
+        boxes = np.concatenate((xy, wh)).T
         if len(score) > 1:
-            k = cv2.dnn.NMSBoxesBatched(xywh, score, cid, 0.0, self.nms_iou)  # int32 indices
-            xywh, score, cid = xywh[k], score[k], cid[k]
-        xywh[:, 2:] += xywh[:, :2]  # now x1 y1 x2 y2
-        xywh *= 1.0 / scale
+            k = cv2.dnn.NMSBoxesBatched(boxes, score, cid, thr, self.nms_iou)  # int32 indices, best first
+        else:
+            k = (score > thr).nonzero()[0]
+        if len(k) == 0:
+            return Detections.empty()
+        xyxy, score, cid = boxes[k], score[k], cid[k]
+        xyxy[:, 2:] += xyxy[:, :2]  # now x1 y1 x2 y2
+        xyxy *= 1.0 / scale
         if self._bounds is None or self._bounds[0] != (width, height):
             self._bounds = ((width, height), np.array([width, height, width, height], np.float64))
-        np.clip(xywh, 0.0, self._bounds[1], out=xywh)
-        valid = (xywh[:, 2] > xywh[:, 0]) & (xywh[:, 3] > xywh[:, 1])  # not wholly in the padding
+        np.maximum(xyxy, 0.0, out=xyxy)  # two ufuncs: np.clip costs more on a cold cache
+        np.minimum(xyxy, self._bounds[1], out=xyxy)
+        valid = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # not wholly in the padding
         if not valid.all():
-            xywh, score, cid = xywh[valid], score[valid], cid[valid]
-        return Detections(
-            xyxy=xywh.astype(np.float32), confidence=score.astype(np.float32, copy=False),
-            class_id=cid.astype(np.int32, copy=False),
-        )
+            xyxy, score, cid = xyxy[valid], score[valid], cid[valid]
+        return Detections(xyxy=xyxy.astype(np.float32), confidence=score, class_id=cid)
 
     def detect(self, image: np.ndarray) -> Detections:
         if self._session is None:

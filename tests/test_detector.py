@@ -28,6 +28,7 @@ from device.detector import (
     session_options,
     to_blob,
 )
+from device.types import Detections
 
 SIZE = 64  # tiny input: 8x8 + 4x4 + 2x2 = 84 anchors
 N_ANCHORS = 84
@@ -556,6 +557,32 @@ def test_postprocess_equals_decode_nms_scale(tmp_path: Path, class_ids, shape: t
         np.testing.assert_allclose(got.confidence[a], want_scores[b], rtol=1e-6)
         assert got.class_id[a].tolist() == want_cls[b].tolist()
         assert got.xyxy.dtype == np.float32 and got.confidence.dtype == np.float32 and got.class_id.dtype == np.int32
+
+
+@pytest.mark.parametrize("channel_major", [False, True])
+def test_postprocess_candidates_kept_only_when_their_score_passes(tmp_path: Path, channel_major: bool) -> None:
+    """Objectness above the threshold makes an anchor a candidate; its score
+    (objectness x class score) must pass too, whether NMS runs (several
+    candidates) or not (one)."""
+    blank = blank_raw().T.copy() if channel_major else blank_raw()
+    det = YoloxDetector(const_model(tmp_path / "m.onnx", blank), input_size=SIZE, score_threshold=0.35, threads=1)
+
+    def run(raw: np.ndarray) -> Detections:
+        return det.postprocess((raw.T.copy() if channel_major else raw)[None], 1.0, 64, 64)
+
+    for cls_score, kept in ((0.5, False), (0.9, True)):  # scores 0.6 x 0.5 = 0.30, 0.6 x 0.9 = 0.54
+        one = blank_raw()
+        set_row(one, anchor(16, 1, 1), 0.5, 0.5, 0, 0, 0.6, PERSON, cls_score)  # the only candidate
+        several = one.copy()
+        several[anchor(8, 0, 0), 4] = 0.9  # two more candidates whose every class score is 0
+        several[anchor(32, 1, 1), 4] = 0.8
+        for raw in (one, several):
+            got = run(raw)
+            assert len(got) == int(kept)
+            if kept:
+                np.testing.assert_allclose(got.xyxy[0], [16, 16, 32, 32], atol=1e-4)
+                assert got.class_id.tolist() == [PERSON]
+                np.testing.assert_allclose(got.confidence, [0.54], rtol=1e-6)
 
 
 def test_postprocess_rejects_output_of_another_size(tmp_path: Path) -> None:
