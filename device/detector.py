@@ -60,6 +60,12 @@ class Detector(Protocol):
 # --- pure steps ------------------------------------------------------------
 
 
+def fit(h: int, w: int, size: int) -> tuple[float, int, int]:
+    """Scale and resized (height, width) of an h x w image letterboxed into size x size."""
+    scale = min(size / h, size / w)
+    return scale, max(1, int(h * scale)), max(1, int(w * scale))
+
+
 def letterbox(image: np.ndarray, size: int, out: np.ndarray) -> float:
     """Resize `image` keeping its aspect into the top-left of `out` (size x size x 3
     uint8), pad the rest with 114, as YOLOX's own preprocessing does.
@@ -67,8 +73,7 @@ def letterbox(image: np.ndarray, size: int, out: np.ndarray) -> float:
     Returns the scale factor: letterbox pixels = image pixels * scale.
     """
     h, w = image.shape[:2]
-    scale = min(size / h, size / w)
-    nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+    scale, nh, nw = fit(h, w, size)
     region = out[:nh, :nw]
     if (nh, nw) == (h, w):
         region[...] = image
@@ -110,9 +115,7 @@ class Letterboxer:
         return self.blob
 
     def _fit(self, h: int, w: int) -> None:
-        size = self.size
-        scale = min(size / h, size / w)
-        nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+        scale, nh, nw = fit(h, w, self.size)
         self.blob.fill(PAD_VALUE)
         self._resized = np.empty((nh, nw, 3), np.uint8)
         self._planes = [np.empty((nh, nw), np.uint8) for _ in range(3)]
@@ -159,9 +162,7 @@ class CanvasLetterboxer:
         return self.canvas
 
     def _fit(self, h: int, w: int) -> None:
-        size = self.size
-        scale = min(size / h, size / w)
-        nh, nw = max(1, int(h * scale)), max(1, int(w * scale))
+        scale, nh, nw = fit(h, w, self.size)
         self.canvas.fill(PAD_VALUE)
         self._region = self.canvas[0, :nh, :nw]
         self._scale = scale
