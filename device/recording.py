@@ -298,6 +298,17 @@ def _header(rows: list[tuple[int, list[str]]], name: str, expected: str) -> tupl
     return tuple(h.strip() for h in header)
 
 
+def _distance(text: str, column: str, where: str, need: str = "a distance of 0 or more") -> float:
+    """A CSV cell that must hold a finite distance of 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise RecordingError(f"{where}: {column} is not a number (got {text!r})") from None
+    if not math.isfinite(value) or value < 0:
+        raise RecordingError(f"{where}: {column} must be {need} (got {text!r})")
+    return value
+
+
 def _parse_range_row(
     row: list[str], where: str, columns: int, sensors: dict[str, SensorMeta]
 ) -> Range:
@@ -308,14 +319,7 @@ def _parse_range_row(
     if sensor not in sensors:
         known = ", ".join(sensors) or "none"
         raise RecordingError(f"{where}: unknown sensor {sensor!r} (this recording's sensors: {known})")
-    metres: float | None = None
-    if row[2].strip():
-        try:
-            metres = float(row[2])
-        except ValueError:
-            raise RecordingError(f"{where}: metres is not a number (got {row[2]!r})") from None
-        if not math.isfinite(metres) or metres < 0:
-            raise RecordingError(f"{where}: metres must be a distance of 0 or more (got {row[2]!r})")
+    metres = _distance(row[2], "metres", where) if row[2].strip() else None
     fault = (row[3].strip() or None) if columns == 4 else None
     if fault is not None and metres is not None:
         raise RecordingError(f"{where}: a reading with a fault ({fault!r}) must have empty metres")
@@ -715,12 +719,7 @@ def read_ranges_csv(
             prev = t
             if t0 is None:
                 t0 = t
-            try:
-                cm = float(row[1])
-            except ValueError:
-                raise RecordingError(f"{where}: Distance_cm is not a number (got {row[1]!r})") from None
-            if not math.isfinite(cm) or cm < 0:
-                raise RecordingError(f"{where}: Distance_cm must be 0 or more (got {row[1]!r})")
+            cm = _distance(row[1], "Distance_cm", where, need="0 or more")
             metres = None if cm >= sensor.max_distance_m * 100 else cm / 100
             out.append(Range(t - t0 + offset_ns, sensor.name, metres))
         return out
