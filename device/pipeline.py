@@ -23,16 +23,16 @@ from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
-from device.alerts import effective_level
-from device.camera import FrameSource, LatestSlot
-from device.clock import NS_PER_S, Clock
-from device.config import Config
-from device.detector import Detector
-from device.geometry import CameraGeometry
-from device.ranging import RangeSource
-from device.threat import CameraResult, ThreatEstimator, camera_tracks
-from device.tracking import IouTracker
-from device.types import AlertEvent, AlertLevel, Frame, Range, Threat
+from device.output.alerts import effective_level
+from device.sensing.camera import FrameSource, LatestSlot
+from device.core.clock import NS_PER_S, Clock
+from device.core.config import Config
+from device.perception.detector import Detector
+from device.perception.geometry import CameraGeometry
+from device.sensing.ultrasonic import RangeSource
+from device.decision.threat import CameraResult, ThreatEstimator, camera_tracks
+from device.perception.tracking import IouTracker
+from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
 
 log = logging.getLogger(__name__)
 

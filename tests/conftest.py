@@ -34,7 +34,7 @@ def model_path() -> Path:
     if SHARED_MODEL.is_file():
         return SHARED_MODEL
     try:
-        from device import models
+        from device.model_store import store as models
 
         return models.resolve("yolox_nano")
     except Exception:

@@ -6,7 +6,7 @@ import pytest
 from gpiozero import Buzzer
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
-from device.alerts import (
+from device.output.alerts import (
     PATTERNS,
     Alerter,
     AlertError,
@@ -16,9 +16,9 @@ from device.alerts import (
     effective_level,
     pattern_output,
 )
-from device.clock import NS_PER_S
-from device.config import OutputsConfig
-from device.types import AlertLevel
+from device.core.clock import NS_PER_S
+from device.core.config import OutputsConfig
+from device.core.types import AlertLevel
 
 MS = 1_000_000
 HAPTIC, BUZZER = 12, 25

@@ -12,10 +12,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from device import bench, cli
-from device.bench import Agreement, Case, iou_matrix, match_count
-from device.config import Config
-from device.types import Detections
+from device.tools import bench
+from device.cli import main as cli_main
+from device.tools.bench import Agreement, Case, iou_matrix, match_count
+from device.core.config import Config
+from device.core.types import Detections
 
 KEYS = {"preprocess_ms", "inference_ms", "postprocess_ms", "total_ms", "overhead_ratio",
         "model", "input_size", "threads", "frames"}
@@ -156,7 +157,7 @@ def test_load_runs_ranging_and_alerts_until_stopped() -> None:
 def test_cli_bench_json_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tiny_model(tmp_path / "t.onnx")
     video = tiny_video(tmp_path / "v.avi")
-    rc = cli.main(["bench", "--json", "--model", str(model), "--input-size", "64", "--threads", "1",
+    rc = cli_main(["bench", "--json", "--model", str(model), "--input-size", "64", "--threads", "1",
                    "--video", str(video), "--frames", "4", "--warmup", "1"])
     out, err = capsys.readouterr()
     assert rc == 0, err
@@ -174,16 +175,16 @@ def test_cli_bench_json_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_cli_bench_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tiny_model(tmp_path / "t.onnx")
     video = tiny_video(tmp_path / "v.avi")
-    assert cli.main(["bench", "-q", "--model", f"{model},{model}", "--input-size", "64",
+    assert cli_main(["bench", "-q", "--model", f"{model},{model}", "--input-size", "64",
                      "--video", str(video), "--frames", "3", "--spin", "on,off"]) == 0
     out = capsys.readouterr().out
     assert out.count("@64") >= 4 and "person agreement" in out
-    assert cli.main(["bench", "--model", str(model), "--input-size", "50", "--video", str(video)]) == 1
+    assert cli_main(["bench", "--model", str(model), "--input-size", "50", "--video", str(video)]) == 1
     assert "multiple of 32" in capsys.readouterr().err
-    assert cli.main(["bench", "--model", str(tmp_path / "none.onnx"), "--video", str(video)]) == 1
+    assert cli_main(["bench", "--model", str(tmp_path / "none.onnx"), "--video", str(video)]) == 1
     err = capsys.readouterr().err
     assert "not found" in err and "Traceback" not in err
-    assert cli.main(["bench", "--model", str(model), "--input-size", "64",
+    assert cli_main(["bench", "--model", str(model), "--input-size", "64",
                      "--video", str(tmp_path / "none.avi")]) == 1
     assert "no such video" in capsys.readouterr().err
 
@@ -191,7 +192,7 @@ def test_cli_bench_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.real_model
 def test_cli_bench_real_model_on_vtest_with_load(model_path: Path, shared: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    rc = cli.main(["bench", "--json", "-q", "--model", str(model_path), "--frames", "6", "--load"])
+    rc = cli_main(["bench", "--json", "-q", "--model", str(model_path), "--frames", "6", "--load"])
     out, err = capsys.readouterr()
     assert rc == 0, err
     data = json.loads(out)

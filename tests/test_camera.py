@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.camera import (
+from device.sensing.camera import (
     PICAMERA2_MISSING,
     CameraError,
     FrameSource,
@@ -19,7 +19,7 @@ from device.camera import (
     OpenCVSource,
     Picamera2Source,
 )
-from device.clock import MonotonicClock, ReplayClock
+from device.core.clock import MonotonicClock, ReplayClock
 
 TIMEOUT = 10.0  # generous: only reached if something is broken
 

@@ -12,8 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from device.coco import COCO_CLASSES, class_id
-from device.detector import (
+from device.core.coco import COCO_CLASSES, class_id
+from device.perception.detector import (
     PAD_VALUE,
     CanvasLetterboxer,
     Detector,
@@ -28,7 +28,7 @@ from device.detector import (
     session_options,
     to_blob,
 )
-from device.types import Detections
+from device.core.types import Detections
 
 SIZE = 64  # tiny input: 8x8 + 4x4 + 2x2 = 84 anchors
 N_ANCHORS = 84

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from device.config import load
+from device.core.config import load
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "install-pi.sh"
@@ -291,7 +291,7 @@ def test_install_performs_every_step(pi: Pi) -> None:
     # the code copied to /opt/rearguard, a venv that sees the OS's picamera2/lgpio
     opt = pi.root / "opt" / "rearguard"
     assert (opt / "pyproject.toml").read_bytes() == (REPO / "pyproject.toml").read_bytes()
-    assert (opt / "device" / "cli.py").is_file()
+    assert (opt / "device" / "cli" / "main.py").is_file()
     assert not list(opt.rglob("__pycache__"))
     assert "include-system-site-packages = true" in (opt / ".venv" / "pyvenv.cfg").read_text()
     assert (pi.state / "pip-installs").read_text().split() == [str(opt)]
@@ -369,13 +369,13 @@ def test_update_after_a_code_change_reinstalls_and_restarts(pi: Pi) -> None:
     config = pi.root / "etc/rearguard/config.toml"
     config.write_text(config.read_text() + "\n# my pins\n")
     edited = config.read_bytes()
-    with open(pi.checkout / "device" / "clock.py", "a") as f:
+    with open(pi.checkout / "device" / "core" / "clock.py", "a") as f:
         f.write("\n# a new version\n")
     r = pi.run()
     changing = pi.changing_calls()
     assert [c.split()[0] for c in changing] == ["python", "systemctl"], changing
     assert changing[-1] == "systemctl restart rearguard.service"
-    assert "a new version" in (pi.root / "opt/rearguard/device/clock.py").read_text()
+    assert "a new version" in (pi.root / "opt/rearguard/device/core/clock.py").read_text()
     assert config.read_bytes() == edited  # the config is never overwritten
     assert (pi.state / "systemd" / "starts").read_text().count("x") == 2
     assert "copy " in r.stdout

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device.alerts import Alerter
-from device.camera import LatestSlot
-from device.clock import NS_PER_S, ReplayClock
-from device.config import Config
+from device.output.alerts import Alerter
+from device.sensing.camera import LatestSlot
+from device.core.clock import NS_PER_S, ReplayClock
+from device.core.config import Config
 from device.pipeline import CameraStage, InlineCamera, Pipeline, ThreadedCamera
-from device.ranging import RecordedRanges
-from device.types import AlertLevel, Detections, Frame, Range
+from device.sensing.ultrasonic import RecordedRanges
+from device.core.types import AlertLevel, Detections, Frame, Range
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0].name

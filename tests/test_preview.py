@@ -25,17 +25,17 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device.alerts import Alerter, effective_level
-from device.annotate import LEVEL_BGR, TRACK_BGR, Overlay, column_for_bearing, draw
-from device.cli import main
-from device.clock import NS_PER_S, ReplayClock
-from device.config import Config
-from device.geometry import CameraGeometry
+from device.output.alerts import Alerter, effective_level
+from device.view.annotate import LEVEL_BGR, TRACK_BGR, Overlay, column_for_bearing, draw
+from device.cli.main import main
+from device.core.clock import NS_PER_S, ReplayClock
+from device.core.config import Config
+from device.perception.geometry import CameraGeometry
 from device.pipeline import CameraStage, InlineCamera, Pipeline
-from device.preview import PreviewError, PreviewServer, RateMeter, parse_address
-from device.ranging import RecordedRanges
-from device.threat import CameraTrack
-from device.types import AlertLevel, Detections, Frame, Range
+from device.view.preview import PreviewError, PreviewServer, RateMeter, parse_address
+from device.sensing.ultrasonic import RecordedRanges
+from device.decision.threat import CameraTrack
+from device.core.types import AlertLevel, Detections, Frame, Range
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0]
@@ -373,8 +373,8 @@ def test_page_shows_the_annotated_replay_in_chromium(tmp_path: Path, shared: Pat
     at the first pass after 1 s where people are tracked and the sensor's
     ~1 m echo has raised WARN; Chromium loads the page then, and its screenshot must
     show the frame with the boxes, the WARN banner and the beam's reading."""
-    from device.recording import from_video
-    from device.replay import replay
+    from device.record.format import from_video
+    from device.app.replay import replay
 
     browser = chromium()
     rec = from_video(shared / "footage" / "vtest.avi", tmp_path / "rec",

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from device.clock import NS_PER_S
-from device.config import UltrasonicSensorConfig
-from device.range_eval import compare_simulated, compare_trace, run_filter, run_median, scenarios, simulate
-from device.range_filter import DEFAULT_PARAMS, MedianQueue, RangeFilter
-from device.recording import DEFAULT_SENSOR, read_ranges_csv
-from device.types import Range
+from device.core.clock import NS_PER_S
+from device.core.config import UltrasonicSensorConfig
+from device.tools.range_eval import compare_simulated, compare_trace, run_filter, run_median, scenarios, simulate
+from device.decision.range_filter import DEFAULT_PARAMS, MedianQueue, RangeFilter
+from device.record.format import DEFAULT_SENSOR, read_ranges_csv
+from device.core.types import Range
 
 MAX_AGE = round(0.15 * NS_PER_S)
 CYCLE = 0.06

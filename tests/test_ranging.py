@@ -17,9 +17,9 @@ from gpiozero.exc import DistanceSensorNoEcho
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin, MockTriggerPin
 from gpiozero.pins.pi import PiPin
 
-from device.clock import NS_PER_S, MonotonicClock
-from device.config import UltrasonicSensorConfig
-from device.ranging import (
+from device.core.clock import NS_PER_S, MonotonicClock
+from device.core.config import UltrasonicSensorConfig
+from device.sensing.ultrasonic import (
     ECHO_NEVER_FALLS,
     ECHO_NEVER_RISES,
     FROZEN_VALUE,
@@ -37,9 +37,9 @@ from device.ranging import (
     UltrasonicRanger,
     planned_rate_hz,
 )
-from device.recording import DEFAULT_SENSOR, read_ranges_csv
-from device.threat import SensorTrack
-from device.types import Range
+from device.record.format import DEFAULT_SENSOR, read_ranges_csv
+from device.decision.threat import SensorTrack
+from device.core.types import Range
 
 MS = 1_000_000
 SPEED_OF_SOUND = 343.26  # what gpiozero uses
@@ -569,9 +569,9 @@ class PWMTriggerPin(MockTriggerPin, MockPWMPin):
 
 
 def test_ranger_and_alerter_share_one_mock_factory():
-    from device.alerts import Alerter
-    from device.config import Config
-    from device.types import AlertLevel
+    from device.output.alerts import Alerter
+    from device.core.config import Config
+    from device.core.types import AlertLevel
 
     cfg = Config()
     f = MockFactory(pin_class=MockPWMPin)
@@ -592,7 +592,7 @@ def test_ranger_and_alerter_share_one_mock_factory():
 
 
 def test_check_ranging_live_on_simulated_pins(capsys):
-    from device.cli import main
+    from device.cli.main import main
 
     assert main(["check", "ranging", "--mock-pins", "--duration", "1.2"]) == 0
     out = capsys.readouterr().out
@@ -602,8 +602,8 @@ def test_check_ranging_live_on_simulated_pins(capsys):
 
 
 def test_check_ranging_names_a_broken_sensor_and_fails(capsys, monkeypatch):
-    import device.app
-    from device.cli import main
+    import device.app.compose
+    from device.cli.main import main
 
     def unplugged(kind, config):
         f = MockFactory(pin_class=MockPWMPin)
@@ -612,7 +612,7 @@ def test_check_ranging_names_a_broken_sensor_and_fails(capsys, monkeypatch):
             f.pin(s.trigger_pin, pin_class=PWMTriggerPin, echo_pin=f.pin(5, pin_class=MockPWMPin), echo_time=0.01)
         return f
 
-    monkeypatch.setattr(device.app, "make_pin_factory", unplugged)
+    monkeypatch.setattr(device.app.compose, "make_pin_factory", unplugged)
     assert main(["check", "ranging", "--mock-pins", "--duration", "1.2"]) == 1
     out = capsys.readouterr().out
     assert "FAULT echo-never-rises" in out
@@ -620,7 +620,7 @@ def test_check_ranging_names_a_broken_sensor_and_fails(capsys, monkeypatch):
 
 
 def test_check_ranging_trace_of_the_real_log(capsys, shared):
-    from device.cli import main
+    from device.cli.main import main
 
     assert main(["check", "ranging", "--trace", str(shared / "ultrasonic" / "hcsr04_log.csv")]) == 0
     out = capsys.readouterr().out
@@ -631,7 +631,7 @@ def test_check_ranging_trace_of_the_real_log(capsys, shared):
 
 
 def test_check_ranging_trace_errors_are_clear(capsys, tmp_path):
-    from device.cli import main
+    from device.cli.main import main
 
     assert main(["check", "ranging", "--trace", str(tmp_path / "nope.csv")]) == 1
     assert "ranges file not found" in capsys.readouterr().err

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.clock import NS_PER_S
-from device.config import Config
-from device.recorder import MB, SegmentedRecorder
-from device.recording import Recording, RecordingWriter
-from device.types import Frame, Range
+from device.core.clock import NS_PER_S
+from device.core.config import Config
+from device.record.segments import MB, SegmentedRecorder
+from device.record.format import Recording, RecordingWriter
+from device.core.types import Frame, Range
 
 SENSORS = Config().ranging.sensors
 

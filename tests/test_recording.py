@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from device import cli_recording
-from device.config import UltrasonicSensorConfig
-from device.recording import (
+from device.cli import recording as cli_recording
+from device.core.config import UltrasonicSensorConfig
+from device.record.format import (
     FORMAT,
     Recording,
     RecordingError,
@@ -22,7 +22,7 @@ from device.recording import (
     from_video,
     read_ranges_csv,
 )
-from device.types import Frame, Range
+from device.core.types import Frame, Range
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VTEST = SHARED / "footage" / "vtest.avi"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from device.cli import main
-from device.config import Config
-from device.recording import RecordingError, from_video
-from device.replay import replay
-from device.types import AlertLevel
+from device.cli.main import main
+from device.core.config import Config
+from device.record.format import RecordingError, from_video
+from device.app.replay import replay
+from device.core.types import AlertLevel
 
 pytestmark = pytest.mark.real_model
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from device.recording import Recording
+from device.record.format import Recording
 
 
 @contextlib.contextmanager

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import HCSR04_LOG
-from device.cli import main
-from device.evaluate import Sample, recordings_in, score
-from device.recording import Recording
-from device.scenario import (
+from device.cli.main import main
+from device.tools.evaluate import Sample, recordings_in, score
+from device.record.format import Recording
+from device.tools.scenario import (
     NoiseModel,
     Photo,
     Scene,
@@ -29,7 +29,7 @@ from device.scenario import (
     ping_log,
     SENSOR,
 )
-from device.types import AlertLevel
+from device.core.types import AlertLevel
 
 STILL = VirtualCamera(bob_deg=0.0)  # no gait bob: exact geometry
 BOX = (300.0, 200.0, 340.0, 300.0)  # the "person" in the synthetic photo, 100 px tall
@@ -230,7 +230,7 @@ def test_suite_scenarios_meet_the_targets(shared: Path, model_path: Path, tmp_pa
 
 
 def test_an_obstacle_to_the_runners_right_is_on_the_images_left(photos: Path) -> None:
-    from device.geometry import CameraGeometry
+    from device.perception.geometry import CameraGeometry
 
     scene = Scene(approach(lateral_m=0.5), photos, STILL)
     x1, _, x2, _ = dark_box(scene.frame(2.5))  # 5 m away

@@ -8,13 +8,13 @@ import time
 import numpy as np
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device.alerts import Alerter
-from device.app import make_pin_factory
-from device.clock import MonotonicClock, ReplayClock
-from device.config import Config
-from device.ranging import UltrasonicRanger
-from device.selftest import greet, self_test
-from device.types import Detections, Frame
+from device.output.alerts import Alerter
+from device.app.compose import make_pin_factory
+from device.core.clock import MonotonicClock, ReplayClock
+from device.core.config import Config
+from device.sensing.ultrasonic import UltrasonicRanger
+from device.app.selftest import greet, self_test
+from device.core.types import Detections, Frame
 
 CFG = Config()
 NAMES = tuple(s.name for s in CFG.ranging.sensors)

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from device.clock import NS_PER_S
-from device.config import AlertsConfig, Config
-from device.geometry import CameraGeometry
-from device.threat import (
+from device.core.clock import NS_PER_S
+from device.core.config import AlertsConfig, Config
+from device.perception.geometry import CameraGeometry
+from device.decision.threat import (
     Candidate,
     CameraResult,
     LevelHold,
@@ -20,8 +20,8 @@ from device.threat import (
     fuse,
     level_for,
 )
-from device.tracking import IouTracker, ttc_from_scale_rate
-from device.types import AlertLevel, Detections, Range
+from device.perception.tracking import IouTracker, ttc_from_scale_rate
+from device.core.types import AlertLevel, Detections, Range
 
 S = NS_PER_S
 CFG = Config()
@@ -264,10 +264,10 @@ def test_alerts_config_rejects_unordered_thresholds() -> None:
 
 # ---------------------------------------------------------------- issue 4: distance, policy, direction
 
-from device.alerts import Alerter, side_duties  # noqa: E402
-from device.config import from_dict  # noqa: E402
-from device.geometry import fuse_distances, ground_distance_m  # noqa: E402
-from device.threat import AlertPolicy, direction_for  # noqa: E402
+from device.output.alerts import Alerter, side_duties  # noqa: E402
+from device.core.config import from_dict  # noqa: E402
+from device.perception.geometry import fuse_distances, ground_distance_m  # noqa: E402
+from device.decision.threat import AlertPolicy, direction_for  # noqa: E402
 
 
 def test_ground_plane_distance_from_the_bottom_edge() -> None:

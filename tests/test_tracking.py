@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.clock import NS_PER_S
-from device.tracking import IouTracker, contact_time
-from device.types import Detections
+from device.core.clock import NS_PER_S
+from device.perception.tracking import IouTracker, contact_time
+from device.core.types import Detections
 
 W, H = 640, 360
 F = 480.0  # focal length, px

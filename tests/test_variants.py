@@ -1,4 +1,4 @@
-"""Derived models (models/variants.py): the dynamic-input rewrite and int8.
+"""Derived models (device/model_store/derive.py): the dynamic-input rewrite and int8.
 
 Tiny hand-made graphs check the rewrite itself; the real YOLOX-Nano checks
 that the dynamic model at 416 is the original, that it runs at other sizes,
@@ -16,10 +16,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from device import cli_models, models
-from device.bench import Agreement, match_count
-from device.detector import ModelError, YoloxDetector
-from device.models_data import variants
+from device.cli import models as cli_models
+from device.model_store import store as models
+from device.tools.bench import Agreement, match_count
+from device.perception.detector import ModelError, YoloxDetector
+from device.model_store import derive as variants
 
 PERSON = 0
 

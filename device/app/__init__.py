@@ -1,0 +1,1 @@
+"""App: the composition root and the lifecycles built on it (live device, replay, self-test, systemd notify)."""

@@ -1,0 +1,221 @@
+"""`rearguard bench`: time the detection path on real frames.
+
+cli.py calls `register(sub)`. Progress goes to stderr; the report (a table,
+or JSON with --json) to stdout. Exit 0, or 1 with one line on stderr.
+
+Options that take a list (--model, --input-size, --threads, --spin) run
+every combination side by side on the same frames; the first is the
+reference that ratios and person agreement are given against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from device.tools import bench
+from device.model_store import store as models
+from device.tools.bench import BenchError, Case
+from device.core.config import ConfigError, load
+from device.perception.detector import ModelError
+
+PROG = "rearguard bench"
+DEFAULT_FRAMES = 200
+
+
+def _fail(msg: str) -> int:
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+    return 1
+
+
+def _list(kind: type, what: str):  # -> argparse type function
+    def parse(text: str) -> list[Any]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty {what} list")
+        try:
+            return [kind(t) for t in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {what}") from None
+
+    return parse
+
+
+def _spin(text: str) -> bool | None:
+    t = text.strip().lower()
+    if t in ("on", "1", "true", "yes"):
+        return True
+    if t in ("off", "0", "false", "no"):
+        return False
+    if t == "auto":
+        return None
+    raise ValueError(text)
+
+
+def _resolve(setting: str) -> Path:
+    if Path(setting).expanduser().is_file():
+        return Path(setting).expanduser()
+    return models.resolve(setting)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        return _bench(args)
+    except (BenchError, ModelError, ConfigError) as err:
+        return _fail(str(err))
+    except ValueError as err:  # e.g. an input size the detector refuses
+        return _fail(str(err))
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from device.core.coco import class_id
+
+    cfg = load(args.config)
+    d = cfg.detector
+    model_settings = args.model or [d.model]
+    sizes = args.input_size or [d.input_size]
+    threads = args.threads or [d.threads]
+    spins = args.spin or [None]
+    if args.frames < 1 or args.warmup < 0:
+        return _fail("--frames must be >= 1 and --warmup >= 0")
+    for s in sizes:
+        if s <= 0 or s % 32:
+            return _fail(f"--input-size {s}: must be a positive multiple of 32")
+    paths = {m: _resolve(m) for m in model_settings}
+    cases = [
+        Case(model=m, path=paths[m], input_size=s, threads=t, spin=sp)
+        for m in model_settings for s in sizes for t in threads for sp in spins
+    ]
+
+    video = args.video if args.video is not None else bench.shared_file("footage", "vtest.avi")
+    if video is None:
+        return _fail("no video to run on: pass --video PATH (../shared/footage/vtest.avi is not here)")
+    images: list[Path] = []
+    if args.images is not None:
+        from device.model_store.derive import image_files
+
+        images = image_files(args.images)
+
+    total = args.frames
+    quiet = args.quiet
+
+    def progress(done: int) -> None:
+        if not quiet and (done % 10 == 0 or done == total):
+            print(f"bench: frame {done}/{total} ({len(cases)} case{'s' if len(cases) > 1 else ''})",
+                  file=sys.stderr, end="\r" if done < total else "\n", flush=True)
+
+    if not quiet:
+        for c in cases:
+            print(f"bench: {c.label} ({c.path})", file=sys.stderr)
+    load_ctx: Any = bench.Load(cfg) if args.load else contextlib.nullcontext()
+    with load_ctx as loaded:
+        results = bench.run(
+            cases,
+            bench.video_frames(video, args.frames + args.warmup),
+            score_threshold=d.score_threshold,
+            nms_iou=d.nms_iou,
+            class_ids=[class_id(c) for c in d.classes],
+            warmup=args.warmup,
+            block=args.block,
+            images=bench.image_frames(images),
+            progress=progress,
+        )
+    load_info = None
+    if args.load:
+        load_info = {"alert_updates": loaded.updates, "ranges": loaded.ranges}
+        for r in results:
+            r.load = loaded.during(r.windows)
+    report = bench.BenchResult(results, str(video), load_info)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(format_table(report))
+    return 0
+
+
+def format_table(report: bench.BenchResult) -> str:
+    ref = report.cases[0]
+    lines = [
+        f"video {report.video}, {len(ref.total)} frames"
+        + (f"; load: {report.load['alert_updates']} alert updates, {report.load['ranges']} ranges" if report.load else ""),
+        f"{'case':<52} {'pre':>11} {'infer':>13} {'post':>11} {'total':>13} {'ratio':>6} {'vs ref':>7}",
+        f"{'':<52} {'med/p90 ms':>11} {'med/p90 ms':>13} {'med/p90 ms':>11} {'med/p90 ms':>13} {'':>6} {'total':>7}",
+    ]
+
+    def mp(xs: list[float]) -> str:
+        s = bench.stats(xs)
+        return f"{s['median']:.2f}/{s['p90']:.2f}"
+
+    for r in report.cases:
+        rel = bench.ratio(r.total, ref.total)
+        lines.append(
+            f"{r.case.label:<52} {mp(r.preprocess):>11} {mp(r.inference):>13} {mp(r.postprocess):>11} "
+            f"{mp(r.total):>13} {r.overhead_ratio:>6.3f} {rel:>7.3f}"
+        )
+    if report.load:
+        lines.append("while each case ran: alert loop (50 Hz) tick lateness and ultrasonic ping gaps, ms")
+        lines.append(f"{'case':<52} {'late med':>9} {'p99':>8} {'max':>8} {'gap med':>9} {'p99':>8} {'max':>8}")
+        for r in report.cases:
+            if r.load is None:
+                continue
+            lt, gp = r.load["alert_tick_late_ms"], r.load["range_gap_ms"]
+
+            def f(x: float | None) -> str:
+                return "-" if x is None else f"{x:.2f}"
+
+            lines.append(
+                f"{r.case.label:<52} {f(lt['median']):>9} {f(lt['p99']):>8} {f(lt['max']):>8} "
+                f"{f(gp['median']):>9} {f(gp['p99']):>8} {f(gp['max']):>8}"
+            )
+    agreements = [r for r in report.cases[1:] if r.frames_agreement.reference or r.images_agreement.reference]
+    if agreements:
+        lines.append(f"person agreement against {ref.case.label} (IoU >= 0.5):")
+        for r in agreements:
+            parts = []
+            for what, a in (("frames", r.frames_agreement), ("images", r.images_agreement)):
+                if a.reference or a.test:
+                    rc, pr = a.recall, a.precision
+                    parts.append(
+                        f"{what}: recall {'-' if rc is None else f'{rc:.3f}'} "
+                        f"precision {'-' if pr is None else f'{pr:.3f}'} ({a.matched}/{a.reference} ref, {a.test} test)"
+                    )
+            lines.append(f"  {r.case.label}: " + "; ".join(parts))
+    lines.append("ratio = median total / median session.run alone on the same input")
+    return "\n".join(lines)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `bench` to the main parser's subparsers."""
+    p = sub.add_parser(
+        "bench", help="time the detection path (preprocess, inference, postprocess) on real frames",
+        description="Run the detector on video frames and report per-stage median and p90 ms and "
+        "total / inference. Comma-separated lists run every combination side by side on the same "
+        "frames; ratios and person agreement are against the first.",
+    )
+    p.add_argument("--config", metavar="PATH", help="config TOML (detector settings are the defaults here)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--video", type=Path, default=None, metavar="PATH",
+                   help="frames to run on (default: ../shared/footage/vtest.avi when present)")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N",
+                   help="frames measured, after the warm-up (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=5, metavar="N", help="frames run first, not measured (default: %(default)s)")
+    p.add_argument("--block", type=int, default=bench.DEFAULT_BLOCK, metavar="N",
+                   help="frames each case runs before the next case takes over (default: %(default)s)")
+    p.add_argument("--model", type=_list(str, "models"), default=None, metavar="NAME|PATH[,...]",
+                   help="model name or .onnx path (default: detector.model)")
+    p.add_argument("--input-size", type=_list(int, "sizes"), default=None, metavar="N[,...]",
+                   help="input size, a multiple of 32 (default: detector.input_size)")
+    p.add_argument("--threads", type=_list(int, "thread counts"), default=None, metavar="N[,...]",
+                   help="onnxruntime intra-op threads (default: detector.threads)")
+    p.add_argument("--spin", type=_list(_spin, "on/off/auto values"), default=None, metavar="on|off|auto[,...]",
+                   help="let idle onnxruntime threads spin; auto = only with 2 cores to spare (default: auto)")
+    p.add_argument("--load", action="store_true",
+                   help="run the ultrasonic ranging and alert threads on simulated pins meanwhile")
+    p.add_argument("--images", type=Path, default=None, metavar="DIR",
+                   help="also compare person detections against the first case on these photos (untimed)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,250 @@
+"""`rearguard`: the command line. Every command builds its objects through
+device.app.compose, the one composition root, so the device, a laptop and a replay
+run the same loop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from device import __version__
+from device.core.config import Config, ConfigError, load, to_toml
+from device.core.types import AlertEvent, AlertLevel, Threat
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2  # bad config or arguments
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load(getattr(args, "config", None))
+
+
+def _fmt(x: float | None, unit: str) -> str:
+    return "-" if x is None else f"{x:.2f} {unit}"
+
+
+def describe(threat: Threat) -> str:
+    if threat.source == "none":
+        what = "nothing in the way"
+    else:
+        side = ""
+        if threat.bearing_deg is not None and abs(threat.bearing_deg) >= 5:
+            side = f" {abs(threat.bearing_deg):.0f} deg {'left' if threat.bearing_deg < 0 else 'right'}"
+        what = f"{threat.label or '?'} ({threat.source}) at {_fmt(threat.distance_m, 'm')}, ttc {_fmt(threat.ttc_s, 's')}{side}"
+    return what
+
+
+def format_event(e: AlertEvent, start_ns: int) -> str:
+    t = (e.t_ns - start_ns) / 1e9
+    line = f"{t:8.2f} s  {e.level.name:<7} {e.source:<10} distance {_fmt(e.distance_m, 'm'):>8}  ttc {_fmt(e.ttc_s, 's'):>8}"
+    if e.faults:
+        line += "  faults: " + "; ".join(e.faults)
+    return line
+
+
+# ---------------------------------------------------------------- config
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    print(to_toml(_config(args)), end="")
+    return 0
+
+
+# ---------------------------------------------------------------- replay
+
+
+def _preview_address(spec: str) -> tuple[str, int]:
+    from device.view.preview import PreviewError, parse_address
+
+    try:
+        return parse_address(spec)
+    except PreviewError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _start_preview(address: tuple[str, int]) -> Any:
+    from device.view.preview import PreviewServer
+
+    server = PreviewServer(*address)
+    print(f"preview: {server.url} (read-only)", file=sys.stderr, flush=True)
+    return server
+
+
+PREVIEW_HELP = ("serve a live preview page (view, boxes, distances, sensor beams, level) on PORT of this "
+                "machine only, or on ADDR:PORT (0.0.0.0:PORT = every network interface)")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from device.view.preview import PreviewError
+    from device.record.format import RecordingError
+    from device.app.replay import replay
+
+    cfg = _config(args)
+
+    def progress(done: float, total: float) -> None:
+        print(f"replay: {done:6.1f} / {total:.1f} s", file=sys.stderr, flush=True)
+
+    preview = None
+    try:
+        if args.preview is not None:
+            preview = _start_preview(args.preview)
+        # A preview shows the recording at its own pace: as fast as the CPU
+        # allows would be over before anyone saw it.
+        result = replay(args.recording, cfg, realtime=args.realtime or preview is not None, progress=progress,
+                        on_start=preview.show if preview is not None else None)
+    except (RecordingError, PreviewError) as err:
+        print(f"rearguard: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        if preview is not None:
+            preview.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"replayed {args.recording}: {result.duration_s:.1f} s, {result.frames} frames")
+    for f in result.static_faults:
+        print(f"fault at start: {f}")
+    if not result.events:
+        print("no alerts: the path stayed clear")
+    for e in result.events:
+        print(format_event(e, result.start_ns))
+    s = result.stats
+    print(f"median detect {s['detect_ms'] if s['detect_ms'] is not None else '-'} ms, "
+          f"median step with a frame {s['total_ms'] if s['total_ms'] is not None else '-'} ms")
+    return 0
+
+
+# ---------------------------------------------------------------- run
+
+
+class StatusLine:
+    """What the device would do, for a person at a terminal: level, nearest
+    threat, frames per second. On a terminal it redraws in place twice a
+    second; elsewhere (the journal under systemd) it prints a line when the
+    level or the faults change, and once a minute."""
+
+    HEARTBEAT_S = 60.0
+
+    def __init__(self, stream: Any = sys.stdout) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last_print = -1e9
+        self._last_key: tuple[AlertLevel, tuple[str, ...]] | None = None
+        self._frames0 = 0
+        self._t0: float | None = None
+        self._fps = 0.0
+
+    def show(self, threat: Threat, level: AlertLevel, frames: int, now_s: float) -> None:
+        if self._t0 is None:
+            self._t0, self._frames0 = now_s, frames
+        elif now_s - self._t0 >= 1.0:
+            self._fps = (frames - self._frames0) / (now_s - self._t0)
+            self._t0, self._frames0 = now_s, frames
+        key = (level, threat.faults)
+        due = self.HEARTBEAT_S if not self.tty else 0.5
+        if key == self._last_key and now_s - self._last_print < due:
+            return
+        self._last_key, self._last_print = key, now_s
+        line = f"{level.name:<7} {describe(threat)}  camera {self._fps:4.1f} fps"
+        if threat.faults:
+            line += "  FAULT " + "; ".join(threat.faults)
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line[:200])
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from device.view.preview import PreviewError
+    from device.app.live import RunOptions, run_device
+
+    cfg = _config(args)
+    logging.getLogger().setLevel(logging.INFO if not args.quiet else logging.WARNING)
+    opts = RunOptions(source=args.source, record=args.record, mock_pins=args.mock_pins,
+                      duration=args.duration, preview=args.preview, self_test=not args.no_self_test)
+    try:
+        return run_device(cfg, opts)
+    except PreviewError as err:
+        print(f"rearguard: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from device.cli import bench as cli_bench
+    from device.cli import check as cli_check
+    from device.cli import models as cli_models
+    from device.cli import recording as cli_recording
+    from device.cli import scenario as cli_scenario
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", help="config TOML (default: $REARGUARD_CONFIG, "
+                        "else /etc/rearguard/config.toml if present, else built-in defaults)")
+    parser = argparse.ArgumentParser(
+        prog="rearguard",
+        description="Rear-obstacle alert for backward runners: rear camera + ultrasonic -> haptic and buzzer.",
+    )
+    parser.add_argument("--version", action="version", version=f"rearguard {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="run the device loop (Pi, webcam or video file)",
+                       description="Run the alert loop live. On a laptop use --mock-pins (or "
+                       "GPIOZERO_PIN_FACTORY=mock): outputs go to simulated pins and the simulated "
+                       "ultrasonic sensors answer 'nothing in range'.")
+    p.add_argument("--source", default="pi", metavar="pi|webcam|N|VIDEO",
+                   help="pi = Raspberry Pi camera (default), webcam or N = webcam index, or a video file")
+    p.add_argument("--record", metavar="DIR", help="record the video and the sensor log as segments in DIR "
+                   "(within [recording] budget_mb and min_free_mb; default: recording.directory, if set)")
+    p.add_argument("--no-self-test", action="store_true",
+                   help="skip the start-up greeting and self-test (each part is still watched while running)")
+    p.add_argument("--mock-pins", action="store_true", help="simulated pins (same as GPIOZERO_PIN_FACTORY=mock)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    p.add_argument("--preview", type=_preview_address, metavar="[ADDR:]PORT", help=PREVIEW_HELP)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("replay", parents=[common], help="replay a recording through the full pipeline",
+                       description="Replay a recording through the same pipeline the device runs, on a "
+                       "replay clock and simulated pins: the same recording gives the same alerts every time.")
+    p.add_argument("recording", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object: frames, events, stats")
+    p.add_argument("--realtime", action="store_true", help="pace the replay to the recording's own time")
+    p.add_argument("--preview", type=_preview_address, metavar="[ADDR:]PORT",
+                   help=PREVIEW_HELP + "; the replay then runs at the recording's own pace")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("config", help="show the effective configuration")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = csub.add_parser("show", parents=[common], help="print the effective config as TOML")
+    show.set_defaults(func=cmd_config_show)
+
+    for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        print(f"rearguard: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `rearguard ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""`rearguard scenario ...` (make and list scenario recordings) and
+`rearguard evaluate DIR...` (score the alerts against their ground truth).
+
+cli.py calls `register(sub)` with its subparsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from device.core.config import ConfigError, load
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sc = sub.add_parser("scenario", help="make scenario recordings with ground truth from photos")
+    sc_sub = sc.add_subparsers(dest="scenario_command", metavar="COMMAND", required=True)
+
+    mk = sc_sub.add_parser(
+        "make", help="build the scenario suite (or some of it) as recordings with truth.json",
+        description="Build recordings of a runner backing towards obstacles (a zoom into a real "
+        "photo about the obstacle), people crossing and clear paths, each with truth.json and a "
+        "simulated HC-SR04 log. `rearguard scenario list` names them.",
+    )
+    mk.add_argument("out", metavar="OUT_DIR", help="directory to write one recording per scenario into")
+    mk.add_argument("--images", required=True, metavar="DIR",
+                    help="the photos the suite names (the shared COCO photos: ../shared/images/coco)")
+    mk.add_argument("--only", nargs="+", metavar="NAME", help="make only these scenarios")
+    mk.add_argument("--size", default="640x360", metavar="WxH", help="frame size (default 640x360)")
+    mk.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
+    mk.add_argument("--hfov", type=float, default=66.0, metavar="DEG",
+                    help="virtual camera's horizontal field of view (default 66, the Camera Module 3)")
+    mk.add_argument("--ultrasonic-log", metavar="CSV",
+                    help="fit the sensor noise to this HC-SR04 log (default: the model fitted to "
+                    "../shared/ultrasonic/hcsr04_log.csv, built in)")
+    mk.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    mk.set_defaults(func=cmd_make)
+
+    ls = sc_sub.add_parser("list", help="list the suite's scenarios")
+    ls.set_defaults(func=cmd_list)
+
+    ev = sub.add_parser(
+        "evaluate", help="replay recordings with truth.json and score the alerts",
+        description="Replay each recording (or each recording inside a directory) through the "
+        "device's pipeline and score it against truth.json: lead time before contact, missed "
+        "contacts, false-alarm seconds in clear windows, level changes per minute.",
+    )
+    ev.add_argument("dirs", nargs="+", metavar="DIR", help="recordings, or directories of recordings")
+    ev.add_argument("--config", metavar="PATH", help="config file (default: as for `run`)")
+    ev.add_argument("--json", action="store_true", help="print JSON: scenarios and summary")
+    ev.add_argument("--plot", metavar="OUT.png", help="draw distance, TTC and level per scenario (needs matplotlib)")
+    ev.set_defaults(func=cmd_evaluate)
+
+
+def _fail(err: Exception) -> int:
+    print(f"rearguard: {err}", file=sys.stderr)
+    return 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from device.tools.scenario import SUITE
+
+    for s in SUITE:
+        what = f"{s.photo.label} from {s.d0_m:g} m" if s.kind == "approach" else s.kind
+        print(f"{s.name:<26} {s.kind:<9} {s.speed_mps:>4g} m/s  {what:<24} ultrasonic {s.ultrasonic}"
+              + (f"  ({s.note})" if s.note else ""))
+    return 0
+
+
+def cmd_make(args: argparse.Namespace) -> int:
+    from device.record.format import RecordingError
+    from device.tools.scenario import NoiseModel, ScenarioError, VirtualCamera, make_suite
+
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        if w < 64 or h < 48:
+            raise ValueError
+    except ValueError:
+        return _fail(ValueError(f"--size must be WIDTHxHEIGHT of at least 64x48, got {args.size!r}"))
+    if not 1 <= args.fps <= 120 or not 10 < args.hfov < 170:
+        return _fail(ValueError("--fps must be within 1-120 and --hfov within 10-170 degrees"))
+    try:
+        noise = NoiseModel.fit(args.ultrasonic_log) if args.ultrasonic_log else NoiseModel()
+        cam = VirtualCamera(width=w, height=h, fps=args.fps, hfov_deg=args.hfov)
+        made = make_suite(args.images, args.out, names=args.only, cam=cam, noise=noise, seed=args.seed,
+                          progress=lambda spec, path: print(f"made {path}", file=sys.stderr))
+    except (ScenarioError, RecordingError, OSError) as err:
+        return _fail(err)
+    print(f"{len(made)} scenario recordings in {args.out}")
+    return 0
+
+
+def _num(x: float | None, unit: str = "") -> str:
+    return "-" if x is None else f"{x:.2f}{unit}"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from device.tools.evaluate import EvaluationError, evaluate, plot
+
+    try:
+        cfg = load(args.config)
+    except ConfigError as err:
+        return _fail(err)
+    if args.plot:  # fail before a long replay, not after it
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _fail(EvaluationError(
+                "--plot needs matplotlib: pip install 'rearguard[plot]' (or pip install matplotlib)"))
+    try:
+        ev = evaluate(args.dirs, cfg, progress=lambda name: print(f"replaying {name}", file=sys.stderr))
+        if args.plot:
+            plot(ev, args.plot)
+    except EvaluationError as err:
+        return _fail(err)
+    data = ev.to_json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{'scenario':<26} {'contact':>8} {'1st WARN':>8} {'lead':>6} {'false':>6} {'clear':>6} {'flick/min':>9}")
+    for s in ev.scores:
+        print(f"{s.name:<26} {_num(s.contact_s):>8} {_num(s.first_warn_s):>8} "
+              f"{('MISSED' if s.missed else _num(s.lead_s)):>6} {s.false_alarm_s:6.2f} {s.clear_s:6.1f} "
+              f"{s.flicker_per_min:9.1f}")
+    sm = data["summary"]
+    print(f"min lead {_num(sm['min_lead_s'], ' s')}, median lead {_num(sm['median_lead_s'], ' s')}, "
+          f"missed {sm['missed']}, false alarms {sm['false_alarm_s']:.2f} s of {sm['clear_s']:.1f} s clear, "
+          f"{sm['flicker_per_min']:.1f} level changes/min")
+    tg = sm["targets"]
+    print("targets: lead >= 2 s at <= 3 m/s " + ("met" if tg["lead_at_or_below_3mps_ok"] else f"NOT met ({', '.join(tg['short_lead'])})")
+          + "; no missed contact " + ("met" if tg["no_missed_contact"] else "NOT met")
+          + "; false alarms <= 1 % of clear time " + ("met" if tg["false_alarm_ok"] else "NOT met"))
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0

@@ -1,0 +1,353 @@
+"""The one configuration file (TOML), strictly validated.
+
+pydantic does the checking (Frigate's pattern: `extra="forbid"`, a
+description on every field), so an unknown key or a bad value becomes one
+clear line naming the key, e.g. `alerts.warn_ttc_s: Input should be greater
+than 0`. Every default runs out of the box on the reference build in
+hardware.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from device.core import coco
+
+# BCM numbers of the 40-pin header's general-purpose lines.
+Pin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")]
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for a person."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class CameraConfig(_Strict):
+    # 16:9 like the Camera Module 3's sensor: a 4:3 size would crop the
+    # sides and narrow the real field of view to ~52 degrees.
+    width: int = Field(640, ge=160, le=4608, description="capture width, pixels")
+    height: int = Field(360, ge=120, le=2592, description="capture height, pixels")
+    fps: int = Field(15, ge=1, le=120, description="capture rate, frames per second")
+    hfov_deg: float = Field(
+        66.0, gt=10, lt=180,
+        description="horizontal field of view of the captured image (Camera Module 3 at 16:9: 66)"
+    )
+    mount_height_m: float = Field(
+        1.1, gt=0.1, le=2.5, description="camera height above the ground, metres"
+    )
+    pitch_deg: float = Field(
+        0.0, ge=-30, le=45,
+        description="camera tilt below horizontal, degrees (positive = looking down); "
+        "with mount_height_m it turns a box's bottom edge into a distance on flat ground",
+    )
+    rotate_180: bool = Field(False, description="the camera is mounted upside down")
+    max_age_s: float = Field(
+        0.5, gt=0, le=5, description="camera observations older than this are ignored"
+    )
+
+
+class DetectorConfig(_Strict):
+    model: str = Field(
+        "yolox_nano",
+        description="a model name from models/manifest.toml (installed with `rearguard models`) "
+        "or a path to an .onnx file",
+    )
+    input_size: int = Field(416, ge=128, le=1280, description="square input, multiple of 32")
+    score_threshold: float = Field(0.35, gt=0, lt=1, description="objectness x class score")
+    nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which boxes merge")
+    threads: int = Field(2, ge=0, le=16, description="onnxruntime intra-op threads (0 = auto)")
+    classes: tuple[str, ...] = Field(
+        coco.DEFAULT_REAR_CLASSES, min_length=1, description="COCO classes that can alert"
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"must be a multiple of 32 (got {v})")
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _known_classes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for name in v:
+            try:
+                out.append(coco.canonical(name))
+            except KeyError:
+                raise ValueError(f"{name!r} is not a COCO class name") from None
+        return tuple(dict.fromkeys(out))
+
+
+# The closest each sensor type can measure, metres. An HC-SR04 times echoes
+# from ~2 cm; a JSN-SR04T's single transducer rings after sending and hears
+# nothing for ~23 cm. A shorter reading is physically impossible for it
+# (a clone echoing its own trigger, electrical noise): a fault, not an obstacle.
+SENSOR_MIN_DISTANCE_M = {"hc-sr04": 0.02, "jsn-sr04t": 0.23, "generic": 0.02}
+
+
+class UltrasonicSensorConfig(_Strict):
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+    trigger_pin: Pin
+    echo_pin: Pin
+    bearing_deg: float = Field(0.0, ge=-90, le=90, description="0 = straight back, negative = left")
+    beam_deg: float = Field(15.0, gt=0, le=120, description="full beam width, degrees")
+    type: Literal["hc-sr04", "jsn-sr04t", "generic"] = Field(
+        "hc-sr04", description="sensor model: sets the default min_distance_m (hc-sr04 0.02, jsn-sr04t 0.23)"
+    )
+    min_distance_m: float = Field(
+        0.02, ge=0, le=1.0,
+        description="closer readings are impossible for this sensor: dropped, and a fault if they persist "
+        "(default: the type's minimum)",
+    )
+    max_distance_m: float = Field(
+        4.0, gt=0.5, le=6.0,
+        description="beyond this is no echo ('nothing in range'); gpiozero's own default is only 1 m",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type_minimum(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "min_distance_m" not in data:
+            kind = data.get("type", "hc-sr04")
+            if kind in SENSOR_MIN_DISTANCE_M:  # an unknown type is reported by its own check
+                data = {**data, "min_distance_m": SENSOR_MIN_DISTANCE_M[kind]}
+        return data
+
+    @model_validator(mode="after")
+    def _range_order(self) -> UltrasonicSensorConfig:
+        if not self.min_distance_m < self.max_distance_m:
+            raise ValueError(
+                f"min_distance_m {self.min_distance_m} must be below max_distance_m {self.max_distance_m}"
+            )
+        return self
+
+
+PING_S = 0.04  # an HC-SR04 holds its echo line ~38 ms when nothing answers
+
+
+class RangingConfig(_Strict):
+    sensors: tuple[UltrasonicSensorConfig, ...] = Field(
+        (UltrasonicSensorConfig(name="centre", trigger_pin=23, echo_pin=24),),
+        description="ultrasonic sensors; they take turns so they never hear each other",
+    )
+    max_age_s: float = Field(
+        0.15, gt=0, le=2, description="a sensor whose newest ping is older than this is ignored"
+    )
+    sample_wait_s: float = Field(
+        0.06, ge=0.03, le=1,
+        description="ping cycle: each ping, of any sensor, starts at least this long after the previous "
+        "one started, so its echoes have died away (HC-SR04 datasheet: 60 ms); N sensors get "
+        "1 / (N x this) pings a second each",
+    )
+
+    @field_validator("sensors")
+    @classmethod
+    def _unique_names(cls, v: tuple[UltrasonicSensorConfig, ...]) -> tuple[UltrasonicSensorConfig, ...]:
+        names = [s.name for s in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"sensor names must be unique, repeated: {', '.join(sorted(dup))}")
+        return v
+
+    @model_validator(mode="after")
+    def _fresh_enough(self) -> RangingConfig:
+        # Sensors take turns, one ping per cycle (a ping takes up to ~40 ms,
+        # within the cycle), so each sensor reads once every N cycles. A
+        # bound shorter than that would throw readings away as stale between turns.
+        round_s = len(self.sensors) * max(self.sample_wait_s, PING_S)
+        if self.max_age_s < 1.25 * round_s:
+            raise ValueError(
+                f"max_age_s {self.max_age_s} is shorter than 1.25 x the time between readings, "
+                f"{len(self.sensors)} sensors x sample_wait_s {self.sample_wait_s} s = {round_s:.3f} s: "
+                "readings would be thrown away as stale"
+            )
+        return self
+
+
+class AlertsConfig(_Strict):
+    caution_ttc_s: float = Field(4.0, gt=0, le=20, description="advisory time to collision")
+    warn_ttc_s: float = Field(2.5, gt=0, le=20, description="warning time to collision")
+    danger_ttc_s: float = Field(1.2, gt=0, le=20, description="imminent time to collision")
+    caution_distance_m: float = Field(3.0, gt=0, le=50, description="advisory distance")
+    warn_distance_m: float = Field(2.0, gt=0, le=50, description="warning distance")
+    danger_distance_m: float = Field(0.8, gt=0, le=50, description="imminent distance")
+    min_closing_mps: float = Field(
+        0.3, ge=0, le=5, description="slower closing than this gives no time to collision"
+    )
+    max_closing_mps: float = Field(
+        12.0, gt=0, le=50,
+        description="a camera time to collision implying faster closing than this is noise "
+        "(runner ~3 m/s plus an oncoming cyclist)",
+    )
+    corridor_half_width_m: float = Field(
+        1.0, gt=0, le=10, description="camera objects further to the side than this are not in the path"
+    )
+    hold_s: float = Field(
+        0.6, ge=0, le=10, description="a level is held this long before it may step down"
+    )
+    hysteresis: float = Field(
+        0.15, ge=0, le=1,
+        description="once a level is on, it stays on until time to collision and distance exceed "
+        "its thresholds by this fraction (stops flicker at a threshold)",
+    )
+    persist_s: float = Field(
+        0.1, ge=0, le=2,
+        description="a higher level sounds only once its evidence has lasted this long "
+        "(an object seen in one frame, or one echo, never alerts)",
+    )
+    centre_deg: float = Field(
+        10.0, ge=0, le=90,
+        description="a threat within this bearing of straight behind is 'centre' (both side "
+        "motors); beyond it, 'left' or 'right'",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AlertsConfig:
+        if not self.danger_ttc_s < self.warn_ttc_s < self.caution_ttc_s:
+            raise ValueError("need danger_ttc_s < warn_ttc_s < caution_ttc_s")
+        if not self.danger_distance_m < self.warn_distance_m < self.caution_distance_m:
+            raise ValueError("need danger_distance_m < warn_distance_m < caution_distance_m")
+        return self
+
+
+class OutputsConfig(_Strict):
+    haptic_pin: Pin = 12
+    buzzer_pin: Pin = 25
+    haptic_strength: float = Field(1.0, gt=0, le=1, description="PWM duty at full vibration")
+    buzzer: bool = Field(True, description="sound the buzzer as well as vibrating")
+    haptic_left_pin: Pin | None = Field(
+        None, description="optional motor on the runner's left: threat patterns play on the side "
+        "of the threat (both sides for straight behind); needs haptic_right_pin too"
+    )
+    haptic_right_pin: Pin | None = Field(None, description="optional motor on the runner's right")
+
+    @model_validator(mode="after")
+    def _sides_paired(self) -> OutputsConfig:
+        if (self.haptic_left_pin is None) != (self.haptic_right_pin is None):
+            raise ValueError("set both haptic_left_pin and haptic_right_pin, or neither")
+        return self
+
+
+class RecordingConfig(_Strict):
+    directory: str = Field(
+        "", description="record every run into this directory ('' = only with `run --record DIR`)"
+    )
+    segment_s: float = Field(300.0, ge=5, le=3600, description="length of one recording segment")
+    budget_mb: float = Field(
+        2000.0, ge=50, description="keep at most this much recording; the oldest segments go first"
+    )
+    min_free_mb: float = Field(
+        500.0, ge=10, description="never let recordings leave less free disk space than this"
+    )
+
+
+class Config(_Strict):
+    camera: CameraConfig = CameraConfig()
+    detector: DetectorConfig = DetectorConfig()
+    ranging: RangingConfig = RangingConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    outputs: OutputsConfig = OutputsConfig()
+    recording: RecordingConfig = RecordingConfig()
+
+    @model_validator(mode="after")
+    def _pins_unique(self) -> Config:
+        used: dict[int, str] = {}
+        claims = [("outputs.haptic_pin", self.outputs.haptic_pin), ("outputs.buzzer_pin", self.outputs.buzzer_pin)]
+        for side in ("haptic_left_pin", "haptic_right_pin"):
+            if getattr(self.outputs, side) is not None:
+                claims.append((f"outputs.{side}", getattr(self.outputs, side)))
+        for i, s in enumerate(self.ranging.sensors):
+            claims += [
+                (f"ranging.sensors.{i}.trigger_pin", s.trigger_pin),
+                (f"ranging.sensors.{i}.echo_pin", s.echo_pin),
+            ]
+        for key, pin in claims:
+            if pin in used:
+                raise ValueError(f"GPIO{pin} is used twice: {used[pin]} and {key}")
+            used[pin] = key
+        return self
+
+
+DEFAULT_PATHS = (Path("/etc/rearguard/config.toml"),)
+
+
+def _format(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid config ({origin}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        elif "input" in e and not isinstance(e["input"], dict | list | tuple):
+            msg += f" (got {e['input']!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def from_dict(data: dict[str, Any], origin: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err, origin)) from None
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """The effective config: PATH, else $REARGUARD_CONFIG, else /etc/rearguard/config.toml
+    if it exists, else the built-in defaults."""
+    if path is None and os.environ.get("REARGUARD_CONFIG"):
+        path = os.environ["REARGUARD_CONFIG"]
+    if path is None:
+        path = next((p for p in DEFAULT_PATHS if p.is_file()), None)
+        if path is None:
+            return Config()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {p}: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
+    return from_dict(data, str(p))
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def to_toml(cfg: Config) -> str:
+    """The config as TOML that `load` reads back to an equal Config."""
+    data = cfg.model_dump(mode="python")
+    out: list[str] = []
+    for section, body in data.items():
+        # TOML has no null: an unset optional key is left out (load gives it back as None).
+        body = {k: v for k, v in body.items() if v is not None}
+        scalars = {k: v for k, v in body.items() if not (isinstance(v, tuple | list) and v and isinstance(v[0], dict))}
+        tables = {k: v for k, v in body.items() if k not in scalars}
+        out.append(f"[{section}]")
+        out += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+        out.append("")
+        for k, items in tables.items():
+            for item in items:
+                out.append(f"[[{section}.{k}]]")
+                out += [f"{ik} = {_toml_value(iv)}" for ik, iv in item.items()]
+                out.append("")
+    return "\n".join(out)

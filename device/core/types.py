@@ -1,0 +1,134 @@
+"""The data that flows through Rearguard: small, frozen, and free of I/O.
+
+Times are integer nanoseconds from the injected clock (`device.core.clock`), never
+wall-clock floats, so that a replay reproduces a run to the nanosecond.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+
+class AlertLevel(IntEnum):
+    """What the runner is told. Ordered: a higher value is more urgent.
+
+    FAULT is not "worse than DANGER": it means the device cannot see part of
+    what it should. How FAULT combines with a real threat is decided in
+    `device.output.alerts.effective_level`.
+    """
+
+    CLEAR = 0
+    CAUTION = 1
+    WARN = 2
+    DANGER = 3
+    FAULT = 4
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One camera image. `seq` counts frames from the source's start."""
+
+    seq: int
+    t_ns: int
+    image: np.ndarray  # HxWx3 uint8, BGR (OpenCV's order)
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """Detections of one frame as parallel arrays (the supervision layout).
+
+    xyxy is in the pixel coordinates of the frame that was detected on.
+    """
+
+    xyxy: np.ndarray  # (N, 4) float32
+    confidence: np.ndarray  # (N,) float32
+    class_id: np.ndarray  # (N,) int32
+
+    def __post_init__(self) -> None:
+        n = len(self.confidence)
+        if self.xyxy.shape != (n, 4) or self.class_id.shape != (n,):
+            raise ValueError(
+                f"Detections arrays disagree: xyxy {self.xyxy.shape}, "
+                f"confidence {self.confidence.shape}, class_id {self.class_id.shape}"
+            )
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            confidence=np.zeros((0,), np.float32),
+            class_id=np.zeros((0,), np.int32),
+        )
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+    def __getitem__(self, mask: np.ndarray | slice) -> Detections:
+        """Boolean-mask or index filtering, as in supervision."""
+        return Detections(
+            xyxy=self.xyxy[mask],
+            confidence=self.confidence[mask],
+            class_id=self.class_id[mask],
+        )
+
+
+@dataclass(frozen=True)
+class Range:
+    """One ultrasonic reading.
+
+    metres is None when nothing echoed within range: the normal state in an
+    open park, never an obstacle. `fault` names a broken sensor state (for
+    example "no-echo-signal"); a faulted reading carries no distance.
+    """
+
+    t_ns: int
+    sensor: str
+    metres: float | None
+    fault: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One object the device believes is behind the runner, from any source."""
+
+    t_ns: int
+    source: str  # "camera" | "ultrasonic"
+    distance_m: float
+    bearing_deg: float  # 0 straight behind; negative = runner's left
+    label: str  # class name, or the sensor's name
+    confidence: float = 1.0
+    track_id: int | None = None
+    box: tuple[float, float, float, float] | None = None  # xyxy, camera only
+
+
+@dataclass(frozen=True)
+class Threat:
+    """The single most urgent thing behind the runner, and what to do about it."""
+
+    t_ns: int
+    level: AlertLevel
+    source: str  # "camera" | "ultrasonic" | "fused" | "fault" | "none"
+    distance_m: float | None = None
+    ttc_s: float | None = None
+    closing_mps: float | None = None
+    bearing_deg: float | None = None
+    label: str | None = None
+    faults: tuple[str, ...] = field(default_factory=tuple)
+    # "left" | "centre" | "right" of the runner (from bearing_deg and
+    # alerts.centre_deg): which side motor plays, where there are two.
+    direction: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """A change of the level the runner feels."""
+
+    t_ns: int
+    level: AlertLevel
+    source: str
+    distance_m: float | None
+    ttc_s: float | None
+    faults: tuple[str, ...] = ()

@@ -1,0 +1,430 @@
+"""Fusion of camera and ultrasonic observations into one threat, and the
+alert level policy. Pure: no I/O, no threads, time passed in.
+
+Design choices, each for the runner:
+- Raise once the evidence has lasted `persist_s` (escalating an alarm
+  already on is immediate), step down only after `hold_s`, and leave a
+  level only when time to collision and distance are past its thresholds
+  by `hysteresis`: a late warning costs more than a long one, and a
+  flickering buzzer teaches the runner to ignore it.
+- A camera object alerts only once seen in two frames and an ultrasonic
+  distance only once a second ping agrees: one bad frame or one spike must
+  not alert.
+- Camera distance is the box height against the class's typical height,
+  fused with the bottom edge against the ground plane (camera.mount_height_m,
+  camera.pitch_deg); time to collision is the range rate where a sensor sees
+  the object and the box's growth where none does.
+- No-echo readings never erase a fresh valid reading: cheap sensors lose the
+  echo from soft targets (clothing, a hand) every other ping.
+- Stale data is never acted on: a sensor whose newest ping (of any kind) is
+  older than `ranging.max_age_s`, or a camera result older than
+  `camera.max_age_s`, is ignored. The one bounded exception is deliberate:
+  while a sensor keeps pinging, a followed object's lost echoes are bridged
+  for up to 0.5 s (`device.decision.range_filter`), so a soft target never reads as clear.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from device.core.clock import NS_PER_S
+from device.core.coco import COCO_CLASSES
+from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
+from device.perception.geometry import CameraGeometry, fuse_distances, ground_distance_m
+from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
+from device.perception.tracking import Track
+from device.core.types import AlertLevel, Range, Threat
+
+SCALE_WINDOW_NS = round(1.0 * NS_PER_S)
+CAMERA_MIN_HITS = 2
+EDGE_PX = 2.0  # a box this close to the top or bottom edge is cut off by it
+# A camera time to collision counts only after this many frames in a row
+# agree that the object is closing in (a box-growth estimate is noisy).
+CAMERA_TTC_STREAK = 3
+# A camera object and a sensor beam are the same thing when the object's
+# bearing is inside the beam widened by this margin (degrees) ...
+FUSE_BEARING_MARGIN_DEG = 10.0
+# ... and the two distances agree within this fraction (box-height distances
+# are good to tens of percent), or the box is clipped and the sensor nearer.
+FUSE_DISTANCE_TOLERANCE = 0.4
+# The ground-plane distance is used only while it agrees, on average over
+# recent objects, with the box-height distance: a camera mounted higher or
+# tilted more than configured, or a slope, shows as a steady disagreement
+# (of either sign, depending on where in the image the object is).
+GROUND_CHECK_WEIGHT = 0.02  # per observation, of the running mean of |ln(ground / height)|
+GROUND_CHECK_MIN = 10  # observations before the ground plane is trusted
+GROUND_CHECK_MAX = 0.3  # mean |ln ratio| above this (35 %): the ground plane is off
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Something that might be the threat, before the policy ranks it."""
+
+    source: str  # camera | ultrasonic | fused
+    label: str
+    distance_m: float
+    bearing_deg: float
+    ttc_s: float | None
+    in_path: bool
+    # The box touches the top or bottom of the image: the object is taller
+    # than the box, so distance_m is only an upper bound.
+    clipped: bool = False
+
+
+@dataclass(frozen=True)
+class CameraResult:
+    """What the camera stage concluded about one frame."""
+
+    t_ns: int
+    seq: int
+    tracks: tuple[CameraTrack, ...]
+    detect_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class CameraTrack:
+    track_id: int
+    label: str
+    box: tuple[float, float, float, float]
+    confidence: float
+    hits: int
+    distance_m: float  # best estimate with the camera stage's geometry
+    bearing_deg: float
+    ttc_s: float | None
+    clipped: bool = False
+    # The two raw distance measurements, so the estimator can fuse them with
+    # the configured mount height and pitch: from the box height alone, and
+    # the angle of the box's bottom edge below the optical axis (None when
+    # the object does not stand on the ground or its bottom is cut off).
+    height_distance_m: float | None = None
+    foot_angle_deg: float | None = None
+    ttc_measure: str | None = None  # "height" or "width": what ttc_s was fitted on
+
+
+def camera_tracks(tracks: list[Track], geometry: CameraGeometry) -> tuple[CameraTrack, ...]:
+    out = []
+    for tr in tracks:
+        label = COCO_CLASSES[tr.class_id]
+        cx = (tr.box[0] + tr.box[2]) / 2
+        ttc, measure = tr.ttc_estimate(SCALE_WINDOW_NS, geometry.width, geometry.height)
+        out.append(
+            CameraTrack(
+                track_id=tr.track_id,
+                label=label,
+                box=tr.box,
+                confidence=tr.confidence,
+                hits=tr.hits,
+                distance_m=geometry.distance_m(tr.box, label),
+                bearing_deg=geometry.bearing_deg(cx),
+                ttc_s=ttc,
+                clipped=tr.box[1] <= EDGE_PX or tr.box[3] >= geometry.height - EDGE_PX,
+                height_distance_m=geometry.height_distance_m(tr.box, label),
+                foot_angle_deg=geometry.foot_angle_deg(tr.box, label),
+                ttc_measure=measure,
+            )
+        )
+    return tuple(out)
+
+
+class SensorTrack:
+    """One ultrasonic sensor: its readings through the range filter
+    (`device.decision.range_filter`: spikes need a second agreeing ping, lost echoes
+    of a followed object are bridged for up to 0.5 s) and its fault."""
+
+    def __init__(self, sensor: UltrasonicSensorConfig, params: FilterParams = DEFAULT_PARAMS) -> None:
+        self.sensor = sensor
+        self.filter = RangeFilter(params)
+        self.fault: str | None = None
+
+    def add(self, r: Range) -> None:
+        self.fault = r.fault
+        self.filter.update(r)  # a fault resets the filter: no reading spans one
+
+    def candidate(self, now_ns: int, max_age_ns: int, min_closing: float) -> Candidate | None:
+        if self.fault is not None:
+            return None
+        # None when the sensor's newest ping of any kind is older than
+        # max_age_ns: a sensor gone quiet is never taken at its last word.
+        est = self.filter.estimate(now_ns, max_age_ns)
+        if est is None:
+            return None
+        distance, closing = est.distance_m, est.closing_mps
+        if est.dropout and closing is not None and closing > 0:
+            # The object's echo was lost since (soft targets do that): it
+            # has kept coming meanwhile, so it is nearer than it last read.
+            distance = max(0.0, distance - closing * (now_ns - est.t_ns) / NS_PER_S)
+        ttc = distance / closing if closing is not None and closing >= max(min_closing, 1e-6) else None
+        return Candidate(
+            source="ultrasonic",
+            label=self.sensor.name,
+            distance_m=distance,
+            bearing_deg=self.sensor.bearing_deg,
+            ttc_s=ttc,
+            in_path=True,  # the sensors are aimed along the path by construction
+        )
+
+
+def level_for(c: Candidate, cfg: AlertsConfig, current: AlertLevel = AlertLevel.CLEAR) -> AlertLevel:
+    """The level a candidate calls for. Levels up to `current` (the one on
+    now) keep their thresholds widened by `cfg.hysteresis`, so an estimate
+    wobbling about a threshold does not switch the alert on and off."""
+    if not c.in_path:
+        return AlertLevel.CLEAR
+    ttc = c.ttc_s if c.ttc_s is not None else math.inf
+    for level, ttc_max, dist_max in (
+        (AlertLevel.DANGER, cfg.danger_ttc_s, cfg.danger_distance_m),
+        (AlertLevel.WARN, cfg.warn_ttc_s, cfg.warn_distance_m),
+        (AlertLevel.CAUTION, cfg.caution_ttc_s, cfg.caution_distance_m),
+    ):
+        k = 1.0 + cfg.hysteresis if level <= current else 1.0
+        if ttc < ttc_max * k or c.distance_m < dist_max * k:
+            return level
+    return AlertLevel.CLEAR
+
+
+def direction_for(bearing_deg: float | None, centre_deg: float) -> str | None:
+    """"left", "centre" or "right" of the runner for a bearing (None: unknown)."""
+    if bearing_deg is None:
+        return None
+    if abs(bearing_deg) <= centre_deg:
+        return "centre"
+    return "left" if bearing_deg < 0 else "right"
+
+
+def fuse(camera: list[Candidate], sensors: list[tuple[UltrasonicSensorConfig, Candidate]]) -> list[Candidate]:
+    """Replace a camera candidate by a fused one when a sensor beam sees it.
+
+    The ultrasonic distance is the better one (centimetres against the tens
+    of percent of a box-height estimate); the camera gives the label and
+    the bearing. A sensor reading nothing the camera saw stays on its own.
+    """
+    out: list[Candidate] = []
+    used: set[str] = set()
+    for cam in camera:
+        match = None
+        for sensor, us in sensors:
+            inside = abs(cam.bearing_deg - sensor.bearing_deg) <= sensor.beam_deg / 2 + FUSE_BEARING_MARGIN_DEG
+            tol = max(0.5, FUSE_DISTANCE_TOLERANCE * cam.distance_m)
+            plausible = abs(us.distance_m - cam.distance_m) <= tol or (cam.clipped and us.distance_m < cam.distance_m)
+            if inside and plausible and (match is None or us.distance_m < match.distance_m):
+                match = us
+        if match is None:
+            out.append(cam)
+            continue
+        used.add(match.label)
+        out.append(
+            replace(
+                cam,
+                source="fused",
+                in_path=True,  # inside a sensor's beam, and the beams point along the path
+                distance_m=match.distance_m,
+                ttc_s=match.ttc_s if match.ttc_s is not None else cam.ttc_s,
+            )
+        )
+    out += [us for _, us in sensors if us.label not in used]
+    return out
+
+
+def _urgency(c: Candidate, cfg: AlertsConfig, current: AlertLevel) -> tuple[int, float, float]:
+    ttc = c.ttc_s if c.ttc_s is not None else math.inf
+    return (int(level_for(c, cfg, current)), -ttc, -c.distance_m)
+
+
+class LevelHold:
+    """Raise at once; step down only after the lower level has lasted hold_s."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_ns = round(hold_s * NS_PER_S)
+        self.level = AlertLevel.CLEAR
+        self._since = 0
+
+    def update(self, now_ns: int, raw: AlertLevel) -> AlertLevel:
+        if raw >= self.level:
+            self.level = raw
+            self._since = now_ns
+        elif now_ns - self._since >= self.hold_ns:
+            self.level = raw
+            self._since = now_ns
+        return self.level
+
+
+class AlertPolicy:
+    """When the level the evidence calls for (raw) becomes the level played.
+
+    - Up: only once raw has stayed at or above the new level for `persist_s`
+      without a break, so an object seen in one frame never alerts.
+      Evidence that has persisted already goes up at once: an ultrasonic
+      distance is only a candidate once a second ping agrees (`confirmed`),
+      and escalating an alarm already on (WARN to DANGER) is immediate,
+      because every tenth of a second counts then.
+    - Down: only after raw has stayed below the current level for `hold_s`
+      (threshold hysteresis is applied before, in `level_for`).
+    """
+
+    def __init__(self, persist_s: float, hold_s: float) -> None:
+        self.persist_ns = round(persist_s * NS_PER_S)
+        self.hold_ns = round(hold_s * NS_PER_S)
+        self.level = AlertLevel.CLEAR
+        self._since = 0  # last time raw supported self.level
+        self._above: dict[AlertLevel, int] = {}  # level -> since when raw >= it, unbroken
+
+    def update(self, now_ns: int, raw: AlertLevel, confirmed: bool = False) -> AlertLevel:
+        for lv in (AlertLevel.CAUTION, AlertLevel.WARN, AlertLevel.DANGER):
+            if raw >= lv:
+                self._above.setdefault(lv, now_ns)
+            else:
+                self._above.pop(lv, None)
+        persist = 0 if confirmed or self.level >= AlertLevel.WARN else self.persist_ns
+        target = max(
+            (lv for lv, t0 in self._above.items() if now_ns - t0 >= persist), default=AlertLevel.CLEAR
+        )
+        if target > self.level:
+            self.level = target
+            self._since = now_ns
+        elif raw >= self.level:
+            self._since = now_ns
+        elif now_ns - self._since >= self.hold_ns:
+            self.level = raw
+            self._since = now_ns
+        return self.level
+
+
+class ThreatEstimator:
+    """Keeps the latest evidence from every source and judges it on demand."""
+
+    def __init__(self, config: Config) -> None:
+        self.cfg = config.alerts
+        self.sensors = {s.name: SensorTrack(s) for s in config.ranging.sensors}
+        self.range_max_age_ns = round(config.ranging.max_age_s * NS_PER_S)
+        self.camera_max_age_ns = round(config.camera.max_age_s * NS_PER_S)
+        self.camera_cfg = config.camera
+        self.camera: CameraResult | None = None
+        self._ttc_streak: dict[int, int] = {}
+        self._distance: dict[int, float] = {}  # track id -> fused distance, for the newest frame
+        self.ground_bias = 0.0  # running mean of |ln(ground / box-height distance)|
+        self.ground_checks = 0
+        self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
+        self._last: Threat | None = None
+
+    def add_ranges(self, ranges: list[Range]) -> None:
+        for r in ranges:
+            track = self.sensors.get(r.sensor)
+            if track is not None:  # recordings are checked against the config up front
+                track.add(r)
+
+    def set_camera(self, result: CameraResult) -> None:
+        self.camera = result
+        grounds = {tr.track_id: self._ground_distance(tr) for tr in result.tracks}
+        for tr in result.tracks:
+            g = grounds[tr.track_id]
+            if g is not None and tr.height_distance_m is not None and not tr.clipped:
+                a = max(GROUND_CHECK_WEIGHT, 1 / (self.ground_checks + 1))
+                self.ground_bias += a * (abs(math.log(g / tr.height_distance_m)) - self.ground_bias)
+                self.ground_checks += 1
+        trusted = self.ground_trusted
+        self._distance = {
+            tr.track_id: (
+                tr.distance_m if tr.height_distance_m is None
+                else fuse_distances(tr.height_distance_m, grounds[tr.track_id] if trusted else None,
+                                    self.camera_cfg.mount_height_m)
+            )
+            for tr in result.tracks
+        }
+        streak = {}
+        for tr in result.tracks:
+            before = self._ttc_streak.get(tr.track_id, 0)
+            closing = self._plausible_ttc(tr) is not None and tr.ttc_s < self.cfg.caution_ttc_s  # type: ignore[operator]
+            # A width-based TTC (the box cut off at the top or bottom) may carry
+            # a closing streak on, never start one: widths swing with a stride.
+            if tr.ttc_measure == "width" and before < CAMERA_TTC_STREAK:
+                closing = False
+            streak[tr.track_id] = before + 1 if closing else 0
+        self._ttc_streak = streak
+
+    @property
+    def ground_trusted(self) -> bool:
+        """The ground plane agrees with box heights on average (see GROUND_CHECK_*)."""
+        return self.ground_checks >= GROUND_CHECK_MIN and self.ground_bias <= GROUND_CHECK_MAX
+
+    def _ground_distance(self, tr: CameraTrack) -> float | None:
+        """The bottom edge against the ground, with the configured mount height and pitch."""
+        if tr.foot_angle_deg is None:
+            return None
+        cam = self.camera_cfg
+        return ground_distance_m(tr.foot_angle_deg, cam.mount_height_m, cam.pitch_deg)
+
+    def _plausible_ttc(self, tr: CameraTrack) -> float | None:
+        """The track's TTC unless it implies an impossible closing speed: the
+        camera distance is rough, but not wrong by a factor of three."""
+        distance = self._distance.get(tr.track_id, tr.distance_m)
+        if tr.ttc_s is None or distance / tr.ttc_s > self.cfg.max_closing_mps:
+            return None
+        return tr.ttc_s
+
+    def sensor_faults(self) -> tuple[str, ...]:
+        return tuple(f"{name}: {t.fault}" for name, t in self.sensors.items() if t.fault)
+
+    def candidates(self, now_ns: int) -> list[Candidate]:
+        cams: list[Candidate] = []
+        if self.camera is not None and now_ns - self.camera.t_ns <= self.camera_max_age_ns:
+            for tr in self.camera.tracks:
+                if tr.hits < CAMERA_MIN_HITS:
+                    continue
+                distance = self._distance.get(tr.track_id, tr.distance_m)
+                lateral = distance * math.sin(math.radians(tr.bearing_deg))
+                cams.append(
+                    Candidate(
+                        source="camera",
+                        label=tr.label,
+                        distance_m=distance,
+                        bearing_deg=tr.bearing_deg,
+                        ttc_s=(
+                            self._plausible_ttc(tr)
+                            if self._ttc_streak.get(tr.track_id, 0) >= CAMERA_TTC_STREAK
+                            else None
+                        ),
+                        in_path=abs(lateral) <= self.cfg.corridor_half_width_m,
+                        clipped=tr.clipped,
+                    )
+                )
+        sensors = []
+        for t in self.sensors.values():
+            c = t.candidate(now_ns, self.range_max_age_ns, self.cfg.min_closing_mps)
+            if c is not None:
+                sensors.append((t.sensor, c))
+        return fuse(cams, sensors)
+
+    def assess(self, now_ns: int, faults: tuple[str, ...] = ()) -> Threat:
+        cands = self.candidates(now_ns)
+        current = self.policy.level
+        worst = max(cands, key=lambda c: _urgency(c, self.cfg, current), default=None)
+        raw = level_for(worst, self.cfg, current) if worst is not None else AlertLevel.CLEAR
+        # A sensor's distance (alone or fused) is confirmed by two agreeing pings already.
+        confirmed = worst is not None and worst.source in ("ultrasonic", "fused")
+        level = self.policy.update(now_ns, raw, confirmed)
+        all_faults = faults + self.sensor_faults()
+        if worst is None or raw == AlertLevel.CLEAR:
+            # Held level with no current evidence: keep the last threat's
+            # description, so the runner's alert and the log agree.
+            prev = self._last
+            if level > AlertLevel.CLEAR and prev is not None:
+                threat = replace(prev, t_ns=now_ns, level=level, faults=all_faults)
+            else:
+                threat = Threat(t_ns=now_ns, level=level, source="none", faults=all_faults)
+        else:
+            threat = Threat(
+                t_ns=now_ns,
+                level=level,
+                source=worst.source,
+                distance_m=worst.distance_m,
+                ttc_s=worst.ttc_s,
+                closing_mps=(worst.distance_m / worst.ttc_s) if worst.ttc_s else None,
+                bearing_deg=worst.bearing_deg,
+                direction=direction_for(worst.bearing_deg, self.cfg.centre_deg),
+                label=worst.label,
+                faults=all_faults,
+            )
+        if raw > AlertLevel.CLEAR:
+            self._last = threat
+        return threat

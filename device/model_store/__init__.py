@@ -1,0 +1,1 @@
+"""Model management in one place: the manifest, verify, install, fetch (store) and derived builds (derive)."""

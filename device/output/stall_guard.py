@@ -1,0 +1,68 @@
+"""A stalled loop must not go silent.
+
+`StallGuard` sits between the loop and the alerter. Every update from the
+loop passes through and counts as a heartbeat. If no update comes for
+`limit_s`, a small monitor thread plays the FAULT pattern itself until the
+loop comes back. (systemd's watchdog restarts a loop that stays stalled;
+this covers the seconds before that, and a device run by hand.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from device.core.clock import NS_PER_S, Clock
+from device.core.types import AlertLevel
+
+log = logging.getLogger(__name__)
+
+
+class _Sink:
+    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None: ...
+
+
+class StallGuard:
+    def __init__(self, alerter: _Sink, clock: Clock, *, limit_s: float = 0.4) -> None:
+        self.alerter = alerter
+        self.clock = clock
+        self.limit_ns = round(limit_s * NS_PER_S)
+        self.stalled = False
+        self._lock = threading.Lock()
+        self._last_beat = clock.now_ns()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None:
+        with self._lock:
+            self._last_beat = self.clock.now_ns()
+            if self.stalled:
+                log.warning("loop running again")
+                self.stalled = False
+            self.alerter.update(level, now_ns, direction=direction)
+
+    def check(self) -> bool:
+        """Play FAULT if the loop has been silent too long; True if stalled."""
+        with self._lock:
+            now = self.clock.now_ns()
+            if now - self._last_beat <= self.limit_ns:
+                return False
+            if not self.stalled:
+                log.error("loop stalled: no pass for %.2f s", (now - self._last_beat) / NS_PER_S)
+                self.stalled = True
+            self.alerter.update(AlertLevel.FAULT, now)
+            return True
+
+    def start(self, period_s: float = 0.02) -> StallGuard:
+        def watch() -> None:
+            while not self._stop.wait(period_s):
+                self.check()
+
+        self._thread = threading.Thread(target=watch, name="rearguard-stall-guard", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)

@@ -1,0 +1,1 @@
+"""Perception: from a frame to camera tracks: detector, camera geometry, tracking."""

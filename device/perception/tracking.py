@@ -1,0 +1,275 @@
+"""Frame-to-frame association of detections, and each track's time to collision.
+
+Why a small tracker of our own rather than a library (issue 4 weighed
+norfair, the obvious candidate):
+- norfair 2.3 (the current release) requires numpy < 2, and the
+  opencv-python-headless 5 this project installs requires numpy >= 2: the
+  two cannot be installed together. norfair also pulls in scipy, filterpy
+  (which depends on matplotlib) and rich: some 250 MB on a Pi for what is
+  here about 100 lines.
+- Its matching is greedy by distance, like this one; its gain is a Kalman
+  filter on the box corners. A constant-velocity prediction of the box
+  centre and of its scale (below) gives the part of that which matters
+  here: keeping an identity through a missed frame or two while an object
+  crosses or looms.
+- What time to collision needs is the raw box history of one object, which
+  we keep per track anyway; a filter's smoothed box would add lag to it.
+- There are a handful of objects behind a runner, not a crowd.
+
+Time to collision comes from the box's growth. For an object closing at a
+constant speed, its image size is proportional to 1/distance, so 1/size
+falls linearly in time and reaches zero at contact: a straight-line fit of
+1/size against time gives the contact time with no lag (a fit of the
+growth *rate* over a window describes the middle of the window, about half
+a second late at 10-15 fps). The fit is Theil-Sen (median of pairwise
+slopes), so a partial detection or an occlusion for a frame or two hardly
+moves it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from device.core.clock import NS_PER_S
+from device.core.types import Detections
+
+Box = tuple[float, float, float, float]
+
+# A time to collision needs this many boxes over at least this long.
+MIN_SCALE_POINTS = 5
+MIN_SCALE_SPAN_S = 0.4
+EDGE_PX = 2.0  # a box side this close to the image edge is cut off by it
+# A box whose shape (ln width/height) changes faster than this fraction of its
+# growth rate, and faster than the floor (1/s), is not looming (see _isotropic).
+ASPECT_TOLERANCE = 0.5
+ASPECT_FLOOR_PER_S = 0.15
+
+
+@dataclass
+class Track:
+    track_id: int
+    class_id: int
+    box: Box
+    confidence: float
+    last_t_ns: int
+    hits: int = 1
+    # (t_ns, box height px) over the recent window: the scale history
+    heights: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=32))
+    # (t_ns, box) over the recent window: what time to collision is fitted on
+    boxes: deque[tuple[int, Box]] = field(default_factory=lambda: deque(maxlen=32))
+    # Constant-velocity motion of the box, for matching after a gap: centre
+    # velocity (px/s) and growth rate of ln(size) (1/s), smoothed.
+    velocity: tuple[float, float] = (0.0, 0.0)
+    growth: float = 0.0
+
+    def scale_rate(self, window_ns: int) -> float | None:
+        """d(ln h)/dt in 1/s over the window; None if the history is too short.
+
+        1 / scale_rate is a time to collision for the middle of the window;
+        `ttc_s` gives it for now.
+        """
+        pts = [(t, h) for t, h in self.heights if self.last_t_ns - t <= window_ns]
+        if len(pts) < MIN_SCALE_POINTS:
+            return None
+        t = np.array([p[0] for p in pts], dtype=np.float64) / NS_PER_S
+        y = np.log(np.array([p[1] for p in pts], dtype=np.float64))
+        if t[-1] - t[0] < MIN_SCALE_SPAN_S:
+            return None
+        i, j = np.triu_indices(len(t), k=1)
+        dt = t[j] - t[i]
+        ok = dt > 0
+        return float(np.median((y[j] - y[i])[ok] / dt[ok]))
+
+    def predicted(self, t_ns: int) -> Box:
+        """Where the box should be at t_ns if it keeps moving as it did."""
+        dt = min((t_ns - self.last_t_ns) / NS_PER_S, 0.5)
+        x1, y1, x2, y2 = self.box
+        cx = (x1 + x2) / 2 + self.velocity[0] * dt
+        cy = (y1 + y2) / 2 + self.velocity[1] * dt
+        k = math.exp(max(-1.0, min(1.0, self.growth * dt)))
+        hw, hh = (x2 - x1) / 2 * k, (y2 - y1) / 2 * k
+        return (cx - hw, cy - hh, cx + hw, cy + hh)
+
+    def ttc_s(self, window_ns: int, width: int, height: int) -> float | None:
+        """Time to collision now from the box's growth over the window, in a
+        width x height image; None if the history is short or not growing."""
+        return self.ttc_estimate(window_ns, width, height)[0]
+
+    def ttc_estimate(self, window_ns: int, width: int, height: int) -> tuple[float | None, str | None]:
+        """(time to collision, the measure it came from: "height" or "width").
+
+        The box height is the measure (it varies least with a person's
+        stride); while the top or bottom of the box is cut off by the image,
+        the width is used instead, if it is whole. A width-based value is
+        noisier (arms and legs swing): the estimator lets it carry on a
+        closing streak, never start one.
+        """
+        recent = [(t, b) for t, b in self.boxes if self.last_t_ns - t <= window_ns]
+        heights = [(t, b[3] - b[1]) for t, b in recent if b[1] > EDGE_PX and b[3] < height - EDGE_PX]
+        widths = [(t, b[2] - b[0]) for t, b in recent if b[0] > EDGE_PX and b[2] < width - EDGE_PX]
+        if not self._isotropic(recent, width, height):
+            return None, None
+        for name, series in (("height", heights), ("width", widths)):
+            ttc = contact_time(series, self.last_t_ns)
+            if ttc is not False:
+                return ttc, name  # type: ignore[return-value]
+        return None, None
+
+
+    @staticmethod
+    def _isotropic(recent: list[tuple[int, Box]], width: int, height: int) -> bool:
+        """False when the box changes shape faster than it grows.
+
+        Looming scales a box evenly; a box that grows mainly in one
+        direction is a detection merging with a neighbour, an object being
+        uncovered, or the detector settling on a new outline. Its growth is
+        no time to collision. Judged on whole (uncut) boxes only; a person's
+        stride makes the shape wobble, hence the floor.
+        """
+        whole = [(t, b) for t, b in recent
+                 if b[0] > EDGE_PX and b[2] < width - EDGE_PX and b[1] > EDGE_PX and b[3] < height - EDGE_PX]
+        if len(whole) < MIN_SCALE_POINTS:
+            return True
+        t = [p[0] / NS_PER_S for p in whole]
+        grow = theil_sen([(ti, math.log(max(b[3] - b[1], 1.0))) for ti, (_, b) in zip(t, whole)])
+        shape = theil_sen([(ti, math.log(max(b[2] - b[0], 1.0) / max(b[3] - b[1], 1.0))) for ti, (_, b) in zip(t, whole)])
+        if grow is None or shape is None:
+            return True
+        return abs(shape) <= max(ASPECT_TOLERANCE * abs(grow), ASPECT_FLOOR_PER_S)
+
+
+def theil_sen(points: list[tuple[float, float]]) -> float | None:
+    """Median of pairwise slopes, or None with fewer than two distinct times."""
+    if len(points) < 2:
+        return None
+    t = np.array([p[0] for p in points], dtype=np.float64)
+    y = np.array([p[1] for p in points], dtype=np.float64)
+    i, j = np.triu_indices(len(t), k=1)
+    dt = t[j] - t[i]
+    ok = dt > 0
+    if not ok.any():
+        return None
+    return float(np.median((y[j] - y[i])[ok] / dt[ok]))
+
+
+def contact_time(series: list[tuple[int, float]], now_ns: int) -> float | None | bool:
+    """Seconds from now_ns until a size growing as 1/(distance) would be
+    infinite, from a Theil-Sen line through 1/size. None: not closing in;
+    False: too few points or too short a span to say."""
+    if len(series) < MIN_SCALE_POINTS:
+        return False
+    t = np.array([(p[0] - now_ns) / NS_PER_S for p in series], dtype=np.float64)
+    if t[-1] - t[0] < MIN_SCALE_SPAN_S:
+        return False
+    y = 1.0 / np.maximum(np.array([p[1] for p in series], dtype=np.float64), 1.0)
+    i, j = np.triu_indices(len(t), k=1)
+    dt = t[j] - t[i]
+    ok = dt > 0
+    slope = float(np.median((y[j] - y[i])[ok] / dt[ok]))
+    if slope >= 0:
+        return None
+    at_now = float(np.median(y - slope * t))  # the line's value at t = 0 (now)
+    if at_now <= 0:
+        return None
+    return at_now / -slope
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (N,4) with every box in b (M,4), xyxy."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+# Weight of the newest frame in the smoothed motion estimates.
+MOTION_ALPHA = 0.5
+
+
+class IouTracker:
+    """Greedy IoU matching within a class, against each track's last box and
+    its constant-velocity prediction (whichever overlaps more), so a box
+    that moved or grew a lot while undetected keeps its identity."""
+
+    def __init__(self, *, min_iou: float = 0.3, max_gap_s: float = 0.6) -> None:
+        self.min_iou = min_iou
+        self.max_gap_ns = round(max_gap_s * NS_PER_S)
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def update(self, t_ns: int, dets: Detections) -> list[Track]:
+        """Match detections to tracks; return the tracks seen in this frame."""
+        self.tracks = [tr for tr in self.tracks if t_ns - tr.last_t_ns <= self.max_gap_ns]
+        seen: list[Track] = []
+        unmatched = set(range(len(dets)))
+        if self.tracks and len(dets):
+            last = np.array([tr.box for tr in self.tracks], dtype=np.float32)
+            pred = np.array([tr.predicted(t_ns) for tr in self.tracks], dtype=np.float32)
+            iou = np.maximum(iou_matrix(last, dets.xyxy), iou_matrix(pred, dets.xyxy))
+            same_class = np.array([tr.class_id for tr in self.tracks])[:, None] == dets.class_id[None, :]
+            iou = np.where(same_class, iou, 0.0)
+            # Greedy: best pairs first; good enough for the handful of objects
+            # behind a runner.
+            taken: set[int] = set()
+            for flat in np.argsort(-iou, axis=None):
+                ti, di = divmod(int(flat), iou.shape[1])
+                if iou[ti, di] < self.min_iou:
+                    break
+                if di not in unmatched or ti in taken:
+                    continue
+                tr = self.tracks[ti]
+                self._apply(tr, t_ns, dets, di)
+                tr.hits += 1
+                seen.append(tr)
+                taken.add(ti)
+                unmatched.discard(di)
+        for di in sorted(unmatched):
+            tr = Track(
+                track_id=self._next_id,
+                class_id=int(dets.class_id[di]),
+                box=(0.0, 0.0, 0.0, 0.0),
+                confidence=0.0,
+                last_t_ns=t_ns,
+            )
+            self._next_id += 1
+            self._apply(tr, t_ns, dets, di)
+            self.tracks.append(tr)
+            seen.append(tr)
+        return seen
+
+    @staticmethod
+    def _apply(tr: Track, t_ns: int, dets: Detections, i: int) -> None:
+        box: Box = tuple(float(v) for v in dets.xyxy[i])  # type: ignore[assignment]
+        if tr.boxes:
+            dt = (t_ns - tr.last_t_ns) / NS_PER_S
+            if dt > 0:
+                (ox1, oy1, ox2, oy2), (x1, y1, x2, y2) = tr.box, box
+                vx = ((x1 + x2) - (ox1 + ox2)) / 2 / dt
+                vy = ((y1 + y2) - (oy1 + oy2)) / 2 / dt
+                size_old = max((ox2 - ox1) * (oy2 - oy1), 1.0)
+                size_new = max((x2 - x1) * (y2 - y1), 1.0)
+                g = 0.5 * math.log(size_new / size_old) / dt
+                a = MOTION_ALPHA
+                tr.velocity = (a * vx + (1 - a) * tr.velocity[0], a * vy + (1 - a) * tr.velocity[1])
+                tr.growth = a * g + (1 - a) * tr.growth
+        tr.box = box
+        tr.confidence = float(dets.confidence[i])
+        tr.last_t_ns = t_ns
+        tr.heights.append((t_ns, max(box[3] - box[1], 1.0)))
+        tr.boxes.append((t_ns, box))
+
+
+def ttc_from_scale_rate(rate: float | None) -> float | None:
+    """Time to collision from the growth rate of ln(size); None if not growing."""
+    if rate is None or rate <= 1e-6 or not math.isfinite(rate):
+        return None
+    return 1.0 / rate

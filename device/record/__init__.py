@@ -1,0 +1,1 @@
+"""Record: the recording format (reader, writer, importers) and the segmented live recorder."""

@@ -1,0 +1,806 @@
+"""Recordings: what the camera saw and the sensors heard, on one clock.
+
+A recording is a directory (the full specification is docs/recording-format.md):
+
+    meta.json   format, version, camera geometry, sensor geometry, provenance
+    video.avi   MJPG in AVI: every frame a complete JPEG, so a cut file stays readable
+    frames.csv  seq,t_ns                  one row per video frame, in order
+    ranges.csv  t_ns,sensor,metres,fault  one row per ultrasonic reading
+    truth.json  optional ground truth for evaluation
+
+`RecordingWriter` writes one while the device runs (and survives being killed:
+CSV lines are flushed as written, the video needs no trailer to be read).
+`Recording.open` validates everything up front and reads frames lazily.
+`from_video` turns any video (and optionally an ultrasonic log) into one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import re
+import shutil
+import struct
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+
+from device.core.types import Frame, Range
+
+FORMAT = "rearguard-recording"
+VERSION = 1
+
+META = "meta.json"
+VIDEO = "video.avi"
+FRAMES = "frames.csv"
+RANGES = "ranges.csv"
+TRUTH = "truth.json"
+
+FRAMES_HEADER = ("seq", "t_ns")
+RANGES_HEADER = ("t_ns", "sensor", "metres", "fault")
+RANGES_HEADER_SHORT = ("t_ns", "sensor", "metres")
+HCSR04_HEADER = ("timestamp", "distance_cm")  # compared case-insensitively
+
+NS_PER_S = 1_000_000_000
+
+
+class RecordingError(Exception):
+    """A recording (or an input to one) that cannot be used, naming the file and the problem."""
+
+
+# ---------------------------------------------------------------------------
+# meta.json and truth.json: frozen dataclasses, validated by pydantic (strict:
+# "640" is not a width). Unknown keys are ignored so that a later version-1
+# writer may add a field without breaking older readers; breaking changes bump
+# VERSION.
+
+
+@dataclass(frozen=True)
+class CameraMeta:
+    width: Annotated[int, Field(gt=0)]
+    height: Annotated[int, Field(gt=0)]
+    hfov_deg: Annotated[float, Field(gt=0, lt=180)]
+    fps: Annotated[float, Field(gt=0)]
+
+
+@dataclass(frozen=True)
+class SensorMeta:
+    name: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+    bearing_deg: Annotated[float, Field(ge=-180, le=180)] = 0.0
+    beam_deg: Annotated[float, Field(gt=0, le=180)] = 15.0
+    max_distance_m: Annotated[float, Field(gt=0)] = 4.0
+
+
+@dataclass(frozen=True)
+class RecordingMeta:
+    camera: CameraMeta
+    sensors: tuple[SensorMeta, ...]
+    created: str
+    source: str
+    format: str = FORMAT
+    version: int = VERSION
+
+    __pydantic_config__ = ConfigDict(strict=True)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {
+            "format": d["format"],
+            "version": d["version"],
+            "camera": d["camera"],
+            "sensors": d["sensors"],
+            "created": d["created"],
+            "source": d["source"],
+        }
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Ground truth for evaluation; times in seconds from the recording's start_ns."""
+
+    contact_s: Annotated[float, Field(ge=0)] | None
+    clear: tuple[tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]], ...]
+
+    __pydantic_config__ = ConfigDict(strict=True)
+
+
+_META_ADAPTER = TypeAdapter(RecordingMeta)
+_SENSOR_ADAPTER = TypeAdapter(SensorMeta)
+_TRUTH_ADAPTER = TypeAdapter(Truth)
+
+
+def _pydantic_message(err: ValidationError, origin: str) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if "input" in e and not isinstance(e["input"], dict | list | tuple):
+            msg += f" (got {e['input']!r})"
+        parts.append(f"{key}: {msg}")
+    return f"{origin}: " + "; ".join(parts)
+
+
+SensorLike = SensorMeta | dict[str, Any] | Any  # Any: an object with the attributes, e.g. UltrasonicSensorConfig
+
+
+def sensor_meta(sensor: SensorLike) -> SensorMeta:
+    """The recorded geometry of a sensor given as SensorMeta, a dict, or an UltrasonicSensorConfig."""
+    if isinstance(sensor, SensorMeta):
+        data = asdict(sensor)
+    elif isinstance(sensor, dict):
+        data = {k: sensor[k] for k in ("name", "bearing_deg", "beam_deg", "max_distance_m") if k in sensor}
+    else:
+        data = {
+            k: getattr(sensor, k)
+            for k in ("name", "bearing_deg", "beam_deg", "max_distance_m")
+            if hasattr(sensor, k)
+        }
+    try:
+        return _SENSOR_ADAPTER.validate_python(data)
+    except ValidationError as err:
+        raise RecordingError(_pydantic_message(err, f"sensor {data.get('name', '?')!r}")) from None
+
+
+def _make_meta(
+    *, width: int, height: int, fps: float, hfov_deg: float, sensors: Sequence[SensorLike],
+    source: str, created: str | None,
+) -> RecordingMeta:
+    metas = tuple(sensor_meta(s) for s in sensors)
+    names = [s.name for s in metas]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise RecordingError(f"sensor names must be unique, repeated: {', '.join(dup)}")
+    meta = RecordingMeta(
+        camera=CameraMeta(width=width, height=height, hfov_deg=hfov_deg, fps=fps),
+        sensors=metas,
+        created=created or datetime.now(UTC).isoformat(timespec="seconds"),
+        source=source,
+    )
+    # Through the reader's own validation, so a writer never writes what the reader rejects.
+    try:
+        return _META_ADAPTER.validate_json(json.dumps(meta.to_json()))
+    except ValidationError as err:
+        raise RecordingError(_pydantic_message(err, "recording settings")) from None
+
+
+# ---------------------------------------------------------------------------
+# video.avi: the frames are found by walking the AVI's RIFF chunks. That gives
+# the exact number of complete frames without decoding any (VideoCapture's
+# frame count is 0 for a file whose writer was killed), and reads frame i as
+# JPEG chunk i, so a damaged frame cannot silently shift the later frames
+# against their timestamps.
+
+
+@dataclass(frozen=True)
+class _VideoIndex:
+    chunks: tuple[tuple[int, int], ...]  # (offset, size) of each complete frame's JPEG
+    notes: tuple[str, ...]  # how the file is damaged, for Recording.warnings
+
+
+def _is_fourcc(cid: bytes) -> bool:
+    return all(32 <= b < 127 for b in cid)
+
+
+def _index_avi(path: Path) -> _VideoIndex:
+    size = path.stat().st_size
+    if size == 0:
+        # OpenCV buffers about 64 KB before its first write: a kill that early leaves nothing.
+        return _VideoIndex((), (f"{VIDEO} is empty (the recorder stopped before any frame was saved)",))
+    chunks: list[tuple[int, int]] = []
+    notes: list[str] = []
+    with path.open("rb") as f:
+
+        def walk(pos: int, end: int, in_movi: bool) -> bool:
+            """Collect frame chunks in [pos, end); False once the data stops making sense."""
+            while pos + 8 <= end:
+                f.seek(pos)
+                cid, csize = struct.unpack("<4sI", f.read(8))
+                if not _is_fourcc(cid):
+                    notes.append(f"{VIDEO}: unreadable data at byte {pos}; the frames after it are ignored")
+                    return False
+                if cid in (b"LIST", b"RIFF"):
+                    kind = f.read(4)
+                    # A writer killed before closing leaves the size 0: the list runs to the end.
+                    list_end = pos + 8 + csize if csize else end
+                    if list_end > end:
+                        notes.append(f"{VIDEO} is shorter than its header says (the file was cut)")
+                        list_end = end
+                    if not walk(pos + 12, list_end, in_movi or kind == b"movi"):
+                        return False
+                    pos = list_end + (csize & 1)
+                    continue
+                if in_movi and cid[:2] == b"00" and cid[2:] in (b"dc", b"db"):
+                    if pos + 8 + csize > end:
+                        notes.append(f"{VIDEO} ends inside frame {len(chunks)} (the file was cut); it is ignored")
+                        return False
+                    chunks.append((pos + 8, csize))
+                pos += 8 + csize + (csize & 1)
+            return True
+
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"AVI ":
+            raise RecordingError(f"{path} is not an AVI video (it does not start with a RIFF AVI header)")
+        if struct.unpack("<I", head[4:8])[0] == 0:
+            notes.append(f"{VIDEO} was not closed (the recorder stopped abruptly, or the file passed 4 GB)")
+        # The top level may hold several RIFF chunks (OpenDML 'AVIX' extensions).
+        walk(0, size, False)
+    return _VideoIndex(tuple(chunks), tuple(dict.fromkeys(notes)))
+
+
+def _decode(data: bytes, what: str, width: int, height: int) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise RecordingError(f"{what} cannot be decoded as a JPEG image (damaged video?)")
+    if image.shape[:2] != (height, width):
+        raise RecordingError(
+            f"{what} is {image.shape[1]}x{image.shape[0]} but {META} says {width}x{height}"
+        )
+    return image
+
+
+# ---------------------------------------------------------------------------
+# CSV parsing shared by the reader and from_video.
+
+_INT = re.compile(r"-?\d+")
+
+
+def _int(text: str, what: str, where: str) -> int:
+    if not _INT.fullmatch(text.strip()):
+        raise RecordingError(f"{where}: {what} is not an integer (got {text!r})")
+    return int(text)
+
+
+def _read_csv_lines(path: Path, *, cut_tail: bool) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    """Rows with their 1-based line numbers (header included), and warnings.
+
+    With `cut_tail`, a last line without a newline is taken as cut off by a
+    kill (the writer ends every line) and dropped with a warning.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordingError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    warnings: list[str] = []
+    if cut_tail and text and not text.endswith("\n"):
+        keep = text.rfind("\n") + 1
+        warnings.append(
+            f"{path.name}: the last line {text[keep:]!r} is incomplete (the recording was cut) "
+            "and was ignored"
+        )
+        text = text[:keep]
+    rows = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                rows.append((reader.line_num, row))
+    except csv.Error as err:
+        raise RecordingError(f"{path.name} line {reader.line_num}: {err}") from None
+    return rows, warnings
+
+
+def _header(rows: list[tuple[int, list[str]]], name: str, expected: str) -> tuple[str, ...]:
+    if not rows:
+        raise RecordingError(f"{name} is empty (expected the header {expected})")
+    line, header = rows[0]
+    if line != 1:
+        raise RecordingError(f"{name} line 1: expected the header {expected}, found an empty line")
+    return tuple(h.strip() for h in header)
+
+
+def _distance(text: str, column: str, where: str, need: str = "a distance of 0 or more") -> float:
+    """A CSV cell that must hold a finite distance of 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise RecordingError(f"{where}: {column} is not a number (got {text!r})") from None
+    if not math.isfinite(value) or value < 0:
+        raise RecordingError(f"{where}: {column} must be {need} (got {text!r})")
+    return value
+
+
+def _parse_range_row(
+    row: list[str], where: str, columns: int, sensors: dict[str, SensorMeta]
+) -> Range:
+    if len(row) != columns:
+        raise RecordingError(f"{where}: expected {columns} fields, found {len(row)}")
+    t_ns = _int(row[0], "t_ns", where)
+    sensor = row[1].strip()
+    if sensor not in sensors:
+        known = ", ".join(sensors) or "none"
+        raise RecordingError(f"{where}: unknown sensor {sensor!r} (this recording's sensors: {known})")
+    metres = _distance(row[2], "metres", where) if row[2].strip() else None
+    fault = (row[3].strip() or None) if columns == 4 else None
+    if fault is not None and metres is not None:
+        raise RecordingError(f"{where}: a reading with a fault ({fault!r}) must have empty metres")
+    return Range(t_ns=t_ns, sensor=sensor, metres=metres, fault=fault)
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+@dataclass(frozen=True, eq=False)
+class Recording:
+    """A validated recording. Open with `Recording.open(directory)`.
+
+    If frames.csv and video.avi disagree in length (a recording cut by a kill
+    or a power loss), the common prefix is used and `warnings` says so.
+    """
+
+    directory: Path
+    meta: RecordingMeta
+    frame_seqs: tuple[int, ...]
+    frame_times: tuple[int, ...]  # t_ns of each frame, device monotonic clock
+    ranges: tuple[Range, ...]  # sorted by t_ns
+    truth: Truth | None
+    warnings: tuple[str, ...]
+    _chunks: tuple[tuple[int, int], ...] = field(repr=False)
+
+    @classmethod
+    def open(cls, directory: str | Path) -> Recording:
+        d = Path(directory)
+        if not d.exists():
+            raise RecordingError(f"recording not found: {d}")
+        if not d.is_dir():
+            raise RecordingError(f"{d} is not a recording directory (a recording is a directory)")
+        warnings: list[str] = []
+        meta = _read_meta(d)
+        seqs, times = _read_frames(d / FRAMES, warnings)
+        video = d / VIDEO
+        if not video.is_file():
+            raise RecordingError(f"{d}: missing {VIDEO}")
+        index = _index_avi(video)
+        warnings += index.notes
+        n = min(len(index.chunks), len(times))
+        if len(index.chunks) != len(times):
+            warnings.append(
+                f"{VIDEO} holds {len(index.chunks)} complete frames but {FRAMES} lists {len(times)}: "
+                f"the recording was cut short; using the first {n}"
+            )
+        if n:  # the first frame proves the codec and the size without decoding them all
+            with video.open("rb") as f:
+                off, size = index.chunks[0]
+                f.seek(off)
+                _decode(f.read(size), f"{VIDEO} frame 0", meta.camera.width, meta.camera.height)
+        ranges = _read_ranges(d / RANGES, meta, warnings)
+        truth = _read_truth(d / TRUTH)
+        return cls(
+            directory=d,
+            meta=meta,
+            frame_seqs=tuple(seqs[:n]),
+            frame_times=tuple(times[:n]),
+            ranges=tuple(ranges),
+            truth=truth,
+            warnings=tuple(warnings),
+            _chunks=index.chunks[:n],
+        )
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.frame_times)
+
+    @property
+    def start_ns(self) -> int:
+        """The earliest t_ns of any frame or range: time zero of the recording (and of truth.json)."""
+        firsts = [*self.frame_times[:1], *(r.t_ns for r in self.ranges[:1])]
+        return min(firsts) if firsts else 0
+
+    @property
+    def end_ns(self) -> int:
+        lasts = [*self.frame_times[-1:], *(r.t_ns for r in self.ranges[-1:])]
+        return max(lasts) if lasts else 0
+
+    @property
+    def duration_s(self) -> float:
+        """From the first to the last timestamp of any frame or range."""
+        return (self.end_ns - self.start_ns) / NS_PER_S
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode the frames in order, each with its recorded seq and t_ns."""
+        cam = self.meta.camera
+        with (self.directory / VIDEO).open("rb") as f:
+            for i, (off, size) in enumerate(self._chunks):
+                f.seek(off)
+                data = f.read(size)
+                if len(data) != size:
+                    raise RecordingError(f"{VIDEO} frame {i}: the file became shorter while reading")
+                image = _decode(data, f"{VIDEO} frame {i}", cam.width, cam.height)
+                yield Frame(seq=self.frame_seqs[i], t_ns=self.frame_times[i], image=image)
+
+
+def _read_meta(d: Path) -> RecordingMeta:
+    path = d / META
+    if not path.is_file():
+        segments = sorted(p.name for p in d.glob("seg-*") if (p / META).is_file()) if d.is_dir() else []
+        if segments:  # a device recording: a folder of segments (device/record/segments.py)
+            raise RecordingError(
+                f"{d} holds {len(segments)} recording segment(s), each a recording of its own: "
+                f"give one, e.g. {d / segments[-1]}"
+            )
+        raise RecordingError(f"{d}: missing {META} (is this a Rearguard recording?)")
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RecordingError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise RecordingError(f"{path}: expected a JSON object")
+    if data.get("format") != FORMAT:
+        raise RecordingError(f"{path}: format is {data.get('format')!r}, expected {FORMAT!r}")
+    if data.get("version") != VERSION:
+        raise RecordingError(
+            f"{path}: version {data.get('version')!r} is not supported (this Rearguard reads version {VERSION})"
+        )
+    try:
+        return _META_ADAPTER.validate_json(raw)
+    except ValidationError as err:
+        raise RecordingError(_pydantic_message(err, str(path))) from None
+
+
+def _read_frames(path: Path, warnings: list[str]) -> tuple[list[int], list[int]]:
+    if not path.is_file():
+        raise RecordingError(f"{path.parent}: missing {FRAMES}")
+    rows, notes = _read_csv_lines(path, cut_tail=True)
+    warnings += notes
+    if _header(rows, FRAMES, ",".join(FRAMES_HEADER)) != FRAMES_HEADER:
+        raise RecordingError(
+            f"{FRAMES} line 1: header is {','.join(rows[0][1])!r}, expected {','.join(FRAMES_HEADER)!r}"
+        )
+    seqs: list[int] = []
+    times: list[int] = []
+    for line, row in rows[1:]:
+        where = f"{FRAMES} line {line}"
+        if len(row) != 2:
+            raise RecordingError(f"{where}: expected 2 fields (seq,t_ns), found {len(row)}")
+        seq = _int(row[0], "seq", where)
+        t_ns = _int(row[1], "t_ns", where)
+        if seqs and seq <= seqs[-1]:
+            raise RecordingError(f"{where}: seq {seq} does not increase (previous {seqs[-1]})")
+        if times and t_ns < times[-1]:
+            raise RecordingError(f"{where}: t_ns {t_ns} goes backwards (previous {times[-1]})")
+        seqs.append(seq)
+        times.append(t_ns)
+    return seqs, times
+
+
+def _read_ranges(path: Path, meta: RecordingMeta, warnings: list[str]) -> list[Range]:
+    if not path.is_file():
+        raise RecordingError(f"{path.parent}: missing {RANGES}")
+    rows, notes = _read_csv_lines(path, cut_tail=True)
+    warnings += notes
+    header = _header(rows, RANGES, ",".join(RANGES_HEADER))
+    if header not in (RANGES_HEADER, RANGES_HEADER_SHORT):
+        raise RecordingError(
+            f"{RANGES} line 1: header is {','.join(header)!r}, expected {','.join(RANGES_HEADER)!r}"
+        )
+    sensors = {s.name: s for s in meta.sensors}
+    last: dict[str, int] = {}
+    out: list[Range] = []
+    for line, row in rows[1:]:
+        where = f"{RANGES} line {line}"
+        r = _parse_range_row(row, where, len(header), sensors)
+        if r.t_ns < last.get(r.sensor, r.t_ns):
+            raise RecordingError(
+                f"{where}: t_ns {r.t_ns} goes backwards for sensor {r.sensor!r} (previous {last[r.sensor]})"
+            )
+        last[r.sensor] = r.t_ns
+        out.append(r)
+    out.sort(key=lambda r: r.t_ns)  # stable: sensors taking turns may interleave slightly
+    return out
+
+
+def _read_truth(path: Path) -> Truth | None:
+    if not path.exists():
+        return None
+    try:
+        truth = _TRUTH_ADAPTER.validate_json(path.read_bytes())
+    except ValidationError as err:
+        raise RecordingError(_pydantic_message(err, str(path))) from None
+    for start, end in truth.clear:
+        if end < start:
+            raise RecordingError(f"{path}: clear interval [{start}, {end}] ends before it starts")
+    return truth
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+class RecordingWriter:
+    """Writes a recording while the device runs.
+
+    Thread-safe: on the device frames arrive from the camera thread and ranges
+    from the main loop.
+
+    Each CSV line is flushed as it is written and every video frame is a
+    complete JPEG, so a kill loses at most the frames still in OpenCV's write
+    buffer (about 64 KB); `Recording.open` reads what survived.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        hfov_deg: float,
+        sensors: Sequence[SensorLike],
+        source: str,
+        created: str | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        if self.directory.exists():
+            if not self.directory.is_dir():
+                raise RecordingError(f"{self.directory} exists and is not a directory")
+            if any(self.directory.iterdir()):
+                raise RecordingError(
+                    f"{self.directory} already exists and is not empty: choose a new directory"
+                )
+        self.meta = _make_meta(
+            width=width, height=height, fps=fps, hfov_deg=hfov_deg, sensors=sensors,
+            source=source, created=created,
+        )
+        self._sensor_names = {s.name for s in self.meta.sensors}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / META).write_text(json.dumps(self.meta.to_json(), indent=2) + "\n", encoding="utf-8")
+        self._video = cv2.VideoWriter(
+            str(self.directory / VIDEO),
+            cv2.CAP_OPENCV_MJPEG,  # OpenCV's own AVI writer: in every build, no FFmpeg needed
+            cv2.VideoWriter.fourcc(*"MJPG"),
+            # This writer stores a whole-number rate in the header (players only);
+            # the true frame times are in frames.csv.
+            float(max(1, round(fps))),
+            (width, height),
+        )
+        if not self._video.isOpened():
+            raise RecordingError(f"cannot write {self.directory / VIDEO} (OpenCV's MJPG writer failed to open)")
+        # buffering=1: line buffered, so every row reaches the OS as it is written.
+        self._frames_file = (self.directory / FRAMES).open("w", encoding="utf-8", newline="", buffering=1)
+        self._ranges_file = (self.directory / RANGES).open("w", encoding="utf-8", newline="", buffering=1)
+        self._frames_csv = csv.writer(self._frames_file, lineterminator="\n")
+        self._ranges_csv = csv.writer(self._ranges_file, lineterminator="\n")
+        self._frames_csv.writerow(FRAMES_HEADER)
+        self._ranges_csv.writerow(RANGES_HEADER)
+        self._last_seq: int | None = None
+        self._last_t: int | None = None
+        self._last_range_t: dict[str, int] = {}
+        self.frames_written = 0
+        self.ranges_written = 0
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def write_frame(self, frame: Frame) -> None:
+        with self._lock:
+            self._write_frame(frame)
+
+    def _write_frame(self, frame: Frame) -> None:
+        self._check_open()
+        cam = self.meta.camera
+        img = frame.image
+        if img.dtype != np.uint8 or img.shape != (cam.height, cam.width, 3):
+            # OpenCV would silently drop a frame of the wrong size: refuse it loudly instead.
+            raise ValueError(
+                f"frame {frame.seq} is {img.dtype} {img.shape}, the recording takes uint8 "
+                f"({cam.height}, {cam.width}, 3)"
+            )
+        if self._last_seq is not None and frame.seq <= self._last_seq:
+            raise ValueError(f"frame seq {frame.seq} does not increase (previous {self._last_seq})")
+        if self._last_t is not None and frame.t_ns < self._last_t:
+            raise ValueError(f"frame t_ns {frame.t_ns} goes backwards (previous {self._last_t})")
+        self._video.write(np.ascontiguousarray(img))
+        self._frames_csv.writerow((frame.seq, frame.t_ns))
+        self._last_seq, self._last_t = frame.seq, frame.t_ns
+        self.frames_written += 1
+
+    def write_ranges(self, ranges: Iterable[Range]) -> None:
+        with self._lock:
+            self._write_ranges(ranges)
+
+    def _write_ranges(self, ranges: Iterable[Range]) -> None:
+        self._check_open()
+        for r in ranges:
+            if r.sensor not in self._sensor_names:
+                raise ValueError(f"unknown sensor {r.sensor!r} (recording has {sorted(self._sensor_names)})")
+            if r.fault is not None and r.metres is not None:
+                raise ValueError(f"a faulted reading carries no distance: {r}")
+            if r.metres is not None and (not math.isfinite(r.metres) or r.metres < 0):
+                raise ValueError(f"bad distance in {r}")
+            prev = self._last_range_t.get(r.sensor)
+            if prev is not None and r.t_ns < prev:
+                raise ValueError(f"range t_ns {r.t_ns} goes backwards for {r.sensor!r} (previous {prev})")
+            self._ranges_csv.writerow(
+                (r.t_ns, r.sensor, "" if r.metres is None else repr(float(r.metres)), r.fault or "")
+            )
+            self._last_range_t[r.sensor] = r.t_ns
+            self.ranges_written += 1
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"recording {self.directory} is closed")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            # Past 4 GB OpenCV cannot patch the AVI's 32-bit sizes and raises here;
+            # the file is then left like a killed one, which the reader handles.
+            with contextlib.suppress(cv2.error):
+                self._video.release()
+            self._frames_file.close()
+            self._ranges_file.close()
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------
+# Converting any video (and an optional ultrasonic log) into a recording
+
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?")
+_DAY_NS = 86_400 * NS_PER_S
+
+
+def _clock_ns(text: str, where: str) -> int:
+    m = _CLOCK.fullmatch(text.strip())
+    if not m:
+        raise RecordingError(f"{where}: Timestamp {text!r} is not a time of day HH:MM:SS.mmm")
+    h, mi, s, frac = m.groups()
+    if int(h) > 23 or int(mi) > 59 or int(s) > 60:
+        raise RecordingError(f"{where}: Timestamp {text!r} is not a valid time of day")
+    ns = ((int(h) * 60 + int(mi)) * 60 + int(s)) * NS_PER_S
+    return ns + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+def read_ranges_csv(
+    path: str | Path, sensors: Sequence[SensorLike], *, start_offset_s: float = 0.0
+) -> list[Range]:
+    """Ranges from a CSV in the project's format or an HC-SR04 serial log, on a timeline from 0.
+
+    Times become offsets from the first row, shifted by `start_offset_s`.
+    Project format (`t_ns,sensor,metres[,fault]`): sensors must be among
+    `sensors`. HC-SR04 log (`Timestamp,Distance_cm`, wall-clock HH:MM:SS.mmm):
+    every reading belongs to the first sensor; a time earlier than the one
+    before by more than 12 h is taken as crossing midnight; a distance at or
+    beyond the sensor's max_distance_m (400 cm: the HC-SR04's no-echo value)
+    becomes metres=None.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise RecordingError(f"ranges file not found: {p}")
+    metas = [sensor_meta(s) for s in sensors]
+    if not metas:
+        raise RecordingError("ranges need at least one sensor")
+    rows, _ = _read_csv_lines(p, cut_tail=False)
+    header = _header(rows, p.name, "t_ns,sensor,metres[,fault] or Timestamp,Distance_cm")
+    offset_ns = round(start_offset_s * NS_PER_S)
+    if header in (RANGES_HEADER, RANGES_HEADER_SHORT):
+        by_name = {s.name: s for s in metas}
+        parsed = [_parse_range_row(row, f"{p.name} line {line}", len(header), by_name) for line, row in rows[1:]]
+        if not parsed:
+            return []
+        first = parsed[0].t_ns
+        for i, r in enumerate(parsed[1:], start=1):
+            if r.t_ns < parsed[i - 1].t_ns:
+                raise RecordingError(f"{p.name} line {rows[i + 1][0]}: t_ns {r.t_ns} goes backwards")
+        return [Range(r.t_ns - first + offset_ns, r.sensor, r.metres, r.fault) for r in parsed]
+    if tuple(h.lower() for h in header) == HCSR04_HEADER:
+        sensor = metas[0]
+        out: list[Range] = []
+        t0: int | None = None
+        prev: int | None = None
+        day = 0
+        for line, row in rows[1:]:
+            where = f"{p.name} line {line}"
+            if len(row) != 2:
+                raise RecordingError(f"{where}: expected 2 fields (Timestamp,Distance_cm), found {len(row)}")
+            t = _clock_ns(row[0], where) + day
+            if prev is not None and t < prev:
+                if prev - t > _DAY_NS // 2:
+                    day += _DAY_NS
+                    t += _DAY_NS
+                else:
+                    raise RecordingError(f"{where}: Timestamp {row[0].strip()} goes backwards")
+            prev = t
+            if t0 is None:
+                t0 = t
+            cm = _distance(row[1], "Distance_cm", where, need="0 or more")
+            metres = None if cm >= sensor.max_distance_m * 100 else cm / 100
+            out.append(Range(t - t0 + offset_ns, sensor.name, metres))
+        return out
+    raise RecordingError(
+        f"{p}: unknown CSV header {','.join(header)!r}; accepted: 't_ns,sensor,metres,fault', "
+        "'t_ns,sensor,metres' or 'Timestamp,Distance_cm' (an HC-SR04 serial log)"
+    )
+
+
+DEFAULT_SENSOR = SensorMeta(name="centre", bearing_deg=0.0, beam_deg=15.0, max_distance_m=4.0)
+
+
+def from_video(
+    video_path: str | Path,
+    out_dir: str | Path,
+    *,
+    ranges_csv: str | Path | None = None,
+    fps: float | None = None,
+    hfov_deg: float = 66.0,
+    sensor: SensorLike | Sequence[SensorLike] = DEFAULT_SENSOR,
+    max_frames: int | None = None,
+    start_offset_s: float = 0.0,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
+    """Turn any video OpenCV can read into a recording; returns its directory.
+
+    Frame i is at i/fps seconds (fps given, else the video's own; an error if
+    neither is known). `sensor` is one sensor or a sequence of them (default:
+    one "centre" HC-SR04 straight back). `progress(done, total)` is called
+    after each frame; total is None when the video does not say.
+    """
+    src = Path(video_path)
+    out = Path(out_dir)
+    if not src.is_file():
+        raise RecordingError(f"video not found: {src}")
+    if max_frames is not None and max_frames < 1:
+        raise RecordingError(f"max_frames must be 1 or more, got {max_frames}")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise RecordingError(f"fps must be a positive number, got {fps}")
+    sensors = list(sensor) if isinstance(sensor, list | tuple) else [sensor]
+    # Read the ranges first: a bad CSV fails before anything is written.
+    ranges = read_ranges_csv(ranges_csv, sensors, start_offset_s=start_offset_s) if ranges_csv else []
+    cap = cv2.VideoCapture(str(src))
+    try:
+        if not cap.isOpened():
+            raise RecordingError(f"cannot read video {src}: not a video OpenCV can decode")
+        rate = fps if fps is not None else cap.get(cv2.CAP_PROP_FPS)
+        if not rate or not math.isfinite(rate) or rate <= 0:
+            raise RecordingError(f"video {src} does not say its frame rate: give --fps")
+        ok, image = cap.read()
+        if not ok or image is None:
+            raise RecordingError(f"video {src} has no frame that OpenCV can decode")
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        total = count if count > 0 else None
+        if max_frames is not None:
+            total = min(total, max_frames) if total else max_frames
+        created_dir = not out.exists()
+        was_empty = out.is_dir() and not any(out.iterdir())
+        source = f"from-video {src.name}" + (f" + {Path(ranges_csv).name}" if ranges_csv else "")
+        try:
+            with RecordingWriter(
+                out, width=image.shape[1], height=image.shape[0], fps=rate, hfov_deg=hfov_deg,
+                sensors=sensors, source=source,
+            ) as writer:
+                i = 0
+                while ok and image is not None and (max_frames is None or i < max_frames):
+                    writer.write_frame(Frame(seq=i, t_ns=round(i * NS_PER_S / rate), image=image))
+                    i += 1
+                    if progress is not None:
+                        progress(i, total)
+                    ok, image = cap.read()
+                writer.write_ranges(ranges)
+        except BaseException:
+            # Leave no half-made recording behind, but never delete what was there before.
+            if created_dir:
+                shutil.rmtree(out, ignore_errors=True)
+            elif was_empty:
+                for name in (META, VIDEO, FRAMES, RANGES):
+                    (out / name).unlink(missing_ok=True)
+            raise
+    finally:
+        cap.release()
+    return out
+

@@ -1,0 +1,1 @@
+"""View: what a person sees: the annotated frame and the preview page."""

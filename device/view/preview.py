@@ -1,0 +1,462 @@
+"""A live preview page: what the device sees and decides, for aiming it.
+
+`rearguard run --preview [ADDR:]PORT` (and `replay --preview`) serves a
+small read-only page: the rear view with the overlays of `device.view.annotate`
+(boxes, track IDs, distance, time to collision, the alert level, every
+ultrasonic beam and reading, the rates) and a status line beside it.
+
+The server is the standard library's `http.server` (ThreadingHTTPServer):
+a Pi already has it, it adds no dependency to install or keep patched, it
+needs no event loop beside the device's threads, and two read-only
+endpoints for one or two viewers are well within it. Its known limits
+(no TLS, basic checks only) are met by binding to localhost unless an
+address is given, answering GET/HEAD only, serving fixed routes (no files),
+capping the connections and timing out a silent client.
+
+The alert loop never waits for the preview:
+- the loop only swaps references (`Pipeline.view()`); drawing and JPEG
+  encoding happen here, in the request threads;
+- a frame is encoded only when a viewer asks, at most `max_fps` times a
+  second whatever the number of viewers (they share the newest encoding),
+  and never when nobody is looking;
+- the page pulls the next frame only once the last one has arrived, so a
+  slow client just gets fewer, always-newest frames: nothing is queued
+  for it and the frames in between are dropped; a client (address)
+  asking faster than max_fps is made to wait for the next encoding.
+
+Endpoints: `/` the page, `/preview.css` and `/preview.js` its style and script, `/frame.jpg` the newest
+annotated frame, `/status.json` the same state as numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+import cv2
+
+from device.output.alerts import effective_level
+from device.view.annotate import Overlay, blank, draw
+from device.core.clock import NS_PER_S
+from device.core.config import Config
+from device.pipeline import View
+from device.decision.threat import CAMERA_MIN_HITS
+from device.core.types import AlertLevel, Threat
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+MAX_FPS = 10.0  # frames encoded per second at most, shared by all viewers
+JPEG_QUALITY = 75
+MAX_CONNECTIONS = 16  # a few viewers (a browser opens up to 6 each); each holds a thread
+CLIENT_TIMEOUT_S = 10.0  # a client silent this long is dropped
+
+
+class PreviewError(Exception):
+    """The preview cannot be served as asked; the message says why."""
+
+
+class Viewable(Protocol):
+    """What the preview shows: a Pipeline."""
+
+    config: Config
+
+    def view(self) -> View: ...
+
+
+def parse_address(spec: str) -> tuple[str, int]:
+    """`PORT`, `ADDR:PORT` or `[IPV6]:PORT` -> (host, port). A bare port
+    means localhost: reaching the preview from another machine must be
+    asked for by naming an address (0.0.0.0 = every interface)."""
+    text = spec.strip()
+    host = DEFAULT_HOST
+    port_text = text
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise PreviewError(f"preview address {spec!r}: write an IPv6 address as [ADDR]:PORT, e.g. [::1]:8080")
+        host, port_text = text[1:end], text[end + 2 :]
+    elif ":" in text:
+        host, port_text = text.rsplit(":", 1)
+        if ":" in host:
+            raise PreviewError(f"preview address {spec!r}: write an IPv6 address as [ADDR]:PORT, e.g. [::1]:8080")
+    if not host:
+        raise PreviewError(
+            f"preview address {spec!r} has no address before ':': give PORT for this machine only, "
+            "or an address such as 0.0.0.0:PORT to be reached from the network"
+        )
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise PreviewError(f"preview address {spec!r}: the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+class RateMeter:
+    """Events per second from a growing count, over at least `window_ns`
+    of the given clock: the loop's clock, so a replay's rates are in
+    recording time."""
+
+    def __init__(self, window_ns: int = NS_PER_S) -> None:
+        self.window_ns = window_ns
+        self._anchor: tuple[int, int] | None = None
+        self.rate: float | None = None
+
+    def update(self, t_ns: int, count: int) -> float | None:
+        if self._anchor is None or t_ns < self._anchor[0] or count < self._anchor[1]:
+            self._anchor = (t_ns, count)
+        elif t_ns - self._anchor[0] >= self.window_ns:
+            self.rate = (count - self._anchor[1]) * NS_PER_S / (t_ns - self._anchor[0])
+            self._anchor = (t_ns, count)
+        return self.rate
+
+
+def _num(x: float | None, nd: int = 3) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, nd)
+
+
+def _threat_json(t: Threat | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {
+        "source": t.source,
+        "label": t.label,
+        "distance_m": _num(t.distance_m),
+        "ttc_s": _num(t.ttc_s),
+        "bearing_deg": _num(t.bearing_deg, 1),
+        "faults": list(t.faults),
+    }
+
+
+class PreviewServer:
+    """Serves the page on (host, port) from a daemon thread. Bind errors
+    are raised by the constructor, before the loop starts; `show()` says
+    which pipeline to show (until then the page says it is waiting)."""
+
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = 8080,
+        *,
+        max_fps: float = MAX_FPS,
+        quality: int = JPEG_QUALITY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not max_fps > 0:
+            raise PreviewError(f"preview max_fps must be positive, got {max_fps}")
+        self.max_fps = max_fps
+        self.quality = quality
+        self._clock = clock  # wall time: rate limiting only, never a decision
+        self._source: Viewable | None = None
+        self._lock = threading.Lock()
+        self._jpeg: bytes | None = None
+        self._jpeg_at: float | None = None
+        self._camera_rate = RateMeter()
+        self._loop_rate = RateMeter()
+        self.encoded = 0  # frames drawn and encoded
+        self.served = 0  # frames sent
+        # The id of the last frame sent to each client address: a client
+        # asking again before the next encoding waits for it.
+        self.last_sent: dict[str, int] = {}
+        self._conns = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        try:
+            self._httpd = _HTTPServer(host, port, self)
+        except socket.gaierror as err:
+            raise PreviewError(f"cannot serve the preview on {host!r}: unknown address ({err.strerror})") from None
+        except OSError as err:
+            raise PreviewError(f"cannot serve the preview on {host}:{port}: {err.strerror or err}") from None
+        self.host, self.port = self._httpd.server_address[:2]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="rearguard-preview", daemon=True)
+        self._thread.start()
+        log.info("preview on %s", self.url)
+
+    @property
+    def url(self) -> str:
+        host = self.host if ":" not in str(self.host) else f"[{self.host}]"
+        return f"http://{host}:{self.port}/"
+
+    def show(self, source: Viewable) -> None:
+        self._source = source
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> PreviewServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ content
+
+    def _overlay(self, v: View, cfg: Config) -> Overlay:
+        now = v.threat.t_ns if v.threat is not None else None
+        if now is not None:
+            self._camera_rate.update(now, v.frames)
+            self._loop_rate.update(now, v.steps)
+        level = effective_level(v.threat.level, v.threat.faults) if v.threat is not None else AlertLevel.CLEAR
+        return Overlay(
+            level=level,
+            threat=v.threat,
+            tracks=v.camera.tracks if v.camera is not None else (),
+            sensors=cfg.ranging.sensors,
+            ranges=v.ranges,
+            hfov_deg=cfg.camera.hfov_deg,
+            alerts=cfg.alerts,
+            camera_fps=self._camera_rate.rate,
+            loop_hz=self._loop_rate.rate,
+            min_hits=CAMERA_MIN_HITS,
+        )
+
+    def frame_jpeg(self, after: int | None = None) -> tuple[int, bytes] | None:
+        """(id, JPEG) of the newest annotated frame, or None before show().
+        Re-drawn at most max_fps times a second; callers in between share
+        the last encoding. `after` is the id the caller already has: then
+        this waits for the next encoding instead of sending the same one
+        again, so no client gets more than max_fps frames a second."""
+        source = self._source
+        if source is None:
+            return None
+        period = 1.0 / self.max_fps
+        with self._lock:
+            wait = 0.0
+            if after is not None and after == self.encoded and self._jpeg_at is not None:
+                wait = self._jpeg_at + period - self._clock()
+        if wait > 0:
+            time.sleep(min(wait, period) + 0.001)  # a request thread: the loop never waits here
+        with self._lock:
+            now = self._clock()
+            if self._jpeg is not None and self._jpeg_at is not None and now - self._jpeg_at < period:
+                return self.encoded, self._jpeg
+            v, cfg = source.view(), source.config
+            ov = self._overlay(v, cfg)
+            if v.frame is not None:
+                img = draw(v.frame.image, ov)
+            else:
+                img = blank(cfg.camera.width, cfg.camera.height, ov)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if not ok:  # cv2 reports no reason; an image this shape always encodes
+                raise PreviewError("JPEG encoding failed")
+            self._jpeg, self._jpeg_at = buf.tobytes(), now
+            self.encoded += 1
+            return self.encoded, self._jpeg
+
+    def status(self) -> dict[str, Any]:
+        """The page's numbers: the same view the frame is drawn from."""
+        source = self._source
+        base: dict[str, Any] = {"ready": source is not None, "max_fps": self.max_fps,
+                                "encoded": self.encoded, "served": self.served}
+        if source is None:
+            return base
+        with self._lock:
+            v, cfg = source.view(), source.config
+            ov = self._overlay(v, cfg)
+        base.update(
+            level=ov.level.name,
+            threat=_threat_json(v.threat),
+            camera_fps=_num(ov.camera_fps, 1),
+            loop_hz=_num(ov.loop_hz, 1),
+            steps=v.steps,
+            frames=v.frames,
+            frame=None if v.frame is None else {
+                "seq": v.frame.seq, "width": int(v.frame.image.shape[1]), "height": int(v.frame.image.shape[0])},
+            tracks=[
+                {"id": t.track_id, "label": t.label, "confirmed": t.hits >= CAMERA_MIN_HITS,
+                 "box": [round(c, 1) for c in t.box], "distance_m": _num(t.distance_m),
+                 "ttc_s": _num(t.ttc_s), "bearing_deg": _num(t.bearing_deg, 1)}
+                for t in (v.camera.tracks if v.camera is not None else ())
+            ],
+            sensors=[
+                {"name": s.name, "bearing_deg": s.bearing_deg, "beam_deg": s.beam_deg,
+                 "metres": _num(r.metres) if r is not None else None,
+                 "fault": r.fault if r is not None else None,
+                 "reading": "waiting" if r is None else "fault" if r.fault else
+                            "no echo" if r.metres is None else "echo"}
+                for s in cfg.ranging.sensors
+                for r in [v.ranges.get(s.name)]
+            ],
+        )
+        return base
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # a stuck client never keeps the device from stopping
+
+    def __init__(self, host: str, port: int, preview: PreviewServer) -> None:
+        self.preview = preview
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.preview._conns.acquire(blocking=False):
+            log.debug("preview: too many connections, refusing %s", client_address)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.preview._conns.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A viewer closing its tab mid-frame is normal, not worth a traceback.
+        log.debug("preview: connection from %s ended with an error", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    protocol_version = "HTTP/1.1"  # keep-alive: one connection per viewer
+    server_version = "rearguard-preview"
+    sys_version = ""
+    timeout = CLIENT_TIMEOUT_S
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("preview %s: " + format, self.address_string(), *args)
+
+    def _send(self, status: HTTPStatus, body: bytes, ctype: str, head: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _route(self, head: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        preview = self.server.preview
+        if path in ("/", "/index.html"):
+            page = PAGE.replace("{period_ms}", str(round(1000 / preview.max_fps)))
+            self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", head)
+        elif path == "/preview.css":
+            self._send(HTTPStatus.OK, STYLE.encode(), "text/css; charset=utf-8", head)
+        elif path == "/preview.js":
+            self._send(HTTPStatus.OK, SCRIPT.encode(), "text/javascript; charset=utf-8", head)
+        elif path == "/status.json":
+            body = json.dumps(preview.status()).encode()
+            self._send(HTTPStatus.OK, body, "application/json", head)
+        elif path == "/frame.jpg":
+            client = self.client_address[0]
+            got = preview.frame_jpeg(after=preview.last_sent.get(client))
+            if got is None:
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"the loop has not started yet\n",
+                           "text/plain; charset=utf-8", head)
+                return
+            frame_id, jpeg = got
+            with preview._lock:
+                if len(preview.last_sent) >= 64 and client not in preview.last_sent:
+                    preview.last_sent.clear()  # bounded; forgetting only lets a client skip one wait
+                preview.last_sent[client] = frame_id
+            if not head:
+                with preview._lock:
+                    preview.served += 1
+            self._send(HTTPStatus.OK, jpeg, "image/jpeg", head)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", head)
+
+    def do_GET(self) -> None:
+        self._route(head=False)
+
+    def do_HEAD(self) -> None:
+        self._route(head=True)
+
+    def _read_only(self) -> None:
+        self.close_connection = True  # its body, if any, is not read
+        self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+        self.send_header("Allow", "GET, HEAD")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = _read_only
+
+
+# The style and the script are files of their own: the page's Content-
+# Security-Policy allows nothing inline.
+STYLE = """body { margin: 0; background: #111; color: #eee; font: 15px/1.4 system-ui, sans-serif; }
+main { max-width: 960px; margin: 0 auto; padding: 8px; }
+img { display: block; width: 100%; height: auto; background: #222; min-height: 120px; }
+#level { display: inline-block; padding: 2px 10px; border-radius: 4px; font-weight: bold; }
+.CLEAR { background: #3caa3c; } .CAUTION { background: #ffdc00; color: #000; }
+.WARN { background: #ff8c00; color: #000; } .DANGER { background: #e60000; } .FAULT { background: #c800c8; }
+p { margin: 6px 0; } .dim { color: #999; font-size: 13px; }
+"""
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Rearguard preview</title>
+<link rel="stylesheet" href="preview.css">
+</head>
+<body data-period-ms="{period_ms}" data-frames="0">
+<main>
+<img id="view" alt="rear view with detections and sensor beams">
+<p><span id="level">...</span> <span id="threat">connecting</span></p>
+<p id="rates"></p>
+<p id="sensors"></p>
+<p id="faults"></p>
+<p class="dim">Rearguard preview: read-only, nothing can be changed from this page.</p>
+</main>
+<script src="preview.js"></script>
+</body>
+</html>
+"""
+
+SCRIPT = """"use strict";
+// Pull one frame at a time: the next is asked for only when the last has
+// arrived, at most once per period, so a slow link gets fewer frames and
+// never a backlog.
+const body = document.body;
+const period = Number(body.dataset.periodMs) || 100;
+const img = document.getElementById("view");
+let asked = 0;
+function nextFrame(delay) {
+  const wait = Math.max(delay || 0, period - (performance.now() - asked));
+  setTimeout(() => { asked = performance.now(); img.src = "frame.jpg?t=" + Date.now(); }, wait);
+}
+img.addEventListener("load", () => { body.dataset.frames = Number(body.dataset.frames) + 1; nextFrame(0); });
+img.addEventListener("error", () => nextFrame(1000));
+nextFrame(0);
+
+function fmt(x, unit) { return x === null || x === undefined ? "-" : x.toFixed(1) + " " + unit; }
+function text(id, s) { document.getElementById(id).textContent = s; }
+function show(s) {
+  if (!s.ready) { text("threat", "waiting for the loop to start"); return; }
+  const level = document.getElementById("level");
+  level.textContent = s.level;
+  level.className = s.level;
+  const t = s.threat;
+  text("threat", !t || t.source === "none" ? "nothing in the way"
+    : (t.label || "?") + " (" + t.source + ") " + fmt(t.distance_m, "m") + ", ttc " + fmt(t.ttc_s, "s"));
+  text("rates", "camera " + fmt(s.camera_fps, "fps") + " \\u00b7 loop " + fmt(s.loop_hz, "Hz") +
+    " \\u00b7 " + s.tracks.length + " tracked");
+  text("sensors", s.sensors.map(x => x.name + ": " +
+    (x.reading === "echo" ? x.metres.toFixed(2) + " m" : x.reading + (x.fault ? " " + x.fault : ""))).join(" \\u00b7 "));
+  text("faults", t && t.faults.length ? "faults: " + t.faults.join("; ") : "");
+}
+async function poll() {
+  try {
+    const r = await fetch("status.json", { cache: "no-store" });
+    show(await r.json());
+  } catch (e) {
+    text("threat", "no connection to the device");
+  }
+  setTimeout(poll, 500);
+}
+poll();
+"""
