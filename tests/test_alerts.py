@@ -10,7 +10,6 @@ from device.output.alerts import (
     PATTERNS,
     Alerter,
     AlertError,
-    NullAlerter,
     Pattern,
     Segment,
     effective_level,
@@ -251,22 +250,6 @@ def test_haptic_pin_without_pwm_is_an_alert_error():
     with pytest.raises(AlertError, match="GPIO12.*PWM"):
         Alerter(OutputsConfig(haptic_pin=12, buzzer_pin=25), pin_factory=f)
     f.close()
-
-
-def test_null_alerter_plays_the_same_timing():
-    real_factory = MockFactory(pin_class=MockPWMPin)
-    real = Alerter(OutputsConfig(haptic_strength=0.8), pin_factory=real_factory)
-    null = NullAlerter(OutputsConfig(haptic_strength=0.8))
-    for i, level in enumerate([AlertLevel.WARN] * 30 + [AlertLevel.FAULT] * 120 + [AlertLevel.CLEAR] * 5):
-        real.update(level, i * 20 * MS)
-        null.update(level, i * 20 * MS)
-        assert null.output == real.output
-        assert null.level == real.level
-    real.close()
-    null.close()
-    with pytest.raises(AlertError):
-        null.update(AlertLevel.WARN, 0)
-    real_factory.close()
 
 
 def test_pattern_output_loops_and_switches_exactly_at_boundaries():

@@ -20,15 +20,11 @@ from device.perception.detector import (
     Letterboxer,
     ModelError,
     YoloxDetector,
-    decode,
     grids,
-    letterbox,
-    nms,
-    scale_boxes,
     session_options,
-    to_blob,
 )
 from device.core.types import Detections
+from yolox_reference import decode, letterbox, nms, scale_boxes, to_blob
 
 SIZE = 64  # tiny input: 8x8 + 4x4 + 2x2 = 84 anchors
 N_ANCHORS = 84

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from device.model_store import store as models
+from device.core.config import DEFAULT_INPUT_SIZE
 from device.perception.detector import ModelError
 
 PROG = "rearguard models"
@@ -84,13 +85,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _shared_images() -> Path | None:
-    """../shared/images/coco (the development photos) if present, from the
-    working directory or next to this checkout."""
-    for root in (Path.cwd().parent, Path(__file__).resolve().parents[2]):
-        d = root / "shared" / "images" / "coco"
-        if d.is_dir():
-            return d
-    return None
+    """../shared/images/coco (the development photos) if present."""
+    from device.tools.shared import shared_file
+
+    d = shared_file("images", "coco")
+    return d if d is not None and d.is_dir() else None
 
 
 def _describe(d: models.Derived) -> str:
@@ -203,7 +202,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="calibration photos (default: ../shared/images/coco when present)")
     q.add_argument("--count", type=int, default=50, metavar="N",
                    help="calibrate on N images spread over DIR, 0 = all (default: %(default)s)")
-    q.add_argument("--input-size", type=int, default=416, metavar="N",
+    q.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE, metavar="N",
                    help="letterbox size the calibration images are prepared at (default: %(default)s)")
     q.add_argument("--float-convs", type=int, default=8, metavar="K",
                    help="keep the K convolutions that quantise worst in float (default: %(default)s)")

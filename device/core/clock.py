@@ -39,7 +39,3 @@ class ReplayClock:
 
     def advance(self, seconds: float) -> None:
         self.set(self._now + round(seconds * NS_PER_S))
-
-
-def seconds(t_ns: int) -> float:
-    return t_ns / NS_PER_S

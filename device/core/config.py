@@ -30,6 +30,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+DEFAULT_INPUT_SIZE = 416  # YOLOX-Nano's own export size; the detector's and the model tools' default
+
+
 class CameraConfig(_Strict):
     # 16:9 like the Camera Module 3's sensor: a 4:3 size would crop the
     # sides and narrow the real field of view to ~52 degrees.
@@ -60,7 +63,7 @@ class DetectorConfig(_Strict):
         description="a model name from models/manifest.toml (installed with `rearguard models`) "
         "or a path to an .onnx file",
     )
-    input_size: int = Field(416, ge=128, le=1280, description="square input, multiple of 32")
+    input_size: int = Field(DEFAULT_INPUT_SIZE, ge=128, le=1280, description="square input, multiple of 32")
     score_threshold: float = Field(0.35, gt=0, lt=1, description="objectness x class score")
     nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which boxes merge")
     threads: int = Field(2, ge=0, le=16, description="onnxruntime intra-op threads (0 = auto)")
@@ -131,7 +134,7 @@ class UltrasonicSensorConfig(_Strict):
         return self
 
 
-PING_S = 0.04  # an HC-SR04 holds its echo line ~38 ms when nothing answers
+PING_S = 0.04  # an HC-SR04 ping with nothing answering (device.sensing.ultrasonic.NO_ECHO_S), rounded up
 
 
 class RangingConfig(_Strict):

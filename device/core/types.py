@@ -91,20 +91,6 @@ class Range:
 
 
 @dataclass(frozen=True)
-class Observation:
-    """One object the device believes is behind the runner, from any source."""
-
-    t_ns: int
-    source: str  # "camera" | "ultrasonic"
-    distance_m: float
-    bearing_deg: float  # 0 straight behind; negative = runner's left
-    label: str  # class name, or the sensor's name
-    confidence: float = 1.0
-    track_id: int | None = None
-    box: tuple[float, float, float, float] | None = None  # xyxy, camera only
-
-
-@dataclass(frozen=True)
 class Threat:
     """The single most urgent thing behind the runner, and what to do about it."""
 

@@ -41,6 +41,7 @@ import onnx
 from onnx import numpy_helper, version_converter
 from onnx.tools.update_model_dims import update_inputs_outputs_dims
 
+from device.core.config import DEFAULT_INPUT_SIZE
 from device.model_store import store as models
 from device.perception.detector import Letterboxer, ModelError
 
@@ -410,7 +411,7 @@ def quantize_int8(
     dst: Path,
     calibration: Sequence[Path],
     *,
-    input_size: int = 416,
+    input_size: int = DEFAULT_INPUT_SIZE,
     float_convs: int = FLOAT_CONVS,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -538,7 +539,7 @@ def build(
     *,
     source: str | Path | None = None,
     images: Sequence[Path] = (),
-    input_size: int = 416,
+    input_size: int = DEFAULT_INPUT_SIZE,
     float_convs: int = FLOAT_CONVS,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> models.Derived:

@@ -124,7 +124,7 @@ def effective_level(level: AlertLevel, faults: tuple[str, ...]) -> AlertLevel:
 
 
 class _PatternPlayer:
-    """Which pattern plays and since when: shared by Alerter and NullAlerter."""
+    """Which pattern plays and since when: the Alerter's timing, apart from its pins."""
 
     def __init__(self, haptic_strength: float, buzzer: bool) -> None:
         self._strength = haptic_strength
@@ -250,43 +250,6 @@ class Alerter:
                     dev.close()
 
     def __enter__(self) -> Alerter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class NullAlerter:
-    """The Alerter's interface and timing with no pins: replays without GPIO."""
-
-    def __init__(self, outputs: OutputsConfig | None = None) -> None:
-        outputs = outputs or OutputsConfig()
-        self._player = _PatternPlayer(outputs.haptic_strength, outputs.buzzer)
-        self._out: tuple[float, bool] = (0.0, False)
-        self._closed = False
-
-    @property
-    def level(self) -> AlertLevel | None:
-        return self._player.level
-
-    @property
-    def output(self) -> tuple[float, bool]:
-        return self._out
-
-    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None:
-        if self._closed:
-            raise AlertError("alerter is closed")
-        self._out = self._player.output(level, now_ns)
-
-    def off(self) -> None:
-        self._player.stop()
-        self._out = (0.0, False)
-
-    def close(self) -> None:
-        self.off()
-        self._closed = True
-
-    def __enter__(self) -> NullAlerter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,8 +6,9 @@ and the rest of the device never sees a model format.
 
 YOLOX's ONNX export ends before its decode: each anchor row is
 `cx, cy, w, h` relative to its grid cell, then objectness, then per-class
-scores (already sigmoid). The pure functions here (`letterbox`, `to_blob`,
-`decode`, `nms`, `scale_boxes`) do the rest, and are what the tests check.
+scores (already sigmoid). `YoloxDetector` does the rest; the plain
+reference steps it is held to (letterbox, blob, decode, NMS, scaling back)
+live with the tests, in tests/yolox_reference.py.
 
 Speed: on a Pi the model is nearly the whole frame budget, so everything
 around it must cost little next to it (`rearguard bench` measures the ratio).
@@ -17,9 +18,9 @@ The derived models (device/model_store/derive.py) take the letterboxed image as 
 (the padding is written once per frame size). The exported model takes
 float [1, 3, H, W]: `Letterboxer` resizes into a reused buffer and writes
 only the image part of the float input. The detector picks the one the
-model's input asks for. `decode` drops anchors on objectness before
-touching class scores, and `YoloxDetector.postprocess` does decode, NMS and
-scaling in one pass (the tests hold it equal to the pure steps).
+model's input asks for. `YoloxDetector.postprocess` drops anchors on
+objectness before touching class scores, and does decode, NMS and scaling
+in one pass (the tests hold it equal to the reference steps).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from device.core.config import DEFAULT_INPUT_SIZE
 from device.core.types import Detections
 
 PAD_VALUE = 114  # YOLOX trains with this grey; other pads shift its scores
@@ -66,36 +68,10 @@ def fit(h: int, w: int, size: int) -> tuple[float, int, int]:
     return scale, max(1, int(h * scale)), max(1, int(w * scale))
 
 
-def letterbox(image: np.ndarray, size: int, out: np.ndarray) -> float:
-    """Resize `image` keeping its aspect into the top-left of `out` (size x size x 3
-    uint8), pad the rest with 114, as YOLOX's own preprocessing does.
-
-    Returns the scale factor: letterbox pixels = image pixels * scale.
-    """
-    h, w = image.shape[:2]
-    scale, nh, nw = fit(h, w, size)
-    region = out[:nh, :nw]
-    if (nh, nw) == (h, w):
-        region[...] = image
-    else:
-        # Written straight into the buffer: no per-frame allocation.
-        resized = cv2.resize(image, (nw, nh), dst=region, interpolation=cv2.INTER_LINEAR)
-        if resized is not region:  # OpenCV had to allocate; keep the result anyway
-            region[...] = resized
-    out[nh:, :] = PAD_VALUE
-    out[:nh, nw:] = PAD_VALUE
-    return scale
-
-
-def to_blob(canvas: np.ndarray, blob: np.ndarray) -> None:
-    """HxWx3 uint8 -> preallocated 1x3xHxW float32 (BGR 0-255, no normalisation)."""
-    np.copyto(blob[0], canvas.transpose(2, 0, 1))
-
-
 class Letterboxer:
-    """`letterbox` + `to_blob` for a stream of frames, into one reused input.
+    """YOLOX's letterbox and blob for a stream of frames, into one reused input.
 
-    Gives exactly the blob those two give (the tests check), faster: frames
+    Gives exactly the blob the reference steps give (tests/yolox_reference.py), faster: frames
     of one stream share a size, so the padding is written only when the frame
     size changes, and each frame writes only its image region, plane by
     plane (contiguous uint8 -> float copies instead of a strided transpose).
@@ -140,12 +116,12 @@ class Letterboxer:
 
 
 class CanvasLetterboxer:
-    """`letterbox` for a stream of frames, into one reused uint8 canvas that
+    """YOLOX's letterbox for a stream of frames, into one reused uint8 canvas that
     is itself the model input (1 x size x size x 3, NHWC).
 
     For models that take the letterboxed image as it is (the derived models:
     their graph casts it to float and reorders it to NCHW, in onnxruntime's
-    own kernels). Gives exactly what `letterbox` gives (the tests check);
+    own kernels). Gives exactly what the reference letterbox gives (tests/yolox_reference.py);
     the padding is written only when the frame size changes, so a frame
     costs one resize straight into the canvas.
     """
@@ -199,76 +175,6 @@ def grids(size: int, strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np
     g.flags.writeable = False  # shared through the cache
     st.flags.writeable = False
     return g, st
-
-
-def decode(
-    raw: np.ndarray,
-    size: int,
-    strides: Sequence[int] = STRIDES,
-    *,
-    score_threshold: float = 0.0,
-    class_ids: Sequence[int] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Raw YOLOX rows (N, 5 + classes), or (1, N, 5 + classes) -> boxes in
-    letterbox pixels.
-
-    Each anchor keeps its best class among `class_ids` (all classes if None),
-    scored objectness x class score; anchors scoring <= score_threshold are
-    dropped here, before NMS, so NMS only sees plausible boxes.
-    Returns (xyxy (M, 4) float32, scores (M,) float32, class ids (M,) int32).
-    """
-    rows = raw.reshape(-1, raw.shape[-1])
-    g, st = grids(size, tuple(strides))
-    if rows.shape[0] != g.shape[0] or rows.shape[1] < 6:
-        raise ValueError(
-            f"model output has shape {raw.shape}; a YOLOX model at input {size} "
-            f"with strides {tuple(strides)} gives ({g.shape[0]}, 5 + classes)"
-        )
-    # Class scores are sigmoids (<= 1), so score <= objectness: anchors whose
-    # objectness is already at or below the threshold cannot pass, and most
-    # of the thousands of anchors are dropped before their class scores are read.
-    cand = np.flatnonzero(rows[:, 4] > score_threshold)
-    r = rows[cand]
-    if class_ids is not None:
-        allowed = np.asarray(class_ids, dtype=np.intp)
-        cls = r[:, 5 + allowed]
-    else:
-        cls = r[:, 5:]
-    best = cls.argmax(axis=1)
-    scores = r[:, 4] * cls[np.arange(len(cls)), best]
-    keep = scores > score_threshold
-    if class_ids is not None:
-        best = allowed[best]
-    idx = cand[keep]
-    r, g, st = r[keep], g[idx], st[idx]
-    centre = (r[:, 0:2] + g) * st
-    half = np.exp(r[:, 2:4]) * st * 0.5
-    xyxy = np.concatenate((centre - half, centre + half), axis=1).astype(np.float32, copy=False)
-    return xyxy, scores[keep].astype(np.float32, copy=False), best[keep].astype(np.int32, copy=False)
-
-
-def nms(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by class-aware NMS (OpenCV), best score first."""
-    if len(scores) == 0:
-        return np.zeros((0,), np.intp)
-    xywh = xyxy.copy()
-    xywh[:, 2:] -= xyxy[:, :2]
-    # Scores were thresholded in decode; 0 here only drops exact zeros.
-    kept = cv2.dnn.NMSBoxesBatched(xywh, scores, class_ids, 0.0, iou)
-    return np.asarray(kept, dtype=np.intp).reshape(-1)
-
-
-def scale_boxes(xyxy: np.ndarray, scale: float, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Letterbox pixels -> image pixels, clipped to the image.
-
-    Returns (boxes, mask of boxes with area left): a box that lay wholly in
-    the padding has none and is not an object in the image.
-    """
-    out = xyxy / np.float32(scale)
-    np.clip(out[:, 0::2], 0, width, out=out[:, 0::2])
-    np.clip(out[:, 1::2], 0, height, out=out[:, 1::2])
-    valid = (out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])
-    return out.astype(np.float32), valid
 
 
 # --- the onnxruntime backend -------------------------------------------------
@@ -340,7 +246,7 @@ class YoloxDetector:
         self,
         model_path: str | os.PathLike[str],
         *,
-        input_size: int = 416,
+        input_size: int = DEFAULT_INPUT_SIZE,
         score_threshold: float = 0.35,
         nms_iou: float = 0.45,
         class_ids: Sequence[int] | None = None,
@@ -506,8 +412,8 @@ class YoloxDetector:
     def postprocess(self, raw: np.ndarray, scale: float, width: int, height: int) -> Detections:
         """Raw output -> detections in the pixels of a width x height image letterboxed at `scale`.
 
-        The same result as `decode` -> `nms` -> `scale_boxes` (the tests
-        compare them), in one pass with fewer steps: it runs straight after
+        The same result as the reference decode -> NMS -> scale_boxes
+        (tests/yolox_reference.py), in one pass with fewer steps: it runs straight after
         inference, when every step starts on a cold cache.
         """
         c = 5 + self.num_classes
@@ -519,8 +425,8 @@ class YoloxDetector:
             )
         thr = self.score_threshold
         out = raw[0]
-        # Candidates: score = objectness x class score <= objectness (see
-        # `decode`), so anchors are dropped on objectness first; then every
+        # Candidates: score = objectness x class score <= objectness (class
+        # scores are sigmoids), so anchors are dropped on objectness first; then every
         # row the rest needs comes in one gather, as (C, k) in either layout.
         if self.channel_major:  # (C, N): objectness is one contiguous row
             cand = (out[4] > thr).nonzero()[0]

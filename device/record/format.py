@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
+from device.core.clock import NS_PER_S
 from device.core.types import Frame, Range
 
 FORMAT = "rearguard-recording"
@@ -50,8 +51,6 @@ FRAMES_HEADER = ("seq", "t_ns")
 RANGES_HEADER = ("t_ns", "sensor", "metres", "fault")
 RANGES_HEADER_SHORT = ("t_ns", "sensor", "metres")
 HCSR04_HEADER = ("timestamp", "distance_cm")  # compared case-insensitively
-
-NS_PER_S = 1_000_000_000
 
 
 class RecordingError(Exception):

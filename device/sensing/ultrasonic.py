@@ -59,7 +59,13 @@ IMPOSSIBLE_VALUE = "impossible-value"  # echoes shorter than the sensor can meas
 FROZEN_VALUE = "frozen-value"  # the same reading to a hundredth of a millimetre, again and again
 IMPOSSIBLE_JUMPS = "impossible-jumps"  # readings leaping further than any object can move
 SILENT = "silent"  # no ping has completed at all (a hung read)
-FAULTS = (ECHO_NEVER_RISES, ECHO_NEVER_FALLS, IMPOSSIBLE_VALUE, FROZEN_VALUE, IMPOSSIBLE_JUMPS, SILENT)
+
+# The HC-SR04's physics, for everything that simulates one (mock pins, the
+# scenario suite, the range evaluation): sound at 20 C, as gpiozero's
+# DistanceSensor assumes, and the ~38 ms an HC-SR04 holds its echo line high
+# when nothing answers.
+SPEED_OF_SOUND_MPS = 343.26
+NO_ECHO_S = 0.038
 
 # Why a ping gave no value (gpiozero returns None for all three).
 NEVER_ROSE = "never-rose"

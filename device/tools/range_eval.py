@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from device.core.clock import NS_PER_S
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, MedianQueue, RangeFilter
 from device.core.types import Range
+from device.sensing.ultrasonic import NO_ECHO_S as NO_ECHO_PULSE_S
+from device.sensing.ultrasonic import SPEED_OF_SOUND_MPS as SPEED_OF_SOUND
 
-SPEED_OF_SOUND = 343.26  # m/s, gpiozero's value
-NO_ECHO_PULSE_S = 0.038  # an HC-SR04 holds its echo line this long when nothing answers
 GPIOZERO_SAMPLE_WAIT_S = 0.06
 # A reading is a false spike when it is further than this from every true
 # distance of the last SPIKE_LOOKBACK_S: lag alone cannot explain it.

@@ -51,10 +51,10 @@ from device.core.clock import NS_PER_S
 from device.perception.geometry import CLASS_HEIGHT_M
 from device.record.format import TRUTH, RecordingWriter, SensorMeta
 from device.core.types import Frame, Range
+from device.sensing.ultrasonic import NO_ECHO_S as NO_ECHO_WAIT_S
+from device.sensing.ultrasonic import SPEED_OF_SOUND_MPS as SPEED_OF_SOUND
 
-SPEED_OF_SOUND = 343.0
 PING_WAIT_S = 0.06  # ranging.sample_wait_s: the device's pause between pings
-NO_ECHO_WAIT_S = 0.038  # an HC-SR04 holds its echo line this long when nothing answers
 # Until the true time to collision falls to this, nothing calls for a WARN:
 # it is the CAUTION threshold (4 s), so a WARN there is early by >= 1.5 s.
 CLEAR_TTC_S = 4.0
