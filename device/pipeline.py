@@ -24,12 +24,12 @@ from typing import Callable, Mapping, Protocol
 import numpy as np
 
 from device.output.alerts import effective_level
-from device.sensing.camera import FrameSource, LatestSlot
+from device.core.ports import AlertSink, Detector, FrameSource, RangeSource, RecordSink
+from device.sensing.camera import LatestSlot
 from device.core.clock import NS_PER_S, Clock
-from device.core.config import Config
-from device.perception.detector import Detector
+from device.core.config import CameraConfig, Config
+from device.core.faults import Fault, Kind, Part, texts
 from device.perception.geometry import CameraGeometry
-from device.sensing.ultrasonic import RangeSource
 from device.decision.threat import CameraResult, ThreatEstimator, camera_tracks
 from device.perception.tracking import IouTracker
 from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
@@ -37,28 +37,20 @@ from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
 log = logging.getLogger(__name__)
 
 
-class AlertSink(Protocol):
-    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None: ...
-
-
-class FrameRecorder(Protocol):
-    def write_frame(self, frame: Frame) -> None: ...
-    def write_ranges(self, ranges: list[Range]) -> None: ...
-
-
 class CameraStage:
     """Detector, geometry and tracker for one frame at a time."""
 
-    def __init__(self, detector: Detector, hfov_deg: float) -> None:
+    def __init__(self, detector: Detector, camera: CameraConfig) -> None:
         self.detector = detector
-        self.hfov_deg = hfov_deg
+        self.camera = camera
         self.tracker = IouTracker()
         self._geometry: CameraGeometry | None = None
 
     def process(self, frame: Frame) -> CameraResult:
         h, w = frame.image.shape[:2]
         if self._geometry is None or (self._geometry.width, self._geometry.height) != (w, h):
-            self._geometry = CameraGeometry(w, h, self.hfov_deg)
+            # The configured camera (mount height, pitch) at the frames' real size.
+            self._geometry = CameraGeometry.for_camera(self.camera, w, h)
         t0 = time.perf_counter()  # measurement only; never steers a decision
         dets = self.detector.detect(frame.image)
         detect_ms = (time.perf_counter() - t0) * 1e3
@@ -68,6 +60,7 @@ class CameraStage:
             seq=frame.seq,
             tracks=camera_tracks(tracks, self._geometry),
             detect_ms=detect_ms,
+            frame=frame,
         )
 
 
@@ -76,9 +69,9 @@ class CameraFeed(Protocol):
     def last_frame_ns(self) -> int | None: ...
     def frozen_for_ns(self) -> int: ...
     @property
-    def last_view(self) -> tuple[Frame, CameraResult] | None: ...
-    @property
     def error(self) -> str | None: ...
+    @property
+    def ended(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -91,16 +84,13 @@ def image_signature(image: np.ndarray) -> bytes:
 class InlineCamera:
     """Detect synchronously on the newest frame: replays and tests."""
 
-    def __init__(self, frames: FrameSource, stage: CameraStage, recorder: FrameRecorder | None = None) -> None:
+    def __init__(self, frames: FrameSource, stage: CameraStage, recorder: RecordSink | None = None) -> None:
         self.frames = frames
         self.stage = stage
         self.recorder = recorder
         self._last_ns: int | None = None
         self._signature: bytes | None = None
         self._changed_ns: int | None = None
-        # The newest frame and what was found in it, for a viewer (the
-        # preview page): one reference swap per frame, nothing copied.
-        self.last_view: tuple[Frame, CameraResult] | None = None
 
     def poll(self) -> CameraResult | None:
         frame = self.frames.latest()
@@ -112,9 +102,7 @@ class InlineCamera:
             self._signature, self._changed_ns = sig, frame.t_ns
         if self.recorder is not None:
             self.recorder.write_frame(frame)
-        result = self.stage.process(frame)
-        self.last_view = (frame, result)
-        return result
+        return self.stage.process(frame)
 
     def last_frame_ns(self) -> int | None:
         return self._last_ns
@@ -129,6 +117,10 @@ class InlineCamera:
     def error(self) -> str | None:
         return self.frames.error
 
+    @property
+    def ended(self) -> bool:
+        return bool(getattr(self.frames, "ended", False))  # see FrameSource
+
     def close(self) -> None:
         self.frames.close()
 
@@ -136,7 +128,7 @@ class InlineCamera:
 class ThreadedCamera:
     """Detect in a worker thread; the loop takes the newest result only."""
 
-    def __init__(self, frames: FrameSource, stage: CameraStage, recorder: FrameRecorder | None = None) -> None:
+    def __init__(self, frames: FrameSource, stage: CameraStage, recorder: RecordSink | None = None) -> None:
         self._inline = InlineCamera(frames, stage, recorder)
         self._results: LatestSlot[CameraResult] = LatestSlot()
         self._stop = threading.Event()
@@ -167,12 +159,12 @@ class ThreadedCamera:
         return self._inline.frozen_for_ns()
 
     @property
-    def last_view(self) -> tuple[Frame, CameraResult] | None:
-        return self._inline.last_view
-
-    @property
     def error(self) -> str | None:
         return self._crash or self._inline.error
+
+    @property
+    def ended(self) -> bool:
+        return self._crash is None and self._inline.ended
 
     def close(self) -> None:
         self._stop.set()
@@ -206,8 +198,9 @@ class View:
     """
 
     frame: Frame | None
-    camera: CameraResult | None
+    camera: CameraResult | None  # as judged: its distances are the decision's
     threat: Threat | None
+    level: AlertLevel  # what the runner feels (`effective_level` of the threat)
     ranges: Mapping[str, Range]  # newest reading per sensor name
     steps: int  # loop passes so far
     frames: int  # camera results the loop has taken
@@ -222,10 +215,10 @@ class Pipeline:
         alerter: AlertSink,
         camera: CameraFeed | None = None,
         *,
-        static_faults: tuple[str, ...] = (),
-        recorder: FrameRecorder | None = None,
+        static_faults: tuple[Fault, ...] = (),
+        recorder: RecordSink | None = None,
         on_event: Callable[[AlertEvent, Threat], None] | None = None,
-        extra_faults: Callable[[], tuple[str, ...]] | None = None,
+        extra_faults: Callable[[], tuple[Fault, ...]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -244,22 +237,33 @@ class Pipeline:
         self.threat: Threat | None = None
         self.steps = 0
         self.last_ranges: Mapping[str, Range] = {}
-        self._effective = AlertLevel.CLEAR  # the runner feels nothing at start
+        # What the runner feels, computed once per pass for the pins and
+        # every view; nothing at start.
+        self.level = AlertLevel.CLEAR
         self._started_ns = clock.now_ns()
         self._stall_ns = round(config.camera.max_age_s * NS_PER_S)
 
-    def camera_faults(self, now_ns: int) -> tuple[str, ...]:
+    def set_camera(self, camera: CameraFeed | None) -> CameraFeed | None:
+        """Swap the camera feed (a camera that came up late, or came back);
+        returns the old one for the caller to close. The stall timer
+        restarts, so the new feed gets `camera.max_age_s` to deliver."""
+        old, self.camera = self.camera, camera
+        self._started_ns = self.clock.now_ns()
+        return old
+
+    def camera_faults(self, now_ns: int) -> tuple[Fault, ...]:
         if self.camera is None:
             return ()
         if self.camera.error:
-            return (f"camera: {self.camera.error}",)
+            kind = Kind.ENDED if self.camera.ended else Kind.FAILED
+            return (Fault(Part.CAMERA, kind, self.camera.error),)
         last = self.camera.last_frame_ns()
         since = now_ns - (last if last is not None else self._started_ns)
         if since > self._stall_ns:
-            return (f"camera: no frame for {since / NS_PER_S:.1f} s",)
+            return (Fault(Part.CAMERA, Kind.STALLED, f"no frame for {since / NS_PER_S:.1f} s"),)
         frozen = self.camera.frozen_for_ns()
         if frozen > self._stall_ns:
-            return (f"camera: image frozen for {frozen / NS_PER_S:.1f} s",)
+            return (Fault(Part.CAMERA, Kind.FROZEN, f"image frozen for {frozen / NS_PER_S:.1f} s"),)
         return ()
 
     def step(self) -> Threat:
@@ -274,11 +278,11 @@ class Pipeline:
                 self.recorder.write_ranges(ranges)
         result = self.camera.poll() if self.camera is not None else None
         if result is not None:
-            self.estimator.set_camera(result)
+            result = self.estimator.set_camera(result)
         faults = self.static_faults + self.camera_faults(now)
         if self.extra_faults is not None:
             faults += self.extra_faults()
-        threat = self.estimator.assess(now, faults)
+        threat = self.estimator.assess(now, texts(faults))
         level = effective_level(threat.level, threat.faults)
         self.alerter.update(level, now, direction=threat.direction)  # side motors, where fitted
         self.threat = threat
@@ -288,8 +292,8 @@ class Pipeline:
             if result.detect_ms is not None:
                 self.stats.detect_ms.append(result.detect_ms)
             self.stats.total_ms.append((time.perf_counter() - t0) * 1e3)
-        if level != self._effective:
-            self._effective = level
+        if level != self.level:
+            self.level = level
             if level == AlertLevel.FAULT:
                 source = "fault"
             elif threat.source != "none":
@@ -312,11 +316,12 @@ class Pipeline:
 
     def view(self) -> View:
         """Safe to call from any thread; see `View`."""
-        cam = self.camera.last_view if self.camera is not None else None
+        cam = self.estimator.camera
         return View(
-            frame=cam[0] if cam is not None else None,
-            camera=cam[1] if cam is not None else None,
+            frame=cam.frame if cam is not None else None,
+            camera=cam,
             threat=self.threat,
+            level=self.level,
             ranges=self.last_ranges,
             steps=self.steps,
             frames=self.stats.frames,

@@ -13,6 +13,7 @@ from device.output.alerts import Alerter
 from device.sensing.camera import LatestSlot
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
+from device.core.faults import Fault, Kind, Part
 from device.pipeline import CameraStage, InlineCamera, Pipeline, ThreadedCamera
 from device.sensing.ultrasonic import RecordedRanges
 from device.core.types import AlertLevel, Detections, Frame, Range
@@ -86,7 +87,7 @@ def test_ultrasonic_danger_does_not_wait_for_the_detector() -> None:
     clock = ReplayClock(0)
     frames = SlotFrames()
     det = BlockedDetector()
-    camera = ThreadedCamera(frames, CameraStage(det, 66.0))
+    camera = ThreadedCamera(frames, CameraStage(det, CFG.camera))
     alert, factory = alerter()
     try:
         pipe = Pipeline(CFG, clock, RecordedRanges(danger_ranges(0.0)), alert, camera)
@@ -106,7 +107,7 @@ def test_ultrasonic_danger_does_not_wait_for_the_detector() -> None:
 def test_camera_stall_becomes_fault_within_half_a_second_and_clears() -> None:
     clock = ReplayClock(0)
     frames = SlotFrames()
-    camera = InlineCamera(frames, CameraStage(NoDetections(), 66.0))
+    camera = InlineCamera(frames, CameraStage(NoDetections(), CFG.camera))
     alert, _ = alerter()
     pipe = Pipeline(CFG, clock, RecordedRanges([]), alert, camera)
     levels = []
@@ -131,7 +132,7 @@ def test_camera_stall_becomes_fault_within_half_a_second_and_clears() -> None:
 def test_frozen_image_becomes_fault_within_half_a_second_and_clears() -> None:
     clock = ReplayClock(0)
     frames = SlotFrames()
-    camera = InlineCamera(frames, CameraStage(NoDetections(), 66.0))
+    camera = InlineCamera(frames, CameraStage(NoDetections(), CFG.camera))
     alert, _ = alerter()
     pipe = Pipeline(CFG, clock, RecordedRanges([]), alert, camera)
     fault_at = None
@@ -161,7 +162,7 @@ def test_detector_crash_is_a_fault_not_silence() -> None:
 
     clock = ReplayClock(0)
     frames = SlotFrames()
-    camera = ThreadedCamera(frames, CameraStage(Crashing(), 66.0))
+    camera = ThreadedCamera(frames, CameraStage(Crashing(), CFG.camera))
     alert, _ = alerter()
     try:
         pipe = Pipeline(CFG, clock, RecordedRanges([]), alert, camera)
@@ -180,13 +181,14 @@ def test_static_fault_and_stale_range_is_ignored() -> None:
     clock = ReplayClock(0)
     alert, factory = alerter()
     pipe = Pipeline(CFG, clock, RecordedRanges(danger_ranges(0.0)), alert, None,
-                    static_faults=("model: missing",))
+                    static_faults=(Fault(Part.MODEL, Kind.UNAVAILABLE, "missing"),))
     clock.set(ns(0.12))
     assert pipe.step().level == AlertLevel.DANGER  # danger plays over a fault
     clock.set(ns(0.12) + ns(CFG.ranging.max_age_s) + ns(CFG.alerts.hold_s) + 1)
     threat = pipe.step()
     assert threat.level == AlertLevel.CLEAR
     assert [e.level for e in pipe.events] == [AlertLevel.DANGER, AlertLevel.FAULT]
+    assert threat.faults == ("model: missing",)  # the human text, derived from the typed fault
     alert.close()
 
 

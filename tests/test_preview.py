@@ -101,7 +101,7 @@ def test_cli_reports_a_busy_port(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_column_for_bearing_inverts_the_detector_geometry() -> None:
-    geo = CameraGeometry(640, 360, 66.0)
+    geo = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
     for x in (0.0, 100.0, 320.0, 517.5, 639.0):
         assert column_for_bearing(geo.bearing_deg(x), 640, 66.0) == pytest.approx(x, abs=1e-6)
     assert column_for_bearing(20.0, 640, 66.0) < 320 < column_for_bearing(-20.0, 640, 66.0)
@@ -201,7 +201,7 @@ def pipeline() -> Pipeline:
     clock = ReplayClock(0)
     images = [np.full((H, W, 3), 60 + i, np.uint8) for i in range(3)]
     frames = [Frame(i, ns(0.1 * i), img) for i, img in enumerate(images)]
-    cam = InlineCamera(ListFrames(list(frames)), CameraStage(OnePerson(), CFG.camera.hfov_deg))
+    cam = InlineCamera(ListFrames(list(frames)), CameraStage(OnePerson(), CFG.camera))
     ranges = RecordedRanges([Range(ns(0.05), SENSOR.name, 1.4), Range(ns(0.15), SENSOR.name, 1.3)])
     alerter = Alerter(CFG.outputs, pin_factory=MockFactory(pin_class=MockPWMPin))
     p = Pipeline(CFG, clock, ranges, alerter, cam)
@@ -438,3 +438,41 @@ def test_page_shows_the_annotated_replay_in_chromium(tmp_path: Path, shared: Pat
     keep = os.environ.get("REARGUARD_PREVIEW_SCREENSHOT")
     if keep:  # docs/preview.png is made this way
         shutil.copyfile(shot, keep)
+
+
+def test_the_preview_shows_the_decisions_distances() -> None:
+    """One camera geometry: the distance on the page is the distance the
+    decision used (configured mount height and pitch, the ground plane only
+    once trusted), never the camera stage's first guess."""
+    cam_cfg = CFG.camera.model_copy(update={"width": W, "height": H, "pitch_deg": 6.0})
+    cfg = CFG.model_copy(update={"camera": cam_cfg})
+    clock = ReplayClock(0)
+    frames = [Frame(i, ns(0.1 * i), np.full((H, W, 3), 60 + i, np.uint8)) for i in range(16)]
+    pipe = Pipeline(cfg, clock, RecordedRanges([]), Alerter(cfg.outputs, pin_factory=MockFactory(pin_class=MockPWMPin)),
+                    InlineCamera(ListFrames(list(frames)), CameraStage(OnePerson(), cfg.camera)))
+    server = PreviewServer(port=0)
+    try:
+        server.show(pipe)
+        seen, camera_threats = set(), 0
+        for f in frames:
+            clock.set(f.t_ns)
+            threat = pipe.step()
+            decided = pipe.estimator.camera
+            assert decided is not None and decided.frame is f
+            [track] = decided.tracks
+            s = server.status()
+            assert s["frame"]["seq"] == f.seq
+            assert s["tracks"][0]["distance_m"] == round(track.distance_m, 3)
+            if threat.source == "camera":
+                assert threat.distance_m == track.distance_m  # the terminal's number too
+                assert s["threat"]["distance_m"] == round(track.distance_m, 3)
+                camera_threats += 1
+            seen.add(round(track.distance_m, 3))
+        # The box-height distance first, the fused one once the ground plane
+        # is trusted; the old hidden defaults (pitch 0) give neither.
+        assert len(seen) == 2 and pipe.estimator.ground_trusted and camera_threats > 5
+        hidden = CameraGeometry(W, H, cfg.camera.hfov_deg, 1.1, 0.0).distance_m(BOX, "person")
+        assert all(abs(d - hidden) > 0.05 for d in seen)
+    finally:
+        server.close()
+        pipe.alerter.close()  # type: ignore[attr-defined]

@@ -560,12 +560,7 @@ def test_a_pin_the_board_does_not_have_is_a_ranging_error(factory):
     assert "not a valid pin" in str(err.value)
 
 
-class PWMTriggerPin(MockTriggerPin, MockPWMPin):
-    """A fake HC-SR04 trigger for a MockFactory(pin_class=MockPWMPin).
-
-    MockFactory refuses a pre-made pin whose PWM-ness differs from its
-    default pin class, and the Alerter's haptic pin needs PWM: so a factory
-    shared by ranging and alerts needs trigger pins that are both."""
+from device.sensing.simulated import PWMTriggerPin  # noqa: E402  (the product's own simulated trigger)
 
 
 def test_ranger_and_alerter_share_one_mock_factory():

@@ -236,5 +236,5 @@ def test_an_obstacle_to_the_runners_right_is_on_the_images_left(photos: Path) ->
     x1, _, x2, _ = dark_box(scene.frame(2.5))  # 5 m away
     f = STILL.focal_px
     assert (x1 + x2) / 2 == pytest.approx(STILL.width / 2 - f * 0.5 / 5.0, abs=1.5)
-    g = CameraGeometry(STILL.width, STILL.height, STILL.hfov_deg)
+    g = CameraGeometry(STILL.width, STILL.height, STILL.hfov_deg, 1.1, 0.0)
     assert g.bearing_deg((x1 + x2) / 2) == pytest.approx(math.degrees(math.atan2(0.5, 5.0)), abs=0.3)

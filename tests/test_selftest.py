@@ -10,6 +10,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device.output.alerts import Alerter
 from device.app.compose import make_pin_factory
+from device.core.faults import Part
 from device.core.clock import MonotonicClock, ReplayClock
 from device.core.config import Config
 from device.sensing.ultrasonic import UltrasonicRanger
@@ -87,6 +88,7 @@ def test_each_failing_part_is_named() -> None:
                            ranges=ranger, sensor_names=NAMES, timeout_s=1.0)
     finally:
         ranger.close()
-    kinds = sorted(f.split(":")[0] for f in report.faults)
-    assert kinds == ["camera", "model", "sensor centre"]
-    assert "bad model" in next(f for f in report.faults if f.startswith("model"))
+    parts = sorted((f.part.value, f.name or "") for f in report.faults)
+    assert parts == [("camera", ""), ("model", ""), ("sensor", "centre")]
+    assert "bad model" in str(next(f for f in report.faults if f.part is Part.MODEL))
+    assert str(next(f for f in report.faults if f.part is Part.SENSOR)).startswith("centre: ")

@@ -13,7 +13,6 @@ from device.perception.geometry import CameraGeometry
 from device.decision.threat import (
     Candidate,
     CameraResult,
-    LevelHold,
     SensorTrack,
     ThreatEstimator,
     camera_tracks,
@@ -36,7 +35,7 @@ def ns(t: float) -> int:
 
 
 def test_pinhole_distance_and_bearing() -> None:
-    g = CameraGeometry(640, 480, 66.0)
+    g = CameraGeometry(640, 480, 66.0, 1.1, 0.0)
     f = 320 / math.tan(math.radians(33))
     assert g.focal_px == pytest.approx(f)
     # A 1.7 m person 100 px tall is 1.7 * f / 100 m away.
@@ -128,15 +127,6 @@ def test_level_thresholds(d: float, ttc: float | None, level: AlertLevel) -> Non
 
 def test_out_of_path_never_alerts() -> None:
     assert level_for(cand(0.5, 0.5, in_path=False), CFG.alerts) == AlertLevel.CLEAR
-
-
-def test_hold_raises_at_once_and_steps_down_late() -> None:
-    hold = LevelHold(0.6)
-    assert hold.update(0, AlertLevel.WARN) == AlertLevel.WARN
-    assert hold.update(ns(0.1), AlertLevel.DANGER) == AlertLevel.DANGER
-    assert hold.update(ns(0.2), AlertLevel.CLEAR) == AlertLevel.DANGER
-    assert hold.update(ns(0.69), AlertLevel.CLEAR) == AlertLevel.DANGER
-    assert hold.update(ns(0.71), AlertLevel.CLEAR) == AlertLevel.CLEAR
 
 
 def feed(track: SensorTrack, readings: list[tuple[float, float | None]]) -> None:
@@ -231,7 +221,7 @@ def test_estimator_ultrasonic_approach_warn_then_danger() -> None:
 
 def test_estimator_ignores_stale_camera_and_single_hit_tracks() -> None:
     est = ThreatEstimator(CFG)
-    g = CameraGeometry(640, 480, 66.0)
+    g = CameraGeometry(640, 480, 66.0, 1.1, 0.0)
     tr = IouTracker()
     box = (280.0, 0.0, 360.0, 480.0)  # a person filling the frame: < 2 m away
     tracks = tr.update(0, dets(box))
@@ -271,7 +261,7 @@ from device.decision.threat import AlertPolicy, direction_for  # noqa: E402
 
 
 def test_ground_plane_distance_from_the_bottom_edge() -> None:
-    g = CameraGeometry(640, 360, 66.0, mount_height_m=1.1)
+    g = CameraGeometry(640, 360, 66.0, mount_height_m=1.1, pitch_deg=0.0)
     f = g.focal_px
     # Feet 5 m away on flat ground are f * 1.1 / 5 px below the centre row.
     box = (300.0, 0.0 + 10, 340.0, 180 + f * 1.1 / 5)
@@ -305,7 +295,7 @@ def feed_camera(est: ThreatEstimator, tr: IouTracker, g: CameraGeometry, t: floa
 
 
 def test_ground_plane_trusted_only_while_it_agrees_on_average() -> None:
-    g = CameraGeometry(640, 360, 66.0)
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
     f = g.focal_px
 
     def box(d: float, mount: float) -> tuple[float, float, float, float]:
@@ -325,7 +315,7 @@ def test_ground_plane_trusted_only_while_it_agrees_on_average() -> None:
 
 
 def test_an_object_seen_in_one_frame_never_alerts() -> None:
-    g = CameraGeometry(640, 480, 66.0)
+    g = CameraGeometry(640, 480, 66.0, 1.1, 0.0)
     close = (280.0, 0.0, 360.0, 480.0)  # fills the frame: well inside 2 m
     est, tr = ThreatEstimator(CFG), IouTracker()
     levels = []
@@ -386,7 +376,7 @@ def test_hysteresis_keeps_a_level_near_its_threshold() -> None:
 def test_camera_approach_at_3mps_warns_2s_ahead_and_says_where() -> None:
     """A person 0.6 m to the runner's right, approached at 3 m/s from 14 m
     (boxes as the pinhole camera would see them, 15 fps)."""
-    g = CameraGeometry(640, 360, 66.0)
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
     f = g.focal_px
     est, tr = ThreatEstimator(CFG), IouTracker()
     first_warn = None

@@ -1,28 +1,47 @@
-"""The composition root: the one place where hardware is chosen and injected.
+"""The composition root: the one place where the parts are chosen, built
+from the config and wired together.
 
-The CLI, the replay and the tests build their objects here, so a Pi, a
-laptop with simulated pins and a replay differ only in what is passed in
-(pin factory, frame source, range source, clock).
+The live device (`compose_device`), a replay (`compose_replay`), the bench
+load and `check ranging` (`compose_ranging`) and the preview
+(`start_preview`) are all built here, so a Pi, a laptop with simulated pins
+and a replay differ only in what is passed in (pin factory, frame source,
+range source, clock). Nothing here runs the loop: `device.app.live` keeps
+the lifecycle, `device.app.replay` steps a replay clock.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TextIO
 
-from device.model_store import store as models
-from device.core.config import Config
-from device.perception.detector import Detector, ModelError, YoloxDetector
+from device.core.clock import NS_PER_S, Clock, MonotonicClock, ReplayClock
 from device.core.coco import class_id
+from device.core.config import Config
+from device.core.faults import Fault, Kind, Part
+from device.model_store import store as models
+from device.output.alerts import Alerter
+from device.perception.detector import Detector, ModelError, YoloxDetector
+from device.record.format import Recording
+from device.record.sources import RecordedFrames
+from device.pipeline import CameraFeed, CameraStage, InlineCamera, Pipeline, ThreadedCamera
+from device.sensing.camera import CameraError, FrameSource, OpenCVSource, Picamera2Source
+from device.sensing.ultrasonic import NO_ECHO_S, RangeSource, RangingError, RecordedRanges, UltrasonicRanger
 
 log = logging.getLogger(__name__)
 
-# An HC-SR04 holds its echo line high for ~38 ms when nothing answers: that
-# is what the simulated sensors do, so a laptop run sees an open park.
-SIMULATED_NO_ECHO_S = 0.038
+# The simulated sensors answer "nothing in range", as an HC-SR04 does in an
+# open park: a laptop run sees no obstacle it did not record.
+SIMULATED_NO_ECHO_S = NO_ECHO_S
+CAMERA_RETRY_S = 5.0  # a camera that is not there is looked for again this often
 
 
-def build_detector(config: Config) -> tuple[Detector | None, tuple[str, ...]]:
+# ---------------------------------------------------------------- parts
+
+
+def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
     """The configured detector, or None and a fault saying why not.
 
     A missing or corrupt model must not stop the device: it carries on
@@ -41,7 +60,7 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[str, ...]]:
         )
     except ModelError as err:
         log.error("detector unavailable: %s", err)
-        return None, (f"model: {err}",)
+        return None, (Fault(Part.MODEL, Kind.UNAVAILABLE, str(err)),)
     return det, ()
 
 
@@ -57,15 +76,280 @@ def make_pin_factory(kind: str | None, config: Config):  # -> gpiozero Factory |
         kind = "mock"
     if kind != "mock":
         return None
-    from gpiozero.pins.mock import MockFactory, MockPWMPin, MockTriggerPin
+    from device.sensing.simulated import PWMTriggerPin, mock_factory
 
-    # MockFactory refuses a pre-made pin whose PWM support differs from its
-    # default pin class, so the simulated trigger pins must be PWM-capable too.
-    class PWMTriggerPin(MockTriggerPin, MockPWMPin):
-        pass
-
-    factory = MockFactory(pin_class=MockPWMPin)
+    factory = mock_factory()
     for s in config.ranging.sensors:
         echo = factory.pin(s.echo_pin)
         factory.pin(s.trigger_pin, pin_class=PWMTriggerPin, echo_pin=echo, echo_time=SIMULATED_NO_ECHO_S)
     return factory
+
+
+def camera_stage(detector: Detector, config: Config) -> CameraStage:
+    """Detector, tracker and the one camera geometry from `[camera]`."""
+    return CameraStage(detector, config.camera)
+
+
+def open_camera(source: str, cfg: Config, clock: Clock) -> FrameSource:
+    """`pi` (the Pi camera), `webcam` or N (a webcam) or a video file."""
+    cam = cfg.camera
+    if source == "pi":
+        return Picamera2Source(clock, width=cam.width, height=cam.height, fps=cam.fps, rotate_180=cam.rotate_180)
+    spec: int | str = 0 if source == "webcam" else int(source) if source.isdigit() else source
+    return OpenCVSource(spec, clock, width=cam.width, height=cam.height, fps=cam.fps, rotate_180=cam.rotate_180)
+
+
+def is_file_source(source: str) -> bool:
+    return source not in ("pi", "webcam") and not source.isdigit()
+
+
+def build_recorder(cfg: Config, record_dir: str, frames: FrameSource | None, source: str):  # -> SegmentedRecorder
+    """The recorder for `rearguard run`; raises RecordingError."""
+    from device.record.segments import SegmentedRecorder
+
+    rec = cfg.recording
+    return SegmentedRecorder(
+        record_dir,
+        width=frames.width if frames else cfg.camera.width,
+        height=frames.height if frames else cfg.camera.height,
+        fps=(getattr(frames, "fps", None) or cfg.camera.fps),
+        hfov_deg=cfg.camera.hfov_deg,
+        sensors=cfg.ranging.sensors,
+        source=f"rearguard run --source {source}",
+        segment_s=rec.segment_s,
+        budget_mb=rec.budget_mb,
+        min_free_mb=rec.min_free_mb,
+    )
+
+
+def start_preview(address: tuple[str, int] | None, err: TextIO = sys.stderr) -> Any:
+    """The preview server on `address` (None: no preview), announced on `err`;
+    raises PreviewError. It serves whatever `show(pipeline)` gives it."""
+    if address is None:
+        return None
+    from device.view.preview import PreviewServer
+
+    server = PreviewServer(*address)
+    print(f"preview: {server.url} (read-only)", file=err, flush=True)
+    return server
+
+
+# ---------------------------------------------------------------- check ranging and bench
+
+
+@dataclass
+class Ranging:
+    """The device's ultrasonic ranging and outputs, without camera or loop:
+    `rearguard check ranging` and the bench's background load."""
+
+    clock: MonotonicClock
+    factory: Any  # gpiozero pin factory, None for gpiozero's own choice
+    ranger: UltrasonicRanger
+    alerter: Alerter | None = None
+
+    def close(self) -> None:
+        self.ranger.close()
+        if self.alerter is not None:
+            self.alerter.close()
+
+
+def compose_ranging(cfg: Config, *, mock_pins: bool, outputs: bool = False) -> Ranging:
+    """Raises RangingError (and AlertError with `outputs`)."""
+    clock = MonotonicClock()
+    factory = make_pin_factory("mock" if mock_pins else None, cfg)
+    ranger = UltrasonicRanger.from_config(cfg.ranging, clock, pin_factory=factory)
+    alerter = None
+    if outputs:
+        try:
+            alerter = Alerter(cfg.outputs, pin_factory=factory)
+        except Exception:
+            ranger.close()
+            raise
+    return Ranging(clock, factory, ranger, alerter)
+
+
+# ---------------------------------------------------------------- replay
+
+
+@dataclass
+class ReplayParts:
+    clock: ReplayClock
+    pipeline: Pipeline
+    alerter: Alerter
+    camera: CameraFeed | None
+    static_faults: tuple[Fault, ...]
+
+    def close(self) -> None:
+        self.alerter.close()
+        if self.camera is not None:
+            self.camera.close()
+
+
+def compose_replay(recording: Recording, config: Config, detector: Detector | None = None) -> ReplayParts:
+    """The device's pipeline over a recording (`device.record.format.Recording`):
+    a replay clock at its start, its frames detected inline, its ranges,
+    and the alert patterns really driven, on simulated pins. `config` is
+    already the replay's (`device.app.replay.replay_config`)."""
+    from device.sensing.simulated import mock_factory
+
+    static_faults: tuple[Fault, ...] = ()
+    if detector is None:
+        detector, static_faults = build_detector(config)
+    clock = ReplayClock(recording.start_ns)
+    camera = None
+    if detector is not None:
+        camera = InlineCamera(RecordedFrames(recording, clock), camera_stage(detector, config))
+    alerter = Alerter(config.outputs, pin_factory=mock_factory())
+    pipeline = Pipeline(config, clock, RecordedRanges(recording.ranges), alerter, camera, static_faults=static_faults)
+    return ReplayParts(clock, pipeline, alerter, camera, static_faults)
+
+
+# ---------------------------------------------------------------- the live device
+
+
+class CameraKeeper:
+    """The live camera: opened at start and, when it is not there (a slow
+    driver, a loose ribbon), looked for again every CAMERA_RETRY_S while
+    the ultrasonic path keeps working. A new feed is handed to the pipeline
+    through `Pipeline.set_camera`."""
+
+    def __init__(self, cfg: Config, source: str, clock: Clock, detector: Detector | None, recorder: Any) -> None:
+        self.cfg, self.source, self.clock = cfg, source, clock
+        self.detector, self.recorder = detector, recorder
+        self.fault: Fault | None = None  # the camera could not be opened (cleared when a retry succeeds)
+        self.frames: FrameSource | None = None
+        try:
+            self.frames = open_camera(source, cfg, clock)
+        except CameraError as e:
+            self.fault = Fault(Part.CAMERA, Kind.UNAVAILABLE, str(e))
+        self._next_retry = clock.now_ns() + round(CAMERA_RETRY_S * NS_PER_S)
+
+    def feed(self, frames: FrameSource | None) -> ThreadedCamera | None:
+        if frames is None:
+            return None
+        if self.detector is None:  # no model: nothing would look at the frames
+            frames.close()
+            if frames is self.frames:
+                self.frames = None
+            return None
+        return ThreadedCamera(frames, camera_stage(self.detector, self.cfg), self.recorder)
+
+    def faults(self) -> tuple[Fault, ...]:
+        return (self.fault,) if self.fault is not None else ()
+
+    def retry(self, pipeline: Pipeline, now_ns: int) -> None:
+        """Called from the loop: try the camera again when one is due."""
+        if self.fault is None or self.detector is None or is_file_source(self.source) or now_ns < self._next_retry:
+            return
+        self._next_retry = now_ns + round(CAMERA_RETRY_S * NS_PER_S)
+        try:
+            frames = open_camera(self.source, self.cfg, self.clock)
+        except CameraError as e:
+            log.debug("camera retry failed: %s", e)
+            return
+        old = pipeline.set_camera(self.feed(frames))
+        if old is not None:
+            old.close()
+        self.fault = None
+        log.warning("camera is back")
+
+
+@dataclass
+class Device:
+    """Everything `rearguard run` runs, in two steps: `compose_device` builds
+    the parts (the self-test then checks them), `assemble` wires the loop."""
+
+    cfg: Config
+    clock: MonotonicClock
+    factory: Any
+    alerter: Alerter
+    ranges: RangeSource
+    detector: Detector | None
+    camera: CameraKeeper
+    recorder: Any
+    static_faults: list[Fault] = field(default_factory=list)
+    guard: Any = None  # StallGuard, once assembled
+    pipeline: Pipeline | None = None
+
+    def drop_detector(self, faults: tuple[Fault, ...]) -> None:
+        """A model that cannot run one inference is not used at all."""
+        assert self.pipeline is None, "before assemble()"
+        self.static_faults += list(faults)
+        if self.detector is not None:
+            self.detector.close()
+        self.detector = self.camera.detector = None
+
+    def start_faults(self) -> tuple[Fault, ...]:
+        return tuple(self.static_faults) + self.camera.faults()
+
+    def assemble(self, on_event: Any = None) -> Pipeline:
+        """The stall guard between the loop and the outputs, the camera feed
+        (its detector thread starts now) and the pipeline."""
+        from device.output.stall_guard import StallGuard
+
+        camera, recorder = self.camera, self.recorder
+
+        def extra_faults() -> tuple[Fault, ...]:
+            out: tuple[Fault, ...] = camera.faults()
+            if recorder is not None and recorder.fault:
+                # The recorder words its fault in full ("recording: ...").
+                out += (Fault(Part.RECORDING, Kind.FAILED, recorder.fault.removeprefix("recording: ")),)
+            return out
+
+        self.guard = StallGuard(self.alerter, self.clock)
+        self.pipeline = Pipeline(self.cfg, self.clock, self.ranges, self.guard, camera.feed(camera.frames),
+                                 static_faults=tuple(self.static_faults), recorder=recorder, on_event=on_event,
+                                 extra_faults=extra_faults)
+        return self.pipeline
+
+    def close(self) -> None:
+        if self.guard is not None:
+            self.guard.close()
+        feed = self.pipeline.camera if self.pipeline is not None else None
+        if feed is not None:
+            feed.close()  # closes its frame source too
+        elif self.camera.frames is not None:
+            self.camera.frames.close()
+        for part in (self.ranges, self.alerter, self.recorder):
+            if part is not None:
+                part.close()
+        if self.detector is not None:
+            self.detector.close()
+
+
+class RecordingRefused(Exception):
+    """--record was given and the recorder cannot start: a usage error."""
+
+
+def compose_device(cfg: Config, *, source: str, mock_pins: bool, record: str | None) -> Device:
+    """The live device's parts, from the config. Raises AlertError when the
+    outputs cannot be driven (without them nothing can tell the runner
+    anything) and RecordingRefused when `record` cannot be recorded to;
+    every other part that fails becomes a fault and the device runs with
+    what works."""
+    from device.record.format import RecordingError
+
+    clock = MonotonicClock()
+    factory = make_pin_factory("mock" if mock_pins else None, cfg)
+    static: list[Fault] = []
+    alerter = Alerter(cfg.outputs, pin_factory=factory)  # first: the outputs say everything else
+    ranges: RangeSource
+    try:
+        ranges = UltrasonicRanger.from_config(cfg.ranging, clock, pin_factory=factory)
+    except RangingError as e:
+        static.append(Fault(Part.RANGING, Kind.UNAVAILABLE, str(e)))
+        ranges = RecordedRanges([])
+    detector, model_faults = build_detector(cfg)
+    static += model_faults
+    camera = CameraKeeper(cfg, source, clock, detector, None)
+    device = Device(cfg, clock, factory, alerter, ranges, detector, camera, None, static)
+    record_dir = record or cfg.recording.directory or None
+    if record_dir:
+        try:
+            device.recorder = camera.recorder = build_recorder(cfg, record_dir, camera.frames, source)
+        except RecordingError as e:
+            if record:  # asked for on the command line
+                device.close()
+                raise RecordingRefused(str(e)) from e
+            static.append(Fault(Part.RECORDING, Kind.UNAVAILABLE, str(e)))
+    return device

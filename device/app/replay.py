@@ -12,53 +12,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from device.output.alerts import Alerter
-from device.app.compose import build_detector
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config, UltrasonicSensorConfig
+from device.app.compose import compose_replay
+from device.core.faults import texts
 from device.perception.detector import Detector
-from device.pipeline import CameraStage, InlineCamera, Pipeline
-from device.sensing.ultrasonic import RecordedRanges
+from device.pipeline import Pipeline
 from device.record.format import Recording
-from device.core.types import AlertEvent, Frame
+from device.record.sources import RecordedFrames  # noqa: F401  (re-exported: replays' frame source)
+from device.core.types import AlertEvent
 
 TICK_S = 0.02
 TICK_NS = round(TICK_S * NS_PER_S)
-
-
-class RecordedFrames:
-    """A FrameSource over a recording: the newest frame whose time has come."""
-
-    def __init__(self, recording: Recording, clock: ReplayClock) -> None:
-        self._frames: Iterator[Frame] = recording.frames()
-        self._clock = clock
-        self._next: Frame | None = next(self._frames, None)
-        self.width = recording.meta.camera.width
-        self.height = recording.meta.camera.height
-        self.dropped = 0
-
-    def latest(self) -> Frame | None:
-        now = self._clock.now_ns()
-        newest = None
-        while self._next is not None and self._next.t_ns <= now:
-            if newest is not None:
-                self.dropped += 1
-            newest = self._next
-            self._next = next(self._frames, None)
-        return newest
-
-    def wait(self, timeout: float) -> bool:
-        # Replay time only moves between steps: a frame is due now or not at all.
-        return self._next is not None and self._next.t_ns <= self._clock.now_ns()
-
-    @property
-    def error(self) -> str | None:
-        return None  # the end of a recording is the end of the replay, not a fault
-
-    def close(self) -> None:
-        self._next = None
 
 
 def replay_config(config: Config, recording: Recording) -> Config:
@@ -129,29 +96,12 @@ def replay(
     called now and then for long replays. `on_start(pipeline)` is called
     once before the first pass (to attach a viewer such as the preview),
     `on_step(pipeline)` after every pass."""
-    from gpiozero.pins.mock import MockFactory, MockPWMPin
-
     recording = Recording.open(directory)
     cfg = replay_config(config, recording)
-    static_faults: tuple[str, ...] = ()
-    if detector is None:
-        detector, static_faults = build_detector(cfg)
+    parts = compose_replay(recording, cfg, detector)
+    clock, pipeline = parts.clock, parts.pipeline
     start = recording.start_ns
     end = start + round(recording.duration_s * NS_PER_S)
-    clock = ReplayClock(start)
-    camera = None
-    if detector is not None:
-        camera = InlineCamera(RecordedFrames(recording, clock), CameraStage(detector, cfg.camera.hfov_deg))
-    # Simulated pins: the alert patterns are really driven, on mock pins.
-    alerter = Alerter(cfg.outputs, pin_factory=MockFactory(pin_class=MockPWMPin))
-    pipeline = Pipeline(
-        cfg,
-        clock,
-        RecordedRanges(recording.ranges),
-        alerter,
-        camera,
-        static_faults=static_faults,
-    )
     wall0 = time.monotonic()
     last_report = wall0
     try:
@@ -174,14 +124,12 @@ def replay(
                 break
             t = min(t + TICK_NS, end)
     finally:
-        alerter.close()
-        if camera is not None:
-            camera.close()
+        parts.close()
     return ReplayResult(
         frames=pipeline.stats.frames,
         duration_s=recording.duration_s,
         start_ns=start,
         events=tuple(pipeline.events),
         stats=pipeline.stats.summary(),
-        static_faults=static_faults,
+        static_faults=texts(parts.static_faults),
     )

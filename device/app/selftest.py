@@ -19,6 +19,7 @@ from device.sensing.camera import FrameSource
 from device.core.clock import NS_PER_S, Clock
 from device.perception.detector import Detector
 from device.sensing.ultrasonic import RangeSource
+from device.core.faults import Fault, Kind, Part
 from device.core.types import AlertLevel
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ GREETING_S = 0.15
 
 @dataclass(frozen=True)
 class SelfTestReport:
-    faults: tuple[str, ...]
+    faults: tuple[Fault, ...]
     passed: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -54,7 +55,7 @@ def self_test(
     sensor_names: tuple[str, ...],
     timeout_s: float = 2.0,
 ) -> SelfTestReport:
-    faults: list[str] = []
+    faults: list[Fault] = []
     passed: list[str] = []
     image = None
     if frames is not None:
@@ -62,14 +63,15 @@ def self_test(
             image = frame.image
             passed.append(f"camera: {frame.image.shape[1]}x{frame.image.shape[0]} frame")
         else:
-            faults.append(f"camera: no frame within {timeout_s:.0f} s" + (f" ({frames.error})" if frames.error else ""))
+            faults.append(Fault(Part.CAMERA, Kind.UNAVAILABLE, f"no frame within {timeout_s:.0f} s"
+                                + (f" ({frames.error})" if frames.error else "")))
     if detector is not None:
         probe = image if image is not None else np.zeros((360, 640, 3), np.uint8)
         try:
             detector.detect(probe)
             passed.append("model: warm-up inference")
         except Exception as err:  # any failure here means no camera alerts: say so
-            faults.append(f"model: warm-up failed: {err}")
+            faults.append(Fault(Part.MODEL, Kind.FAILED, f"warm-up failed: {err}"))
     if ranges is not None and sensor_names:
         answered: set[str] = set()
         broken: dict[str, str] = {}
@@ -86,7 +88,8 @@ def self_test(
             if name in answered:
                 passed.append(f"sensor {name}: answering")
             else:
-                faults.append(f"sensor {name}: {broken.get(name, 'no reading')} within {timeout_s:.0f} s")
+                faults.append(Fault(Part.SENSOR, Kind.UNAVAILABLE, f"{broken.get(name, 'no reading')} within "
+                                    f"{timeout_s:.0f} s", name=name))
     for f in faults:
         log.error("self-test: %s", f)
     for p in passed:

@@ -70,19 +70,17 @@ def cmd_check_ranging(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace, cfg) -> int:
-    from device.app.compose import make_pin_factory
-    from device.core.clock import MonotonicClock
-    from device.sensing.ultrasonic import RangingError, UltrasonicRanger, planned_rate_hz
+    from device.app.compose import compose_ranging
+    from device.sensing.ultrasonic import RangingError, planned_rate_hz
     from device.decision.threat import SensorTrack
 
-    clock = MonotonicClock()
-    factory = make_pin_factory("mock" if args.mock_pins else None, cfg)
     sensors = cfg.ranging.sensors
     try:
-        ranger = UltrasonicRanger.from_config(cfg.ranging, clock, pin_factory=factory)
+        parts = compose_ranging(cfg, mock_pins=args.mock_pins)
     except RangingError as err:
         print(f"rearguard: {err}", file=sys.stderr)
         return EXIT_FAILURE
+    clock, factory, ranger = parts.clock, parts.factory, parts.ranger
     tracks = {s.name: SensorTrack(s) for s in sensors}
     planned = planned_rate_hz(len(sensors), cfg.ranging.sample_wait_s)
     max_age = round(cfg.ranging.max_age_s * NS_PER_S)

@@ -8,11 +8,10 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
 
 from device import __version__
 from device.core.config import Config, ConfigError, load, to_toml
-from device.core.types import AlertEvent, AlertLevel, Threat
+from device.view.terminal import format_event
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2  # bad config or arguments
@@ -20,29 +19,6 @@ EXIT_USAGE = 2  # bad config or arguments
 
 def _config(args: argparse.Namespace) -> Config:
     return load(getattr(args, "config", None))
-
-
-def _fmt(x: float | None, unit: str) -> str:
-    return "-" if x is None else f"{x:.2f} {unit}"
-
-
-def describe(threat: Threat) -> str:
-    if threat.source == "none":
-        what = "nothing in the way"
-    else:
-        side = ""
-        if threat.bearing_deg is not None and abs(threat.bearing_deg) >= 5:
-            side = f" {abs(threat.bearing_deg):.0f} deg {'left' if threat.bearing_deg < 0 else 'right'}"
-        what = f"{threat.label or '?'} ({threat.source}) at {_fmt(threat.distance_m, 'm')}, ttc {_fmt(threat.ttc_s, 's')}{side}"
-    return what
-
-
-def format_event(e: AlertEvent, start_ns: int) -> str:
-    t = (e.t_ns - start_ns) / 1e9
-    line = f"{t:8.2f} s  {e.level.name:<7} {e.source:<10} distance {_fmt(e.distance_m, 'm'):>8}  ttc {_fmt(e.ttc_s, 's'):>8}"
-    if e.faults:
-        line += "  faults: " + "; ".join(e.faults)
-    return line
 
 
 # ---------------------------------------------------------------- config
@@ -65,14 +41,6 @@ def _preview_address(spec: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _start_preview(address: tuple[str, int]) -> Any:
-    from device.view.preview import PreviewServer
-
-    server = PreviewServer(*address)
-    print(f"preview: {server.url} (read-only)", file=sys.stderr, flush=True)
-    return server
-
-
 PREVIEW_HELP = ("serve a live preview page (view, boxes, distances, sensor beams, level) on PORT of this "
                 "machine only, or on ADDR:PORT (0.0.0.0:PORT = every network interface)")
 
@@ -80,6 +48,7 @@ PREVIEW_HELP = ("serve a live preview page (view, boxes, distances, sensor beams
 def cmd_replay(args: argparse.Namespace) -> int:
     from device.view.preview import PreviewError
     from device.record.format import RecordingError
+    from device.app.compose import start_preview
     from device.app.replay import replay
 
     cfg = _config(args)
@@ -89,8 +58,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     preview = None
     try:
-        if args.preview is not None:
-            preview = _start_preview(args.preview)
+        preview = start_preview(args.preview)
         # A preview shows the recording at its own pace: as fast as the CPU
         # allows would be over before anyone saw it.
         result = replay(args.recording, cfg, realtime=args.realtime or preview is not None, progress=progress,
@@ -118,44 +86,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- run
-
-
-class StatusLine:
-    """What the device would do, for a person at a terminal: level, nearest
-    threat, frames per second. On a terminal it redraws in place twice a
-    second; elsewhere (the journal under systemd) it prints a line when the
-    level or the faults change, and once a minute."""
-
-    HEARTBEAT_S = 60.0
-
-    def __init__(self, stream: Any = sys.stdout) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self._last_print = -1e9
-        self._last_key: tuple[AlertLevel, tuple[str, ...]] | None = None
-        self._frames0 = 0
-        self._t0: float | None = None
-        self._fps = 0.0
-
-    def show(self, threat: Threat, level: AlertLevel, frames: int, now_s: float) -> None:
-        if self._t0 is None:
-            self._t0, self._frames0 = now_s, frames
-        elif now_s - self._t0 >= 1.0:
-            self._fps = (frames - self._frames0) / (now_s - self._t0)
-            self._t0, self._frames0 = now_s, frames
-        key = (level, threat.faults)
-        due = self.HEARTBEAT_S if not self.tty else 0.5
-        if key == self._last_key and now_s - self._last_print < due:
-            return
-        self._last_key, self._last_print = key, now_s
-        line = f"{level.name:<7} {describe(threat)}  camera {self._fps:4.1f} fps"
-        if threat.faults:
-            line += "  FAULT " + "; ".join(threat.faults)
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + line[:200])
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

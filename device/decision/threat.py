@@ -26,19 +26,18 @@ Design choices, each for the runner:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from device.core.clock import NS_PER_S
 from device.core.coco import COCO_CLASSES
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
-from device.perception.geometry import CameraGeometry, fuse_distances, ground_distance_m
+from device.perception.geometry import EDGE_PX, CameraGeometry, fuse_distances, ground_distance_m
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.tracking import Track
-from device.core.types import AlertLevel, Range, Threat
+from device.core.types import AlertLevel, Frame, Range, Threat
 
 SCALE_WINDOW_NS = round(1.0 * NS_PER_S)
 CAMERA_MIN_HITS = 2
-EDGE_PX = 2.0  # a box this close to the top or bottom edge is cut off by it
 # A camera time to collision counts only after this many frames in a row
 # agree that the object is closing in (a box-growth estimate is noisy).
 CAMERA_TTC_STREAK = 3
@@ -74,12 +73,16 @@ class Candidate:
 
 @dataclass(frozen=True)
 class CameraResult:
-    """What the camera stage concluded about one frame."""
+    """What the camera stage concluded about one frame (and, once the
+    estimator has judged it, with the distances the decision used)."""
 
     t_ns: int
     seq: int
     tracks: tuple[CameraTrack, ...]
     detect_ms: float | None = None
+    # The frame the boxes were found in, so a viewer shows boxes, distances
+    # and image that belong together. A reference, never a copy.
+    frame: Frame | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,9 @@ class CameraTrack:
     box: tuple[float, float, float, float]
     confidence: float
     hits: int
-    distance_m: float  # best estimate with the camera stage's geometry
+    # Best estimate with the configured geometry; after `ThreatEstimator.set_camera`
+    # the distance the decision uses (the ground plane only while trusted).
+    distance_m: float
     bearing_deg: float
     ttc_s: float | None
     clipped: bool = False
@@ -231,24 +236,6 @@ def _urgency(c: Candidate, cfg: AlertsConfig, current: AlertLevel) -> tuple[int,
     return (int(level_for(c, cfg, current)), -ttc, -c.distance_m)
 
 
-class LevelHold:
-    """Raise at once; step down only after the lower level has lasted hold_s."""
-
-    def __init__(self, hold_s: float) -> None:
-        self.hold_ns = round(hold_s * NS_PER_S)
-        self.level = AlertLevel.CLEAR
-        self._since = 0
-
-    def update(self, now_ns: int, raw: AlertLevel) -> AlertLevel:
-        if raw >= self.level:
-            self.level = raw
-            self._since = now_ns
-        elif now_ns - self._since >= self.hold_ns:
-            self.level = raw
-            self._since = now_ns
-        return self.level
-
-
 class AlertPolicy:
     """When the level the evidence calls for (raw) becomes the level played.
 
@@ -299,9 +286,10 @@ class ThreatEstimator:
         self.range_max_age_ns = round(config.ranging.max_age_s * NS_PER_S)
         self.camera_max_age_ns = round(config.camera.max_age_s * NS_PER_S)
         self.camera_cfg = config.camera
+        # The newest camera result as judged: its tracks carry the decided
+        # distances, which is what every view shows.
         self.camera: CameraResult | None = None
         self._ttc_streak: dict[int, int] = {}
-        self._distance: dict[int, float] = {}  # track id -> fused distance, for the newest frame
         self.ground_bias = 0.0  # running mean of |ln(ground / box-height distance)|
         self.ground_checks = 0
         self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
@@ -313,8 +301,8 @@ class ThreatEstimator:
             if track is not None:  # recordings are checked against the config up front
                 track.add(r)
 
-    def set_camera(self, result: CameraResult) -> None:
-        self.camera = result
+    def set_camera(self, result: CameraResult) -> CameraResult:
+        """Take a camera result; returns it with the decided distances."""
         grounds = {tr.track_id: self._ground_distance(tr) for tr in result.tracks}
         for tr in result.tracks:
             g = grounds[tr.track_id]
@@ -323,14 +311,13 @@ class ThreatEstimator:
                 self.ground_bias += a * (abs(math.log(g / tr.height_distance_m)) - self.ground_bias)
                 self.ground_checks += 1
         trusted = self.ground_trusted
-        self._distance = {
-            tr.track_id: (
-                tr.distance_m if tr.height_distance_m is None
-                else fuse_distances(tr.height_distance_m, grounds[tr.track_id] if trusted else None,
-                                    self.camera_cfg.mount_height_m)
-            )
+        result = replace(result, tracks=tuple(
+            tr if tr.height_distance_m is None
+            else replace(tr, distance_m=fuse_distances(tr.height_distance_m, grounds[tr.track_id] if trusted else None,
+                                                       self.camera_cfg.mount_height_m))
             for tr in result.tracks
-        }
+        ))
+        self.camera = result
         streak = {}
         for tr in result.tracks:
             before = self._ttc_streak.get(tr.track_id, 0)
@@ -341,6 +328,7 @@ class ThreatEstimator:
                 closing = False
             streak[tr.track_id] = before + 1 if closing else 0
         self._ttc_streak = streak
+        return result
 
     @property
     def ground_trusted(self) -> bool:
@@ -357,8 +345,7 @@ class ThreatEstimator:
     def _plausible_ttc(self, tr: CameraTrack) -> float | None:
         """The track's TTC unless it implies an impossible closing speed: the
         camera distance is rough, but not wrong by a factor of three."""
-        distance = self._distance.get(tr.track_id, tr.distance_m)
-        if tr.ttc_s is None or distance / tr.ttc_s > self.cfg.max_closing_mps:
+        if tr.ttc_s is None or tr.distance_m / tr.ttc_s > self.cfg.max_closing_mps:
             return None
         return tr.ttc_s
 
@@ -371,7 +358,7 @@ class ThreatEstimator:
             for tr in self.camera.tracks:
                 if tr.hits < CAMERA_MIN_HITS:
                     continue
-                distance = self._distance.get(tr.track_id, tr.distance_m)
+                distance = tr.distance_m
                 lateral = distance * math.sin(math.radians(tr.bearing_deg))
                 cams.append(
                     Candidate(

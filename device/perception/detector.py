@@ -30,13 +30,13 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
 from device.core.config import DEFAULT_INPUT_SIZE
+from device.core.ports import Detector  # noqa: F401  (the port, re-exported)
 from device.core.types import Detections
 
 PAD_VALUE = 114  # YOLOX trains with this grey; other pads shift its scores
@@ -48,15 +48,6 @@ _INSTALL_HINT = (
 
 class ModelError(Exception):
     """A model that is missing, unreadable, corrupt or does not fit; phrased for a person."""
-
-
-@runtime_checkable
-class Detector(Protocol):
-    def detect(self, image: np.ndarray) -> Detections:
-        """Objects in one HxWx3 uint8 BGR image, boxes in that image's pixels."""
-        ...
-
-    def close(self) -> None: ...
 
 
 # --- pure steps ------------------------------------------------------------

@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from device.core.config import CameraConfig
+
 # Typical real heights (metres) of what the box of each class spans. Rough by
 # nature; a 20% error in height is a 20% error in distance but no error in
 # time to collision, which comes from the box's growth rate.
@@ -68,16 +70,25 @@ MIN_GROUND_ANGLE_DEG = 1.0
 # same thing: the ground assumption has failed (feet hidden behind something,
 # a person sitting on a wall, a slope), so the box height is used alone.
 AGREE_SIGMAS = 2.5
-EDGE_PX = 2.0  # a box this close to an image edge is cut off by it
+EDGE_PX = 2.0  # a box side this close to an image edge is cut off by it
 
 
 @dataclass(frozen=True)
 class CameraGeometry:
+    """The one camera model: the decision, the terminal and the preview all
+    read distances and bearings through an instance built by `for_camera`
+    from the config (no defaults here, so none can differ from it)."""
+
     width: int
     height: int
     hfov_deg: float
-    mount_height_m: float = 1.1
-    pitch_deg: float = 0.0  # positive = tilted down towards the ground
+    mount_height_m: float
+    pitch_deg: float  # positive = tilted down towards the ground
+
+    @classmethod
+    def for_camera(cls, cam: CameraConfig, width: int | None = None, height: int | None = None) -> CameraGeometry:
+        """The configured camera; `width`/`height` when frames arrive at another size."""
+        return cls(width or cam.width, height or cam.height, cam.hfov_deg, cam.mount_height_m, cam.pitch_deg)
 
     @property
     def focal_px(self) -> float:

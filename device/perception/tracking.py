@@ -36,13 +36,13 @@ import numpy as np
 
 from device.core.clock import NS_PER_S
 from device.core.types import Detections
+from device.perception.geometry import EDGE_PX
 
 Box = tuple[float, float, float, float]
 
 # A time to collision needs this many boxes over at least this long.
 MIN_SCALE_POINTS = 5
 MIN_SCALE_SPAN_S = 0.4
-EDGE_PX = 2.0  # a box side this close to the image edge is cut off by it
 # A box whose shape (ln width/height) changes faster than this fraction of its
 # growth rate, and faster than the floor (1/s), is not looming (see _isotropic).
 ASPECT_TOLERANCE = 0.5

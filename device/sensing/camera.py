@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
 
 from device.core.clock import Clock
+from device.core.ports import FrameSource  # noqa: F401  (the port, re-exported)
 from device.core.types import Frame
 
 T = TypeVar("T")
@@ -32,27 +33,6 @@ PICAMERA2_MISSING = (
 
 class CameraError(Exception):
     """A camera or video that cannot be used, phrased for a person."""
-
-
-@runtime_checkable
-class FrameSource(Protocol):
-    width: int
-    height: int
-
-    def latest(self) -> Frame | None:
-        """The newest frame not yet returned, or None if none arrived since. Never blocks."""
-        ...
-
-    @property
-    def error(self) -> str | None:
-        """Why the source stopped delivering ("end of video", ...), else None."""
-        ...
-
-    def wait(self, timeout: float) -> bool:
-        """Block until a frame is ready for latest() or timeout; True if one is."""
-        ...
-
-    def close(self) -> None: ...
 
 
 class LatestSlot(Generic[T]):
@@ -123,8 +103,11 @@ class GrabberThread:
         max_none: int = 5,
         none_error: str = "camera stopped delivering",
         slot: LatestSlot[Frame] | None = None,
+        finite: bool = False,
     ) -> None:
         self._grab = grab
+        self._finite = finite  # a file: running out of frames is its end
+        self.ended = False
         self._clock = clock
         self._max_none = max_none
         self._none_error = none_error
@@ -158,6 +141,7 @@ class GrabberThread:
                     nones += 1
                     if nones >= self._max_none:
                         self._error = self._none_error
+                        self.ended = self._finite
                         return
                     continue
                 nones = 0
@@ -186,6 +170,10 @@ class _ThreadedSource:
     @property
     def error(self) -> str | None:
         return self._grabber.error
+
+    @property
+    def ended(self) -> bool:
+        return self._grabber.ended
 
     @property
     def dropped(self) -> int:
@@ -276,7 +264,7 @@ class OpenCVSource(_ThreadedSource):
         self.fps: float | None = fps or (self._cap.get(cv2.CAP_PROP_FPS) or None)
         # Assigned before start(): the paced grab reads self._grabber.stop_event.
         self._grabber = GrabberThread(
-            grab, clock, name=f"camera {spec}", max_none=max_none, none_error=none_error
+            grab, clock, name=f"camera {spec}", max_none=max_none, none_error=none_error, finite=self.is_file
         )
         self._grabber.start()
 

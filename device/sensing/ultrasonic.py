@@ -41,13 +41,13 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from gpiozero import DistanceSensor
 from gpiozero.exc import DistanceSensorNoEcho
 
 from device.core.clock import NS_PER_S, Clock
 from device.core.config import RangingConfig, UltrasonicSensorConfig
+from device.core.ports import RangeSource  # noqa: F401  (the port, re-exported)
 from device.core.types import Range
 
 log = logging.getLogger(__name__)
@@ -97,14 +97,6 @@ RATE_WINDOW_S = 2.0  # rates() counts the pings of this long
 
 class RangingError(Exception):
     """A sensor could not be set up; the message names the sensor and its pins."""
-
-
-class RangeSource(Protocol):
-    def poll(self, now_ns: int) -> list[Range]:
-        """Readings taken since the last poll with t_ns <= now_ns, oldest first. Never blocks."""
-        ...
-
-    def close(self) -> None: ...
 
 
 class RecordedRanges:

@@ -37,24 +37,14 @@ import numpy as np
 from device.perception.detector import YoloxDetector, choose_spin
 from device.perception.tracking import iou_matrix
 from device.core.types import Detections
+from device.tools.shared import shared_file  # noqa: F401  (bench.shared_file, for the CLI)
 
-REPO = Path(__file__).resolve().parents[1]
 PERSON = 0  # COCO class id
 DEFAULT_BLOCK = 10
 
 
 class BenchError(Exception):
     """A benchmark that cannot run as asked (no video, unreadable file...)."""
-
-
-def shared_file(*parts: str) -> Path | None:
-    """A file in the development materials (../shared), looked for next to
-    the working directory and next to this checkout; None if absent."""
-    for root in (Path.cwd().parent, REPO.parent):
-        p = root.joinpath("shared", *parts)
-        if p.exists():
-            return p
-    return None
 
 
 # --- frames -----------------------------------------------------------------------
@@ -256,17 +246,10 @@ class Load:
     RATE_HZ = 50.0
 
     def __init__(self, config: Any) -> None:
-        from device.output.alerts import Alerter
-        from device.app.compose import make_pin_factory
-        from device.core.clock import MonotonicClock
-        from device.sensing.ultrasonic import UltrasonicRanger
+        from device.app.compose import compose_ranging
 
-        self._clock = MonotonicClock()
-        factory = make_pin_factory("mock", config)
-        self._ranger = UltrasonicRanger(
-            config.ranging.sensors, self._clock, pin_factory=factory, sample_wait_s=config.ranging.sample_wait_s
-        )
-        self._alerter = Alerter(config.outputs, pin_factory=factory)
+        parts = compose_ranging(config, mock_pins=True, outputs=True)
+        self._clock, self._ranger, self._alerter = parts.clock, parts.ranger, parts.alerter
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-load", daemon=True)
         self.updates = 0

@@ -238,7 +238,7 @@ def evaluate(
 
         detector, faults = build_detector(config)
         if detector is None:
-            raise EvaluationError("cannot evaluate without the detector: " + "; ".join(faults))
+            raise EvaluationError("cannot evaluate without the detector: " + "; ".join(map(str, faults)))
     scores, traces, metas = [], {}, {}
     for d in dirs:
         name = d.name

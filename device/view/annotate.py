@@ -29,6 +29,7 @@ import numpy as np
 from device.core.config import AlertsConfig, UltrasonicSensorConfig
 from device.decision.threat import CameraTrack
 from device.core.types import AlertLevel, Range, Threat
+from device.view.terminal import side
 
 # BGR. Saturated colours that indoor and street footage rarely contains, so
 # that the overlays stay readable (and a test can find them in a screenshot).
@@ -159,11 +160,9 @@ def _describe(threat: Threat | None) -> str:
         return "waiting for the loop"
     if threat.source == "none":
         return "nothing in the way"
-    side = ""
-    if threat.bearing_deg is not None and abs(threat.bearing_deg) >= 5:
-        side = f", {abs(threat.bearing_deg):.0f} deg {'left' if threat.bearing_deg < 0 else 'right'}"
+    where = side(threat)  # the decision's direction, as the terminal shows it
     return (f"{threat.label or '?'} ({threat.source}) {_fmt(threat.distance_m, 'm')}, "
-            f"ttc {_fmt(threat.ttc_s, 's')}{side}")
+            f"ttc {_fmt(threat.ttc_s, 's')}" + (f", {where}" if where else ""))
 
 
 def _draw_banner(img: np.ndarray, ov: Overlay, scale: float) -> None:

@@ -43,13 +43,12 @@ from typing import Any, Protocol
 
 import cv2
 
-from device.output.alerts import effective_level
 from device.view.annotate import Overlay, blank, draw
 from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.pipeline import View
 from device.decision.threat import CAMERA_MIN_HITS
-from device.core.types import AlertLevel, Threat
+from device.core.types import Threat
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +202,8 @@ class PreviewServer:
         if now is not None:
             self._camera_rate.update(now, v.frames)
             self._loop_rate.update(now, v.steps)
-        level = effective_level(v.threat.level, v.threat.faults) if v.threat is not None else AlertLevel.CLEAR
         return Overlay(
-            level=level,
+            level=v.level,  # the loop's felt level, never recomputed here
             threat=v.threat,
             tracks=v.camera.tracks if v.camera is not None else (),
             sensors=cfg.ranging.sensors,

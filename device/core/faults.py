@@ -1,0 +1,45 @@
+"""Faults as values: which part failed, how, and the human text derived.
+
+Every part that can fail (camera, model, ranging, recording, one sensor)
+reports a `Fault`; code decides on `part` and `kind`, never on the text.
+The text (`str(fault)`, "part: detail") is what the runner's log, the
+status line, systemd's STATUS and `replay --json` show; those texts are
+unchanged from when faults were plain strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Part(str, Enum):
+    CAMERA = "camera"
+    MODEL = "model"
+    RANGING = "ranging"
+    RECORDING = "recording"
+    SENSOR = "sensor"  # one ultrasonic sensor; Fault.name says which
+
+
+class Kind(str, Enum):
+    UNAVAILABLE = "unavailable"  # could not be opened or loaded at all
+    FAILED = "failed"  # worked, then broke (a crash, a write error, a bad echo line)
+    STALLED = "stalled"  # no new data for too long
+    FROZEN = "frozen"  # data keeps coming but never changes
+    ENDED = "ended"  # a finite source (a video file) ran out: not a fault of the device
+
+
+@dataclass(frozen=True)
+class Fault:
+    part: Part
+    kind: Kind
+    detail: str
+    name: str | None = None  # the sensor's name, for Part.SENSOR
+
+    def __str__(self) -> str:
+        return f"{self.name if self.part is Part.SENSOR and self.name else self.part.value}: {self.detail}"
+
+
+def texts(faults: tuple[Fault, ...]) -> tuple[str, ...]:
+    """The human texts, in order, as `Threat.faults` and events carry them."""
+    return tuple(str(f) for f in faults)

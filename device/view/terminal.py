@@ -1,0 +1,80 @@
+"""The terminal view: alert events as lines, and the live status line.
+
+Every number shown comes from the loop's own results (the threat, its
+direction, the felt level), so a terminal never disagrees with the pins.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from device.core.clock import NS_PER_S
+from device.core.types import AlertEvent, AlertLevel, Threat
+
+
+def fmt(x: float | None, unit: str) -> str:
+    return "-" if x is None else f"{x:.2f} {unit}"
+
+
+def side(threat: Threat) -> str:
+    """"12 deg left" when the threat is off centre (`alerts.centre_deg`, as the
+    decision's `Threat.direction` says), else ""."""
+    if threat.direction not in ("left", "right") or threat.bearing_deg is None:
+        return ""
+    return f"{abs(threat.bearing_deg):.0f} deg {threat.direction}"
+
+
+def describe(threat: Threat) -> str:
+    if threat.source == "none":
+        return "nothing in the way"
+    where = side(threat)
+    return (f"{threat.label or '?'} ({threat.source}) at {fmt(threat.distance_m, 'm')}, "
+            f"ttc {fmt(threat.ttc_s, 's')}" + (f" {where}" if where else ""))
+
+
+def format_event(e: AlertEvent, start_ns: int) -> str:
+    t = (e.t_ns - start_ns) / NS_PER_S
+    line = f"{t:8.2f} s  {e.level.name:<7} {e.source:<10} distance {fmt(e.distance_m, 'm'):>8}  ttc {fmt(e.ttc_s, 's'):>8}"
+    if e.faults:
+        line += "  faults: " + "; ".join(e.faults)
+    return line
+
+
+class StatusLine:
+    """What the device would do, for a person at a terminal: level, nearest
+    threat, frames per second. On a terminal it redraws in place twice a
+    second; elsewhere (the journal under systemd) it prints a line when the
+    level or the faults change, and once a minute."""
+
+    HEARTBEAT_S = 60.0
+
+    def __init__(self, stream: Any = sys.stdout) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last_print = -1e9
+        self._last_key: tuple[AlertLevel, tuple[str, ...]] | None = None
+        self._frames0 = 0
+        self._t0: float | None = None
+        self._fps = 0.0
+
+    def show(self, threat: Threat, level: AlertLevel, frames: int, now_s: float) -> None:
+        """`level` is the felt level (`Pipeline.level`), never recomputed here."""
+        if self._t0 is None:
+            self._t0, self._frames0 = now_s, frames
+        elif now_s - self._t0 >= 1.0:
+            self._fps = (frames - self._frames0) / (now_s - self._t0)
+            self._t0, self._frames0 = now_s, frames
+        key = (level, threat.faults)
+        due = self.HEARTBEAT_S if not self.tty else 0.5
+        if key == self._last_key and now_s - self._last_print < due:
+            return
+        self._last_key, self._last_print = key, now_s
+        line = f"{level.name:<7} {describe(threat)}  camera {self._fps:4.1f} fps"
+        if threat.faults:
+            line += "  FAULT " + "; ".join(threat.faults)
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line[:200])
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
