@@ -28,7 +28,7 @@ from device.core.ports import AlertSink, Detector, FrameSource, RangeSource, Rec
 from device.sensing.camera import LatestSlot
 from device.core.clock import NS_PER_S, Clock
 from device.core.config import CameraConfig, Config
-from device.core.faults import Fault, Kind, Part, texts
+from device.core.faults import Fault, Kind, Part
 from device.perception.geometry import CameraGeometry
 from device.decision.threat import CameraResult, ThreatEstimator, camera_tracks
 from device.perception.tracking import IouTracker
@@ -282,7 +282,7 @@ class Pipeline:
         faults = self.static_faults + self.camera_faults(now)
         if self.extra_faults is not None:
             faults += self.extra_faults()
-        threat = self.estimator.assess(now, texts(faults))
+        threat = self.estimator.assess(now, faults)
         level = effective_level(threat.level, threat.faults)
         self.alerter.update(level, now, direction=threat.direction)  # side motors, where fitted
         self.threat = threat

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from device.core.clock import NS_PER_S
+from device.core.faults import Fault, Kind, Part
 from device.core.config import AlertsConfig, Config
 from device.perception.geometry import CameraGeometry
 from device.decision.threat import (
@@ -243,8 +244,9 @@ def test_estimator_ignores_stale_camera_and_single_hit_tracks() -> None:
 def test_estimator_reports_sensor_faults() -> None:
     est = ThreatEstimator(CFG)
     est.add_ranges([Range(0, SENSOR.name, None, fault="no-echo-signal")])
-    threat = est.assess(ns(0.01), ("camera: stopped",))
+    threat = est.assess(ns(0.01), (Fault(Part.CAMERA, Kind.FAILED, "stopped"),))
     assert threat.faults == ("camera: stopped", f"{SENSOR.name}: no-echo-signal")
+    assert est.sensor_faults() == (Fault(Part.SENSOR, Kind.FAILED, "no-echo-signal", name=SENSOR.name),)
 
 
 def test_alerts_config_rejects_unordered_thresholds() -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from device.core.clock import NS_PER_S
 from device.core.coco import COCO_CLASSES
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
+from device.core.faults import Fault, Kind, Part, texts
 from device.perception.geometry import EDGE_PX, CameraGeometry, fuse_distances, ground_distance_m
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.tracking import Track
@@ -349,8 +350,8 @@ class ThreatEstimator:
             return None
         return tr.ttc_s
 
-    def sensor_faults(self) -> tuple[str, ...]:
-        return tuple(f"{name}: {t.fault}" for name, t in self.sensors.items() if t.fault)
+    def sensor_faults(self) -> tuple[Fault, ...]:
+        return tuple(Fault(Part.SENSOR, Kind.FAILED, t.fault, name=name) for name, t in self.sensors.items() if t.fault)
 
     def candidates(self, now_ns: int) -> list[Candidate]:
         cams: list[Candidate] = []
@@ -382,7 +383,10 @@ class ThreatEstimator:
                 sensors.append((t.sensor, c))
         return fuse(cams, sensors)
 
-    def assess(self, now_ns: int, faults: tuple[str, ...] = ()) -> Threat:
+    def assess(self, now_ns: int, faults: tuple[Fault, ...] = ()) -> Threat:
+        """The threat now. `faults` are the other parts' (camera, model,
+        recording); the sensors' own are added here. The threat carries
+        their texts, which is what the runner's log and the events show."""
         cands = self.candidates(now_ns)
         current = self.policy.level
         worst = max(cands, key=lambda c: _urgency(c, self.cfg, current), default=None)
@@ -390,7 +394,7 @@ class ThreatEstimator:
         # A sensor's distance (alone or fused) is confirmed by two agreeing pings already.
         confirmed = worst is not None and worst.source in ("ultrasonic", "fused")
         level = self.policy.update(now_ns, raw, confirmed)
-        all_faults = faults + self.sensor_faults()
+        all_faults = texts(faults + self.sensor_faults())
         if worst is None or raw == AlertLevel.CLEAR:
             # Held level with no current evidence: keep the last threat's
             # description, so the runner's alert and the log agree.
