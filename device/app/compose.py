@@ -21,14 +21,15 @@ from device.core.clock import NS_PER_S, Clock, MonotonicClock, ReplayClock
 from device.core.coco import class_id
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
+from device.core.ports import Detector, FrameSource, RangeSource
 from device.model_store import store as models
 from device.output.alerts import Alerter
-from device.perception.detector import Detector, ModelError, YoloxDetector
+from device.perception.detector import ModelError, YoloxDetector
 from device.record.format import Recording
 from device.record.sources import RecordedFrames
 from device.pipeline import CameraFeed, CameraStage, InlineCamera, Pipeline, ThreadedCamera
-from device.sensing.camera import CameraError, FrameSource, OpenCVSource, Picamera2Source
-from device.sensing.ultrasonic import NO_ECHO_S, RangeSource, RangingError, RecordedRanges, UltrasonicRanger
+from device.sensing.camera import CameraError, OpenCVSource, Picamera2Source
+from device.sensing.ultrasonic import NO_ECHO_S, RangingError, RecordedRanges, UltrasonicRanger
 
 log = logging.getLogger(__name__)
 

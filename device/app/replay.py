@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from device.core.clock import NS_PER_S, ReplayClock
+from device.core.clock import NS_PER_S
 from device.core.config import Config, UltrasonicSensorConfig
 from device.app.compose import compose_replay
 from device.core.faults import texts
-from device.perception.detector import Detector
+from device.core.ports import Detector
 from device.pipeline import Pipeline
 from device.record.format import Recording
-from device.record.sources import RecordedFrames  # noqa: F401  (re-exported: replays' frame source)
 from device.core.types import AlertEvent
 
 TICK_S = 0.02

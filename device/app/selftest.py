@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from device.sensing.camera import FrameSource
+from device.core.ports import Detector, FrameSource, RangeSource
 from device.core.clock import NS_PER_S, Clock
-from device.perception.detector import Detector
-from device.sensing.ultrasonic import RangeSource
 from device.core.faults import Fault, Kind, Part
 from device.core.types import AlertLevel
 

@@ -20,6 +20,7 @@ from typing import Any
 from device.tools import bench
 from device.model_store import store as models
 from device.tools.bench import BenchError, Case
+from device.tools.shared import shared_file
 from device.core.config import ConfigError, load
 from device.perception.detector import ModelError
 
@@ -91,7 +92,7 @@ def _bench(args: argparse.Namespace) -> int:
         for m in model_settings for s in sizes for t in threads for sp in spins
     ]
 
-    video = args.video if args.video is not None else bench.shared_file("footage", "vtest.avi")
+    video = args.video if args.video is not None else shared_file("footage", "vtest.avi")
     if video is None:
         return _fail("no video to run on: pass --video PATH (../shared/footage/vtest.avi is not here)")
     images: list[Path] = []

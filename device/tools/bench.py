@@ -37,7 +37,6 @@ import numpy as np
 from device.perception.detector import YoloxDetector, choose_spin
 from device.perception.tracking import iou_matrix
 from device.core.types import Detections
-from device.tools.shared import shared_file  # noqa: F401  (bench.shared_file, for the CLI)
 
 PERSON = 0  # COCO class id
 DEFAULT_BLOCK = 10

@@ -31,7 +31,7 @@ from typing import Any
 
 from device.core.clock import NS_PER_S
 from device.core.config import Config
-from device.perception.detector import Detector
+from device.core.ports import Detector
 from device.record.format import META, Recording, RecordingError
 from device.core.types import AlertLevel
 
