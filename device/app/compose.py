@@ -23,7 +23,7 @@ from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
 from device.core.ports import Detector, FrameSource, RangeSource
 from device.model_store import store as models
-from device.output.alerts import Alerter
+from device.output.alerts import AlertError, Alerter
 from device.perception.detector import ModelError, YoloxDetector
 from device.record.format import Recording
 from device.record.sources import RecordedFrames
@@ -163,8 +163,8 @@ def compose_ranging(cfg: Config, *, mock_pins: bool, outputs: bool = False) -> R
     if outputs:
         try:
             alerter = Alerter(cfg.outputs, pin_factory=factory)
-        except Exception:
-            ranger.close()
+        except AlertError:
+            ranger.close()  # its pinging threads must not outlive the error
             raise
     return Ranging(clock, factory, ranger, alerter)
 
