@@ -4,9 +4,18 @@ table is backed by these tests."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device.core.clock import NS_PER_S, ReplayClock
+from device.cli.main import main
+from device.core import config
 from device.core.config import Config
 from device.core.types import AlertLevel
 from device.output.alerts import PATTERNS, Alerter, pattern_output
@@ -127,3 +136,92 @@ def test_a_slow_pass_in_which_a_fault_appears_does_not_crash_the_loop() -> None:
     assert [e.level for e in pipeline.events] == [AlertLevel.FAULT]
     assert alerter.level == AlertLevel.FAULT and not guard.stalled
     alerter.close()
+
+
+# ---------------------------------------------------------------- 3: config and --duration
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[recording]\nmin_free_mb = inf\n", "recording.min_free_mb"),  # passed, then OverflowError in run
+        ("[recording]\nbudget_mb = 1e300\n", "recording.budget_mb"),
+        ("[recording]\nbudget_mb = nan\n", "recording.budget_mb"),
+        ("[alerts]\nhold_s = -inf\n", "alerts.hold_s"),
+        ("[camera]\nfps = true\n", "camera.fps"),  # was read as 1 fps
+        ('[camera]\nrotate_180 = "yes"\n', "camera.rotate_180"),  # was read as true
+        ("[camera]\nrotate_180 = 1\n", "camera.rotate_180"),
+        ('[alerts]\nwarn_ttc_s = "2.0"\n', "alerts.warn_ttc_s"),  # was read as 2.0
+        ("[camera]\nwidth = 640.0\n", "camera.width"),
+        ('[[ranging.sensors]]\nname = "c"\ntrigger_pin = 23\necho_pin = 24\nbearing_deg = "0"\n',
+         "ranging.sensors.0.bearing_deg"),
+    ],
+)
+def test_a_config_that_would_crash_or_be_converted_is_an_error_naming_the_key(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    assert f"  {key}: " in str(err.value)
+
+
+def test_an_integer_is_still_a_float_and_lists_are_still_lists(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[alerts]\nhold_s = 1\n[detector]\nclasses = ["person", "dog"]\n'
+                    '[[ranging.sensors]]\nname = "c"\ntrigger_pin = 23\necho_pin = 24\n')
+    cfg = config.load(path)
+    assert cfg.alerts.hold_s == 1.0 and cfg.detector.classes == ("person", "dog")
+    assert config.load(_written(tmp_path, config.to_toml(cfg))) == cfg
+
+
+def _written(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "again.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "0", "inf", "soon"])
+def test_run_duration_must_be_a_positive_finite_number(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--mock-pins", "--duration", value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--duration" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- 2, 11: a live run's start
+
+
+def _run(tmp_path: Path, *args: str, mock: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[detector]\nmodel = "{tmp_path / "missing.onnx"}"\n')  # ultrasonic-only: fast
+    env = {k: v for k, v in os.environ.items() if k not in ("GPIOZERO_PIN_FACTORY", "NOTIFY_SOCKET")}
+    env["REARGUARD_CONFIG"] = str(cfg)
+    if mock:
+        env["GPIOZERO_PIN_FACTORY"] = "mock"
+    return subprocess.run([sys.executable, "-m", "device", "run", "--quiet", "--no-self-test", *args],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_busy_preview_port_does_not_stop_the_device(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _run(tmp_path, "--source", str(tmp_path / "none.avi"), "--duration", "0.5",
+                    "--preview", str(port))
+    assert done.returncode == 0, done.stderr  # was 1, after the self-test
+    assert f"running without the preview: cannot serve the preview on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "stopped after" in done.stderr
+
+
+@pytest.mark.skipif(Path("/proc/device-tree/model").exists(), reason="a Raspberry Pi has pins")
+def test_run_without_pins_says_what_to_do_in_one_message(tmp_path: Path) -> None:
+    done = _run(tmp_path, "--duration", "0.5", mock=False)
+    assert done.returncode == 1
+    assert "--mock-pins" in done.stderr and "no GPIO pins here" in done.stderr
+    assert "Fallback" not in done.stderr and "Warning" not in done.stderr  # eight gpiozero warnings before
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -12,12 +12,16 @@ gets the service restarted; until then the stall guard plays FAULT.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+from gpiozero.exc import BadPinFactory, PinFactoryFallback
 
 from device import __version__
 from device.app.compose import RecordingRefused, compose_device, is_file_source, start_preview
@@ -31,6 +35,12 @@ from device.output.alerts import AlertError
 from device.pipeline import run_forever
 from device.view.terminal import StatusLine
 
+log = logging.getLogger(__name__)
+
+NO_PINS_HINT = ("gpiozero found no pin library it can use (this is not a Raspberry Pi, or lgpio is missing). "
+                "On a laptop add --mock-pins (or set GPIOZERO_PIN_FACTORY=mock); on a Pi install lgpio "
+                "(sudo apt install python3-lgpio; scripts/install-pi.sh does) and see hardware.md.")
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -43,14 +53,23 @@ class RunOptions:
 
 
 def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    from device.view.preview import PreviewError
+
     notifier = Notifier()
     try:
-        device = compose_device(cfg, source=opts.source, mock_pins=opts.mock_pins, record=opts.record)
+        with warnings.catch_warnings():
+            # gpiozero warns once per pin library it tries (eight lines on a
+            # laptop) before failing; the one message below says it all.
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            device = compose_device(cfg, source=opts.source, mock_pins=opts.mock_pins, record=opts.record)
     except (AlertError, RecordingRefused) as e:
         # Without outputs the device cannot tell the runner anything, and a
         # recording asked for on the command line is a promise: stop loud
         # (systemd restarts it, and the journal says why).
-        print(f"rearguard: {e}", file=err)
+        if isinstance(e.__cause__, BadPinFactory):
+            print(f"rearguard: no GPIO pins here: {NO_PINS_HINT}", file=err)
+        else:
+            print(f"rearguard: {e}", file=err)
         return 1
     clock = device.clock
     try:
@@ -98,12 +117,21 @@ def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: 
         for f in start_faults:
             print(f"fault: {f}", file=err)
         preview = None
+        notes: list[str] = []  # said in systemd's STATUS, but not faults: the runner loses nothing
         try:
-            preview = start_preview(opts.preview, err)
+            try:
+                preview = start_preview(opts.preview, err)
+            except PreviewError as e:
+                # The preview is for aiming the camera; a busy port must not
+                # stop the device (under systemd it would crash-loop).
+                log.error("running without the preview: %s", e)
+                print(f"rearguard: running without the preview: {e}", file=err, flush=True)
+                notes.append(f"preview off: {e}")
             if preview is not None:
                 preview.show(pipeline)
             device.guard.start()
-            notifier.ready("running" + (f", faults: {'; '.join(start_faults)}" if start_faults else ""))
+            notifier.ready("running" + (f", faults: {'; '.join(start_faults)}" if start_faults else "")
+                           + "".join(f", {n}" for n in notes))
             run_forever(pipeline, stop, on_step=on_step)
         finally:
             notifier.stopping()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 
 from device import __version__
@@ -41,6 +42,22 @@ def _preview_address(spec: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _duration(text: str) -> float:
+    """--duration: a finite number of seconds above 0 (nan, inf and -5 are mistakes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_DURATION_S):
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_DURATION_S:.0f} (got {text!r})"
+        )
+    return value
+
+
+MAX_DURATION_S = 366 * 86_400.0  # a year: anything longer is a typo, and "no --duration" runs forever
+
+
 PREVIEW_HELP = ("serve a live preview page (view, boxes, distances, sensor beams, level) on PORT of this "
                 "machine only, or on ADDR:PORT (0.0.0.0:PORT = every network interface)")
 
@@ -59,6 +76,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     preview = None
     try:
         preview = start_preview(args.preview)
+    except PreviewError as err:  # the preview is optional: replay without it
+        print(f"rearguard: replaying without the preview: {err}", file=sys.stderr)
+    try:
         # A preview shows the recording at its own pace: as fast as the CPU
         # allows would be over before anyone saw it.
         result = replay(args.recording, cfg, realtime=args.realtime or preview is not None, progress=progress,
@@ -135,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-self-test", action="store_true",
                    help="skip the start-up greeting and self-test (each part is still watched while running)")
     p.add_argument("--mock-pins", action="store_true", help="simulated pins (same as GPIOZERO_PIN_FACTORY=mock)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (S > 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     p.add_argument("--preview", type=_preview_address, metavar="[ADDR:]PORT", help=PREVIEW_HELP)
     p.set_defaults(func=cmd_run)

@@ -27,7 +27,13 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # strict: `fps = true`, `rotate_180 = "yes"` or `1`, `warn_ttc_s = "2.0"`
+    # are errors, not conversions. An integer is still a float (`hold_s = 1`):
+    # TOML writes 1 and 1.0 apart, but both say the same exact number.
+    # allow_inf_nan=False: TOML has inf and nan; no setting here means either.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
+    )
 
 
 DEFAULT_INPUT_SIZE = 416  # YOLOX-Nano's own export size; the detector's and the model tools' default
@@ -68,7 +74,8 @@ class DetectorConfig(_Strict):
     nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which boxes merge")
     threads: int = Field(2, ge=0, le=16, description="onnxruntime intra-op threads (0 = auto)")
     classes: tuple[str, ...] = Field(
-        coco.DEFAULT_REAR_CLASSES, min_length=1, description="COCO classes that can alert"
+        coco.DEFAULT_REAR_CLASSES, min_length=1, strict=False,  # a TOML array is a list; its items stay strict
+        description="COCO classes that can alert"
     )
 
     @field_validator("input_size")
@@ -140,6 +147,7 @@ PING_S = 0.04  # an HC-SR04 ping with nothing answering (device.sensing.ultrason
 class RangingConfig(_Strict):
     sensors: tuple[UltrasonicSensorConfig, ...] = Field(
         (UltrasonicSensorConfig(name="centre", trigger_pin=23, echo_pin=24),),
+        strict=False,  # a TOML array of tables is a list; each sensor's own keys stay strict
         description="ultrasonic sensors; they take turns so they never hear each other",
     )
     max_age_s: float = Field(
@@ -246,10 +254,10 @@ class RecordingConfig(_Strict):
     )
     segment_s: float = Field(300.0, ge=5, le=3600, description="length of one recording segment")
     budget_mb: float = Field(
-        2000.0, ge=50, description="keep at most this much recording; the oldest segments go first"
+        2000.0, ge=50, le=10_000_000, description="keep at most this much recording; the oldest segments go first"
     )
     min_free_mb: float = Field(
-        500.0, ge=10, description="never let recordings leave less free disk space than this"
+        500.0, ge=10, le=10_000_000, description="never let recordings leave less free disk space than this"
     )
 
 
