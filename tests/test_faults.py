@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
@@ -225,3 +226,51 @@ def test_run_without_pins_says_what_to_do_in_one_message(tmp_path: Path) -> None
     assert "--mock-pins" in done.stderr and "no GPIO pins here" in done.stderr
     assert "Fallback" not in done.stderr and "Warning" not in done.stderr  # eight gpiozero warnings before
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+# ---------------------------------------------------------------- 4: a damaged model
+
+
+@pytest.mark.real_model
+def test_a_bit_rotted_model_is_a_model_fault_not_ok(tmp_path: Path, model_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from device.app.compose import build_detector
+
+    monkeypatch.setenv("REARGUARD_MODELS", str(tmp_path))
+    data = bytearray(model_path.read_bytes())
+    (tmp_path / "yolox_nano.onnx").write_bytes(data)
+    detector, faults = build_detector(Config())
+    assert detector is not None and faults == ()
+    detector.close()
+    rng = np.random.default_rng(13)
+    for i in rng.choice(len(data) // 2, 200, replace=False) + len(data) // 2:  # 200 flipped bits in the weights
+        data[i] ^= 1 << int(rng.integers(8))
+    (tmp_path / "yolox_nano.onnx").write_bytes(data)
+    detector, faults = build_detector(Config())
+    assert detector is None
+    assert len(faults) == 1 and faults[0].startswith("model: ") and "sha256" in faults[0]
+    assert "damaged" in faults[0] and "rearguard models fetch yolox_nano" in faults[0]
+
+
+def test_a_model_whose_output_is_nan_is_a_model_fault(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from device.app.compose import build_detector
+
+    size = 128
+    n = sum((size // s) ** 2 for s in (8, 16, 32))
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, n, 85])
+    nodes = [helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
+             helper.make_node("Add", ["raw", "m"], ["output"])]
+    inits = [numpy_helper.from_array(np.full((1, n, 85), np.nan, np.float32), "raw")]
+    model = helper.make_model(helper.make_graph(nodes, "nan", [images], [output], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "nan.onnx")
+    cfg = config.from_dict({"detector": {"model": str(tmp_path / "nan.onnx"), "input_size": size}})
+    detector, faults = build_detector(cfg)  # was: a detector that never detects anything, no fault
+    assert detector is None
+    assert faults == (f"model: nan.onnx: warm-up output has {n * 85} of {n * 85} values NaN or infinite "
+                      "(a damaged model)",)

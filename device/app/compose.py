@@ -62,6 +62,12 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
     except ModelError as err:
         log.error("detector unavailable: %s", err)
         return None, (Fault(Part.MODEL, Kind.UNAVAILABLE, str(err)),)
+    try:
+        det.warm_up()  # a model that loads but gives NaN is as broken as one that does not load
+    except ModelError as err:
+        det.close()
+        log.error("detector unavailable: %s", err)
+        return None, (Fault(Part.MODEL, Kind.FAILED, str(err)),)
     return det, ()
 
 

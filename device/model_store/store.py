@@ -335,6 +335,17 @@ def resolve(setting: str) -> Path:
                 f"`rearguard models fetch {setting}`, or `rearguard models install PATH` with a "
                 f"local copy of {specs[setting].file}"
             )
+        # Hashed at every start, not cached: bit rot on an SD card changes
+        # neither the size nor the mtime a cache would key on, and the hash
+        # costs little next to loading the model (3.6 MB: ~3 ms on an x86
+        # laptop; at a Pi 4's ~80 MB/s without SHA instructions, ~50 ms).
+        digest = verify(path)
+        if digest not in specs[setting].accepted():
+            raise ModelError(
+                f"{path} has sha256 {digest}, not the {setting} the manifest lists ({_expected(specs[setting])}): "
+                f"the file is damaged (bit rot?) or was replaced; reinstall it with `rearguard models fetch "
+                f"{setting}` or `rearguard models install PATH` (a model of your own: give its path as detector.model)"
+            )
         return path
     if _looks_like_path(setting):
         path = Path(setting).expanduser()

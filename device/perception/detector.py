@@ -459,6 +459,23 @@ class YoloxDetector:
             xyxy, score, cid = xyxy[valid], score[valid], cid[valid]
         return Detections(xyxy=xyxy.astype(np.float32), confidence=score, class_id=cid)
 
+    def warm_up(self) -> None:
+        """One inference on a grey frame; ModelError unless the raw output has
+        the right shape and is finite. A damaged model can load and run and
+        give NaN everywhere: no box would ever pass a threshold, silently."""
+        self._letterbox(np.full((self.input_size, self.input_size, 3), 114, np.uint8))
+        raw = self.infer()
+        c = 5 + self.num_classes
+        want = (1, c, self._anchors) if self.channel_major else (1, self._anchors, c)
+        if raw.shape != want:
+            raise ModelError(f"{self.model_path.name}: warm-up output has shape {raw.shape}, expected {want}")
+        bad = int(raw.size - np.count_nonzero(np.isfinite(raw)))
+        if bad:
+            raise ModelError(
+                f"{self.model_path.name}: warm-up output has {bad} of {raw.size} values NaN or infinite "
+                "(a damaged model)"
+            )
+
     def detect(self, image: np.ndarray) -> Detections:
         if self._session is None:
             raise RuntimeError("detector is closed")
