@@ -274,3 +274,204 @@ def test_a_model_whose_output_is_nan_is_a_model_fault(tmp_path: Path) -> None:
     assert detector is None
     assert faults == (f"model: nan.onnx: warm-up output has {n * 85} of {n * 85} values NaN or infinite "
                       "(a damaged model)",)
+
+
+# ---------------------------------------------------------------- 7-10: recordings and replay
+
+
+class _NoDetections:
+    """A detector that finds nothing: replays exercise the camera path fast."""
+
+    def detect(self, image: np.ndarray) -> object:
+        from device.core.types import Detections
+
+        return Detections.empty()
+
+    def close(self) -> None:
+        pass
+
+
+def _recording(directory: Path, *, seconds: float = 3.0, fps: float = 10.0, ranges_s: float | None = None,
+               near_at_s: float | None = None) -> Path:
+    """A small device-style recording: noise frames (never frozen) and an
+    HC-SR04 reading every 60 ms, open park unless `near_at_s` (an object
+    closing from 3 m at 1.5 m/s from then); ranges stop at `ranges_s`."""
+    from device.core.types import Frame, Range
+    from device.record.format import DEFAULT_SENSOR, RecordingWriter
+
+    rng = np.random.default_rng(7)
+    with RecordingWriter(directory, width=64, height=48, fps=fps, hfov_deg=66.0, sensors=[DEFAULT_SENSOR],
+                         source="rearguard run --source pi") as w:
+        for i in range(int(seconds * fps)):
+            w.write_frame(Frame(seq=i, t_ns=round(i * NS_PER_S / fps),
+                                image=rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)))
+        t, end = 0.0, seconds if ranges_s is None else ranges_s
+        while t < end:
+            metres = None
+            if near_at_s is not None and t >= near_at_s:
+                metres = max(0.3, 3.0 - 1.5 * (t - near_at_s))
+            w.write_ranges([Range(t_ns=round(t * NS_PER_S), sensor="centre", metres=metres)])
+            t += 0.06
+    return directory
+
+
+def _replay(directory: Path, **kw: object):
+    from device.app.replay import replay
+
+    return replay(directory, Config(), detector=_NoDetections(), **kw)  # type: ignore[arg-type]
+
+
+def test_a_far_off_timestamp_is_skipped_over_not_stepped_through(tmp_path: Path) -> None:
+    rec = _recording(tmp_path / "r")
+    with (rec / "ranges.csv").open("a") as f:
+        f.write("999999999999999999,centre,0.5,\n")  # 31.7 years later: 5e10 ticks of 20 ms
+    steps = []
+    result = _replay(rec, on_step=lambda p: steps.append(p.clock.now_ns()))
+    assert len(steps) < 3000  # 3 s of input + 30 s settling + the reading; was a hang
+    assert result.duration_s == pytest.approx(1e9)  # 31.7 years
+    assert all(b > a for a, b in zip(steps, steps[1:]))
+
+
+def test_skipping_an_idle_stretch_gives_the_events_of_stepping_through(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from device.app import replay as replay_mod
+
+    rec = _recording(tmp_path / "r", near_at_s=1.0)
+    text = (rec / "ranges.csv").read_text().splitlines(keepends=True)
+    later = [f"{int(row.split(',')[0]) + 200 * NS_PER_S},{row.split(',', 1)[1]}" for row in text[1:]]
+    (rec / "ranges.csv").write_text("".join(text + later))  # the same approach again 200 s later
+    skipped = _replay(rec)
+    monkeypatch.setattr(replay_mod, "IDLE_SKIP_S", 1e12)
+    stepped = _replay(rec)
+    assert [(e.t_ns, e.level, e.faults) for e in skipped.events] == [(e.t_ns, e.level, e.faults) for e in stepped.events]
+    assert AlertLevel.DANGER in [e.level for e in skipped.events]
+    assert [e.t_ns for e in skipped.events if e.level == AlertLevel.DANGER][-1] > 200 * NS_PER_S
+
+
+@pytest.mark.parametrize("where", ["frames", "ranges"])
+def test_a_400_digit_timestamp_is_a_clear_error(tmp_path: Path, where: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    rec = _recording(tmp_path / "r")
+    huge = "9" * 400
+    if where == "frames":
+        lines = (rec / "frames.csv").read_text().splitlines(keepends=True)
+        lines[-1] = f"{len(lines)},{huge}\n"
+        (rec / "frames.csv").write_text("".join(lines))
+    else:
+        with (rec / "ranges.csv").open("a") as f:
+            f.write(f"{huge},centre,0.5,\n")
+    for argv in (["recording", "info", str(rec)], ["replay", str(rec)]):
+        assert main(argv) == 1  # was an OverflowError traceback
+        err = capsys.readouterr().err
+        assert f"{where}.csv line" in err and "out of range (a signed 64-bit integer)" in err
+
+
+def test_an_undecodable_frame_is_skipped_as_a_camera_fault(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from device.record.format import Recording
+
+    rec = _recording(tmp_path / "r", seconds=3.0)
+    r = Recording.open(rec)
+    off, size = r._chunks[12]
+    with (rec / "video.avi").open("r+b") as f:
+        f.seek(off)
+        f.write(b"\x00" * size)  # frame 12 (at 1.2 s) is no JPEG any more
+    result = _replay(rec)  # was: RecordingError, no result
+    assert result.frames == 29 and result.bad_frames == 1
+    faults = [e for e in result.events if e.level == AlertLevel.FAULT]
+    assert [(e.t_ns, e.faults) for e in faults] == [(1200 * MS, ("camera: frame 12 cannot be decoded",))]
+    assert result.events[-1].level == AlertLevel.CLEAR and result.events[-1].t_ns == 1300 * MS
+    assert main(["recording", "info", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert "bad frame  video.avi frame 12 cannot be decoded" in out and "decoded    29 of 30 frames" in out
+    assert any(w.startswith("1 frame(s) could not be decoded") for w in result.warnings)  # replay prints these
+
+
+def _no_model(tmp_path: Path) -> Path:
+    cfg = tmp_path / "no-model.toml"
+    cfg.write_text(f'[detector]\nmodel = "{tmp_path / "missing.onnx"}"\n')
+    return cfg
+
+
+def test_evaluate_names_the_recording_that_failed_and_scores_the_rest(tmp_path: Path) -> None:
+    from device.tools.evaluate import evaluate
+
+    suite = tmp_path / "suite"
+    for name in ("a-good", "b-broken"):
+        _recording(suite / name)
+        (suite / name / "truth.json").write_text('{"contact_s": null, "clear": [[0.0, 2.9]]}')
+    (suite / "b-broken" / "frames.csv").write_text("seq,t_ns\n0,zero\n")
+    ev = evaluate([suite], Config(), detector=_NoDetections())  # type: ignore[arg-type]
+    assert [s.name for s in ev.scores] == ["a-good"]
+    assert len(ev.failed) == 1 and ev.failed[0][0] == str(suite / "b-broken")
+    assert "t_ns is not an integer" in ev.failed[0][1]
+    assert ev.to_json()["failed"][0]["recording"] == str(suite / "b-broken")
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda m: m["sensors"].append(dict(m["sensors"][0])), "sensor names must be unique, repeated: centre"),
+        (lambda m: m["sensors"][0].update(max_distance_m=float("inf")), "sensors.0.max_distance_m"),
+        (lambda m: m["sensors"][0].update(max_distance_m=500.0), "sensors.0.max_distance_m"),
+        (lambda m: m["camera"].update(fps=1e9), "camera.fps"),
+        (lambda m: m.update(version="1"), "version must be the integer 1, not '1'"),
+    ],
+)
+def test_meta_json_against_the_formats_own_spec(tmp_path: Path, change, needle: str) -> None:
+    import json
+
+    from device.record.format import Recording, RecordingError
+
+    rec = _recording(tmp_path / "r", seconds=0.5)
+    meta = json.loads((rec / "meta.json").read_text())
+    change(meta)
+    (rec / "meta.json").write_text(json.dumps(meta))  # json writes inf as Infinity
+    with pytest.raises(RecordingError, match="meta.json") as err:
+        Recording.open(rec)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--ranges-offset", "nan"], "ranges offset must be a number of seconds within +-86400"),
+    (["--ranges-offset", "inf"], "ranges offset must be a number of seconds within +-86400"),
+    (["--ranges-offset", "1e9"], "ranges offset must be a number of seconds within +-86400"),
+    (["--fps", "1e9"], "fps must be a number above 0 and at most 1000"),
+])
+def test_from_video_refuses_offsets_and_rates_out_of_bounds(tmp_path: Path, args: list[str], needle: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    rec = _recording(tmp_path / "r", seconds=0.5)
+    ranges = tmp_path / "ranges.csv"
+    ranges.write_text("t_ns,sensor,metres\n0,centre,1.0\n")
+    out = tmp_path / "new"
+    code = main(["recording", "from-video", str(rec / "video.avi"), str(out), "--ranges", str(ranges),
+                 "--fps", "10", *args])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_replay_warns_as_info_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = _recording(tmp_path / "r")
+    lines = (rec / "frames.csv").read_text().splitlines(keepends=True)
+    (rec / "frames.csv").write_text("".join(lines[:-5]))  # fewer rows than frames
+    assert main(["recording", "info", str(rec)]) == 0
+    warnings = [line.split("warning    ", 1)[1] for line in capsys.readouterr().out.splitlines()
+                if line.startswith("warning")]
+    assert warnings and "frames.csv lists 25" in warnings[0]
+    assert main(["replay", str(rec), "--config", str(_no_model(tmp_path))]) == 0
+    err = capsys.readouterr().err
+    for w in warnings:
+        assert f"warning: {w}" in err  # replay kept quiet about them
+
+
+def test_a_sensor_log_that_simply_ends_is_the_sensor_going_silent(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    rec = _recording(tmp_path / "r", seconds=3.0, ranges_s=1.0)  # the camera runs on to 2.9 s
+    result = _replay(rec)
+    last_row = max(r for r in range(0, 1000, 60) if r < 1000) * MS  # 0.96 s
+    fault = [e for e in result.events if e.level == AlertLevel.FAULT]
+    assert fault and fault[0].faults == ("centre: silent",)  # was: no event, "nothing in the way"
+    assert last_row + 300 * MS <= fault[0].t_ns <= last_row + 300 * MS + 20 * MS
+    assert any("sensor centre: its log ends" in w for w in result.warnings)

@@ -26,7 +26,7 @@ from device.model_store import store as models
 from device.output.alerts import AlertError, Alerter
 from device.perception.detector import ModelError, YoloxDetector
 from device.record.format import Recording
-from device.record.sources import RecordedFrames
+from device.record.sources import RecordedFrames, silence_ends
 from device.pipeline import CameraFeed, CameraStage, InlineCamera, Pipeline, ThreadedCamera
 from device.sensing.camera import CameraError, OpenCVSource, Picamera2Source
 from device.sensing.ultrasonic import NO_ECHO_S, RangingError, RecordedRanges, UltrasonicRanger
@@ -207,7 +207,8 @@ def compose_replay(recording: Recording, config: Config, detector: Detector | No
     if detector is not None:
         camera = InlineCamera(RecordedFrames(recording, clock), camera_stage(detector, config))
     alerter = Alerter(config.outputs, pin_factory=mock_factory())
-    pipeline = Pipeline(config, clock, RecordedRanges(recording.ranges), alerter, camera, static_faults=static_faults)
+    ranges = RecordedRanges([*recording.ranges, *silence_ends(recording)])  # a log that ends is a sensor gone silent
+    pipeline = Pipeline(config, clock, ranges, alerter, camera, static_faults=static_faults)
     return ReplayParts(clock, pipeline, alerter, camera, static_faults)
 
 

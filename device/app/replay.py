@@ -5,10 +5,17 @@ loop period) and every frame and range reading becomes visible exactly at
 its recorded time. Detection runs inline, so the same recording gives the
 same events on any machine, as fast as the CPU allows, or paced to the
 wall clock with `realtime=True`.
+
+Bad input costs only what it must (see device/record/sources.py): a frame
+that cannot be decoded is skipped as a camera fault, a sensor log that ends
+is a sensor gone silent, and the recording's own warnings are kept in the
+result. A long stretch with no input at all (a far-off timestamp) is
+skipped instead of stepped through, see `IDLE_SKIP_S`.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +28,20 @@ from device.core.faults import texts
 from device.core.ports import Detector
 from device.pipeline import Pipeline
 from device.record.format import Recording
+from device.record.sources import silence_ends
 from device.core.types import AlertEvent
 
 TICK_S = 0.02
 TICK_NS = round(TICK_S * NS_PER_S)
+
+# With no frame or reading due for longer than IDLE_SKIP_S, and none for
+# SETTLE_S before, replay jumps to the last tick before the next input. The
+# ticks it passes over would change nothing: every time-based rule (stale
+# ranges <= 2 s, camera max age <= 5 s, hold <= 10 s, persist <= 2 s: the
+# config's bounds) has settled SETTLE_S after the last input, and the jump
+# lands on the same 20 ms grid, so the events are those of stepping through.
+IDLE_SKIP_S = 60.0
+SETTLE_S = 30.0
 
 
 def replay_config(config: Config, recording: Recording) -> Config:
@@ -58,6 +75,8 @@ class ReplayResult:
     events: tuple[AlertEvent, ...]
     stats: dict[str, float | None]
     static_faults: tuple[str, ...]
+    warnings: tuple[str, ...] = ()  # the recording's (as `recording info` gives them) and the replay's
+    bad_frames: int = 0
 
     def to_json(self) -> dict[str, Any]:
         def num(x: float | None) -> float | None:
@@ -78,6 +97,8 @@ class ReplayResult:
                 for e in self.events
             ],
             "stats": self.stats,
+            **({"warnings": list(self.warnings)} if self.warnings else {}),
+            **({"bad_frames": self.bad_frames} if self.bad_frames else {}),
         }
 
 
@@ -101,6 +122,11 @@ def replay(
     clock, pipeline = parts.clock, parts.pipeline
     start = recording.start_ns
     end = start + round(recording.duration_s * NS_PER_S)
+    silences = silence_ends(recording)  # compose_replay feeds these to the pipeline
+    # Every time an input arrives, for skipping idle stretches.
+    inputs = sorted({*recording.frame_times, *(r.t_ns for r in recording.ranges), *(r.t_ns for r in silences)})
+    idle_ns, settle_ns = round(IDLE_SKIP_S * NS_PER_S), round(SETTLE_S * NS_PER_S)
+    skipped_ns = 0
     wall0 = time.monotonic()
     last_report = wall0
     try:
@@ -113,7 +139,7 @@ def replay(
             if on_step is not None:
                 on_step(pipeline)
             if realtime:
-                lag = (t - start) / NS_PER_S - (time.monotonic() - wall0)
+                lag = (t - start - skipped_ns) / NS_PER_S - (time.monotonic() - wall0)
                 if lag > 0:
                     time.sleep(lag)
             if progress is not None and time.monotonic() - last_report >= 2.0:
@@ -121,9 +147,22 @@ def replay(
                 progress((t - start) / NS_PER_S, recording.duration_s)
             if t >= end:
                 break
-            t = min(t + TICK_NS, end)
+            nxt = t + TICK_NS
+            i = bisect.bisect_right(inputs, t)
+            if i < len(inputs) and inputs[i] - t > idle_ns and (i == 0 or t - inputs[i - 1] >= settle_ns):
+                jump = t + (inputs[i] - t - 1) // TICK_NS * TICK_NS  # the last grid tick before it
+                skipped_ns += jump - t
+                nxt = max(nxt, jump)
+            t = min(nxt, end)
     finally:
         parts.close()
+    notes = list(recording.warnings)
+    bad = parts.camera.frames.bad if parts.camera is not None else []  # type: ignore[attr-defined]
+    if bad:
+        notes.append(f"{len(bad)} frame(s) could not be decoded and were skipped (a camera fault while "
+                     f"they lasted): {', '.join(str(b.index) for b in bad[:10])}{' ...' if len(bad) > 10 else ''}")
+    notes += [f"sensor {r.sensor}: its log ends before the recording does; replayed as silent (a fault) "
+              f"from {(r.t_ns - start) / NS_PER_S:.2f} s" for r in silences]
     return ReplayResult(
         frames=pipeline.stats.frames,
         duration_s=recording.duration_s,
@@ -131,4 +170,6 @@ def replay(
         events=tuple(pipeline.events),
         stats=pipeline.stats.summary(),
         static_faults=texts(parts.static_faults),
+        warnings=tuple(notes),
+        bad_frames=len(bad),
     )

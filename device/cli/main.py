@@ -89,6 +89,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         if preview is not None:
             preview.close()
+    for w in result.warnings:  # what `recording info` would warn of, and what the replay skipped
+        print(f"warning: {w}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0

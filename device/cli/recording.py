@@ -97,4 +97,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"truth      contact {contact}, {len(rec.truth.clear)} clear interval(s)")
     for w in rec.warnings:
         print(f"warning    {w}")
+    # Every frame is decoded (open() decodes only the first): a replay skips
+    # a bad frame as a camera fault, and this is where to find them first.
+    bad = rec.bad_frames()
+    for b in bad[:20]:
+        print(f"bad frame  {b.reason} (seq {b.seq}, at {(b.t_ns - rec.start_ns) / 1e9:.2f} s)")
+    if len(bad) > 20:
+        print(f"bad frame  ... {len(bad) - 20} more")
+    print(f"decoded    {rec.frame_count - len(bad)} of {rec.frame_count} frames"
+          + (f"; {len(bad)} cannot be decoded (replay skips them as a camera fault)" if bad else ""))
     return 0

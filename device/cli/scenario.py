@@ -115,9 +115,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except EvaluationError as err:
         return _fail(err)
     data = ev.to_json()
+    for name, why in ev.failed:
+        print(f"rearguard: {name} not scored: {why}", file=sys.stderr)
+    status = 1 if ev.failed else 0
     if args.json:
         print(json.dumps(data, indent=2))
-        return 0
+        return status
     print(f"{'scenario':<26} {'contact':>8} {'1st WARN':>8} {'lead':>6} {'false':>6} {'clear':>6} {'flick/min':>9}")
     for s in ev.scores:
         print(f"{s.name:<26} {_num(s.contact_s):>8} {_num(s.first_warn_s):>8} "
@@ -133,4 +136,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           + "; false alarms <= 1 % of clear time " + ("met" if tg["false_alarm_ok"] else "NOT met"))
     if args.plot:
         print(f"plot: {args.plot}")
-    return 0
+    if ev.failed:
+        print(f"{len(ev.failed)} recording(s) not scored (see above); the figures are for the other {len(ev.scores)}")
+    return status

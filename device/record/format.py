@@ -52,6 +52,13 @@ RANGES_HEADER = ("t_ns", "sensor", "metres", "fault")
 RANGES_HEADER_SHORT = ("t_ns", "sensor", "metres")
 HCSR04_HEADER = ("timestamp", "distance_cm")  # compared case-insensitively
 
+# What the format allows (docs/recording-format.md, "Limits"): times and frame
+# numbers are signed 64-bit integers, as the device's clock gives them; a
+# frame rate of at most MAX_FPS; a sensor range of at most MAX_SENSOR_M.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_FPS = 1000.0
+MAX_SENSOR_M = 20.0
+
 
 class RecordingError(Exception):
     """A recording (or an input to one) that cannot be used, naming the file and the problem."""
@@ -69,7 +76,7 @@ class CameraMeta:
     width: Annotated[int, Field(gt=0)]
     height: Annotated[int, Field(gt=0)]
     hfov_deg: Annotated[float, Field(gt=0, lt=180)]
-    fps: Annotated[float, Field(gt=0)]
+    fps: Annotated[float, Field(gt=0, le=MAX_FPS)]
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,9 @@ class SensorMeta:
     name: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
     bearing_deg: Annotated[float, Field(ge=-180, le=180)] = 0.0
     beam_deg: Annotated[float, Field(gt=0, le=180)] = 15.0
-    max_distance_m: Annotated[float, Field(gt=0)] = 4.0
+    max_distance_m: Annotated[float, Field(gt=0, le=MAX_SENSOR_M)] = 4.0
+
+    __pydantic_config__ = ConfigDict(allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ class RecordingMeta:
     format: str = FORMAT
     version: int = VERSION
 
-    __pydantic_config__ = ConfigDict(strict=True)
+    __pydantic_config__ = ConfigDict(strict=True, allow_inf_nan=False)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -110,7 +119,7 @@ class Truth:
     contact_s: Annotated[float, Field(ge=0)] | None
     clear: tuple[tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]], ...]
 
-    __pydantic_config__ = ConfigDict(strict=True)
+    __pydantic_config__ = ConfigDict(strict=True, allow_inf_nan=False)
 
 
 _META_ADAPTER = TypeAdapter(RecordingMeta)
@@ -254,9 +263,17 @@ _INT = re.compile(r"-?\d+")
 
 
 def _int(text: str, what: str, where: str) -> int:
-    if not _INT.fullmatch(text.strip()):
+    text = text.strip()
+    # Length first: int() of a 400-digit string works, but later float
+    # arithmetic on it overflows; anything past 20 characters is out of range.
+    if len(text) > 20 or not _INT.fullmatch(text):
+        if _INT.fullmatch(text):
+            raise RecordingError(f"{where}: {what} {text[:24]}... is out of range (a signed 64-bit integer)")
         raise RecordingError(f"{where}: {what} is not an integer (got {text!r})")
-    return int(text)
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise RecordingError(f"{where}: {what} {text} is out of range (a signed 64-bit integer)")
+    return value
 
 
 def _read_csv_lines(path: Path, *, cut_tail: bool) -> tuple[list[tuple[int, list[str]]], list[str]]:
@@ -327,6 +344,16 @@ def _parse_range_row(
 
 # ---------------------------------------------------------------------------
 # Reading
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A frame of video.avi that cannot be decoded: where it is and why."""
+
+    index: int  # row in frames.csv / chunk in video.avi
+    seq: int
+    t_ns: int
+    reason: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -406,16 +433,34 @@ class Recording:
         return (self.end_ns - self.start_ns) / NS_PER_S
 
     def frames(self) -> Iterator[Frame]:
-        """Decode the frames in order, each with its recorded seq and t_ns."""
+        """Decode the frames in order, each with its recorded seq and t_ns;
+        RecordingError at the first frame that cannot be decoded."""
+        for item in self.frame_items():
+            if isinstance(item, BadFrame):
+                raise RecordingError(item.reason)
+            yield item
+
+    def frame_items(self) -> Iterator[Frame | BadFrame]:
+        """Like frames(), but a frame that cannot be decoded comes as a
+        BadFrame and the frames after it still follow (replay skips it)."""
         cam = self.meta.camera
         with (self.directory / VIDEO).open("rb") as f:
             for i, (off, size) in enumerate(self._chunks):
+                seq, t_ns = self.frame_seqs[i], self.frame_times[i]
                 f.seek(off)
                 data = f.read(size)
-                if len(data) != size:
-                    raise RecordingError(f"{VIDEO} frame {i}: the file became shorter while reading")
-                image = _decode(data, f"{VIDEO} frame {i}", cam.width, cam.height)
-                yield Frame(seq=self.frame_seqs[i], t_ns=self.frame_times[i], image=image)
+                try:
+                    if len(data) != size:
+                        raise RecordingError(f"{VIDEO} frame {i}: the file became shorter while reading")
+                    image = _decode(data, f"{VIDEO} frame {i}", cam.width, cam.height)
+                except RecordingError as err:
+                    yield BadFrame(index=i, seq=seq, t_ns=t_ns, reason=str(err))
+                    continue
+                yield Frame(seq=seq, t_ns=t_ns, image=image)
+
+    def bad_frames(self) -> list[BadFrame]:
+        """Every frame that cannot be decoded (decodes the whole video)."""
+        return [item for item in self.frame_items() if isinstance(item, BadFrame)]
 
 
 def _read_meta(d: Path) -> RecordingMeta:
@@ -437,14 +482,22 @@ def _read_meta(d: Path) -> RecordingMeta:
         raise RecordingError(f"{path}: expected a JSON object")
     if data.get("format") != FORMAT:
         raise RecordingError(f"{path}: format is {data.get('format')!r}, expected {FORMAT!r}")
-    if data.get("version") != VERSION:
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RecordingError(f"{path}: version must be the integer {VERSION}, not {version!r}")
+    if version != VERSION:
         raise RecordingError(
             f"{path}: version {data.get('version')!r} is not supported (this Rearguard reads version {VERSION})"
         )
     try:
-        return _META_ADAPTER.validate_json(raw)
+        meta = _META_ADAPTER.validate_json(raw)
     except ValidationError as err:
         raise RecordingError(_pydantic_message(err, str(path))) from None
+    names = [s.name for s in meta.sensors]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise RecordingError(f"{path}: sensor names must be unique, repeated: {', '.join(dup)}")
+    return meta
 
 
 def _read_frames(path: Path, warnings: list[str]) -> tuple[list[int], list[int]]:
@@ -666,6 +719,9 @@ def _clock_ns(text: str, where: str) -> int:
     return ns + (int(frac.ljust(9, "0")) if frac else 0)
 
 
+MAX_RANGES_OFFSET_S = 86_400.0  # a log a day off its video is a wrong log, not an offset
+
+
 def read_ranges_csv(
     path: str | Path, sensors: Sequence[SensorLike], *, start_offset_s: float = 0.0
 ) -> list[Range]:
@@ -685,6 +741,10 @@ def read_ranges_csv(
     metas = [sensor_meta(s) for s in sensors]
     if not metas:
         raise RecordingError("ranges need at least one sensor")
+    if not (math.isfinite(start_offset_s) and abs(start_offset_s) <= MAX_RANGES_OFFSET_S):
+        raise RecordingError(
+            f"the ranges offset must be a number of seconds within +-{MAX_RANGES_OFFSET_S:.0f} (got {start_offset_s})"
+        )
     rows, _ = _read_csv_lines(p, cut_tail=False)
     header = _header(rows, p.name, "t_ns,sensor,metres[,fault] or Timestamp,Distance_cm")
     offset_ns = round(start_offset_s * NS_PER_S)
@@ -697,7 +757,10 @@ def read_ranges_csv(
         for i, r in enumerate(parsed[1:], start=1):
             if r.t_ns < parsed[i - 1].t_ns:
                 raise RecordingError(f"{p.name} line {rows[i + 1][0]}: t_ns {r.t_ns} goes backwards")
-        return [Range(r.t_ns - first + offset_ns, r.sensor, r.metres, r.fault) for r in parsed]
+        out = [Range(r.t_ns - first + offset_ns, r.sensor, r.metres, r.fault) for r in parsed]
+        if out[-1].t_ns > INT64_MAX:
+            raise RecordingError(f"{p.name}: the readings span more than a signed 64-bit count of ns")
+        return out
     if tuple(h.lower() for h in header) == HCSR04_HEADER:
         sensor = metas[0]
         out: list[Range] = []
@@ -756,8 +819,8 @@ def from_video(
         raise RecordingError(f"video not found: {src}")
     if max_frames is not None and max_frames < 1:
         raise RecordingError(f"max_frames must be 1 or more, got {max_frames}")
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise RecordingError(f"fps must be a positive number, got {fps}")
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise RecordingError(f"fps must be a number above 0 and at most {MAX_FPS:g}, got {fps}")
     sensors = list(sensor) if isinstance(sensor, list | tuple) else [sensor]
     # Read the ranges first: a bad CSV fails before anything is written.
     ranges = read_ranges_csv(ranges_csv, sensors, start_offset_s=start_offset_s) if ranges_csv else []

@@ -188,6 +188,7 @@ class Evaluation:
     scores: tuple[Score, ...]
     traces: dict[str, list[Sample]]
     metas: dict[str, dict[str, Any]]
+    failed: tuple[tuple[str, str], ...] = ()  # (recording, why): not scored; the rest still are
 
     def summary(self) -> dict[str, Any]:
         leads = [s.lead_s for s in self.scores if s.lead_s is not None]
@@ -220,7 +221,10 @@ class Evaluation:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"scenarios": [s.to_json() for s in self.scores], "summary": self.summary()}
+        out = {"scenarios": [s.to_json() for s in self.scores], "summary": self.summary()}
+        if self.failed:
+            out["failed"] = [{"recording": name, "error": why} for name, why in self.failed]
+        return out
 
 
 def evaluate(
@@ -239,19 +243,21 @@ def evaluate(
         detector, faults = build_detector(config)
         if detector is None:
             raise EvaluationError("cannot evaluate without the detector: " + "; ".join(map(str, faults)))
-    scores, traces, metas = [], {}, {}
+    scores, traces, metas, failed = [], {}, {}, []
     for d in dirs:
         name = d.name
         if progress is not None:
             progress(name)
         try:
             rec, samples = trace(d, config, detector)
-        except RecordingError as err:
-            raise EvaluationError(str(err)) from None
+        except (RecordingError, EvaluationError) as err:
+            # One unreadable recording must not cost the suite's other scores.
+            failed.append((str(d), str(err)))
+            continue
         meta = scenario_meta(d)
         scores.append(score(name, d, rec, samples, meta))
         traces[name], metas[name] = samples, meta
-    return Evaluation(tuple(scores), traces, metas)
+    return Evaluation(tuple(scores), traces, metas, tuple(failed))
 
 
 # ---------------------------------------------------------------- plot
