@@ -475,3 +475,10 @@ def test_a_sensor_log_that_simply_ends_is_the_sensor_going_silent(tmp_path: Path
     assert fault and fault[0].faults == ("centre: silent",)  # was: no event, "nothing in the way"
     assert last_row + 300 * MS <= fault[0].t_ns <= last_row + 300 * MS + 20 * MS
     assert any("sensor centre: its log ends" in w for w in result.warnings)
+
+
+def test_a_sensor_log_ending_with_the_run_is_not_silence(tmp_path: Path) -> None:
+    # The camera thread writes its last frames after the loop's last ping.
+    rec = _recording(tmp_path / "r", seconds=3.0, ranges_s=2.5)
+    result = _replay(rec)
+    assert not any(e.level == AlertLevel.FAULT for e in result.events) and not result.warnings
