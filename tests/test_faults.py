@@ -18,6 +18,7 @@ from device.core.clock import NS_PER_S, ReplayClock
 from device.cli.main import main
 from device.core import config
 from device.core.config import Config
+from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import AlertLevel
 from device.output.alerts import PATTERNS, Alerter, pattern_output
 from device.output.stall_guard import StallGuard
@@ -128,7 +129,8 @@ def test_a_slow_pass_in_which_a_fault_appears_does_not_crash_the_loop() -> None:
     clock, alerter, guard, haptic = _guarded()
     ranges = _SlowRanges(clock, guard, slow_at_ns=1000 * MS, slow_ns=500 * MS)
     pipeline = Pipeline(Config(), clock, ranges, guard,
-                        extra_faults=lambda: ("sensor centre: echo-never-rises",) if ranges.faulty else ())
+                        extra_faults=lambda: (Fault(Part.SENSOR, Kind.FAILED, "echo-never-rises", "centre"),)
+                        if ranges.faulty else ())
     t = 0
     while t <= 2000 * MS:
         clock.set(max(t, clock.now_ns()))
@@ -248,8 +250,9 @@ def test_a_bit_rotted_model_is_a_model_fault_not_ok(tmp_path: Path, model_path: 
     (tmp_path / "yolox_nano.onnx").write_bytes(data)
     detector, faults = build_detector(Config())
     assert detector is None
-    assert len(faults) == 1 and faults[0].startswith("model: ") and "sha256" in faults[0]
-    assert "damaged" in faults[0] and "rearguard models fetch yolox_nano" in faults[0]
+    text = texts(faults)
+    assert len(text) == 1 and text[0].startswith("model: ") and "sha256" in text[0]
+    assert "damaged" in text[0] and "rearguard models fetch yolox_nano" in text[0]
 
 
 def test_a_model_whose_output_is_nan_is_a_model_fault(tmp_path: Path) -> None:
@@ -272,7 +275,7 @@ def test_a_model_whose_output_is_nan_is_a_model_fault(tmp_path: Path) -> None:
     cfg = config.from_dict({"detector": {"model": str(tmp_path / "nan.onnx"), "input_size": size}})
     detector, faults = build_detector(cfg)  # was: a detector that never detects anything, no fault
     assert detector is None
-    assert faults == (f"model: nan.onnx: warm-up output has {n * 85} of {n * 85} values NaN or infinite "
+    assert texts(faults) == (f"model: nan.onnx: warm-up output has {n * 85} of {n * 85} values NaN or infinite "
                       "(a damaged model)",)
 
 
