@@ -67,12 +67,10 @@ def silence_ends(recording: Recording) -> list[Range]:
     """A `silent` fault for each sensor whose log ends while the recording
     goes on: on the device a sensor that stops answering gets fault rows
     (after FAULT_AFTER_S), so a log that simply ends is a sensor gone silent
-    or a log cut short, never "nothing there". Not for from-video
-    recordings: their ranges come from a separate log whose end is the end
-    of that log.
+    or a log cut short, never "nothing there". This holds for from-video
+    recordings too: the device they stand for would have had no sensor
+    either once the log ends.
     """
-    if recording.meta.source.startswith("from-video"):
-        return []
     times: dict[str, list[int]] = {}
     last: dict[str, Range] = {}
     for r in recording.ranges:
