@@ -21,6 +21,7 @@ from device.core.clock import NS_PER_S, Clock, MonotonicClock, ReplayClock
 from device.core.coco import class_id
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
+from device.core.types import AlertEvent, Threat
 from device.core.ports import Detector, FrameSource, RangeSource
 from device.model_store import store as models
 from device.output.alerts import AlertError, Alerter
@@ -110,12 +111,16 @@ def is_file_source(source: str) -> bool:
     return source not in ("pi", "webcam") and not source.isdigit()
 
 
-def build_recorder(cfg: Config, record_dir: str, frames: FrameSource | None, source: str):  # -> SegmentedRecorder
-    """The recorder for `rearguard run`; raises RecordingError."""
+def build_recorder(cfg: Config, record_dir: str, frames: FrameSource | None, source: str):  # -> RecorderThread
+    """The recorder for `rearguard run`: the ring of segments and the incident
+    clips, behind a thread of their own so the loop and the detector only
+    enqueue (device/record/worker.py); raises RecordingError."""
+    from device.record.incidents import DeviceRecording, IncidentClips
     from device.record.segments import SegmentedRecorder
+    from device.record.worker import RecorderThread
 
     rec = cfg.recording
-    return SegmentedRecorder(
+    segments = SegmentedRecorder(
         record_dir,
         width=frames.width if frames else cfg.camera.width,
         height=frames.height if frames else cfg.camera.height,
@@ -127,6 +132,9 @@ def build_recorder(cfg: Config, record_dir: str, frames: FrameSource | None, sou
         budget_mb=rec.budget_mb,
         min_free_mb=rec.min_free_mb,
     )
+    clips = IncidentClips(segments, before_s=rec.incident_before_s, after_s=rec.incident_after_s,
+                          budget_mb=rec.incident_budget_mb) if rec.incidents else None
+    return RecorderThread(DeviceRecording(segments, clips))
 
 
 def start_preview(address: tuple[str, int] | None, err: TextIO = sys.stderr) -> Any:
@@ -299,14 +307,21 @@ class Device:
 
         def extra_faults() -> tuple[Fault, ...]:
             out: tuple[Fault, ...] = camera.faults()
-            if recorder is not None and recorder.fault:
+            fault = recorder.fault if recorder is not None else None
+            if fault:
                 # The recorder words its fault in full ("recording: ...").
-                out += (Fault(Part.RECORDING, Kind.FAILED, recorder.fault.removeprefix("recording: ")),)
+                out += (Fault(Part.RECORDING, Kind.FAILED, fault.removeprefix("recording: ")),)
             return out
+
+        def events(event: AlertEvent, threat: Threat) -> None:
+            if recorder is not None:
+                recorder.note_event(event)  # incident clips (an enqueue)
+            if on_event is not None:
+                on_event(event, threat)
 
         self.guard = StallGuard(self.alerter, self.clock)
         self.pipeline = Pipeline(self.cfg, self.clock, self.ranges, self.guard, camera.feed(camera.frames),
-                                 static_faults=tuple(self.static_faults), recorder=recorder, on_event=on_event,
+                                 static_faults=tuple(self.static_faults), recorder=recorder, on_event=events,
                                  extra_faults=extra_faults)
         return self.pipeline
 

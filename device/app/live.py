@@ -33,6 +33,7 @@ from device.core.faults import Part, texts
 from device.core.types import AlertEvent, Threat
 from device.output.alerts import AlertError
 from device.pipeline import run_forever
+from device.record.worker import summary as recording_summary
 from device.view.terminal import StatusLine
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,8 @@ def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: 
         notifier.close()
     secs = (clock.now_ns() - t_start) / NS_PER_S
     print(f"stopped after {pipeline.stats.frames} frames; {len(pipeline.events)} alert changes", file=err)
+    if device.recorder is not None and (lost := recording_summary(device.recorder.stats())):
+        print(lost, file=err)  # frames the recorder dropped because the disk was too slow
     if secs > 0:
         med = pipeline.stats.summary()["detect_ms"]
         print(f"loop {pipeline.steps / secs:.1f} passes/s, camera {pipeline.stats.frames / secs:.1f} fps over "

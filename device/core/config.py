@@ -14,7 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from device.core import coco
 
@@ -248,17 +249,67 @@ class OutputsConfig(_Strict):
         return self
 
 
+# What one frame costs on disk as MJPG (OpenCV's writer, quality 95), in bytes
+# per pixel: 0.36-0.39 on average for the vtest footage and the COCO photos at
+# 640x360, 0.65 for the busiest photo. The budget checks use the busy figure,
+# so a valid budget holds two segments of a busy scene.
+MJPG_BYTES_PER_PIXEL = 0.65
+
+
+def recording_mb_per_s(camera: CameraConfig) -> float:
+    """Disk use of the recording of a busy scene, MB per second."""
+    return camera.width * camera.height * camera.fps * MJPG_BYTES_PER_PIXEL / 1e6
+
+
 class RecordingConfig(_Strict):
     directory: str = Field(
         "", description="record every run into this directory ('' = only with `run --record DIR`)"
     )
     segment_s: float = Field(300.0, ge=5, le=3600, description="length of one recording segment")
     budget_mb: float = Field(
-        2000.0, ge=50, le=10_000_000, description="keep at most this much recording; the oldest segments go first"
+        2000.0, ge=50, le=10_000_000,
+        description="keep at most this much recording; the oldest segments go first (must hold two "
+        "segments: the one being written and the one before it are never deleted)",
     )
     min_free_mb: float = Field(
         500.0, ge=10, le=10_000_000, description="never let recordings leave less free disk space than this"
     )
+    incidents: bool = Field(
+        True, description="keep the seconds around every WARN and DANGER as a clip of their own "
+        "(DIR/incidents), safe from the segments' deletions"
+    )
+    incident_before_s: float = Field(10.0, ge=0, le=60, description="seconds kept before the alert")
+    incident_after_s: float = Field(5.0, ge=1, le=60, description="seconds kept after the alert")
+    incident_budget_mb: float = Field(
+        500.0, ge=10, le=10_000_000, description="keep at most this much in incident clips; the oldest go first"
+    )
+
+
+def _check_recording_fits(camera: CameraConfig, rec: RecordingConfig) -> None:
+    """A budget that cannot hold what the camera records is a config error, saying what fits."""
+    rate = recording_mb_per_s(camera)
+    where = f"at {camera.width}x{camera.height}, {camera.fps} fps (~{rate:.2f} MB/s for a busy scene)"
+    seg_mb = rate * rec.segment_s
+    if rec.budget_mb < 2 * seg_mb:
+        fits = rec.budget_mb / (2 * rate)
+        shorter = f" or segment_s to at most {fits:.0f}" if fits >= 5 else ""
+        raise PydanticCustomError(
+            "recording_budget",
+            "{value} MB holds less than two {segment_s} s segments {where}: set budget_mb to at least "
+            "{need}{shorter}",
+            {"key": "budget_mb", "value": f"{rec.budget_mb:g}", "segment_s": f"{rec.segment_s:g}",
+             "where": where, "need": f"{2 * seg_mb:.0f}", "shorter": shorter},
+        )
+    if rec.incidents:
+        clip_s = rec.incident_before_s + rec.incident_after_s
+        if rec.incident_budget_mb < rate * clip_s:
+            raise PydanticCustomError(
+                "recording_budget",
+                "{value} MB holds less than one {clip_s} s incident clip {where}: set incident_budget_mb "
+                "to at least {need}",
+                {"key": "incident_budget_mb", "value": f"{rec.incident_budget_mb:g}", "clip_s": f"{clip_s:g}",
+                 "where": where, "need": f"{rate * clip_s:.0f}"},
+            )
 
 
 class Config(_Strict):
@@ -268,6 +319,14 @@ class Config(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     outputs: OutputsConfig = OutputsConfig()
     recording: RecordingConfig = RecordingConfig()
+
+    @field_validator("recording")
+    @classmethod
+    def _recording_fits(cls, v: RecordingConfig, info: ValidationInfo) -> RecordingConfig:
+        camera = info.data.get("camera")
+        if isinstance(camera, CameraConfig):  # a bad camera section is reported by its own check
+            _check_recording_fits(camera, v)
+        return v
 
     @model_validator(mode="after")
     def _pins_unique(self) -> Config:
@@ -294,9 +353,12 @@ DEFAULT_PATHS = (Path("/etc/rearguard/config.toml"),)
 def _format(err: ValidationError, origin: str) -> str:
     lines = [f"invalid config ({origin}):"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = tuple(e["loc"]) + ((e["ctx"]["key"],) if "key" in e.get("ctx", {}) else ())
+        key = ".".join(str(p) for p in loc) or "(top level)"
         msg = e["msg"]
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "recording_budget":
+            pass  # says what fits; the input is the whole section
+        elif e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")

@@ -16,6 +16,7 @@ CSV lines are flushed as written, the video needs no trailer to be read).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import csv
 import io
@@ -432,20 +433,24 @@ class Recording:
         """From the first to the last timestamp of any frame or range."""
         return (self.end_ns - self.start_ns) / NS_PER_S
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self, start_ns: int | None = None, end_ns: int | None = None) -> Iterator[Frame]:
         """Decode the frames in order, each with its recorded seq and t_ns;
-        RecordingError at the first frame that cannot be decoded."""
-        for item in self.frame_items():
+        RecordingError at the first frame that cannot be decoded. With
+        start_ns/end_ns only those within [start_ns, end_ns] (the others are not decoded)."""
+        for item in self.frame_items(start_ns, end_ns):
             if isinstance(item, BadFrame):
                 raise RecordingError(item.reason)
             yield item
 
-    def frame_items(self) -> Iterator[Frame | BadFrame]:
+    def frame_items(self, start_ns: int | None = None, end_ns: int | None = None) -> Iterator[Frame | BadFrame]:
         """Like frames(), but a frame that cannot be decoded comes as a
         BadFrame and the frames after it still follow (replay skips it)."""
         cam = self.meta.camera
+        lo = 0 if start_ns is None else bisect.bisect_left(self.frame_times, start_ns)
+        hi = len(self._chunks) if end_ns is None else bisect.bisect_right(self.frame_times, end_ns)
         with (self.directory / VIDEO).open("rb") as f:
-            for i, (off, size) in enumerate(self._chunks):
+            for i in range(lo, hi):
+                off, size = self._chunks[i]
                 seq, t_ns = self.frame_seqs[i], self.frame_times[i]
                 f.seek(off)
                 data = f.read(size)

@@ -1,0 +1,274 @@
+"""Incident clips: the seconds around every WARN and DANGER, kept apart.
+
+The ring of segments (segments.py) forgets the oldest footage to stay within
+its budget; what nearly happened should not go with it. For each WARN or
+DANGER the recorder keeps `before_s` seconds before the alert and `after_s`
+after it (an alert within a clip's window extends it) as a recording of its
+own in DIR/incidents/inc-NNNNNN, readable by `rearguard replay`, with an
+`incident.json` saying when, what level and which source. The clips have
+their own budget: when they exceed it the oldest clip goes, never the newest.
+
+How: when the window has passed, the current segment is cut (so every frame
+of the window is in a finished segment, nothing in a writer's buffer) and
+the window's frames and ranges are copied out of the segments; until then
+the segments the window needs are protected from the ring's deletions. The
+copy runs in the recorder's thread (a 15 s clip at 640x360: ~1 s of JPEG
+decoding and encoding on a laptop), never in the loop or the detector.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from device.core.clock import NS_PER_S
+from device.core.types import AlertEvent, AlertLevel, Frame, Range
+from device.record.format import Recording, RecordingError, RecordingWriter
+from device.record.segments import MB, SegmentedRecorder, segment_span
+
+log = logging.getLogger(__name__)
+
+INCIDENTS = "incidents"  # the clips' folder inside the recording directory
+INCIDENT = "incident.json"
+CLIP_GLOB = "inc-*"
+MAX_CLIP_S = 60.0  # alert after alert extends a clip up to this length; then a new one starts
+FAULT_HOLD_NS = 10 * NS_PER_S  # a failed clip is a fault for this long
+
+
+@dataclass(frozen=True)
+class IncidentInfo:
+    """What incident.json holds."""
+
+    time: str  # wall clock (UTC, ISO 8601) when the alert began
+    level: str  # WARN or DANGER: the highest level within the clip
+    source: str  # what raised the first alert: camera, ultrasonic, fused
+    t_ns: int  # the first alert, on the recording's clock
+    start_ns: int  # the clip's window, on the recording's clock
+    end_ns: int
+    alerts: int  # WARN/DANGER alerts within the clip
+    distance_m: float | None
+    ttc_s: float | None
+
+
+@dataclass
+class _Window:
+    info: IncidentInfo
+
+    def extend(self, event: AlertEvent, after_ns: int) -> None:
+        i = self.info
+        level = max(AlertLevel[i.level], event.level)
+        end = min(max(i.end_ns, event.t_ns + after_ns), i.start_ns + round(MAX_CLIP_S * NS_PER_S))
+        self.info = IncidentInfo(**{**asdict(i), "level": level.name, "end_ns": end, "alerts": i.alerts + 1})
+
+
+class IncidentClips:
+    def __init__(
+        self,
+        segments: SegmentedRecorder,
+        *,
+        before_s: float = 10.0,
+        after_s: float = 5.0,
+        budget_mb: float = 500.0,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.segments = segments
+        self.directory = segments.directory / INCIDENTS
+        self.before_ns = round(before_s * NS_PER_S)
+        self.after_ns = round(after_s * NS_PER_S)
+        self.budget = round(budget_mb * MB)
+        self._wall = wall
+        self._open: _Window | None = None
+        self._due = False  # the window has passed; copy once the segment is cut
+        self._fault: tuple[str, int] | None = None
+        self._last_t: int | None = None
+        self.saved: list[Path] = []
+        segments.keep = self._needed
+        segments.after_frame = self.after_frame
+
+    @property
+    def fault(self) -> str | None:
+        if self._fault is None:
+            return None
+        text, t = self._fault
+        if self._last_t is not None and self._last_t - t > FAULT_HOLD_NS:
+            self._fault = None
+            return None
+        return text
+
+    # ------------------------------------------------------------ the recorder thread calls these
+
+    def on_event(self, event: AlertEvent) -> None:
+        if event.level not in (AlertLevel.WARN, AlertLevel.DANGER):
+            return
+        if self._open is not None and event.t_ns - self.before_ns <= self._open.info.end_ns:
+            # Their windows overlap: one clip. (A cut already asked for only
+            # makes one segment shorter.)
+            self._open.extend(event, self.after_ns)
+            self._due = False
+            return
+        if self._open is not None:  # no frame since the window passed (camera gone): keep what is there
+            self._finish()
+        self._open = _Window(IncidentInfo(
+            time=self._wall().isoformat(timespec="milliseconds"),
+            level=event.level.name,
+            source=event.source,
+            t_ns=event.t_ns,
+            start_ns=event.t_ns - self.before_ns,
+            end_ns=event.t_ns + self.after_ns,
+            alerts=1,
+            distance_m=event.distance_m,
+            ttc_s=event.ttc_s,
+        ))
+        log.info("incident: %s (%s); keeping a clip", event.level.name, event.source)
+
+    def after_frame(self, frame: Frame) -> None:
+        self._last_t = frame.t_ns
+        if self._open is None:
+            return
+        if self._due:
+            # This frame opened a new segment: the window is all in finished ones.
+            self._finish()
+        elif frame.t_ns >= self._open.info.end_ns:
+            self._due = True
+            self.segments.cut()
+
+    def close(self) -> None:
+        """At the end of the run: keep what there is of an open window."""
+        if self._open is not None:
+            self._finish()
+
+    # ------------------------------------------------------------ internals
+
+    def _needed(self, segment: Path) -> bool:
+        if self._open is None:
+            return False
+        span = segment_span(segment)
+        return span is None or span[1] >= self._open.info.start_ns
+
+    def _finish(self) -> None:
+        window, self._open, self._due = self._open, None, False
+        if window is None:
+            return
+        info = window.info
+        try:
+            path = self._write(info)
+        except Exception as err:  # a clip that cannot be saved is a recording fault, nothing more
+            log.error("incident clip not saved: %s", err)
+            self._fault = (f"recording: incident clip not saved: {err}", self._last_t or info.end_ns)
+            return
+        if path is None:
+            return
+        self.saved.append(path)
+        log.info("incident clip %s", path)
+        self._trim()
+
+    def _sources(self, info: IncidentInfo) -> Iterator[Recording]:
+        current = self.segments.current
+        for seg in self.segments.segments():
+            if seg == current:
+                continue
+            span = segment_span(seg)
+            if span is None or span[1] < info.start_ns or span[0] > info.end_ns:
+                continue
+            yield Recording.open(seg)
+
+    def _write(self, info: IncidentInfo) -> Path | None:
+        sources = list(self._sources(info))
+        if not sources:
+            log.warning("incident at t=%d: no footage to keep (recording was stopped)", info.t_ns)
+            return None
+        self.directory.mkdir(exist_ok=True)
+        index = 1 + max((_index(p) for p in clips(self.directory)), default=0)
+        path = self.directory / f"inc-{index:06d}"
+        meta = sources[0].meta
+        try:
+            with RecordingWriter(
+                path, width=meta.camera.width, height=meta.camera.height, fps=meta.camera.fps,
+                hfov_deg=meta.camera.hfov_deg, sensors=meta.sensors,
+                source=f"incident {info.level} ({info.source}) from {meta.source}",
+            ) as out:
+                for rec in sources:
+                    for frame in rec.frames(info.start_ns, info.end_ns):
+                        out.write_frame(frame)
+                    out.write_ranges(r for r in rec.ranges if info.start_ns <= r.t_ns <= info.end_ns)
+            (path / INCIDENT).write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)  # no half clip that looks like a whole one
+            raise
+        return path
+
+    def _trim(self) -> None:
+        kept = clips(self.directory)
+        sizes = {p: sum(f.stat().st_size for f in p.iterdir() if f.is_file()) for p in kept}
+        total = sum(sizes.values())
+        for old in kept[:-1]:
+            if total <= self.budget:
+                break
+            log.info("incident budget: deleting %s", old)
+            shutil.rmtree(old, ignore_errors=True)
+            total -= sizes[old]
+
+
+def _index(p: Path) -> int:
+    try:
+        return int(p.name.split("-")[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def clips(directory: Path) -> list[Path]:
+    """The incident clips in DIR/incidents (or DIR itself), oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted((p for p in directory.glob(CLIP_GLOB) if (p / INCIDENT).is_file()), key=_index)
+
+
+def read_incident(clip: Path) -> IncidentInfo:
+    path = clip / INCIDENT
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+        return IncidentInfo(**data)
+    except (OSError, ValueError, TypeError) as err:
+        raise RecordingError(f"{path}: not a valid incident description ({err})") from None
+
+
+def find_clips(directory: str | Path) -> list[Path]:
+    """Clips under a recording directory (DIR/incidents) or an incidents folder itself."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise RecordingError(f"not a directory: {d}")
+    return clips(d / INCIDENTS) if (d / INCIDENTS).is_dir() else clips(d)
+
+
+class DeviceRecording:
+    """The device's recording: the ring of segments and the incident clips,
+    driven by the recorder thread (worker.RecorderThread)."""
+
+    def __init__(self, segments: SegmentedRecorder, clips: IncidentClips | None = None) -> None:
+        self.segments = segments
+        self.clips = clips
+
+    @property
+    def fault(self) -> str | None:
+        return self.segments.fault or (self.clips.fault if self.clips is not None else None)
+
+    def write_frame(self, frame: Frame) -> None:
+        self.segments.write_frame(frame)
+
+    def write_ranges(self, ranges: Iterable[Range]) -> None:
+        self.segments.write_ranges(ranges)
+
+    def on_event(self, event: AlertEvent) -> None:
+        if self.clips is not None:
+            self.clips.on_event(event)
+
+    def close(self) -> None:
+        self.segments.close()  # first: then every frame is in a finished segment
+        if self.clips is not None:
+            self.clips.close()
