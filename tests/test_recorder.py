@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from device.core.clock import NS_PER_S
-from device.core.config import Config
+from device.core.config import Config, ConfigError, from_dict
 from device.record.segments import MB, SegmentedRecorder
 from device.record.format import Recording, RecordingWriter
 from device.core.types import Frame, Range
@@ -62,7 +62,7 @@ def test_budget_deletes_the_oldest(tmp_path: Path) -> None:
     assert rec.fault is None
 
 
-def test_low_disk_cuts_the_segment_and_frees_space(tmp_path: Path) -> None:
+def test_low_disk_cuts_the_segment_keeps_it_and_resumes(tmp_path: Path) -> None:
     free = {"bytes": 10_000 * MB}
     rec = recorder(tmp_path, segment_s=600, min_free_mb=100, free=lambda p: free["bytes"])
     for i in range(50):
@@ -70,17 +70,74 @@ def test_low_disk_cuts_the_segment_and_frees_space(tmp_path: Path) -> None:
     free["bytes"] = 50 * MB  # something else filled the card
     for i in range(50, 80):
         rec.write_frame(frame(i))
-    # The first segment was cut, deleted to make room, and then there was
-    # still too little space and nothing left to delete: recording stopped.
-    assert rec.fault is not None and "disk full" in rec.fault
-    assert rec.segments() == []
+    # The segment was cut and nothing older could go: recording stopped,
+    # named for what it is (not "disk full": 50 MB are free), footage kept.
+    assert rec.fault == (
+        "recording: low disk space (50 MB free, recording keeps 100 MB spare): recording stopped, footage kept"
+    )
+    assert [s.name for s in rec.segments()] == ["seg-000001"]
+    assert Recording.open(rec.segments()[0]).frame_count >= 50
     rec.write_frame(frame(81))  # no exception: the device keeps running
     # Space comes back: within the retry period recording resumes, fault cleared.
     free["bytes"] = 10_000 * MB
     for i in range(82, 200):
         rec.write_frame(frame(i))
     assert rec.fault is None
-    assert len(rec.segments()) == 1 and Recording.open(rec.segments()[0]).frame_count > 0
+    assert [s.name for s in rec.segments()] == ["seg-000001", "seg-000002"]
+    assert Recording.open(rec.segments()[1]).frame_count > 0
+    rec.close()
+
+
+def test_disk_full_only_when_it_is(tmp_path: Path) -> None:
+    free = {"bytes": 10_000 * MB}
+    rec = recorder(tmp_path, segment_s=600, min_free_mb=100, free=lambda p: free["bytes"])
+    for i in range(30):
+        rec.write_frame(frame(i))
+    free["bytes"] = 0
+    for i in range(30, 60):
+        rec.write_frame(frame(i))
+    assert rec.fault == "recording: disk full (0 MB free): recording stopped, footage kept"
+    assert [s.name for s in rec.segments()] == ["seg-000001"]
+    rec.close()
+
+
+def test_budget_below_two_segments_never_deletes_the_newest_nor_says_disk_full(tmp_path: Path) -> None:
+    # The case in small: segments of 40 s, a budget of less than two
+    # of them, a disk with plenty of space. Before: seg-000001 deleted at
+    # 40 s and a false "disk full (72454 MB free ...)". The config refuses such
+    # a budget (test_config); should segments still come out bigger than it
+    # estimates, a segment is cut at half the budget and no fault is raised.
+    probe = recorder(tmp_path / "probe", segment_s=40)
+    for i in range(100):
+        probe.write_frame(frame(i))
+    probe.close()
+    ten_s = sum(f.stat().st_size for f in probe.segments()[0].iterdir())
+    rec = recorder(tmp_path, segment_s=40, budget_mb=1.5 * ten_s / MB, min_free_mb=10)
+    seen: set[str] = set()
+    for i in range(450):  # 45 s
+        rec.write_frame(frame(i))
+        current = rec.current
+        assert current is not None and current.is_dir()  # the segment being written is never deleted
+        seen.add(current.name)
+    rec.close()
+    assert rec.fault is None
+    names = [s.name for s in rec.segments()]
+    assert len(seen) > 2 and names[-1] == max(seen)
+    assert len(names) == 2  # the newest finished segment and the last one written
+    assert all(Recording.open(s).frame_count > 0 for s in rec.segments())
+
+
+def test_any_writer_error_is_a_named_fault(tmp_path: Path) -> None:
+    class Odd(RecordingWriter):
+        def write_frame(self, frame: Frame) -> None:
+            if frame.seq >= 3:
+                raise ValueError("frame 3 is odd")
+            super().write_frame(frame)
+
+    rec = recorder(tmp_path, writer=Odd)
+    for i in range(6):
+        rec.write_frame(frame(i))  # never raises
+    assert rec.fault == "recording: write failed: frame 3 is odd"
     rec.close()
 
 
@@ -114,3 +171,20 @@ def test_recording_config_keys() -> None:
     assert cfg.recording.budget_mb > cfg.recording.min_free_mb / 10
     with pytest.raises(ValueError):
         Config.model_validate({"recording": {"segment_s": 1}})
+
+
+def test_budget_too_small_for_the_camera_is_a_config_error_saying_what_fits() -> None:
+    with pytest.raises(ConfigError) as err:
+        from_dict({"recording": {"segment_s": 40, "budget_mb": 50}})
+    assert str(err.value).splitlines()[1] == (
+        "  recording.budget_mb: 50 MB holds less than two 40 s segments at 640x360, 15 fps "
+        "(~2.25 MB/s for a busy scene): set budget_mb to at least 180 or segment_s to at most 11"
+    )
+    # What it says fits, fits.
+    from_dict({"recording": {"segment_s": 40, "budget_mb": 180}})
+    from_dict({"recording": {"segment_s": 11, "budget_mb": 50}})
+    with pytest.raises(ConfigError, match="recording.incident_budget_mb: 10 MB holds less than one 15 s"):
+        from_dict({"camera": {"width": 1280, "height": 720},
+                   "recording": {"budget_mb": 6000, "incident_budget_mb": 10}})
+    from_dict({"recording": {"incidents": False, "incident_budget_mb": 10}})
+    assert from_dict({}).recording == Config().recording  # the defaults fit

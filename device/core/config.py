@@ -9,6 +9,7 @@ hardware.md.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -291,14 +292,14 @@ def _check_recording_fits(camera: CameraConfig, rec: RecordingConfig) -> None:
     where = f"at {camera.width}x{camera.height}, {camera.fps} fps (~{rate:.2f} MB/s for a busy scene)"
     seg_mb = rate * rec.segment_s
     if rec.budget_mb < 2 * seg_mb:
-        fits = rec.budget_mb / (2 * rate)
-        shorter = f" or segment_s to at most {fits:.0f}" if fits >= 5 else ""
+        fits = math.floor(rec.budget_mb / (2 * rate))
+        shorter = f" or segment_s to at most {fits}" if fits >= 5 else ""
         raise PydanticCustomError(
             "recording_budget",
             "{value} MB holds less than two {segment_s} s segments {where}: set budget_mb to at least "
             "{need}{shorter}",
             {"key": "budget_mb", "value": f"{rec.budget_mb:g}", "segment_s": f"{rec.segment_s:g}",
-             "where": where, "need": f"{2 * seg_mb:.0f}", "shorter": shorter},
+             "where": where, "need": f"{math.ceil(2 * seg_mb)}", "shorter": shorter},
         )
     if rec.incidents:
         clip_s = rec.incident_before_s + rec.incident_after_s
@@ -308,7 +309,7 @@ def _check_recording_fits(camera: CameraConfig, rec: RecordingConfig) -> None:
                 "{value} MB holds less than one {clip_s} s incident clip {where}: set incident_budget_mb "
                 "to at least {need}",
                 {"key": "incident_budget_mb", "value": f"{rec.incident_budget_mb:g}", "clip_s": f"{clip_s:g}",
-                 "where": where, "need": f"{rate * clip_s:.0f}"},
+                 "where": where, "need": f"{math.ceil(rate * clip_s)}"},
             )
 
 

@@ -205,9 +205,10 @@ class SegmentedRecorder:
         try:
             self._current = self._new_writer(path, **self._writer_args)
         except Exception as err:  # e.g. no inode left for its files
+            fault = self._describe(err, f"cannot start segment {path.name}")
             # A half-made segment is no recording, and it holds inodes: remove it.
             shutil.rmtree(path, ignore_errors=True)
-            self._stop(self._describe(err, f"cannot start segment {path.name}"))
+            self._stop(fault)
             return
         self._segment_start = t_ns
         log.info("recording segment %s", path)
