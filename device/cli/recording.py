@@ -9,7 +9,8 @@ import argparse
 import sys
 from collections import Counter
 
-from device.record.format import DEFAULT_SENSOR, Recording, RecordingError, from_video
+from device.record.format import DEFAULT_SENSOR, NS_PER_S, Recording, RecordingError, from_video
+from device.record.incidents import find_clips, read_incident
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,6 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     info.add_argument("--no-decode", action="store_true",
                       help="skip decoding every frame to find bad ones (about 2 ms a frame)")
     info.set_defaults(func=cmd_info)
+
+    inc = rec_sub.add_parser(
+        "incidents", help="list the incident clips kept around every WARN and DANGER",
+        description="List the incident clips in DIR/incidents (DIR: the directory `run --record` or "
+        "recording.directory wrote to): when, the level, what raised it, its length and its path. "
+        "Each clip is a recording of its own: `rearguard replay PATH` replays it.",
+    )
+    inc.add_argument("dir", metavar="DIR", help="recording directory (or its incidents folder)")
+    inc.set_defaults(func=cmd_incidents)
 
 
 def _fail(err: Exception) -> int:
@@ -110,4 +120,24 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"bad frame  ... {len(bad) - 20} more")
     print(f"decoded    {rec.frame_count - len(bad)} of {rec.frame_count} frames"
           + (f"; {len(bad)} cannot be decoded (replay skips them as a camera fault)" if bad else ""))
+    return 0
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    try:
+        found = find_clips(args.dir)
+        rows = [(read_incident(p), p) for p in found]
+    except (RecordingError, OSError) as err:
+        return _fail(err)
+    if not rows:
+        print(f"no incident clips in {args.dir}")
+        return 0
+    print(f"{'time (UTC)':<23}  {'level':<6}  {'source':<10}  {'length':>7}  path")
+    for info, path in rows:
+        try:
+            length = Recording.open(path).duration_s  # what the clip holds (less if recording began later)
+        except RecordingError as err:
+            print(f"warning    {err}", file=sys.stderr)
+            length = (info.end_ns - info.start_ns) / NS_PER_S
+        print(f"{info.time[:23].replace('T', ' '):<23}  {info.level:<6}  {info.source:<10}  {length:>6.1f}s  {path}")
     return 0

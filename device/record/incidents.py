@@ -10,8 +10,9 @@ their own budget: when they exceed it the oldest clip goes, never the newest.
 
 How: when the window has passed, the current segment is cut (so every frame
 of the window is in a finished segment, nothing in a writer's buffer) and
-the window's frames and ranges are copied out of the segments; until then
-the segments the window needs are protected from the ring's deletions. The
+the window's frames and ranges are copied out of the segments. The ring
+never deletes a segment holding any of the last `before_s` seconds, nor one
+an open window needs, so the clip's seconds before the alert are there. The
 copy runs in the recorder's thread (a 15 s clip at 640x360: ~1 s of JPEG
 decoding and encoding on a laptop), never in the loop or the detector.
 """
@@ -146,10 +147,14 @@ class IncidentClips:
     # ------------------------------------------------------------ internals
 
     def _needed(self, segment: Path) -> bool:
-        if self._open is None:
+        """The ring keeps what the next clip could need: the last `before_s`
+        seconds, and everything of a window still open."""
+        if self._last_t is None:
             return False
+        since = self._last_t - self.before_ns if self._open is None else min(
+            self._open.info.start_ns, self._last_t - self.before_ns)
         span = segment_span(segment)
-        return span is None or span[1] >= self._open.info.start_ns
+        return span is not None and span[1] >= since
 
     def _finish(self) -> None:
         window, self._open, self._due = self._open, None, False

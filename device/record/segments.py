@@ -228,7 +228,7 @@ class SegmentedRecorder:
         while self._free(self.directory) - seg_guess < self.min_free and deletable:
             self._delete(deletable.pop(0), "low disk space")
         if used + seg_guess > self.budget:
-            log.warning("recording budget: %.0f MB over (the newest segment is kept)",
+            log.warning("recording budget: %.1f MB over (the newest footage is kept)",
                         (used + seg_guess - self.budget) / MB)
         free = self._free(self.directory)
         if free - seg_guess < self.min_free:

@@ -1,0 +1,121 @@
+"""Incident clips: the seconds around every WARN and DANGER kept as a
+recording of their own, safe from the ring's deletions, within their own
+budget, listed by `rearguard recording incidents`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.cli.main import main
+from device.core.clock import NS_PER_S
+from device.core.config import Config
+from device.core.types import AlertEvent, AlertLevel, Frame, Range
+from device.record.format import Recording
+from device.record.incidents import INCIDENT, DeviceRecording, IncidentClips, find_clips, read_incident
+from device.record.segments import MB, SegmentedRecorder
+
+SENSORS = Config().ranging.sensors
+SENSOR = SENSORS[0].name
+
+
+def ns(t: float) -> int:
+    return round(t * NS_PER_S)
+
+
+def frame(i: int) -> Frame:
+    rng = np.random.default_rng(i)
+    return Frame(i, ns(i / 10), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+
+
+def segment_bytes(tmp_path: Path) -> int:
+    probe = SegmentedRecorder(tmp_path / "probe", width=64, height=48, fps=10, hfov_deg=66.0, sensors=SENSORS,
+                              source="t", segment_s=5.0)
+    for i in range(50):
+        probe.write_frame(frame(i))
+    probe.close()
+    return sum(f.stat().st_size for f in probe.segments()[0].iterdir())
+
+
+def device_recording(tmp_path: Path, *, budget: float, clip_budget: float) -> DeviceRecording:
+    seg = SegmentedRecorder(tmp_path / "rec", width=64, height=48, fps=10, hfov_deg=66.0, sensors=SENSORS,
+                            source="test", segment_s=5.0, budget_mb=budget / MB, min_free_mb=10)
+    return DeviceRecording(seg, IncidentClips(seg, before_s=10, after_s=5, budget_mb=clip_budget / MB))
+
+
+def run(rec: DeviceRecording, seconds: float, events: dict[int, AlertEvent]) -> None:
+    """The recorder thread's view of a run: frames and readings in time order, alert changes as they come."""
+    for i in range(round(seconds * 10)):
+        f = frame(i)
+        rec.write_frame(f)
+        rec.write_ranges([Range(f.t_ns, SENSOR, 2.0)])
+        if i in events:
+            rec.on_event(events[i])
+
+
+def event(t: float, level: AlertLevel, source: str = "camera") -> AlertEvent:
+    return AlertEvent(ns(t), level, source, 2.0, 1.4)
+
+
+def test_a_clip_around_warn_and_danger_survives_the_ring(tmp_path: Path) -> None:
+    seg = segment_bytes(tmp_path)
+    rec = device_recording(tmp_path, budget=2.5 * seg, clip_budget=100 * seg)
+    run(rec, 40, {
+        120: event(12, AlertLevel.WARN),
+        140: event(14, AlertLevel.DANGER, "ultrasonic"),  # within the clip: extends it to 19 s
+        160: event(16, AlertLevel.CLEAR),
+    })
+    rec.close()
+    # The ring kept only its budget's worth: the seconds before the alert are gone from it...
+    ring = rec.segments.segments()
+    assert len(ring) <= 4 and Recording.open(ring[0]).frame_times[0] > ns(20)
+    # ...but not from the clip: 2 s to 19 s, every frame and reading.
+    clips = find_clips(tmp_path / "rec")
+    assert [c.name for c in clips] == ["inc-000001"]
+    clip = Recording.open(clips[0])
+    assert clip.frame_times == tuple(ns(i / 10) for i in range(20, 191))
+    assert [r.t_ns for r in clip.ranges] == list(clip.frame_times)
+    assert clip.warnings == ()
+    info = read_incident(clips[0])
+    assert (info.level, info.source, info.alerts) == ("DANGER", "camera", 2)
+    assert (info.t_ns, info.start_ns, info.end_ns) == (ns(12), ns(2), ns(19))
+    assert json.loads((clips[0] / INCIDENT).read_text())["level"] == "DANGER"
+    assert rec.fault is None
+
+
+def test_clips_keep_within_their_budget_the_newest_stays(tmp_path: Path) -> None:
+    seg = segment_bytes(tmp_path)
+    # Room for about one 15 s clip (three 5 s segments' worth).
+    rec = device_recording(tmp_path, budget=100 * seg, clip_budget=3.5 * seg)
+    run(rec, 60, {120: event(12, AlertLevel.WARN), 400: event(40, AlertLevel.WARN, "fused")})
+    rec.close()
+    clips = find_clips(tmp_path / "rec")
+    assert [c.name for c in clips] == ["inc-000002"]
+    assert read_incident(clips[0]).source == "fused"
+
+
+def test_an_alert_near_the_start_and_one_at_the_end_of_the_run(tmp_path: Path) -> None:
+    seg = segment_bytes(tmp_path)
+    rec = device_recording(tmp_path, budget=100 * seg, clip_budget=100 * seg)
+    run(rec, 8, {30: event(3, AlertLevel.WARN), 75: event(7.5, AlertLevel.DANGER)})
+    rec.close()  # the run stops inside the clip's window: what there is is kept
+    clips = find_clips(tmp_path / "rec")
+    assert len(clips) == 1
+    clip = Recording.open(clips[0])
+    assert clip.frame_times[0] == 0 and clip.frame_times[-1] == ns(7.9)
+
+
+def test_recording_incidents_lists_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seg = segment_bytes(tmp_path)
+    rec = device_recording(tmp_path, budget=100 * seg, clip_budget=100 * seg)
+    run(rec, 40, {120: event(12, AlertLevel.WARN), 300: event(30, AlertLevel.DANGER, "ultrasonic")})
+    rec.close()
+    assert main(["recording", "incidents", str(tmp_path / "rec")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["time", "(UTC)", "level", "source", "length", "path"]
+    assert [ln.split()[2:5] for ln in lines[1:]] == [["WARN", "camera", "15.0s"], ["DANGER", "ultrasonic", "15.0s"]]
+    assert lines[2].endswith("inc-000002")
+    assert main(["recording", "incidents", str(tmp_path / "nothing")]) == 1
