@@ -12,16 +12,22 @@ How: when the window has passed, the current segment is cut (so every frame
 of the window is in a finished segment, nothing in a writer's buffer) and
 the window's frames and ranges are copied out of the segments. The ring
 never deletes a segment holding any of the last `before_s` seconds, nor one
-an open window needs, so the clip's seconds before the alert are there. The
-copy runs in the recorder's thread (a 15 s clip at 640x360: ~1 s of JPEG
-decoding and encoding on a laptop), never in the loop or the detector.
+an open window needs, so the clip's seconds before the alert are there.
+The copy (JPEG decoding and encoding: ~7 s for a 15 s clip at 640x360 on a
+loaded 2-core machine) runs in a clip writer thread of its own, at a lower
+priority, so the ring goes on recording meanwhile; never in the loop or the
+detector.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import queue
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -89,6 +95,10 @@ class IncidentClips:
         self._fault: tuple[str, int] | None = None
         self._last_t: int | None = None
         self.saved: list[Path] = []
+        self._lock = threading.Lock()
+        self._writing: list[IncidentInfo] = []  # windows handed to the clip writer, not yet written
+        self._jobs: queue.Queue[IncidentInfo | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
         segments.keep = self._needed
         segments.after_frame = self.after_frame
 
@@ -139,39 +149,66 @@ class IncidentClips:
             self._due = True
             self.segments.cut()
 
-    def close(self) -> None:
-        """At the end of the run: keep what there is of an open window."""
+    def close(self, timeout: float = 60.0) -> None:
+        """At the end of the run: keep what there is of an open window, and
+        let the clips being written finish (up to `timeout`)."""
         if self._open is not None:
             self._finish()
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout)
 
     # ------------------------------------------------------------ internals
 
     def _needed(self, segment: Path) -> bool:
-        """The ring keeps what the next clip could need: the last `before_s`
-        seconds, and everything of a window still open."""
+        """The ring keeps what a clip could need: the last `before_s`
+        seconds, an open window, and the windows of clips being written."""
         if self._last_t is None:
             return False
-        since = self._last_t - self.before_ns if self._open is None else min(
-            self._open.info.start_ns, self._last_t - self.before_ns)
+        starts = [self._last_t - self.before_ns]
+        if self._open is not None:
+            starts.append(self._open.info.start_ns)
+        with self._lock:
+            starts += [i.start_ns for i in self._writing]
         span = segment_span(segment)
-        return span is not None and span[1] >= since
+        return span is not None and span[1] >= min(starts)
 
     def _finish(self) -> None:
+        """Hand the window to the clip writer's thread: copying a clip
+        (decode, encode) takes seconds on a Pi, and the ring must go on."""
         window, self._open, self._due = self._open, None, False
         if window is None:
             return
-        info = window.info
-        try:
-            path = self._write(info)
-        except Exception as err:  # a clip that cannot be saved is a recording fault, nothing more
-            log.error("incident clip not saved: %s", err)
-            self._fault = (f"recording: incident clip not saved: {err}", self._last_t or info.end_ns)
-            return
-        if path is None:
-            return
-        self.saved.append(path)
-        log.info("incident clip %s", path)
-        self._trim()
+        with self._lock:
+            self._writing.append(window.info)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="rearguard-incident", daemon=True)
+            self._thread.start()
+        self._jobs.put(window.info)
+
+    def _work(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # below the camera and the loop, where the OS allows
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        while (info := self._jobs.get()) is not None:
+            path = None
+            try:
+                path = self._write(info)
+            except Exception as err:  # a clip that cannot be saved is a recording fault, nothing more
+                log.error("incident clip not saved: %s", err)
+                self._fault = (f"recording: incident clip not saved: {err}", self._last_t or info.end_ns)
+            finally:
+                with self._lock:
+                    self._writing.remove(info)
+            if path is not None:
+                self.saved.append(path)
+                log.info("incident clip %s", path)
+                self._trim()
+            self._jobs.task_done()
+
+    def flush(self) -> None:
+        """Wait until every clip handed to the clip writer is written."""
+        if self._thread is not None:
+            self._jobs.join()
 
     def _sources(self, info: IncidentInfo) -> Iterator[Recording]:
         current = self.segments.current
