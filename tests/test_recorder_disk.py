@@ -36,7 +36,7 @@ def tmpfs(where: Path, options: str) -> Iterator[Path]:
         why = "mounting a tmpfs needs root"
     else:
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
-                              capture_output=True, text=True)
+                              check=False, capture_output=True, text=True)
         if done.returncode:
             why = f"mount -t tmpfs failed: {done.stderr.strip()}"
     if why is not None:
@@ -54,9 +54,9 @@ def frame(i: int) -> Frame:
     return Frame(i, round(i / 10 * NS_PER_S), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
 
 
-def segments(d: Path, **kw: float) -> SegmentedRecorder:
+def segments(d: Path, *, segment_s: float = 5.0, min_free_mb: float = 0.1) -> SegmentedRecorder:
     return SegmentedRecorder(d, width=64, height=48, fps=10, hfov_deg=66.0, sensors=SENSORS, source="test",
-                             **{"segment_s": 5.0, "budget_mb": 100.0, "min_free_mb": 0.1, **kw})
+                             segment_s=segment_s, budget_mb=100.0, min_free_mb=min_free_mb)
 
 
 class Frames:

@@ -42,7 +42,8 @@ class RecordSink(Protocol):
     """What the writer thread drives (DeviceRecording; alert events go to its
     `on_event`, where it has one)."""
 
-    fault: str | None
+    @property
+    def fault(self) -> str | None: ...
 
     def write_frame(self, frame: Frame) -> None: ...
     def write_ranges(self, ranges: Iterable[Range]) -> None: ...

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from device.core.clock import NS_PER_S, MonotonicClock
+from device.core.clock import MonotonicClock
 from device.core.config import Config
 from device.core.types import AlertLevel, Detections, Frame, Range
 from device.pipeline import CameraStage, Pipeline, ThreadedCamera, run_forever
