@@ -5,6 +5,9 @@ budget, listed by `rearguard recording incidents`."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +124,33 @@ def test_recording_incidents_lists_them(tmp_path: Path, capsys: pytest.CaptureFi
     assert [ln.split()[2:5] for ln in lines[1:]] == [["WARN", "camera", "15.0s"], ["DANGER", "ultrasonic", "15.0s"]]
     assert lines[2].endswith("inc-000002")
     assert main(["recording", "incidents", str(tmp_path / "nothing")]) == 1
+
+
+@pytest.mark.real_model
+def test_a_live_run_keeps_a_clip_of_its_alerts(tmp_path: Path, model_path: Path, shared: Path) -> None:
+    # The whole path on the device: the loop's alert events reach the recorder
+    # thread, the clip is cut from the segments, and it replays.
+    from device.tools.scenario import make_suite
+
+    (video_dir,) = make_suite(shared / "images" / "coco", tmp_path / "sc", names=["person-3mps-silent"])
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
+    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock", REARGUARD_CONFIG=str(cfg))
+    env.pop("NOTIFY_SOCKET", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "device", "run", "--quiet", "--no-self-test", "--source", str(video_dir / "video.avi"),
+         "--record", str(tmp_path / "rec")],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    levels = {line.split()[0] for line in done.stdout.splitlines() + done.stderr.splitlines() if line.strip()}
+    clips = find_clips(tmp_path / "rec")
+    # The person is seen closing in (WARN, then DANGER, on an idle laptop); a
+    # machine too loaded to warn makes no clip: either way they must agree.
+    alerted = sorted(levels & {"WARN", "DANGER"}, key=lambda n: AlertLevel[n])
+    assert bool(clips) == bool(alerted), (done.stdout, done.stderr)
+    if clips:
+        assert len(clips) == 1
+        assert read_incident(clips[0]).level == alerted[-1]
+        clip = Recording.open(clips[0])
+        assert clip.frame_count > 0 and clip.warnings == ()
