@@ -147,8 +147,11 @@ def test_a_live_run_keeps_a_clip_of_its_alerts(tmp_path: Path, model_path: Path,
     clips = find_clips(tmp_path / "rec")
     # The person is seen closing in (WARN, then DANGER, on an idle laptop); a
     # machine too loaded to warn makes no clip: either way they must agree.
+    # The run ends inside the clip's window, so the clip is written at stop,
+    # within a bound (systemd's stop timeout): past it the run says so.
     alerted = sorted(levels & {"WARN", "DANGER"}, key=lambda n: AlertLevel[n])
-    assert bool(clips) == bool(alerted), (done.stdout, done.stderr)
+    unfinished = "incident clip not finished at stop" in done.stderr
+    assert bool(clips) == (bool(alerted) and not unfinished), (done.stdout, done.stderr)
     if clips:
         assert len(clips) == 1
         assert read_incident(clips[0]).level == alerted[-1]

@@ -149,14 +149,18 @@ class IncidentClips:
             self._due = True
             self.segments.cut()
 
-    def close(self, timeout: float = 60.0) -> None:
+    def close(self, timeout: float = 6.0) -> None:
         """At the end of the run: keep what there is of an open window, and
-        let the clips being written finish (up to `timeout`)."""
+        let the clips being written finish (up to `timeout`: systemd stops
+        the service within 10 s; an unfinished clip has no incident.json and
+        is not listed, and its seconds are still in the newest segments)."""
         if self._open is not None:
             self._finish()
         if self._thread is not None:
             self._jobs.put(None)
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("incident clip not finished at stop (its seconds are in the newest segments)")
 
     # ------------------------------------------------------------ internals
 
@@ -226,7 +230,8 @@ class IncidentClips:
             log.warning("incident at t=%d: no footage to keep (recording was stopped)", info.t_ns)
             return None
         self.directory.mkdir(exist_ok=True)
-        index = 1 + max((_index(p) for p in clips(self.directory)), default=0)
+        # Past every inc-* folder, also one a kill left without its incident.json.
+        index = 1 + max((_index(p) for p in self.directory.glob(CLIP_GLOB)), default=0)
         path = self.directory / f"inc-{index:06d}"
         meta = sources[0].meta
         try:
