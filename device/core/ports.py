@@ -70,7 +70,9 @@ class AlertSink(Protocol):
 
 
 class RecordSink(Protocol):
-    """What the loop hands the recorder: every frame and every reading."""
+    """What the loop hands the recorder: every frame and every reading. On
+    the device a RecorderThread (device/record/worker.py): both calls only
+    enqueue, so neither the loop nor the detector ever waits on the disk."""
 
     def write_frame(self, frame: Frame) -> None: ...
     def write_ranges(self, ranges: list[Range]) -> None: ...
