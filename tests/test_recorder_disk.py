@@ -97,7 +97,7 @@ def test_no_inode_left_for_a_segment_never_stops_the_camera(tmp_path: Path, inod
     with tmpfs(tmp_path / "disk", f"size=20m,nr_inodes={inodes}") as disk:
         rec = RecorderThread(DeviceRecording(segments(disk / "rec")))
         frames, det = Frames(), CountingDetector()
-        camera = ThreadedCamera(frames, CameraStage(det, 66.0), rec)
+        camera = ThreadedCamera(frames, CameraStage(det, Config().camera), rec)
         try:
             for i in range(200):  # 20 s: the segment changes at 5 s, retries at 15 s
                 det.done.clear()

@@ -105,7 +105,7 @@ def test_a_blocked_recorder_delays_no_loop_pass() -> None:
     frames = SlotFrames()
     ranges = [Range(i * 60_000_000, SENSOR, 3.0) for i in range(34)]
     alerts = Alerts()
-    pipe = Pipeline(CFG, clock, RecordedRanges(ranges), alerts, InlineCamera(frames, CameraStage(NoDetections(), 66.0), rec),
+    pipe = Pipeline(CFG, clock, RecordedRanges(ranges), alerts, InlineCamera(frames, CameraStage(NoDetections(), CFG.camera), rec),
                     recorder=rec)
     try:
         for i in range(100):

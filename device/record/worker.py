@@ -38,7 +38,7 @@ MAX_EVENTS = 256
 STUCK_S = 10.0
 
 
-class RecordSink(Protocol):
+class WriterSink(Protocol):
     """What the writer thread drives (DeviceRecording; alert events go to its
     `on_event`, where it has one)."""
 
@@ -63,7 +63,7 @@ class RecorderThread:
 
     def __init__(
         self,
-        sink: RecordSink,
+        sink: WriterSink,
         *,
         max_frames: int = MAX_FRAMES,
         max_range_batches: int = MAX_RANGE_BATCHES,

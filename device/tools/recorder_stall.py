@@ -139,7 +139,7 @@ def measure(direct: bool, block_s: float, seconds: float) -> dict[str, float]:
         sink = StallingSink(segments, 1.0, block_s)
         recorder = sink if direct else RecorderThread(sink)
         frames = Camera15(clock)
-        camera = ThreadedCamera(frames, CameraStage(NoDetections(), 66.0), recorder)
+        camera = ThreadedCamera(frames, CameraStage(NoDetections(), cfg.camera), recorder)
         alerts = TimedAlerts()
         pipe = Pipeline(cfg, clock, Sensor(cfg.ranging.sensors[0].name), alerts, camera, recorder=recorder)
         stop = threading.Event()
