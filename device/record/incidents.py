@@ -241,8 +241,9 @@ class IncidentClips:
                 source=f"incident {info.level} ({info.source}) from {meta.source}",
             ) as out:
                 for rec in sources:
-                    for frame in rec.frames(info.start_ns, info.end_ns):
-                        out.write_frame(frame)
+                    for frame in rec.frame_items(info.start_ns, info.end_ns):
+                        if isinstance(frame, Frame):  # a damaged frame is left out, not the whole clip
+                            out.write_frame(frame)
                     out.write_ranges(r for r in rec.ranges if info.start_ns <= r.t_ns <= info.end_ns)
             (path / INCIDENT).write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
         except BaseException:
