@@ -422,37 +422,54 @@ def echo_distance(objects: Sequence[WorldObject], sensor: SensorMeta, sensor_hei
 
 def ping_log(scene: Scene, noise: NoiseModel, rng: np.random.Generator, sensor_height_m: float) -> list[Range]:
     spec = scene.spec
+    return pings(lambda t: echo_distance(scene.objects(t), SENSOR, sensor_height_m), spec.length_s, noise, rng,
+                 ultrasonic=spec.ultrasonic, fault_at_s=spec.fault_at_s)
+
+
+def pings(
+    echo: Callable[[float], float | None],
+    length_s: float,
+    noise: NoiseModel,
+    rng: np.random.Generator,
+    *,
+    sensor: SensorMeta = SENSOR,
+    ultrasonic: str = "normal",
+    fault_at_s: float = 0.0,
+) -> list[Range]:
+    """The device's ping log for a world whose true echo at time t is
+    `echo(t)` (metres, or None for nothing in the beam): pinged at the
+    device's rate, with the noise model's losses, scatter and late echoes."""
     out: list[Range] = []
     t = float(rng.uniform(0, PING_WAIT_S))
     lost = False
-    end = spec.length_s
+    end = length_s
     while t < end:
-        true = echo_distance(scene.objects(t), SENSOR, sensor_height_m)
+        true = echo(t)
         wait = NO_ECHO_WAIT_S if true is None else 2 * true / SPEED_OF_SOUND
         t_done = t + wait
-        if spec.ultrasonic == "fault" and t >= spec.fault_at_s:
-            out.append(Range(round(t_done * NS_PER_S), SENSOR.name, None, fault="no-echo-signal"))
+        if ultrasonic == "fault" and t >= fault_at_s:
+            out.append(Range(round(t_done * NS_PER_S), sensor.name, None, fault="no-echo-signal"))
             t = t_done + PING_WAIT_S + float(rng.uniform(0, 0.01))
             continue
         p_lose = noise.p_lose_after_loss if lost else noise.p_lose_after_echo
-        if spec.ultrasonic == "dropouts":
+        if ultrasonic == "dropouts":
             p_lose = 1 - (1 - p_lose) * 0.35  # a soft, angled target: most echoes lost
         metres: float | None
-        if spec.ultrasonic == "silent":
+        if ultrasonic == "silent":
             metres = None
         elif true is None:
-            metres = (float(rng.uniform(0.3, SENSOR.max_distance_m))
+            metres = (float(rng.uniform(0.3, sensor.max_distance_m))
                       if rng.random() < noise.p_spurious else None)
         else:
             lost = bool(rng.random() < p_lose)
             if lost:
                 metres = None
             elif rng.random() < noise.p_late_echo:
-                metres = float(rng.uniform(true, SENSOR.max_distance_m))
+                metres = float(rng.uniform(true, sensor.max_distance_m))
             else:
                 sigma = noise.sigma_m * max(true, 0.3)
                 metres = float(max(0.02, true + rng.normal(0, sigma)))
-        out.append(Range(round(t_done * NS_PER_S), SENSOR.name, None if metres is None else round(metres, 3)))
+        out.append(Range(round(t_done * NS_PER_S), sensor.name, None if metres is None else round(metres, 3)))
         t = t_done + PING_WAIT_S + float(rng.uniform(0, 0.01))
     return out
 

@@ -1,0 +1,361 @@
+"""The `scenes` suite: a runner on a path meeting every obstacle the mission
+names, rendered with true perspective and the runner's own motion, with an
+ultrasonic log from the same geometry and the ground truth.
+
+Each scenario is a world (world.py) and a runner (motion.py). The truth:
+`contact_s` is when the camera reaches the obstacle's face (the gap closed
+by the runner's varying pace and the obstacle's own speed), `clear` is until
+the true time to collision falls to `CLEAR_TTC_S` (the whole run when
+nothing is on course), the same meaning as the photo suite's. `speed_mps`
+in scenario.json is the closing speed (runner plus the obstacle's own).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from device.core.clock import NS_PER_S
+from device.core.config import Config
+from device.core.types import Frame
+from device.record.format import TRUTH, RecordingWriter, SensorMeta
+from device.tools.scenario import CLEAR_TTC_S, NoiseModel, ScenarioError, pings
+from device.tools.scene import textures as tx
+from device.tools.scene import world as w
+from device.tools.scene.cutout import CutoutError, cut_out
+from device.tools.scene.motion import RunnerMotion
+from device.tools.scene.render import Intrinsics, Pose, Renderer, expose, motion_blur, project
+from device.tools.scene.ultrasonic import Beam
+
+LEAD_IN_S = 6.0  # an approach starts this long (at the mean closing speed) before contact
+MIN_START_M = 6.0
+EXPOSURE_S = 0.004  # daylight exposure of the Camera Module 3; doubles and more in shade
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """A real object from a shared COCO photo: its box there (found by
+    YOLOX-Nano once) and its true height."""
+
+    file: str
+    box: tuple[float, float, float, float]
+    label: str
+    height_m: float
+
+
+# Boxes found by YOLOX-Nano (416, score >= 0.35) on ../shared/images/coco.
+PERSON_A = Cutout("000000006460.jpg", (279, 141, 331, 208), "person", 1.7)
+PERSON_B = Cutout("000000001490.jpg", (454, 120, 501, 240), "person", 1.7)
+PERSON_C = Cutout("000000008211.jpg", (414, 185, 479, 345), "person", 1.7)
+PERSON_D = Cutout("000000002261.jpg", (278, 151, 389, 295), "person", 1.7)
+CAR_REAR = Cutout("000000001532.jpg", (225, 361, 417, 479), "car", 1.45)
+# The shared photos hold no dog, cyclist or bench: a dog-sized animal is a
+# standing sheep at a large dog's shoulder height, a cyclist a rider on a
+# two-wheeler (a motorcyclist, head on) at a cyclist's height, and the bench
+# is built from planks (world.bench).
+DOG = Cutout("000000005992.jpg", (23, 133, 251, 371), "dog", 0.6)
+CYCLIST = Cutout("000000007816.jpg", (239, 123, 468, 360), "cyclist", 1.75)
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    name: str
+    kind: str  # "approach" | "clear"
+    obstacle: str  # wall | post | pole | fence | cutout | none
+    runner_mps: float
+    object_mps: float = 0.0  # the obstacle's own speed towards the runner
+    cutout: Cutout | None = None
+    angle_deg: float = 0.0  # a wall turned from square-on
+    surround: tuple[str, ...] = ("hedge-left",)
+    duration_s: float | None = None  # clear runs
+    distance_m: float | None = None  # clear runs with something ahead (standing still)
+    curve_radius_m: float | None = None
+    shade_at_s: float = 2.0  # when the runner passes into shade (the change of light)
+    note: str = ""
+
+    @property
+    def closing_mps(self) -> float:
+        return self.runner_mps + self.object_mps
+
+    @property
+    def label(self) -> str:
+        return self.cutout.label if self.cutout is not None else self.obstacle
+
+    @property
+    def start_m(self) -> float:
+        if self.distance_m is not None:
+            return self.distance_m
+        return max(MIN_START_M, LEAD_IN_S * self.closing_mps)
+
+
+def _approach(name: str, obstacle: str, runner: float, obj: float = 0.0, **kw: object) -> SceneSpec:
+    return SceneSpec(name, "approach", obstacle, runner, obj, **kw)  # type: ignore[arg-type]
+
+
+SUITE: tuple[SceneSpec, ...] = (
+    *(_approach(f"wall-{v}mps", "wall", float(v), surround=("hedge-left", "lamps-right")) for v in (1, 2, 3, 4)),
+    _approach("wall-angled-2mps", "wall", 2.0, angle_deg=35.0, note="wall turned 35 degrees from square-on"),
+    *(_approach(f"post-{v}mps", "post", float(v), surround=("hedge-left", "facade-right")) for v in (1, 2, 3, 4)),
+    _approach("pole-3mps", "pole", 3.0, note="a thin metal pole, 8 cm, 2.5 m tall"),
+    _approach("fence-2mps", "fence", 2.0, note="post-and-rail fence across the path"),
+    *(_approach(f"bench-{v}mps", "bench", float(v)) for v in (1, 2, 3)),
+    _approach("person-1mps", "cutout", 0.0, 1.0, cutout=PERSON_A, note="walks up to a runner standing still"),
+    _approach("person-2mps", "cutout", 1.0, 1.0, cutout=PERSON_B, note="walking towards the runner"),
+    _approach("person-3mps", "cutout", 2.0, 1.0, cutout=PERSON_C, surround=("facade-right",),
+              note="walking towards the runner"),
+    _approach("person-4mps", "cutout", 3.0, 1.0, cutout=PERSON_A, note="walking towards the runner"),
+    _approach("person-standing-2mps", "cutout", 2.0, cutout=PERSON_D, note="standing in the path"),
+    *(_approach(f"cyclist-{v}mps", "cutout", 1.0, v - 1.0, cutout=CYCLIST, note="riding towards the runner")
+      for v in (2.0, 3.0, 4.0)),
+    _approach("dog-1mps", "cutout", 1.0, cutout=DOG, note="a dog standing in the path"),
+    _approach("dog-2mps", "cutout", 2.0, cutout=DOG),
+    _approach("dog-3mps", "cutout", 2.0, 1.0, cutout=DOG, note="trotting towards the runner"),
+    SceneSpec("wall-beside-3mps", "clear", "none", 3.0, surround=("wall-right",), duration_s=8.0,
+              note="passing a wall 1.6 m to the right"),
+    SceneSpec("cars-beside-2mps", "clear", "none", 2.0, surround=("cars-right", "hedge-left"), duration_s=8.0,
+              note="parked cars 1.8 m to the right"),
+    SceneSpec("facade-beside-3mps", "clear", "none", 3.0, surround=("facade-left", "lamps-right"), duration_s=8.0,
+              note="house fronts 2.5 m to the left"),
+    SceneSpec("standing-wall-4m", "clear", "wall", 0.0, distance_m=4.0, duration_s=8.0,
+              note="runner standing still 4 m from a wall"),
+    SceneSpec("curve-3mps", "clear", "none", 3.0, surround=("bollards-curve", "hedge-left"), duration_s=8.0,
+              curve_radius_m=40.0, note="a gentle curve (40 m radius) with bollards 2 m outside it"),
+)
+
+
+def suite(names: Sequence[str] | None = None) -> tuple[SceneSpec, ...]:
+    if not names:
+        return SUITE
+    by_name = {s.name: s for s in SUITE}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ScenarioError(f"unknown scene(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
+    return tuple(by_name[n] for n in names)
+
+
+# ---------------------------------------------------------------- the world of a spec
+
+
+def _surround(kind: str, rng: np.random.Generator, length_m: float, spec: SceneSpec, images: Path) -> list[w.Thing]:
+    far = length_m + 10
+    if kind == "hedge-left":
+        return [w.hedge(-2.6, 1.0, far, rng)]
+    if kind == "facade-left":
+        return [w.facade(-2.5, -5.0, far + 5, 6.0, rng)]
+    if kind == "facade-right":
+        return [w.facade(3.0, -5.0, far + 5, 6.0, rng)]
+    if kind == "wall-right":
+        return [w.Thing((w.upright(1.6, -2.0, 1.6, far, 2.0, w.Texture.of(tx.brick(rng), ppm=256), name="wall"),),
+                        label="wall")]
+    if kind == "lamps-right":
+        return [w.post(float(y), rng, x_m=2.2, width_m=0.1, height_m=4.0, material="metal")
+                for y in np.arange(6.0, far, 12.0)]
+    if kind == "cars-right":
+        rear, alpha = cut_out(images / CAR_REAR.file, CAR_REAR.box)
+        return [w.parked_car(1.8, float(y), rng, rear, alpha) for y in np.arange(5.0, far, 6.5)]
+    if kind == "bollards-curve":
+        m = RunnerMotion(1.0, curve_radius_m=spec.curve_radius_m)
+        out = []
+        for s in np.arange(5.0, far, 5.0):
+            x, y, heading = m.path_point(float(s))
+            a = math.radians(heading)  # outside of a right-hand bend: to the left of the path
+            out.append(w.post(y + 2.0 * math.sin(a), rng, x_m=x - 2.0 * math.cos(a), width_m=0.15,
+                              height_m=0.9, material="metal"))
+        return out
+    raise ScenarioError(f"{spec.name}: unknown surround {kind!r}")
+
+
+def build_world(spec: SceneSpec, images: Path, seed: int = 0) -> w.World:
+    rng = np.random.default_rng([seed, sum(map(ord, spec.name))])
+    d = spec.start_m
+    run = spec.runner_mps * (spec.duration_s or (d / max(spec.closing_mps, 1e-9)))
+    things: list[w.Thing] = [w.backdrop(rng)]
+    if spec.obstacle == "wall":
+        things.append(w.wall(d, 8.0, 2.2, rng, angle_deg=spec.angle_deg))
+    elif spec.obstacle == "post":
+        things.append(w.post(d, rng))
+    elif spec.obstacle == "pole":
+        things.append(w.post(d, rng, width_m=0.08, height_m=2.5, material="metal"))
+    elif spec.obstacle == "bench":
+        things.append(w.bench(d, rng))
+    elif spec.obstacle == "fence":
+        things.append(w.fence(d, 12.0, rng))
+    elif spec.obstacle == "cutout":
+        assert spec.cutout is not None
+        try:
+            img, alpha = cut_out(images / spec.cutout.file, spec.cutout.box)
+        except CutoutError as err:
+            raise ScenarioError(f"{spec.name}: {err}") from None
+        things.append(w.billboard(img, alpha, spec.cutout.height_m, d, velocity=(0.0, -spec.object_mps),
+                                  label=spec.cutout.label))
+    elif spec.obstacle != "none":
+        raise ScenarioError(f"{spec.name}: unknown obstacle {spec.obstacle!r}")
+    for kind in spec.surround:
+        things += _surround(kind, rng, max(run, d), spec, images)
+    return w.World(w.ground(rng, spec.curve_radius_m), tuple(things), tx.sky(rng, 256, 2048))
+
+
+def motion_of(spec: SceneSpec, cfg: Config, seed: int = 0) -> RunnerMotion:
+    rng = np.random.default_rng([seed, sum(map(ord, spec.name)), 1])
+    return RunnerMotion(
+        spec.runner_mps, mount_height_m=cfg.camera.mount_height_m, pitch_deg=cfg.camera.pitch_deg,
+        step_hz=float(rng.uniform(2.5, 3.0)), phase=float(rng.uniform(0, 2 * math.pi)),
+        yaw_sway_deg=float(rng.uniform(1.5, 2.5)), roll_sway_deg=float(rng.uniform(1.0, 2.0)),
+        curve_radius_m=spec.curve_radius_m,
+    )
+
+
+# ---------------------------------------------------------------- truth
+
+
+def gap_m(spec: SceneSpec, motion: RunnerMotion, t: float) -> float | None:
+    """Distance from the camera to the obstacle's face along the path, if one is on course."""
+    if spec.kind != "approach":
+        return None
+    return spec.start_m - motion.distance_m(t) - spec.object_mps * t
+
+
+def contact_s(spec: SceneSpec, motion: RunnerMotion) -> float | None:
+    if spec.kind != "approach":
+        return None
+    lo, hi = 0.0, 4 * spec.start_m / spec.closing_mps + 1
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if (gap_m(spec, motion, mid) or 0.0) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def truth(spec: SceneSpec, motion: RunnerMotion) -> dict[str, object]:
+    contact = contact_s(spec, motion)
+    if contact is None:
+        assert spec.duration_s is not None
+        return {"contact_s": None, "clear": [[0.0, round(spec.duration_s, 3)]]}
+    # clear until the true time to collision (gap / closing speed now) falls to CLEAR_TTC_S
+    end = 0.0
+    for t in np.arange(0.0, contact, 0.001):
+        g = gap_m(spec, motion, float(t)) or 0.0
+        if g / (motion.speed(float(t)) + spec.object_mps) <= CLEAR_TTC_S:
+            break
+        end = float(t)
+    return {"contact_s": round(contact, 3), "clear": [[0.0, round(end, 3)]] if end > 0 else []}
+
+
+# ---------------------------------------------------------------- making one
+
+
+def light(spec: SceneSpec, t: float) -> tuple[float, float]:
+    """(brightness, exposure time) at t: sun, then into shade over 0.6 s
+    (auto exposure makes up part of it, with a longer exposure)."""
+    k = min(max((t - spec.shade_at_s) / 0.6, 0.0), 1.0)
+    k = k * k * (3 - 2 * k)
+    return 1.0 - 0.35 * k, EXPOSURE_S * (1 + 1.5 * k)
+
+
+def frame_at(renderer: Renderer, world: w.World, spec: SceneSpec, motion: RunnerMotion, t: float,
+             rng: np.random.Generator) -> np.ndarray:
+    pose = motion.pose(t)
+    img = renderer.render(world, pose, t)
+    gain, exposure = light(spec, t)
+    # Blur along the image motion of the scene during the exposure (the
+    # camera's sway and bob dominate; measured at a point 8 m ahead).
+    a, b = motion.pose(t - exposure / 2), motion.pose(t + exposure / 2)
+    r = pose.rotation()
+    ahead = pose.position + 8.0 * r[:, 2]
+    pa = project(renderer.cam, a, ahead[None])[0]
+    pb = project(renderer.cam, b, ahead[None])[0]
+    img = motion_blur(img, float(pb[0] - pa[0]), float(pb[1] - pa[1]))
+    return expose(img, gain, rng)
+
+
+def sensor_meta(cfg: Config) -> SensorMeta:
+    s = cfg.ranging.sensors[0]
+    return SensorMeta(name=s.name, bearing_deg=s.bearing_deg, beam_deg=s.beam_deg, max_distance_m=s.max_distance_m)
+
+
+def make_scene(spec: SceneSpec, images: str | Path, out_dir: str | Path, *, config: Config | None = None,
+               noise: NoiseModel = NoiseModel(), seed: int = 0, length_s: float | None = None) -> Path:
+    """Write one rendered scene recording (with truth.json and scenario.json).
+    `length_s` cuts the recording short (for tests); the truth stays."""
+    cfg = config or Config()
+    images, out = Path(images), Path(out_dir)
+    if not images.is_dir():
+        raise ScenarioError(f"photo directory not found: {images}")
+    cam = Intrinsics(cfg.camera.width, cfg.camera.height, cfg.camera.hfov_deg)
+    fps = float(cfg.camera.fps)
+    world = build_world(spec, images, seed)
+    motion = motion_of(spec, cfg, seed)
+    tr = truth(spec, motion)
+    contact = tr["contact_s"]
+    length = spec.duration_s if contact is None else float(contact)  # type: ignore[arg-type]
+    assert length is not None
+    if length_s is not None:
+        length = min(length, length_s)
+    meta = sensor_meta(cfg)
+    beam = Beam.of(meta)
+    rng = np.random.default_rng([seed, sum(map(ord, spec.name)), 2])
+    ranges = pings(lambda t: beam.echo(world, motion.pose(t), t, cfg.camera.pitch_deg), length, noise, rng,
+                   sensor=meta)
+    renderer = Renderer(cam)
+    n = max(1, math.ceil(length * fps - 1e-9))
+    try:
+        with RecordingWriter(out, width=cam.width, height=cam.height, fps=fps, hfov_deg=cam.hfov_deg,
+                             sensors=[meta], source=f"rearguard scenario make --suite scenes: {spec.name}") as wr:
+            for i in range(n):
+                t = i / fps
+                wr.write_frame(Frame(seq=i, t_ns=round(t * NS_PER_S), image=frame_at(renderer, world, spec, motion, t, rng)))
+            wr.write_ranges(ranges)
+        (out / TRUTH).write_text(json.dumps(tr) + "\n", encoding="utf-8")
+        (out / "scenario.json").write_text(json.dumps({
+            "name": spec.name, "kind": spec.kind, "suite": "scenes", "speed_mps": spec.closing_mps,
+            "runner_mps": spec.runner_mps, "object_mps": spec.object_mps,
+            "d0_m": spec.start_m if spec.kind == "approach" else None,
+            "label": spec.label if spec.kind == "approach" else None, "lateral_m": 0.0,
+            "ultrasonic": "normal", "photo": spec.cutout.file if spec.cutout else None,
+            "curve_radius_m": spec.curve_radius_m, "note": spec.note,
+        }, indent=1) + "\n", encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out
+
+
+def _make_one(args: tuple[SceneSpec, Path, Path, Config, NoiseModel, int]) -> Path:
+    spec, images, out, cfg, noise, seed = args
+    return make_scene(spec, images, out, config=cfg, noise=noise, seed=seed)
+
+
+def make_suite(images: str | Path, out_root: str | Path, *, names: Sequence[str] | None = None,
+               config: Config | None = None, noise: NoiseModel = NoiseModel(), seed: int = 0, jobs: int = 1,
+               progress: Callable[[SceneSpec, Path], None] | None = None) -> list[Path]:
+    """Render the suite (or `names` of it) into out_root, `jobs` scenes at a time."""
+    cfg = config or Config()
+    root = Path(out_root)
+    specs = suite(names)
+    clash = [s.name for s in specs if (root / s.name).exists()]
+    if clash:
+        raise ScenarioError(f"{root}: already holds {', '.join(clash)}; choose a new directory or remove them")
+    root.mkdir(parents=True, exist_ok=True)
+    work = [(s, Path(images), root / s.name, cfg, noise, seed) for s in specs]
+    out: list[Path] = []
+    if jobs <= 1:
+        for item in work:
+            out.append(_make_one(item))
+            if progress is not None:
+                progress(item[0], out[-1])
+        return out
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for item, path in zip(work, pool.map(_make_one, work)):
+            out.append(path)
+            if progress is not None:
+                progress(item[0], path)
+    return out
