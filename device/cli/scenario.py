@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from device.core.config import ConfigError, load
+from device.core.config import ConfigError, from_dict, load
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,26 +18,40 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sc_sub = sc.add_subparsers(dest="scenario_command", metavar="COMMAND", required=True)
 
     mk = sc_sub.add_parser(
-        "make", help="build the scenario suite (or some of it) as recordings with truth.json",
-        description="Build recordings of a runner backing towards obstacles (a zoom into a real "
-        "photo about the obstacle), people crossing and clear paths, each with truth.json and a "
-        "simulated HC-SR04 log. `rearguard scenario list` names them.",
+        "make", help="build a scenario suite (or some of it) as recordings with truth.json",
+        description="Build recordings with truth.json and a simulated HC-SR04 log. Two suites: "
+        "`photos` (the default) zooms into a real photo about the obstacle (people crossing, clear "
+        "paths); `scenes` renders a 3D world of textured planes and photo cut-outs (walls, posts, "
+        "fences, benches, people, cyclists, dogs; things beside the path; a curve) through the "
+        "configured camera of a runner who bobs and sways (docs/scenes.md). "
+        "`rearguard scenario list [--suite scenes]` names them.",
     )
     mk.add_argument("out", metavar="OUT_DIR", help="directory to write one recording per scenario into")
     mk.add_argument("--images", required=True, metavar="DIR",
                     help="the photos the suite names (the shared COCO photos: ../shared/images/coco)")
+    mk.add_argument("--suite", choices=("photos", "scenes"), default="photos",
+                    help="which suite (default photos: the zoomed-photo suite)")
     mk.add_argument("--only", nargs="+", metavar="NAME", help="make only these scenarios")
-    mk.add_argument("--size", default="640x360", metavar="WxH", help="frame size (default 640x360)")
-    mk.add_argument("--fps", type=float, default=15.0, help="frame rate (default 15)")
-    mk.add_argument("--hfov", type=float, default=66.0, metavar="DEG",
-                    help="virtual camera's horizontal field of view (default 66, the Camera Module 3)")
+    mk.add_argument("--size", metavar="WxH",
+                    help="frame size (default 640x360; scenes: the config's camera size)")
+    mk.add_argument("--fps", type=float, help="frame rate (default 15; scenes: the config's camera fps)")
+    mk.add_argument("--hfov", type=float, metavar="DEG",
+                    help="virtual camera's horizontal field of view (default 66, the Camera Module 3; "
+                    "scenes: the config's camera.hfov_deg)")
+    mk.add_argument("--config", metavar="PATH",
+                    help="scenes: the camera (size, fps, hfov, mount height, pitch) and ultrasonic beam "
+                    "to render for (default: as for `run`)")
+    mk.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="scenes: render N scenes at a time (default 1)")
     mk.add_argument("--ultrasonic-log", metavar="CSV",
                     help="fit the sensor noise to this HC-SR04 log (default: the model fitted to "
                     "../shared/ultrasonic/hcsr04_log.csv, built in)")
     mk.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     mk.set_defaults(func=cmd_make)
 
-    ls = sc_sub.add_parser("list", help="list the suite's scenarios")
+    ls = sc_sub.add_parser("list", help="list a suite's scenarios")
+    ls.add_argument("--suite", choices=("photos", "scenes"), default="photos",
+                    help="which suite (default photos)")
     ls.set_defaults(func=cmd_list)
 
     ev = sub.add_parser(
@@ -59,6 +73,15 @@ def _fail(err: Exception) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.suite == "scenes":
+        from device.tools.scene.suite import SUITE as SCENES
+
+        for sc in SCENES:
+            what = f"{sc.label} from {sc.start_m:g} m" if sc.kind == "approach" else (
+                f"{sc.duration_s:g} s" + (f", {sc.obstacle} at {sc.start_m:g} m" if sc.obstacle != "none" else ""))
+            print(f"{sc.name:<22} {sc.kind:<9} {sc.closing_mps:>4g} m/s closing  {what:<22}"
+                  + (f"  ({sc.note})" if sc.note else ""))
+        return 0
     from device.tools.scenario import SUITE
 
     for s in SUITE:
@@ -72,20 +95,45 @@ def cmd_make(args: argparse.Namespace) -> int:
     from device.record.format import RecordingError
     from device.tools.scenario import NoiseModel, ScenarioError, VirtualCamera, make_suite
 
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-        if w < 64 or h < 48:
-            raise ValueError
-    except ValueError:
-        return _fail(ValueError(f"--size must be WIDTHxHEIGHT of at least 64x48, got {args.size!r}"))
-    if not 1 <= args.fps <= 120 or not 10 < args.hfov < 170:
+    size = None
+    if args.size is not None:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+            if w < 64 or h < 48:
+                raise ValueError
+        except ValueError:
+            return _fail(ValueError(f"--size must be WIDTHxHEIGHT of at least 64x48, got {args.size!r}"))
+        size = (w, h)
+    if (args.fps is not None and not 1 <= args.fps <= 120) or (args.hfov is not None and not 10 < args.hfov < 170):
         return _fail(ValueError("--fps must be within 1-120 and --hfov within 10-170 degrees"))
+    if args.jobs < 1:
+        return _fail(ValueError(f"--jobs must be at least 1, got {args.jobs}"))
+    progress = lambda spec, path: print(f"made {path}", file=sys.stderr)  # noqa: E731
     try:
         noise = NoiseModel.fit(args.ultrasonic_log) if args.ultrasonic_log else NoiseModel()
-        cam = VirtualCamera(width=w, height=h, fps=args.fps, hfov_deg=args.hfov)
-        made = make_suite(args.images, args.out, names=args.only, cam=cam, noise=noise, seed=args.seed,
-                          progress=lambda spec, path: print(f"made {path}", file=sys.stderr))
-    except (ScenarioError, RecordingError, OSError) as err:
+        if args.suite == "scenes":
+            from device.tools.scene.suite import make_suite as make_scenes
+
+            cfg = load(args.config)
+            camera: dict[str, object] = {}
+            if size is not None:
+                camera["width"], camera["height"] = size
+            if args.fps is not None:
+                camera["fps"] = round(args.fps)
+            if args.hfov is not None:
+                camera["hfov_deg"] = args.hfov
+            if camera:  # validated as if written in the config file
+                data = cfg.model_dump(mode="python")
+                data["camera"].update(camera)
+                cfg = from_dict(data, "--size/--fps/--hfov")
+            made = make_scenes(args.images, args.out, names=args.only, config=cfg, noise=noise, seed=args.seed,
+                               jobs=args.jobs, progress=progress)
+        else:
+            w, h = size or (640, 360)
+            cam = VirtualCamera(width=w, height=h, fps=args.fps or 15.0, hfov_deg=args.hfov or 66.0)
+            made = make_suite(args.images, args.out, names=args.only, cam=cam, noise=noise, seed=args.seed,
+                              progress=progress)
+    except (ScenarioError, RecordingError, ConfigError, OSError) as err:
         return _fail(err)
     print(f"{len(made)} scenario recordings in {args.out}")
     return 0

@@ -8,6 +8,7 @@ stands it upright at the class's true height.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -21,9 +22,11 @@ class CutoutError(Exception):
     pass
 
 
+@lru_cache(maxsize=16)  # GrabCut takes a while; scenes share photos
 def cut_out(path: Path, box: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """(crop, alpha) of the object inside `box` (x1, y1, x2, y2) in the photo.
-    The crop is the box itself: its bottom is where the object stands."""
+    The crop is the box itself: its bottom is where the object stands.
+    The arrays are shared between callers: never write to them."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise CutoutError(f"cannot read photo {path}")

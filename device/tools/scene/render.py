@@ -87,11 +87,11 @@ def hit_quad(q: Quad, origin: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray,
     (w, h) = q.size
     e1, e2 = q.e1 / w, q.e2 / h
     rel = origin - q.p0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # rays parallel to the quad: inf, nan: misses
         t = np.float32(-(rel @ n)) / _dot(dirs, n)
-    u = np.float32(rel @ e1) + t * _dot(dirs, e1)
-    v = np.float32(rel @ e2) + t * _dot(dirs, e2)
-    ok = (t > 0) & (u >= 0) & (u <= w) & (v >= 0) & (v <= h)
+        u = np.float32(rel @ e1) + t * _dot(dirs, e1)
+        v = np.float32(rel @ e2) + t * _dot(dirs, e2)
+        ok = (t > 0) & (u >= 0) & (u <= w) & (v >= 0) & (v <= h)
     if q.texture.alpha is not None:
         a = q.texture.alpha
         ah, aw = a.shape[:2]

@@ -113,7 +113,7 @@ SUITE: tuple[SceneSpec, ...] = (
     _approach("person-4mps", "cutout", 3.0, 1.0, cutout=PERSON_A, note="walking towards the runner"),
     _approach("person-standing-2mps", "cutout", 2.0, cutout=PERSON_D, note="standing in the path"),
     *(_approach(f"cyclist-{v}mps", "cutout", 1.0, v - 1.0, cutout=CYCLIST, note="riding towards the runner")
-      for v in (2.0, 3.0, 4.0)),
+      for v in (2, 3, 4)),
     _approach("dog-1mps", "cutout", 1.0, cutout=DOG, note="a dog standing in the path"),
     _approach("dog-2mps", "cutout", 2.0, cutout=DOG),
     _approach("dog-3mps", "cutout", 2.0, 1.0, cutout=DOG, note="trotting towards the runner"),
