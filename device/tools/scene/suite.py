@@ -50,11 +50,12 @@ class Cutout:
     height_m: float
 
 
-# Boxes found by YOLOX-Nano (416, score >= 0.35) on ../shared/images/coco.
-PERSON_A = Cutout("000000006460.jpg", (279, 141, 331, 208), "person", 1.7)
-PERSON_B = Cutout("000000001490.jpg", (454, 120, 501, 240), "person", 1.7)
-PERSON_C = Cutout("000000008211.jpg", (414, 185, 479, 345), "person", 1.7)
-PERSON_D = Cutout("000000002261.jpg", (278, 151, 389, 295), "person", 1.7)
+# Boxes found by YOLOX-Nano (416, score >= 0.5) on ../shared/images/coco:
+# people standing upright, whole from head to feet.
+PERSON_A = Cutout("000000006471.jpg", (260, 74, 360, 296), "person", 1.8)  # a ball player
+PERSON_B = Cutout("000000002153.jpg", (373, 207, 439, 364), "person", 1.75)
+PERSON_C = Cutout("000000003934.jpg", (157, 85, 206, 226), "person", 1.7)
+PERSON_D = Cutout("000000001000.jpg", (261, 91, 357, 422), "person", 1.6)  # a girl in red
 CAR_REAR = Cutout("000000001532.jpg", (225, 361, 417, 479), "car", 1.45)
 # The shared photos hold no dog, cyclist or bench: a dog-sized animal is a
 # standing sheep at a large dog's shoulder height, a cyclist a rider on a
