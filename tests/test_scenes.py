@@ -293,3 +293,11 @@ def test_a_rendered_scene_replays_through_evaluate(shared: Path, model_path: Pat
     # The wall is no detector class: the ultrasonic sensor alone warns, from 4 m (~1 s at 4 m/s)
     assert not sc["missed"] and 0.3 < sc["lead_s"] < 1.3
     assert sc["false_alarm_s"] == 0.0
+
+
+def test_every_cut_out_in_the_suite_is_found_by_grabcut(shared: Path) -> None:
+    from device.tools.scene.cutout import MIN_COVER
+
+    for c in {s.cutout for s in S.SUITE if s.cutout is not None}:
+        _, alpha = cut_out(shared / "images" / "coco" / c.file, c.box)
+        assert (alpha >= 0.5).mean() > 2 * MIN_COVER, c

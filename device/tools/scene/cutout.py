@@ -16,6 +16,7 @@ import numpy as np
 
 GRABCUT_ITERATIONS = 4
 MARGIN = 0.12  # of the box size: background seeds around it
+MIN_COVER = 0.15  # an object covers at least this much of its box, else GrabCut has failed
 
 
 class CutoutError(Exception):
@@ -52,4 +53,7 @@ def cut_out(path: Path, box: tuple[float, float, float, float]) -> tuple[np.ndar
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     crop = roi[rect[1]:rect[1] + rect[3], rect[0]:rect[0] + rect[2]].copy()
     alpha = fg[rect[1]:rect[1] + rect[3], rect[0]:rect[0] + rect[2]]
+    cover = float((alpha >= 0.5).mean())
+    if cover < MIN_COVER:  # an invisible obstacle would be a scene that lies
+        raise CutoutError(f"{path.name}: GrabCut kept only {cover:.0%} of box {box}; choose another box or photo")
     return crop, alpha

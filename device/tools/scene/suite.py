@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from device.core.clock import NS_PER_S
@@ -54,7 +55,7 @@ class Cutout:
 # people standing upright, whole from head to feet.
 PERSON_A = Cutout("000000006471.jpg", (260, 74, 360, 296), "person", 1.8)  # a ball player
 PERSON_B = Cutout("000000002153.jpg", (373, 207, 439, 364), "person", 1.75)
-PERSON_C = Cutout("000000003934.jpg", (157, 85, 206, 226), "person", 1.7)
+PERSON_C = Cutout("000000007088.jpg", (179, 204, 272, 463), "person", 1.2)  # a child in a red coat
 PERSON_D = Cutout("000000001000.jpg", (261, 91, 357, 422), "person", 1.6)  # a girl in red
 CAR_REAR = Cutout("000000001532.jpg", (225, 361, 417, 479), "car", 1.45)
 # The shared photos hold no dog, cyclist or bench: a dog-sized animal is a
@@ -110,7 +111,7 @@ SUITE: tuple[SceneSpec, ...] = (
     _approach("person-1mps", "cutout", 0.0, 1.0, cutout=PERSON_A, note="walks up to a runner standing still"),
     _approach("person-2mps", "cutout", 1.0, 1.0, cutout=PERSON_B, note="walking towards the runner"),
     _approach("person-3mps", "cutout", 2.0, 1.0, cutout=PERSON_C, surround=("facade-right",),
-              note="walking towards the runner"),
+              note="a child (1.2 m) walking towards the runner"),
     _approach("person-4mps", "cutout", 3.0, 1.0, cutout=PERSON_A, note="walking towards the runner"),
     _approach("person-standing-2mps", "cutout", 2.0, cutout=PERSON_D, note="standing in the path"),
     *(_approach(f"cyclist-{v}mps", "cutout", 1.0, v - 1.0, cutout=CYCLIST, note="riding towards the runner")
@@ -159,8 +160,9 @@ def _surround(kind: str, rng: np.random.Generator, length_m: float, spec: SceneS
         return [w.post(float(y), rng, x_m=2.2, width_m=0.1, height_m=4.0, material="metal")
                 for y in np.arange(6.0, far, 12.0)]
     if kind == "cars-right":
-        rear, alpha = cut_out(images / CAR_REAR.file, CAR_REAR.box)
-        return [w.parked_car(1.8, float(y), rng, rear, alpha) for y in np.arange(5.0, far, 6.5)]
+        # A car's back is near enough a rectangle: the whole box is its rear face.
+        rear = _photo_crop(images / CAR_REAR.file, CAR_REAR.box)
+        return [w.parked_car(1.8, float(y), rng, rear) for y in np.arange(5.0, far, 6.5)]
     if kind == "bollards-curve":
         m = RunnerMotion(1.0, curve_radius_m=spec.curve_radius_m)
         out = []
@@ -171,6 +173,14 @@ def _surround(kind: str, rng: np.random.Generator, length_m: float, spec: SceneS
                               height_m=0.9, material="metal"))
         return out
     raise ScenarioError(f"{spec.name}: unknown surround {kind!r}")
+
+
+def _photo_crop(path: Path, box: tuple[float, float, float, float]) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ScenarioError(f"cannot read photo {path}")
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return img[y1:y2, x1:x2].copy()
 
 
 def build_world(spec: SceneSpec, images: Path, seed: int = 0) -> w.World:

@@ -192,16 +192,15 @@ def hedge(x_m: float, y0_m: float, length_m: float, rng: np.random.Generator, he
     return Thing(box(cx, y0_m + length_m / 2, depth_m, length_m, height_m, tex, name="hedge"), label="hedge")
 
 
-def parked_car(x_m: float, y0_m: float, rng: np.random.Generator, rear: np.ndarray | None = None,
-               rear_alpha: np.ndarray | None = None) -> Thing:
+def parked_car(x_m: float, y0_m: float, rng: np.random.Generator, rear: np.ndarray | None = None) -> Thing:
     """A car parked beside the path, its rear towards the runner: a box with
-    painted flanks, and a real car's back (a photo cut-out) if given."""
+    painted flanks, and a real car's back (a photo of one) if given."""
     length, width, height = 4.2, 1.8, 1.45
     flank = Texture.of(tx.car_side(rng, length, height))
     paint = Texture.of(tx.car_side(rng, width, height))
     cx, cy = x_m + math.copysign(width / 2, x_m), y0_m + length / 2
     quads = list(box(cx, cy, width, length, height, flank, top=paint, name="car"))
-    back = Texture.of(rear, alpha=rear_alpha) if rear is not None else paint
+    back = Texture.of(rear) if rear is not None else paint
     quads[0] = upright(cx + width / 2, y0_m - 0.01, cx - width / 2, y0_m - 0.01, height, back, name="car")
     return Thing(tuple(quads), label="car")
 
