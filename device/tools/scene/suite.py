@@ -17,7 +17,7 @@ import math
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -32,7 +32,7 @@ from device.tools.scene import textures as tx
 from device.tools.scene import world as w
 from device.tools.scene.cutout import CutoutError, cut_out
 from device.tools.scene.motion import RunnerMotion
-from device.tools.scene.render import Intrinsics, Pose, Renderer, expose, motion_blur, project
+from device.tools.scene.render import Intrinsics, Renderer, expose, motion_blur, project
 from device.tools.scene.ultrasonic import Beam
 
 LEAD_IN_S = 6.0  # an approach starts this long (at the mean closing speed) before contact

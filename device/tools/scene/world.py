@@ -13,8 +13,7 @@ the renderer's depth test, not from any drawing order.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -227,18 +226,6 @@ def backdrop(rng: np.random.Generator, distance_m: float = 90.0) -> Thing:
     """A treeline far off: detail that must never look like an obstacle."""
     tex = Texture.of(tx.hedge(rng), ppm=20)
     return Thing((upright(-300, distance_m, 300, distance_m, 9.0, tex, name="treeline"),), label="backdrop")
-
-
-@dataclass(frozen=True)
-class Obstacle:
-    """What the truth is about: the surface the runner would hit and how it moves."""
-
-    label: str
-    distance_m: float  # to its face at t = 0, along the path
-    x_m: float = 0.0
-    half_width_m: float = 0.5
-    velocity_y: float = 0.0  # its own speed along y (negative: coming towards the runner)
-    face: Callable[[float], float] | None = field(default=None, compare=False)
 
 
 def bench(distance_m: float, rng: np.random.Generator, width_m: float = 1.6) -> Thing:
