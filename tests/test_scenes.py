@@ -301,3 +301,13 @@ def test_every_cut_out_in_the_suite_is_found_by_grabcut(shared: Path) -> None:
     for c in {s.cutout for s in S.SUITE if s.cutout is not None}:
         _, alpha = cut_out(shared / "images" / "coco" / c.file, c.box)
         assert (alpha >= 0.5).mean() > 2 * MIN_COVER, c
+
+
+def test_scene_make_refuses_unknown_names_and_a_bad_camera(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["scenario", "make", str(tmp_path / "s"), "--suite", "scenes", "--images", str(tmp_path)]
+    assert main([*base, "--only", "nope"]) == 1
+    assert "unknown scene(s): nope" in capsys.readouterr().err
+    assert main([*base, "--size", "100x60"]) == 1  # under the config's minimum camera size
+    err = capsys.readouterr().err
+    assert "camera.width" in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
