@@ -12,12 +12,16 @@
 #   /opt/rearguard a copy of this checkout's package files (the checkout may
 #                  then be moved or updated; `git pull` + this script updates)
 #                  and .venv (--system-site-packages) with rearguard installed
-#   /var/lib/rearguard/models  the detector model (--model PATH, else fetched)
+#   /usr/local/share/rearguard/models  the detector model (--model PATH, else
+#                  fetched), owned by root: read-only to the service, which
+#                  must never be able to replace its own model
 #   /etc/rearguard/config.toml the default config, only if there is none
 #   user rearguard (system, no login) in groups gpio and video
 #   /etc/systemd/system/rearguard.service, enabled and started
-# --uninstall stops and removes the service and /opt/rearguard; the config
-# and /var/lib/rearguard (models, recordings) stay unless --purge, which
+#   (in a chroot, e.g. building an SD-card image, where systemd is not
+#   running: enabled offline with `systemctl --root`, started on first boot)
+# --uninstall stops and removes the service and /opt/rearguard; the config,
+# the models and /var/lib/rearguard (recordings) stay unless --purge, which
 # also removes them and the user. Apt packages are never removed.
 #
 # For tests: --root DIR prefixes every file path with DIR, and every
@@ -42,7 +46,8 @@ usage: install-pi.sh [--model PATH] [--dry-run] [--root DIR]
 Install or update Rearguard as a systemd service (Raspberry Pi OS Bookworm+).
   --model PATH  install this yolox_nano.onnx (offline) instead of fetching it
   --uninstall   stop and remove the service and /opt/rearguard; keep the
-                config (/etc/rearguard) and data (/var/lib/rearguard)
+                config (/etc/rearguard), the models
+                (/usr/local/share/rearguard) and data (/var/lib/rearguard)
   --purge       with --uninstall: also remove config, data and the user
   --dry-run     print what would change, change nothing
   --root DIR    prefix all file paths with DIR (for tests; programs still
@@ -91,10 +96,16 @@ STAMP="$VENV/.rearguard-source"
 ETC="$ROOT/etc/$NAME"
 CONFIG="$ETC/config.toml"
 STATE="$ROOT/var/lib/$NAME"
+# Root-owned and outside the service's StateDirectory= (which systemd hands
+# to the service user): the service reads its model and cannot change it.
+SHARE="$ROOT/usr/local/share/$NAME"
+MODELS="$SHARE/models"
+# where versions before 0.1 kept them (moved on update)
+OLD_MODELS="$STATE/models"
 UNIT_SRC="$SRC/systemd/$NAME.service"
 UNIT="$ROOT/etc/systemd/system/$NAME.service"
 # The model commands below act on the installed models directory.
-export REARGUARD_MODELS="$STATE/models"
+export REARGUARD_MODELS="$MODELS"
 unset REARGUARD_CONFIG
 
 # ---------------------------------------------------------------- helpers
@@ -124,8 +135,20 @@ pkg_installed() {
 }
 user_exists() { cmd getent passwd "$NAME" >/dev/null 2>&1; }
 group_exists() { cmd getent group "$1" >/dev/null 2>&1; }
-unit_enabled() { cmd systemctl is-enabled --quiet "$NAME.service" 2>/dev/null; }
-unit_active() { cmd systemctl is-active --quiet "$NAME.service" 2>/dev/null; }
+# Is systemd running here? sd_booted()'s test. Not in a chroot (building an
+# SD-card image) or a container without it: then the unit is enabled
+# offline and nothing is reloaded, started or stopped.
+systemd_running() { [ -d "$ROOT/run/systemd/system" ]; }
+# systemctl acting on the unit files only (no running systemd needed)
+offline_systemctl() { cmd systemctl --root="${ROOT:-/}" "$@"; }
+unit_enabled() {
+    if systemd_running; then
+        cmd systemctl is-enabled --quiet "$NAME.service" 2>/dev/null
+    else
+        offline_systemctl is-enabled --quiet "$NAME.service" 2>/dev/null
+    fi
+}
+unit_active() { systemd_running && cmd systemctl is-active --quiet "$NAME.service" 2>/dev/null; }
 
 # A digest of the package files in DIR, to tell whether /opt/rearguard and
 # its venv are current.
@@ -191,6 +214,15 @@ start_service() {
     fi
 }
 
+# cp, not mv: a copy made by root is root's, whoever owned the old files
+# (systemd had handed them to the service user).
+move_old_models() {
+    mkdir -p "$MODELS"
+    cp -R "$OLD_MODELS/." "$MODELS/"
+    chmod -R u=rwX,go=rX "$MODELS"
+    rm -rf "$OLD_MODELS"
+}
+
 restart_service() {
     if ! cmd systemctl restart "$NAME.service"; then
         die "the service did not restart; see: journalctl -u $NAME -b"
@@ -201,12 +233,16 @@ restart_service() {
 uninstall() {
     local in_place=0
     if [ "$SRC" = "$OPT" ]; then in_place=1; fi
-    if unit_active || unit_enabled; then
-        act "stop and disable $NAME.service" cmd systemctl disable --now "$NAME.service"
+    if systemd_running; then
+        if unit_active || unit_enabled; then
+            act "stop and disable $NAME.service" cmd systemctl disable --now "$NAME.service"
+        fi
+    elif unit_enabled; then
+        act "disable $NAME.service (offline: systemd is not running here)" offline_systemctl disable "$NAME.service"
     fi
     if [ -e "$UNIT" ]; then
         act "remove $UNIT" rm -f "$UNIT"
-        act "reload systemd" cmd systemctl daemon-reload
+        if systemd_running; then act "reload systemd" cmd systemctl daemon-reload; fi
     fi
     if [ "$in_place" = 1 ]; then
         # running from /opt/rearguard itself: keep the checkout, drop the venv
@@ -216,7 +252,8 @@ uninstall() {
     fi
     if [ "$PURGE" = 1 ]; then
         if [ -e "$ETC" ]; then act "remove $ETC (config)" rm -rf "$ETC"; fi
-        if [ -e "$STATE" ]; then act "remove $STATE (models, recordings)" rm -rf "$STATE"; fi
+        if [ -e "$SHARE" ]; then act "remove $SHARE (models)" rm -rf "$SHARE"; fi
+        if [ -e "$STATE" ]; then act "remove $STATE (recordings)" rm -rf "$STATE"; fi
         if user_exists; then
             act "remove user $NAME" cmd userdel "$NAME"
         fi
@@ -224,8 +261,9 @@ uninstall() {
     finish "removed" "nothing to remove"
     if [ "$PURGE" = 0 ] && [ "$DRY_RUN" = 0 ]; then
         if [ -e "$ETC" ]; then say "kept $ETC (config)"; fi
-        if [ -e "$STATE" ]; then say "kept $STATE (models, recordings)"; fi
-        if [ -e "$ETC" ] || [ -e "$STATE" ]; then say "--uninstall --purge removes them"; fi
+        if [ -e "$SHARE" ]; then say "kept $SHARE (models)"; fi
+        if [ -e "$STATE" ]; then say "kept $STATE (recordings)"; fi
+        if [ -e "$ETC" ] || [ -e "$SHARE" ] || [ -e "$STATE" ]; then say "--uninstall --purge removes them"; fi
     fi
     return 0
 }
@@ -309,6 +347,10 @@ install() {
     fi
 
     # 4. the model and the config
+    if [ -d "$OLD_MODELS" ] && [ ! -e "$MODELS" ]; then
+        act "move the models from $OLD_MODELS to $MODELS (read-only to the service)" move_old_models
+        restart=1
+    fi
     if [ "$DRY_RUN" = 1 ] && [ ! -x "$VENV/bin/rearguard" ]; then
         act "install the model (--model, else fetch) into $REARGUARD_MODELS" true
     elif ! cmd "$VENV/bin/rearguard" models verify >/dev/null 2>&1; then
@@ -328,10 +370,16 @@ install() {
     # 5. the service
     if [ ! -f "$UNIT" ] || ! cmp -s "$UNIT_SRC" "$UNIT"; then
         act "install $UNIT" write_unit
-        act "reload systemd" cmd systemctl daemon-reload
+        if systemd_running; then act "reload systemd" cmd systemctl daemon-reload; fi
         restart=1
     fi
-    if ! unit_enabled || ! unit_active; then
+    if ! systemd_running; then
+        # a chroot or an image build: enable it, it starts on the next boot
+        if ! unit_enabled; then
+            act "enable $NAME.service offline (systemd is not running here: it starts on the next boot)" \
+                offline_systemctl enable "$NAME.service"
+        fi
+    elif ! unit_enabled || ! unit_active; then
         act "enable and start $NAME.service" start_service
     elif [ "$restart" = 1 ]; then
         act "restart $NAME.service" restart_service

@@ -101,9 +101,31 @@ touch "$S/groups/${@: -1}"
 [ -e "$S/users/$1" ] || exit 6
 rm "$S/users/$1"
 ''',
+    # systemctl --root=DIR works on the unit files alone (as in a chroot);
+    # without it, it needs a running systemd (run/systemd/system exists).
     "systemctl": r'''
 unit_file="$STUB_ROOT/etc/systemd/system/rearguard.service"
+wants="$STUB_ROOT/etc/systemd/system/multi-user.target.wants/rearguard.service"
 loaded() { [ -e "$unit_file" ] && cmp -s "$unit_file" "$S/systemd/loaded"; }
+case "$1" in
+  --root=*)
+    [ "${1#--root=}" = "$STUB_ROOT" ] || { echo "systemctl stub: wrong root $1" >&2; exit 1; }
+    shift
+    [ "$1" = is-enabled ] || [ "$2" != --now ] || { echo "systemctl stub: --now with --root" >&2; exit 1; }
+    case "$1" in
+      is-enabled) [ -L "$wants" ] ;;
+      enable) [ -e "$unit_file" ] || { echo "Failed to enable unit: Unit file rearguard.service does not exist." >&2; exit 1; }
+              mkdir -p "$(dirname "$wants")"; ln -sf /etc/systemd/system/rearguard.service "$wants"; touch "$S/systemd/enabled" ;;
+      disable) rm -f "$wants" "$S/systemd/enabled" ;;
+      *) echo "systemctl stub: unexpected offline $*" >&2; exit 1 ;;
+    esac
+    exit 0 ;;
+esac
+if [ ! -d "$STUB_ROOT/run/systemd/system" ]; then
+  echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2
+  echo "Failed to connect to bus: Host is down" >&2
+  exit 1
+fi
 case "$1" in
   is-enabled) [ -e "$S/systemd/enabled" ] ;;
   is-active) [ -e "$S/systemd/active" ] ;;
@@ -168,11 +190,12 @@ CHANGING = (
     "python -m pip", "rearguard models install", "rearguard models fetch",
     "systemctl enable", "systemctl disable", "systemctl restart", "systemctl daemon-reload",
     "systemctl start", "systemctl stop", "rearguard config show",
+    "systemctl --root=ROOT enable", "systemctl --root=ROOT disable",
 )
 # ... and the calls that only look. Every call must be one or the other.
 QUERIES = (
     "dpkg-query -W", "getent passwd", "getent group", "id -nG", "systemctl is-enabled",
-    "systemctl is-active", "rearguard models verify", "python3 -c",
+    "systemctl is-active", "rearguard models verify", "python3 -c", "systemctl --root=ROOT is-enabled",
 )
 
 
@@ -202,7 +225,8 @@ class Pi:
         return r
 
     def calls(self) -> list[str]:
-        return [c for c in (self.state / "calls.log").read_text().splitlines() if c]
+        lines = (self.state / "calls.log").read_text().replace(f"--root={self.root}", "--root=ROOT")
+        return [c for c in lines.splitlines() if c]
 
     def changing_calls(self) -> list[str]:
         calls = self.calls()
@@ -233,12 +257,18 @@ class Pi:
     def systemd(self, what: str) -> bool:
         return (self.state / "systemd" / what).exists()
 
+    def stop_systemd(self) -> None:
+        """Make this a chroot (an SD-card image being built): no systemd runs."""
+        (self.root / "run/systemd/system").rmdir()
+
 
 @pytest.fixture
 def pi(tmp_path: Path) -> Pi:
     root, state, bin_dir, lib = (tmp_path / d for d in ("root", "state", "bin", "lib"))
     for d in (root, bin_dir, lib, state / "dpkg", state / "users", state / "groups", state / "systemd"):
         d.mkdir(parents=True)
+    # a booted system: systemd is running (sd_booted()'s test)
+    (root / "run/systemd/system").mkdir(parents=True)
     # Raspberry Pi OS has these groups (its udev rules give them the devices)
     for g in ("gpio", "video"):
         (state / "groups" / g).touch()
@@ -299,7 +329,7 @@ def test_install_performs_every_step(pi: Pi) -> None:
     assert (pi.state / "pip-constraints").read_text().strip() == "numpy==1.24.2"
     # the model, fetched since no --model was given
     assert "rearguard models fetch" in calls
-    assert (pi.root / "var/lib/rearguard/models/yolox_nano.onnx").is_file()
+    assert (pi.root / "usr/local/share/rearguard/models/yolox_nano.onnx").is_file()
     # the default config, from the real `rearguard config show`, loads back
     config = pi.root / "etc/rearguard/config.toml"
     tomllib.loads(config.read_text())
@@ -347,7 +377,7 @@ def test_dry_run_on_a_fresh_system_changes_nothing(pi: Pi) -> None:
     r = pi.run("--dry-run")
     assert pi.changing_calls() == []
     assert pi.snapshot() == before
-    assert list(pi.root.iterdir()) == []
+    assert list(pi.root.iterdir()) == [pi.root / "run"]
     for step in ("would install python3-picamera2 python3-lgpio python3-venv", "would create system user rearguard",
                  "would create the venv", "would pip install", "would install the model",
                  "would write the default config", "would enable and start rearguard.service"):
@@ -397,7 +427,7 @@ def test_offline_model(pi: Pi, tmp_path: Path) -> None:
     pi.run("--model", str(model))
     assert f"rearguard models install {model}" in pi.calls()
     assert not any("models fetch" in c for c in pi.calls())
-    assert (pi.root / "var/lib/rearguard/models/yolox_nano.onnx").read_bytes() == b"weights"
+    assert (pi.root / "usr/local/share/rearguard/models/yolox_nano.onnx").read_bytes() == b"weights"
     pi.run("--model", str(model))
     assert pi.changing_calls() == []
 
@@ -416,7 +446,7 @@ def test_existing_user_gets_missing_group_and_missing_group_is_created(pi: Pi) -
 def test_uninstall_removes_what_install_made_and_keeps_config_and_data(pi: Pi) -> None:
     pi.run()
     config = pi.root / "etc/rearguard/config.toml"
-    model = pi.root / "var/lib/rearguard/models/yolox_nano.onnx"
+    model = pi.root / "usr/local/share/rearguard/models/yolox_nano.onnx"
     recording = pi.root / "var/lib/rearguard/recordings/run1/meta.json"
     recording.parent.mkdir(parents=True)
     recording.write_text("{}")
@@ -457,6 +487,7 @@ def test_purge_removes_config_data_and_user(pi: Pi) -> None:
     assert pi.user_groups is None
     assert not (pi.root / "etc/rearguard").exists()
     assert not (pi.root / "var/lib/rearguard").exists()
+    assert not (pi.root / "usr/local/share/rearguard").exists()
     assert not (pi.root / "opt/rearguard").exists()
     # the OS packages stay: other software may use them
     assert (pi.state / "dpkg" / "python3-picamera2").exists()
@@ -492,3 +523,103 @@ def test_needs_root_for_a_real_install(pi: Pi) -> None:
     r = subprocess.run(argv, env=pi.env, capture_output=True, text=True, cwd="/")
     assert r.returncode == 1 and "run as root" in r.stderr
     assert not (pi.state / "calls.log").exists()  # refused before running anything
+
+
+# ---------------------------------------------------------------- a chroot (image build): no systemd running
+
+
+def test_installs_in_a_chroot_without_a_running_systemd(pi: Pi) -> None:
+    pi.stop_systemd()
+    r = pi.run()
+    calls = pi.calls()
+    # nothing that needs a running systemd: it would fail with "System has not been booted with systemd"
+    assert not [c for c in calls if c.startswith("systemctl ") and "--root=ROOT" not in c], calls
+    assert "systemctl --root=ROOT enable rearguard.service" in pi.changing_calls()
+    wants = pi.root / "etc/systemd/system/multi-user.target.wants/rearguard.service"
+    assert wants.is_symlink() and os.readlink(wants) == "/etc/systemd/system/rearguard.service"
+    assert not pi.systemd("active") and not (pi.state / "systemd" / "starts").exists()
+    assert "next boot" in r.stdout
+    # the rest is installed as on a running system
+    assert (pi.root / "etc/systemd/system/rearguard.service").is_file()
+    assert (pi.root / "usr/local/share/rearguard/models/yolox_nano.onnx").is_file()
+    # and a second run in the chroot changes nothing
+    before = pi.snapshot()
+    r = pi.run()
+    assert pi.changing_calls() == []
+    assert pi.snapshot() == before
+    assert "nothing to do" in r.stdout
+
+
+def test_chroot_install_then_boot_needs_no_second_install(pi: Pi) -> None:
+    pi.stop_systemd()
+    pi.run()
+    # first boot: systemd starts the enabled unit itself
+    (pi.root / "run/systemd/system").mkdir()
+    shutil.copy(pi.root / "etc/systemd/system/rearguard.service", pi.state / "systemd/loaded")
+    (pi.state / "systemd/active").touch()
+    r = pi.run()
+    assert pi.changing_calls() == []
+    assert "nothing to do" in r.stdout
+
+
+def test_uninstall_in_a_chroot(pi: Pi) -> None:
+    pi.stop_systemd()
+    pi.run()
+    pi.run("--uninstall", "--purge")
+    calls = pi.calls()
+    assert not [c for c in calls if c.startswith("systemctl ") and "--root=ROOT" not in c], calls
+    assert "systemctl --root=ROOT disable rearguard.service" in pi.changing_calls()
+    assert not (pi.root / "etc/systemd/system/multi-user.target.wants/rearguard.service").exists()
+    assert not (pi.root / "etc/systemd/system/rearguard.service").exists()
+    pi.run("--uninstall", "--purge")
+    assert pi.changing_calls() == []
+
+
+@pytest.mark.skipif(shutil.which("systemctl") is None, reason="systemctl not installed")
+def test_real_offline_systemctl_enables_the_unit(tmp_path: Path) -> None:
+    # The command the installer runs in a chroot, with the real systemctl,
+    # on a throwaway root: it must need no running systemd.
+    root = tmp_path / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    shutil.copy(REPO / "systemd" / "rearguard.service", root / "etc/systemd/system/rearguard.service")
+    subprocess.run(["systemctl", f"--root={root}", "enable", "rearguard.service"],
+                   check=True, capture_output=True, timeout=60)
+    wants = root / "etc/systemd/system/multi-user.target.wants/rearguard.service"
+    assert wants.is_symlink() and os.readlink(wants) == "/etc/systemd/system/rearguard.service"
+    r = subprocess.run(["systemctl", f"--root={root}", "is-enabled", "rearguard.service"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "enabled"
+    subprocess.run(["systemctl", f"--root={root}", "disable", "rearguard.service"],
+                   check=True, capture_output=True, timeout=60)
+    assert not wants.exists()
+
+
+# ---------------------------------------------------------------- the model is read-only to the service
+
+
+def test_models_are_outside_the_services_writable_state(pi: Pi) -> None:
+    # systemd gives the StateDirectory= (/var/lib/rearguard) to the service
+    # user; the model must live where the service cannot write.
+    pi.run()
+    assert not (pi.root / "var/lib/rearguard/models").exists()
+    unit = (pi.root / "etc/systemd/system/rearguard.service").read_text()
+    models = "/usr/local/share/rearguard/models"
+    assert f"Environment=REARGUARD_MODELS={models}\n" in unit
+    assert (pi.root / models.lstrip("/") / "yolox_nano.onnx").is_file()
+
+
+def test_update_moves_models_from_the_old_state_directory(pi: Pi) -> None:
+    old = pi.root / "var/lib/rearguard/models"
+    old.mkdir(parents=True)
+    (old / "yolox_nano.onnx").write_bytes(b"weights")
+    (old / "yolox_nano.onnx").chmod(0o660)
+    recording = pi.root / "var/lib/rearguard/recordings/r1.json"
+    recording.parent.mkdir(parents=True)
+    recording.write_text("{}")
+    r = pi.run()
+    new = pi.root / "usr/local/share/rearguard/models/yolox_nano.onnx"
+    assert new.read_bytes() == b"weights"
+    assert stat.S_IMODE(new.stat().st_mode) == 0o644
+    assert not old.exists() and recording.is_file()
+    assert not any("models fetch" in c for c in pi.calls())  # no download needed
+    assert "move the models" in r.stdout

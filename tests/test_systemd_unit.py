@@ -163,7 +163,11 @@ def test_runs_unprivileged_with_its_directories(unit: dict[str, list[tuple[str, 
     assert one(s, "ExecStart") == f"{EXEC} run --source pi --quiet"
     env = dict(kv.split("=", 1) for line in values(s, "Environment") for kv in line.split())
     assert env["REARGUARD_CONFIG"] == "/etc/rearguard/config.toml"
-    assert env["REARGUARD_MODELS"] == "/var/lib/rearguard/models"
+    # the model is root's: not under the StateDirectory= systemd hands to the user
+    assert env["REARGUARD_MODELS"] == "/usr/local/share/rearguard/models"
+    assert not env["REARGUARD_MODELS"].startswith(("/var/lib/rearguard", "%S"))
+    # no onnxruntime telemetry files in the state directory on the SD card
+    assert env["ORT_DISABLE_TELEMETRY"] == "1"
     assert env["GPIOZERO_PIN_FACTORY"] == "lgpio"
     assert one(s, "CapabilityBoundingSet") == ""
     assert one(s, "NoNewPrivileges") == "yes"
