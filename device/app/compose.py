@@ -84,13 +84,10 @@ def make_pin_factory(kind: str | None, config: Config):  # -> gpiozero Factory |
         kind = "mock"
     if kind != "mock":
         return None
-    from device.sensing.simulated import PWMTriggerPin, mock_factory
+    from device.sensing.simulated import simulated_factory
 
-    factory = mock_factory()
-    for s in config.ranging.sensors:
-        echo = factory.pin(s.echo_pin)
-        factory.pin(s.trigger_pin, pin_class=PWMTriggerPin, echo_pin=echo, echo_time=SIMULATED_NO_ECHO_S)
-    return factory
+    # answered at once with time-stamped edges: no flapping on a loaded machine
+    return simulated_factory([(s.trigger_pin, s.echo_pin) for s in config.ranging.sensors], SIMULATED_NO_ECHO_S)
 
 
 def camera_stage(detector: Detector, config: Config) -> CameraStage:

@@ -6,7 +6,9 @@ not needed on a Pi.
 
 from __future__ import annotations
 
-from gpiozero.pins.mock import MockFactory, MockPWMPin, MockTriggerPin
+from time import monotonic
+
+from gpiozero.pins.mock import MockFactory, MockPWMPin, MockTriggerPin, PinState
 
 
 class PWMTriggerPin(MockTriggerPin, MockPWMPin):
@@ -20,3 +22,62 @@ class PWMTriggerPin(MockTriggerPin, MockPWMPin):
 def mock_factory() -> MockFactory:
     """Simulated pins that can drive PWM outputs (the vibration motor)."""
     return MockFactory(pin_class=MockPWMPin)
+
+
+# ---- load-proof simulated HC-SR04s (what `--mock-pins` and
+# GPIOZERO_PIN_FACTORY=mock use; PWMTriggerPin above stays for tests that
+# need gpiozero's own thread-timed echo).
+#
+# gpiozero's own MockTriggerPin answers a trigger from a new thread that
+# sleeps 1 ms, raises the echo, sleeps the echo time and lowers it. On a
+# loaded machine those sleeps overrun: the echo rises after DistanceSensor
+# stopped waiting (a "silent" sensor) or falls too late ("echo-never-falls"),
+# so a laptop run flapped between FAULT and CLEAR with nothing wrong.
+#
+# Here the echo is answered at once, in the thread that fires the trigger,
+# with both edges time-stamped: the rise now, the fall exactly `echo_time`
+# later. DistanceSensor measures the pulse from those stamps, so every ping
+# reads the same distance whatever the load. The sensor's own pacing
+# (ranging.sample_wait_s, its scheduler) still sets the ping rate.
+#
+# The echo pin sets gpiozero's MockPin state fields itself (`_state`,
+# `_last_change`, `states`) because MockPin time-stamps an edge with the
+# moment it is driven; tests/test_sim_pins.py holds that to gpiozero's real
+# DistanceSensor.
+
+
+class SimulatedEchoPin(MockPWMPin):
+    """An echo line that can play a whole pulse with exact edge times."""
+
+    def pulse(self, width_s: float) -> None:
+        rise = monotonic()
+        for level, at in ((True, rise), (False, rise + width_s)):
+            self._state = level
+            self.states.append(PinState(at - self._last_change, level))
+            self._last_change = at
+            wanted = "rising" if level else "falling"
+            if self._when_changed is not None and self._edges in ("both", wanted):
+                self._call_when_changed()
+
+
+class SimulatedTriggerPin(MockTriggerPin, MockPWMPin):
+    """A trigger whose rising edge plays the echo pulse synchronously.
+
+    PWM-capable because MockFactory refuses a pre-made pin whose PWM support
+    differs from its default pin class (MockPWMPin here).
+    """
+
+    def _set_state(self, value: bool) -> None:
+        MockPWMPin._set_state(self, value)  # not MockTriggerPin's: no thread, no sleeps
+        if value:
+            self.echo_pin.pulse(self.echo_time)
+
+
+def simulated_factory(pins: list[tuple[int, int]], echo_time_s: float) -> MockFactory:
+    """mock_factory() with a simulated sensor on each (trigger, echo) pin
+    pair, answering every ping with an echo of echo_time_s."""
+    factory = mock_factory()
+    for trigger, echo in pins:
+        echo_pin = factory.pin(echo, pin_class=SimulatedEchoPin)
+        factory.pin(trigger, pin_class=SimulatedTriggerPin, echo_pin=echo_pin, echo_time=echo_time_s)
+    return factory
