@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# The service under a real systemd: boots a minimal Debian Bookworm in a
+# systemd-nspawn container and checks, with the unmodified
+# scripts/install-pi.sh, what unit tests with stub programs cannot:
+#
+#   install (twice: the second changes nothing), READY with a STATUS line,
+#   the watchdog restarting a stalled (SIGSTOPped) loop, a clean stop,
+#   the sandbox (a probe run by systemd as ExecStartPost= under the same
+#   settings), `systemd-analyze security` <= 2.0, no onnxruntime files in
+#   the state directory, uninstall and purge.
+#
+#   sudo scripts/check-systemd.sh          (CI: .ci/run runs it as root)
+#
+# Needs root, debootstrap and systemd-container (installed with apt-get if
+# missing), and a kernel that lets systemd-nspawn boot a container; where it
+# cannot, the check fails and says why. The container shares this machine's
+# network (pip fetches the Python packages from PyPI, the installer's
+# normal way); the sandbox probe's network test connects only to a test host
+# this script makes in a network namespace of its own, behind a veth pair.
+#
+# Cached under .cache/check-systemd/ (gitignored): the debootstrapped root
+# as a tarball, pip's wheel cache, a looped video. The first run builds
+# them (debootstrap: about 2 min); a cached run takes about a minute.
+# What the Pi has and a container has not: python3-picamera2 and
+# python3-lgpio are empty stand-in packages, and a drop-in gives the service
+# simulated pins (GPIOZERO_PIN_FACTORY=mock) and a video file as its camera.
+set -euo pipefail
+
+PROG=check-systemd
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SHARED="${REARGUARD_SHARED:-$REPO/../shared}"
+CACHE="$REPO/.cache/check-systemd"
+SUITE=bookworm
+INCLUDE=systemd,systemd-sysv,dbus,python3,python3-venv,python3-pip,python3-numpy,ca-certificates
+ROOT="$CACHE/root"
+LOG="$CACHE/container.log"
+MODEL="$SHARED/models/yolox_nano.onnx"
+VIDEO_SRC="$SHARED/footage/vtest.avi"
+NETNS="rgcheck$$"
+VETH_HOST="rgc$$h"
+VETH_PEER="rgc$$p"
+TEST_HOST_IP=10.213.7.2
+HOST_IP=10.213.7.1
+TEST_PORT=8765
+T0=$(date +%s.%N)
+
+say() { echo "$PROG: $*"; }
+ok() { echo "$PROG: ok: $*"; }
+fail() {
+    echo "$PROG: FAIL: $*" >&2
+    if [ -n "${PID1:-}" ] && [ -e "/proc/$PID1" ]; then
+        echo "---- journal of rearguard.service (last 40 lines)" >&2
+        inside journalctl -u rearguard --no-pager -n 40 -o short-monotonic >&2 || true
+    fi
+    exit 1
+}
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+[ "$(id -u)" -eq 0 ] || fail "needs root (it boots a container): sudo $0"
+[ -f "$MODEL" ] || fail "no model at $MODEL (the shared materials belong beside the repo)"
+[ -f "$VIDEO_SRC" ] || fail "no video at $VIDEO_SRC"
+
+# ---------------------------------------------------------------- tools
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+command -v ip >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+    say "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Debian mirror as apt is configured here (deb822 .sources or one-line
+# .list files): the URI of a source that carries $SUITE, else the first
+# non-security Debian source.
+debian_mirror() {
+    local f
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*; do
+        [ -f "$f" ] || continue
+        case "$f" in
+            *.sources) awk -v suite="$SUITE" '
+                /^[[:space:]]*$/ { if (u != "") print (s ~ ("(^| )" suite "( |$)") ? "1 " : "2 ") u; u = ""; s = ""; next }
+                /^URIs:/ { u = $2 } /^Suites:/ { $1 = ""; s = $0 }
+                END { if (u != "") print (s ~ ("(^| )" suite "( |$)") ? "1 " : "2 ") u }' "$f" ;;
+            *) awk -v suite="$SUITE" '$1 == "deb" { i = 2; if ($2 ~ /^\[/) while ($i !~ /\]$/) i++; if ($2 ~ /^\[/) i++;
+                print ($(i + 1) == suite ? "1 " : "2 ") $i }' "$f" ;;
+        esac
+    done | grep -v security | sort -s -k1,1 | awk 'NR == 1 { print $2 }'
+}
+
+# ---------------------------------------------------------------- the cached base root
+mkdir -p "$CACHE/pip"
+BASE="$CACHE/base-$SUITE-$(echo "$INCLUDE" | sha256sum | cut -c1-8).tar"
+if [ ! -f "$BASE" ]; then
+    mirror="$(debian_mirror)"
+    [ -n "$mirror" ] || fail "no Debian source in /etc/apt/sources.list*: cannot debootstrap"
+    say "building the base root with debootstrap ($SUITE, minbase; once, then cached in $BASE)"
+    t=$(date +%s.%N)
+    rm -rf "$CACHE/base.new"
+    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$CACHE/base.new" "$mirror" \
+        > "$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; fail "debootstrap failed"; }
+    tar -C "$CACHE/base.new" -cf "$BASE.tmp" .
+    mv "$BASE.tmp" "$BASE"
+    rm -rf "$CACHE/base.new"
+    ok "base root built in $(elapsed "$t") s"
+fi
+
+# A looped video as the camera (a file source stops at its end; the check
+# must not see that as a restart): vtest three times, half size.
+LOOP="$CACHE/loop.avi"
+if [ ! -f "$LOOP" ]; then
+    [ -x "$REPO/.venv/bin/python" ] || bash "$REPO/scripts/bootstrap.sh"
+    "$REPO/.venv/bin/python" - "$VIDEO_SRC" "$LOOP.tmp.avi" <<'EOF'
+import sys
+import cv2
+src, dst = sys.argv[1], sys.argv[2]
+out = None
+for _ in range(3):
+    cap = cv2.VideoCapture(src)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frame = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        if out is None:
+            out = cv2.VideoWriter(dst, cv2.VideoWriter_fourcc(*"MJPG"), fps, (frame.shape[1], frame.shape[0]))
+        out.write(frame)
+    cap.release()
+out.release()
+EOF
+    mv "$LOOP.tmp.avi" "$LOOP"
+fi
+
+# ---------------------------------------------------------------- a fresh root for this run
+t=$(date +%s.%N)
+rm -rf "$ROOT"
+mkdir -p "$ROOT"
+tar -C "$ROOT" -xf "$BASE"
+# pip inside trusts what this machine trusts (local CAs included)
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
+echo rearguard-check > "$ROOT/etc/hostname"
+# Empty stand-ins for the Pi-only OS packages, so the installer finds them
+# installed (picamera2 pulls in the OS's numpy, as on the Pi).
+standin() {
+    local pkg="$1" depends="$2" dir="$CACHE/standin/$1"
+    rm -rf "$dir"
+    mkdir -p "$dir/DEBIAN"
+    cat > "$dir/DEBIAN/control" <<EOF
+Package: $pkg
+Version: 0~rearguard.check
+Architecture: all
+Maintainer: Rearguard check <nobody@invalid>
+${depends:+Depends: $depends
+}Description: empty stand-in for scripts/check-systemd.sh
+ The Raspberry Pi OS package is not available in this container.
+EOF
+    dpkg-deb --build --root-owner-group "$dir" "$ROOT/var/cache/$pkg.deb" >/dev/null
+    chroot "$ROOT" dpkg -i "/var/cache/$pkg.deb" >/dev/null
+    rm -f "$ROOT/var/cache/$pkg.deb"
+}
+standin python3-picamera2 python3-numpy
+standin python3-lgpio ""
+# the check's own files, readable by the service
+mkdir -p "$ROOT/var/lib/rearguard-check"
+cp "$LOOP" "$ROOT/var/lib/rearguard-check/loop.avi"
+cp "$REPO/scripts/check-systemd-probe.py" "$ROOT/var/lib/rearguard-check/probe.py"
+chmod -R a+rX "$ROOT/var/lib/rearguard-check"
+# The check's drop-in: simulated pins, the video as camera, the probe. It
+# changes nothing of the sandbox (systemd-analyze security sees the same).
+mkdir -p "$ROOT/etc/systemd/system/rearguard.service.d"
+cat > "$ROOT/etc/systemd/system/rearguard.service.d/check.conf" <<EOF
+[Service]
+Environment=GPIOZERO_PIN_FACTORY=mock
+ExecStart=
+ExecStart=/opt/rearguard/.venv/bin/rearguard run --source /var/lib/rearguard-check/loop.avi --quiet
+ExecStartPost=/usr/bin/python3 /var/lib/rearguard-check/probe.py $TEST_HOST_IP $TEST_PORT
+EOF
+# visible to root in the container, but never to the service's private /tmp
+echo marker > "$ROOT/tmp/rearguard-check-marker"
+ok "fresh root in $(elapsed "$t") s"
+
+# ---------------------------------------------------------------- the test host (its own netns)
+cleanup() {
+    set +e
+    if [ -n "${NSPAWN:-}" ] && kill -0 "$NSPAWN" 2>/dev/null; then
+        kill "$NSPAWN" 2>/dev/null  # nspawn shuts the container down cleanly
+        for _ in $(seq 50); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$NSPAWN" 2>/dev/null
+    fi
+    if [ -n "${LISTENER:-}" ]; then kill "$LISTENER" 2>/dev/null; fi
+    ip link del "$VETH_HOST" 2>/dev/null
+    ip netns del "$NETNS" 2>/dev/null
+}
+trap cleanup EXIT
+ip netns add "$NETNS" || fail "cannot create a network namespace (ip netns add)"
+ip link add "$VETH_HOST" type veth peer name "$VETH_PEER" || fail "cannot create a veth pair"
+ip link set "$VETH_PEER" netns "$NETNS"
+ip addr add "$HOST_IP/30" dev "$VETH_HOST"
+ip link set "$VETH_HOST" up
+ip netns exec "$NETNS" ip addr add "$TEST_HOST_IP/30" dev "$VETH_PEER"
+ip netns exec "$NETNS" ip link set "$VETH_PEER" up
+ip netns exec "$NETNS" ip link set lo up
+ip netns exec "$NETNS" python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"test host\n")
+    c.close()
+' "$TEST_HOST_IP" "$TEST_PORT" &
+LISTENER=$!
+
+# ---------------------------------------------------------------- boot
+# --register=no --keep-unit: no host systemd/D-Bus needed; the unified
+# hierarchy: cgroup v2 as on the Pi; --system-call-filter=bpf: nspawn's own
+# seccomp filter would block bpf(), and IPAddressDeny=/DevicePolicy= would
+# then silently not be enforced.
+t=$(date +%s.%N)
+SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -b -D "$ROOT" -M rearguard-check \
+    --register=no --keep-unit --console=pipe --system-call-filter=bpf \
+    --bind-ro="$REPO:/mnt/rearguard" --bind-ro="$SHARED:/mnt/shared" \
+    --bind="$CACHE/pip:/root/.cache/pip" \
+    < /dev/null > "$LOG" 2>&1 &
+NSPAWN=$!
+PID1=""
+for _ in $(seq 100); do
+    kill -0 "$NSPAWN" 2>/dev/null || break
+    # the container's init: a systemd that is PID 1 in its own namespace,
+    # a child (or grandchild) of this nspawn
+    for c in $(pgrep -x systemd || true); do
+        grep -qE '^NSpid:.*[[:space:]]1$' "/proc/$c/status" 2>/dev/null || continue
+        parent="$(awk '/^PPid:/ { print $2 }' "/proc/$c/status" 2>/dev/null || true)"
+        grand="$(awk '/^PPid:/ { print $2 }' "/proc/$parent/status" 2>/dev/null || true)"
+        if [ "$parent" = "$NSPAWN" ] || [ "$grand" = "$NSPAWN" ]; then PID1=$c; fi
+    done
+    [ -z "$PID1" ] || break
+    sleep 0.1
+done
+if [ -z "$PID1" ]; then
+    tail -20 "$LOG" >&2
+    fail "this machine cannot boot a systemd container (systemd-nspawn exited or never started systemd; see above and $LOG): the check needs root with namespaces, cgroups and seccomp available"
+fi
+# A clean environment inside: the host's variables (pip's among them) stay out.
+inside() {
+    nsenter -t "$PID1" -a -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME=/root LANG=C.UTF-8 TERM=dumb "$@"
+}
+state=""
+for _ in $(seq 300); do
+    state="$(inside systemctl is-system-running 2>/dev/null || true)"
+    case "$state" in running|degraded) break ;; esac
+    kill -0 "$NSPAWN" 2>/dev/null || { tail -20 "$LOG" >&2; fail "the container died while booting (see $LOG)"; }
+    sleep 0.1
+done
+case "$state" in
+    running) ;;
+    degraded) say "note: the container is degraded: $(inside systemctl --failed --no-legend --plain | tr '\n' ' ')" ;;
+    *) tail -20 "$LOG" >&2; fail "the container did not finish booting in 30 s (state: ${state:-none})" ;;
+esac
+ok "container booted (systemd $(inside systemctl --version | awk 'NR == 1 { print $2 }'), state $state) in $(elapsed "$t") s"
+[ "$(inside stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || fail "the container has no cgroup v2"
+
+# ---------------------------------------------------------------- install, twice
+show() { inside systemctl show rearguard.service -p "$1" --value; }
+run_installer() { inside bash /mnt/rearguard/scripts/install-pi.sh --model /mnt/shared/models/yolox_nano.onnx; }
+digest() {
+    inside sh -c 'find /opt/rearguard /etc/rearguard /usr/local/share/rearguard /etc/systemd/system -type f \
+        -print0 | sort -z | xargs -0 sha256sum | sha256sum' | cut -c1-16
+}
+t=$(date +%s.%N)
+run_installer > "$CACHE/install1.log" 2>&1 || { cat "$CACHE/install1.log" >&2; fail "the installer failed"; }
+grep -q "installed: " "$CACHE/install1.log" || { cat "$CACHE/install1.log" >&2; fail "the installer did not say it installed"; }
+ok "installer run 1: $(grep -c '^install-pi: ' "$CACHE/install1.log") lines, $(elapsed "$t") s ($(grep -o 'installed: .*' "$CACHE/install1.log"))"
+
+wait_ready() {  # wait_ready SECONDS: active (READY=1 received) with a STATUS text
+    for _ in $(seq $(( $1 * 10 ))); do
+        if [ "$(show ActiveState)" = active ] && [ -n "$(show StatusText)" ]; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+wait_ready 90 || fail "rearguard.service not READY after 90 s (state $(show ActiveState)/$(show SubState))"
+ready_s=$(awk -v a="$(show ExecMainStartTimestampMonotonic)" -v b="$(show ActiveEnterTimestampMonotonic)" \
+    'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+ok "READY ${ready_s} s after start, STATUS: $(show StatusText)"
+[ "$(inside systemctl is-enabled rearguard.service)" = enabled ] || fail "the unit is not enabled"
+
+before="$(digest)"
+pid_before="$(show MainPID)"
+t=$(date +%s.%N)
+run_installer > "$CACHE/install2.log" 2>&1 || { cat "$CACHE/install2.log" >&2; fail "the second installer run failed"; }
+grep -q "nothing to do" "$CACHE/install2.log" || { cat "$CACHE/install2.log" >&2; fail "the second run changed something"; }
+[ "$(digest)" = "$before" ] || fail "the second run changed files"
+[ "$(show MainPID)" = "$pid_before" ] || fail "the second run restarted the service"
+ok "installer run 2 changed nothing (files, service) in $(elapsed "$t") s"
+
+# ---------------------------------------------------------------- sandbox
+# The probe ran as ExecStartPost= under the unit's own sandbox.
+probe="$(inside journalctl -u rearguard.service -o cat --no-pager | grep '^PROBE ' || true)"
+[ -n "$probe" ] || fail "the sandbox probe printed nothing"
+expect() {  # expect NAME allowed|denied
+    local line
+    line="$(echo "$probe" | grep "^PROBE $1 " | tail -1)"
+    [ -n "$line" ] || fail "probe: no result for $1"
+    [ "$(echo "$line" | awk '{ print $3 }')" = "$2" ] || fail "probe: $1: expected $2, got: ${line#PROBE }"
+}
+for n in write-state read-model read-config connect-localhost; do expect "$n" allowed; done
+for n in write-model replace-model write-config write-etc write-opt write-usr read-root see-host-tmp \
+    raw-socket packet-socket connect-test-host capabilities open-device; do expect "$n" denied; done
+# ... and the test host answers anyone outside the sandbox: the denial is the sandbox's
+inside python3 -c "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()" \
+    "$TEST_HOST_IP" "$TEST_PORT" || fail "the test host does not answer outside the sandbox: the network probe proves nothing"
+ok "sandbox: $(echo "$probe" | grep -c ' allowed ') allowed, $(echo "$probe" | grep -c ' denied ') denied as expected (test host $TEST_HOST_IP reachable outside it)"
+
+exposure="$(inside systemd-analyze security rearguard.service --no-pager | sed -n 's/.*Overall exposure level for rearguard.service: \([0-9.]*\).*/\1/p')"
+[ -n "$exposure" ] || fail "systemd-analyze security gave no exposure level"
+awk -v e="$exposure" 'BEGIN { exit !(e <= 2.0) }' || fail "systemd-analyze security: exposure $exposure > 2.0"
+ok "systemd-analyze security: exposure $exposure (<= 2.0)"
+
+cache_files="$(inside find /var/lib/rearguard -path '*/.cache*' | head -5)"
+[ -z "$cache_files" ] || fail "files under the state directory nobody asked for: $cache_files"
+[ "$(inside stat -c %U /usr/local/share/rearguard/models/yolox_nano.onnx)" = root ] || fail "the model is not root's"
+ok "no ~/.cache in /var/lib/rearguard; the model is root's"
+
+# ---------------------------------------------------------------- watchdog
+restarts="$(show NRestarts)"
+pid="$(show MainPID)"
+t=$(date +%s.%N)
+# shellcheck disable=SC2016
+inside sh -c 'kill -STOP "$1"' sh "$pid" || fail "could not SIGSTOP the service (pid $pid)"
+restarted=""
+for _ in $(seq 300); do
+    if [ "$(show NRestarts)" != "$restarts" ] && [ "$(show MainPID)" != "$pid" ]; then restarted=$(elapsed "$t"); break; fi
+    sleep 0.1
+done
+[ -n "$restarted" ] || fail "no restart within 30 s of SIGSTOP"
+inside journalctl -u rearguard.service -o cat --no-pager | grep -q "Watchdog timeout" \
+    || fail "restarted, but not by the watchdog"
+wait_ready 90 || fail "not READY again after the watchdog restart"
+ok "SIGSTOP: watchdog timeout and restart after ${restarted} s, READY again after $(elapsed "$t") s"
+
+# ---------------------------------------------------------------- clean stop
+t=$(date +%s.%N)
+inside systemctl stop rearguard.service
+stop_s=$(elapsed "$t")
+[ "$(show Result)" = success ] || fail "stop: result $(show Result)"
+[ "$(show ExecMainStatus)" = 0 ] || fail "stop: exit status $(show ExecMainStatus)"
+# "stopped after" is printed after the shutdown path closed the alerter
+# (outputs off), the sensors and the camera
+inside journalctl -u rearguard.service -o cat --no-pager | tail -20 | grep -q "stopped after" \
+    || fail "stop: the shutdown path (outputs off) did not finish"
+ok "stop in ${stop_s} s: exit 0 through the shutdown path (outputs off)"
+
+# ---------------------------------------------------------------- uninstall, purge
+inside bash /mnt/rearguard/scripts/install-pi.sh --uninstall > "$CACHE/uninstall.log" 2>&1 \
+    || { cat "$CACHE/uninstall.log" >&2; fail "uninstall failed"; }
+[ "$(show LoadState)" = not-found ] || fail "uninstall: the unit is still loaded ($(show LoadState))"
+inside test ! -e /opt/rearguard || fail "uninstall: /opt/rearguard is still there"
+inside test -f /etc/rearguard/config.toml || fail "uninstall: the config went"
+inside test -f /usr/local/share/rearguard/models/yolox_nano.onnx || fail "uninstall: the model went"
+inside bash /mnt/rearguard/scripts/install-pi.sh --uninstall --purge > "$CACHE/purge.log" 2>&1 \
+    || { cat "$CACHE/purge.log" >&2; fail "purge failed"; }
+for p in /etc/rearguard /usr/local/share/rearguard /var/lib/rearguard; do
+    inside test ! -e "$p" || fail "purge: $p is still there"
+done
+! inside getent passwd rearguard >/dev/null || fail "purge: the user is still there"
+ok "uninstall kept config and model; purge removed them and the user"
+
+say "PASS in $(elapsed "$T0") s"
