@@ -133,11 +133,40 @@ EOF
     mv "$LOOP.tmp.avi" "$LOOP"
 fi
 
+# everything this run sets up goes again when it ends, pass or fail
+cleanup() {
+    set +e
+    if [ -n "${NSPAWN:-}" ] && kill -0 "$NSPAWN" 2>/dev/null; then
+        kill "$NSPAWN" 2>/dev/null  # nspawn shuts the container down cleanly
+        for _ in $(seq 50); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.2; done
+        kill -9 "$NSPAWN" 2>/dev/null
+    fi
+    if [ -n "${LISTENER:-}" ]; then kill "$LISTENER" 2>/dev/null; fi
+    ip link del "$VETH_HOST" 2>/dev/null
+    ip netns del "$NETNS" 2>/dev/null
+    if [ "${OVERLAY:-0}" = 1 ]; then umount "$ROOT" 2>/dev/null || umount -l "$ROOT"; fi
+}
+trap cleanup EXIT
+
 # ---------------------------------------------------------------- a fresh root for this run
+# An overlay on the unpacked base (seconds), else a fresh copy of it.
 t=$(date +%s.%N)
-rm -rf "$ROOT"
-mkdir -p "$ROOT"
-tar -C "$ROOT" -xf "$BASE"
+LOWER="${BASE%.tar}"
+if [ ! -d "$LOWER" ]; then
+    rm -rf "$LOWER.new"
+    mkdir -p "$LOWER.new"
+    tar -C "$LOWER.new" -xf "$BASE"
+    mv "$LOWER.new" "$LOWER"
+fi
+if mountpoint -q "$ROOT"; then umount -l "$ROOT"; fi
+rm -rf "$ROOT" "$CACHE/upper" "$CACHE/work"
+mkdir -p "$ROOT" "$CACHE/upper" "$CACHE/work"
+if mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$CACHE/upper,workdir=$CACHE/work" "$ROOT" 2>/dev/null; then
+    OVERLAY=1
+else
+    OVERLAY=0
+    cp -a "$LOWER/." "$ROOT/"
+fi
 # pip inside trusts what this machine trusts (local CAs included)
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
 echo rearguard-check > "$ROOT/etc/hostname"
@@ -179,21 +208,9 @@ ExecStartPost=/usr/bin/python3 /var/lib/rearguard-check/probe.py $TEST_HOST_IP $
 EOF
 # visible to root in the container, but never to the service's private /tmp
 echo marker > "$ROOT/tmp/rearguard-check-marker"
-ok "fresh root in $(elapsed "$t") s"
+ok "fresh root ($([ "$OVERLAY" = 1 ] && echo overlay || echo copy)) in $(elapsed "$t") s"
 
 # ---------------------------------------------------------------- the test host (its own netns)
-cleanup() {
-    set +e
-    if [ -n "${NSPAWN:-}" ] && kill -0 "$NSPAWN" 2>/dev/null; then
-        kill "$NSPAWN" 2>/dev/null  # nspawn shuts the container down cleanly
-        for _ in $(seq 50); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$NSPAWN" 2>/dev/null
-    fi
-    if [ -n "${LISTENER:-}" ]; then kill "$LISTENER" 2>/dev/null; fi
-    ip link del "$VETH_HOST" 2>/dev/null
-    ip netns del "$NETNS" 2>/dev/null
-}
-trap cleanup EXIT
 ip netns add "$NETNS" || fail "cannot create a network namespace (ip netns add)"
 ip link add "$VETH_HOST" type veth peer name "$VETH_PEER" || fail "cannot create a veth pair"
 ip link set "$VETH_PEER" netns "$NETNS"
