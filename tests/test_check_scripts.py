@@ -1,0 +1,48 @@
+"""The project's machine checks (scripts/check-systemd.sh, check-arm64.sh)
+are run by CI, not by pytest (they boot a container, ask PyPI): here only
+that they parse, pass shellcheck, are wired into .ci/run, and that the
+sandbox probe and the check agree on what is probed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = [REPO / "scripts" / "check-systemd.sh", REPO / "scripts" / "check-arm64.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_check_script_is_valid_bash(script: Path) -> None:
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_check_script_passes_shellcheck(script: Path) -> None:
+    r = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_ci_runs_the_checks() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    for script in SCRIPTS:
+        assert re.search(rf"^bash scripts/{script.name}$", ci, re.M), script.name
+
+
+def test_probe_and_check_agree_on_what_is_probed() -> None:
+    probe = (REPO / "scripts" / "check-systemd-probe.py").read_text()
+    check = (REPO / "scripts" / "check-systemd.sh").read_text()
+    probed = set(re.findall(r'report\("([a-z-]+)"', probe))
+    loops = re.findall(r"^for n in ([a-z \\\n-]+?); do expect \"\$n\" (allowed|denied)", check, re.M)
+    expected = {name for names, _ in loops for name in names.replace("\\", " ").split()}
+    assert len(loops) == 2 and probed and probed == expected
+
+
+def test_probe_compiles() -> None:
+    path = REPO / "scripts" / "check-systemd-probe.py"
+    compile(path.read_text(), str(path), "exec")  # (no .pyc left in scripts/)
