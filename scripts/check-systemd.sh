@@ -9,7 +9,14 @@
 #   settings), `systemd-analyze security` <= 2.0, no onnxruntime files in
 #   the state directory, uninstall and purge.
 #
-#   sudo scripts/check-systemd.sh          (CI: .ci/run runs it as root)
+#   sudo scripts/check-systemd.sh [--first-install chroot|booted]
+#
+# The first install runs in a plain container with no systemd running (as
+# when building an SD-card image: the unit is enabled offline), then the
+# container boots and the service must start by itself; the second install
+# runs on the booted system. `--first-install booted` runs both on the
+# booted system instead (the first then enables and starts the service).
+# CI (.ci/run) runs the default, as root.
 #
 # Needs root, debootstrap and systemd-container (installed with apt-get if
 # missing), and a kernel that lets systemd-nspawn boot a container; where it
@@ -27,6 +34,16 @@
 set -euo pipefail
 
 PROG=check-systemd
+FIRST=chroot
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --first-install) FIRST="${2-}"; shift 2 || { echo "$PROG: --first-install needs chroot or booted" >&2; exit 2; } ;;
+        --first-install=*) FIRST="${1#*=}"; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "$PROG: unknown option: $1" >&2; exit 2 ;;
+    esac
+done
+case "$FIRST" in chroot|booted) ;; *) echo "$PROG: --first-install: chroot or booted, not '$FIRST'" >&2; exit 2 ;; esac
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${REARGUARD_SHARED:-$REPO/../shared}"
 CACHE="$REPO/.cache/check-systemd"
@@ -232,6 +249,25 @@ while True:
 ' "$TEST_HOST_IP" "$TEST_PORT" &
 LISTENER=$!
 
+INSTALL_ARGS=(bash /mnt/rearguard/scripts/install-pi.sh --model /mnt/shared/models/yolox_nano.onnx)
+CLEAN_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb)
+BINDS=(--bind-ro="$REPO:/mnt/rearguard" --bind-ro="$SHARED:/mnt/shared" --bind="$CACHE/pip:/root/.cache/pip")
+
+# ---------------------------------------------------------------- install 1 in a chroot
+# systemd-nspawn without -b: the installer is the container's only process,
+# no systemd runs (like a chroot, with /proc, /dev and DNS set up).
+if [ "$FIRST" = chroot ]; then
+    t=$(date +%s.%N)
+    systemd-nspawn -q -D "$ROOT" -M rearguard-chroot --register=no --keep-unit --console=pipe "${BINDS[@]}" \
+        "${CLEAN_ENV[@]}" "${INSTALL_ARGS[@]}" < /dev/null > "$CACHE/install1.log" 2>&1 \
+        || { cat "$CACHE/install1.log" >&2; fail "the installer failed in a chroot (no systemd running)"; }
+    grep -q "installed: " "$CACHE/install1.log" || { cat "$CACHE/install1.log" >&2; fail "the installer did not say it installed"; }
+    grep -q "offline" "$CACHE/install1.log" || { cat "$CACHE/install1.log" >&2; fail "the installer did not enable the unit offline"; }
+    [ -L "$ROOT/etc/systemd/system/multi-user.target.wants/rearguard.service" ] \
+        || fail "after the chroot install the unit is not enabled (no multi-user.target.wants link)"
+    ok "installer run 1 in a chroot, no systemd running: $(elapsed "$t") s ($(grep -o 'installed: .*' "$CACHE/install1.log")), unit enabled offline"
+fi
+
 # ---------------------------------------------------------------- boot
 # --register=no --keep-unit: no host systemd/D-Bus needed; the unified
 # hierarchy: cgroup v2 as on the Pi; --system-call-filter=bpf: nspawn's own
@@ -240,9 +276,7 @@ LISTENER=$!
 t=$(date +%s.%N)
 SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn -b -D "$ROOT" -M rearguard-check \
     --register=no --keep-unit --console=pipe --system-call-filter=bpf \
-    --bind-ro="$REPO:/mnt/rearguard" --bind-ro="$SHARED:/mnt/shared" \
-    --bind="$CACHE/pip:/root/.cache/pip" \
-    < /dev/null > "$LOG" 2>&1 &
+    "${BINDS[@]}" < /dev/null > "$LOG" 2>&1 &
 NSPAWN=$!
 PID1=""
 for _ in $(seq 100); do
@@ -263,10 +297,7 @@ if [ -z "$PID1" ]; then
     fail "this machine cannot boot a systemd container (systemd-nspawn exited or never started systemd; see above and $LOG): the check needs root with namespaces, cgroups and seccomp available"
 fi
 # A clean environment inside: the host's variables (pip's among them) stay out.
-inside() {
-    nsenter -t "$PID1" -a -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME=/root LANG=C.UTF-8 TERM=dumb "$@"
-}
+inside() { nsenter -t "$PID1" -a -- "${CLEAN_ENV[@]}" "$@"; }
 state=""
 for _ in $(seq 300); do
     state="$(inside systemctl is-system-running 2>/dev/null || true)"
@@ -288,15 +319,17 @@ show() { inside systemctl show rearguard.service -p "$1" --value; }
 # early grep exit would fail the pipeline with SIGPIPE)
 journal() { inside journalctl -u rearguard.service -o cat --no-pager > "$CACHE/journal.txt"; cat "$CACHE/journal.txt"; }
 journal_has() { journal > /dev/null; grep -q -- "$1" "$CACHE/journal.txt"; }
-run_installer() { inside bash /mnt/rearguard/scripts/install-pi.sh --model /mnt/shared/models/yolox_nano.onnx; }
+run_installer() { inside "${INSTALL_ARGS[@]}"; }
 digest() {
     inside sh -c 'find /opt/rearguard /etc/rearguard /usr/local/share/rearguard /etc/systemd/system -type f \
         -print0 | sort -z | xargs -0 sha256sum | sha256sum' | cut -c1-16
 }
-t=$(date +%s.%N)
-run_installer > "$CACHE/install1.log" 2>&1 || { cat "$CACHE/install1.log" >&2; fail "the installer failed"; }
-grep -q "installed: " "$CACHE/install1.log" || { cat "$CACHE/install1.log" >&2; fail "the installer did not say it installed"; }
-ok "installer run 1: $(grep -c '^install-pi: ' "$CACHE/install1.log") lines, $(elapsed "$t") s ($(grep -o 'installed: .*' "$CACHE/install1.log"))"
+if [ "$FIRST" = booted ]; then
+    t=$(date +%s.%N)
+    run_installer > "$CACHE/install1.log" 2>&1 || { cat "$CACHE/install1.log" >&2; fail "the installer failed"; }
+    grep -q "installed: " "$CACHE/install1.log" || { cat "$CACHE/install1.log" >&2; fail "the installer did not say it installed"; }
+    ok "installer run 1 on the booted system: $(elapsed "$t") s ($(grep -o 'installed: .*' "$CACHE/install1.log"))"
+fi
 
 wait_ready() {  # wait_ready SECONDS: active (READY=1 received) with a STATUS text
     for _ in $(seq $(( $1 * 10 ))); do
@@ -308,7 +341,7 @@ wait_ready() {  # wait_ready SECONDS: active (READY=1 received) with a STATUS te
 wait_ready 90 || fail "rearguard.service not READY after 90 s (state $(show ActiveState)/$(show SubState))"
 ready_s=$(awk -v a="$(show ExecMainStartTimestampMonotonic)" -v b="$(show ActiveEnterTimestampMonotonic)" \
     'BEGIN { printf "%.2f", (b - a) / 1e6 }')
-ok "READY ${ready_s} s after start, STATUS: $(show StatusText)"
+ok "READY ${ready_s} s after $([ "$FIRST" = chroot ] && echo "systemd started it at boot" || echo start), STATUS: $(show StatusText)"
 [ "$(inside systemctl is-enabled rearguard.service)" = enabled ] || fail "the unit is not enabled"
 
 before="$(digest)"
@@ -321,7 +354,7 @@ if [ "$(show MainPID)" != "$pid_before" ]; then
     journal_has "Watchdog timeout" && fail "the service restarted by itself (its watchdog fired) during the second run"
     fail "the second run restarted the service"
 fi
-ok "installer run 2 changed nothing (files, service) in $(elapsed "$t") s"
+ok "installer run 2 (booted) changed nothing (files, service) in $(elapsed "$t") s"
 
 # ---------------------------------------------------------------- sandbox
 # The probe ran as ExecStartPost= under the unit's own sandbox.

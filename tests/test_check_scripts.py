@@ -46,3 +46,9 @@ def test_probe_and_check_agree_on_what_is_probed() -> None:
 def test_probe_compiles() -> None:
     path = REPO / "scripts" / "check-systemd-probe.py"
     compile(path.read_text(), str(path), "exec")  # (no .pyc left in scripts/)
+
+
+@pytest.mark.parametrize("args", [["--first-install", "bogus"], ["--bogus"]])
+def test_check_systemd_refuses_bad_arguments_before_doing_anything(args: list[str]) -> None:
+    r = subprocess.run(["bash", str(SCRIPTS[0]), *args], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and r.stderr.strip() and not r.stdout
