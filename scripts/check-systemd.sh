@@ -249,9 +249,20 @@ while True:
 ' "$TEST_HOST_IP" "$TEST_PORT" &
 LISTENER=$!
 
+# The installer runs from a snapshot of this checkout's package files (the
+# ones it copies: its SOURCE_ITEMS), so an edit made meanwhile cannot make
+# the second run see a new version.
+SNAPSHOT="$CACHE/src"
+rm -rf "$SNAPSHOT"
+mkdir -p "$SNAPSHOT"
+eval "$(grep -m1 '^SOURCE_ITEMS=' "$REPO/scripts/install-pi.sh")"
+for item in "${SOURCE_ITEMS[@]}"; do
+    if [ -e "$REPO/$item" ]; then cp -R "$REPO/$item" "$SNAPSHOT/$item"; fi
+done
+find "$SNAPSHOT" -name __pycache__ -prune -exec rm -rf {} +
 INSTALL_ARGS=(bash /mnt/rearguard/scripts/install-pi.sh --model /mnt/shared/models/yolox_nano.onnx)
 CLEAN_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb)
-BINDS=(--bind-ro="$REPO:/mnt/rearguard" --bind-ro="$SHARED:/mnt/shared" --bind="$CACHE/pip:/root/.cache/pip")
+BINDS=(--bind-ro="$SNAPSHOT:/mnt/rearguard" --bind-ro="$SHARED:/mnt/shared" --bind="$CACHE/pip:/root/.cache/pip")
 
 # ---------------------------------------------------------------- install 1 in a chroot
 # systemd-nspawn without -b: the installer is the container's only process,
