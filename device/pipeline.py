@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import random
 import statistics
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol
 
@@ -170,6 +173,136 @@ class ThreadedCamera:
         self._stop.set()
         self._thread.join(timeout=5)
         self._inline.close()
+
+
+@dataclass(frozen=True)
+class DetectorPace:
+    """How long one inference keeps the detector busy, and how long after
+    its frame the result reaches the loop (normally the same). `jitter_ms`
+    adds 0 to jitter_ms more to each inference, drawn from a generator
+    seeded with `seed`: an irregular detector (a loaded CPU, a throttling
+    Pi), still the same on every replay."""
+
+    busy_ms: float
+    latency_ms: float | None = None
+    jitter_ms: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.busy_ms) and self.busy_ms > 0):
+            raise ValueError(f"detector time must be a positive number of ms (got {self.busy_ms})")
+        if not (math.isfinite(self.jitter_ms) and self.jitter_ms >= 0):
+            raise ValueError(f"detector jitter must be >= 0 ms (got {self.jitter_ms})")
+        if self.latency_ms is not None and not (math.isfinite(self.latency_ms) and self.latency_ms >= self.busy_ms):
+            raise ValueError(f"detector latency must be at least its busy time {self.busy_ms} ms "
+                             f"(got {self.latency_ms})")
+
+    @property
+    def busy_ns(self) -> int:
+        return round(self.busy_ms * 1e6)
+
+    @property
+    def latency_ns(self) -> int:
+        return round((self.latency_ms if self.latency_ms is not None else self.busy_ms) * 1e6)
+
+    @property
+    def rate_hz(self) -> float:
+        return 1e3 / self.busy_ms
+
+
+class TimedFrameSource(Protocol):
+    """Recorded frames, addressable by time (replay only)."""
+
+    def next_t_ns(self) -> int | None: ...
+    def latest_at(self, t_ns: int) -> Frame | None: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def error(self) -> str | None: ...
+    def close(self) -> None: ...
+
+
+class PacedCamera:
+    """The threaded device's camera path, modelled on the replay clock.
+
+    The detector is busy `pace.busy_ms` per inference. When it comes free
+    it takes the newest frame that has arrived (the ones that arrived
+    meanwhile are dropped and counted, as `ThreadedCamera` drops them), or,
+    if none is waiting, the next frame the moment it arrives; its result
+    reaches the loop `pace.latency_ms` after the inference began. Pure and
+    deterministic: the same recording and pace give the same frames
+    detected and the same results at the same times on any machine, however
+    fast it really detects. The loop (ultrasonic ranging, alerts) keeps its
+    own rate meanwhile, as on the device.
+    """
+
+    def __init__(self, frames: TimedFrameSource, stage: CameraStage, pace: DetectorPace, clock: Clock) -> None:
+        self.frames = frames
+        self.stage = stage
+        self.pace = pace
+        self.clock = clock
+        self.detected = 0  # inferences started
+        self.taken: list[int] = []  # seq of every frame detected, in order (tests, `--json`)
+        self._free_ns: int | None = None  # when the detector is next free (None: idle from the start)
+        self._rng = random.Random(pace.seed)
+        self._in_flight: deque[tuple[int, Frame, CameraResult]] = deque()
+        self._last_ns: int | None = None
+        self._signature: bytes | None = None
+        self._changed_ns: int | None = None
+        self.last_view: tuple[Frame, CameraResult] | None = None
+
+    @property
+    def dropped(self) -> int:
+        return self.frames.dropped
+
+    def _start_due(self, now: int) -> None:
+        """Start every inference that would have started by `now`."""
+        while True:
+            nxt = self.frames.next_t_ns()
+            if nxt is None:
+                return
+            start = nxt if self._free_ns is None else max(self._free_ns, nxt)
+            if start > now:
+                return
+            frame = self.frames.latest_at(start)
+            if frame is None:  # only undecodable frames were due: they are skipped
+                continue
+            self._last_ns = frame.t_ns
+            sig = image_signature(frame.image)
+            if sig != self._signature:
+                self._signature, self._changed_ns = sig, frame.t_ns
+            result = self.stage.process(frame)
+            self.detected += 1
+            self.taken.append(frame.seq)
+            extra = round(self._rng.random() * self.pace.jitter_ms * 1e6) if self.pace.jitter_ms else 0
+            self._free_ns = start + self.pace.busy_ns + extra
+            self._in_flight.append((start + self.pace.latency_ns + extra, frame, result))
+            # Results in flight are finished in order; the next inference can
+            # only start once the detector is free again.
+
+    def poll(self) -> CameraResult | None:
+        now = self.clock.now_ns()
+        self._start_due(now)
+        out = None
+        while self._in_flight and self._in_flight[0][0] <= now:
+            _, frame, out = self._in_flight.popleft()  # newest finished wins, as in LatestSlot
+            self.last_view = (frame, out)
+        return out
+
+    def last_frame_ns(self) -> int | None:
+        return self._last_ns
+
+    def frozen_for_ns(self) -> int:
+        if self._last_ns is None or self._changed_ns is None:
+            return 0
+        return self._last_ns - self._changed_ns
+
+    @property
+    def error(self) -> str | None:
+        return self.frames.error
+
+    def close(self) -> None:
+        self.frames.close()
 
 
 @dataclass

@@ -238,3 +238,24 @@ def test_an_obstacle_to_the_runners_right_is_on_the_images_left(photos: Path) ->
     assert (x1 + x2) / 2 == pytest.approx(STILL.width / 2 - f * 0.5 / 5.0, abs=1.5)
     g = CameraGeometry(STILL.width, STILL.height, STILL.hfov_deg, 1.1, 0.0)
     assert g.bearing_deg((x1 + x2) / 2) == pytest.approx(math.degrees(math.atan2(0.5, 5.0)), abs=0.3)
+
+
+@pytest.mark.real_model
+def test_evaluate_per_board_json_and_plots(small_recording: Path, model_path: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
+    plot = tmp_path / "p.png"
+    capsys.readouterr()
+    assert main(["evaluate", str(small_recording), "--json", "--config", str(cfg),
+                 "--board", "zero2w,inline", "--plot", str(plot)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out) == ["zero2w", "inline"]
+    assert out["inline"]["pace"] is None
+    assert out["zero2w"]["pace"]["detector_ms"] == 418.0 and out["zero2w"]["pace"]["detections_per_s"] == 2.39
+    for board in out.values():
+        assert {"scenarios", "summary"} <= set(board) and board["scenarios"][0]["name"] == "synth"
+    for board in ("zero2w", "inline"):
+        assert (tmp_path / f"p-{board}.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["evaluate", str(small_recording), "--config", str(cfg), "--board", "pi9"]) == 1
+    assert "unknown board 'pi9'" in capsys.readouterr().err

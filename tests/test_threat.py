@@ -425,3 +425,38 @@ def test_side_motors_play_on_the_threats_side() -> None:
     with Alerter(CFG.outputs, pin_factory=MockFactory(pin_class=MockPWMPin)) as a:
         a.update(AlertLevel.WARN, 0, direction="left")
         assert a.side_output == (0.0, 0.0) and a.output[0] == 1.0
+
+
+@pytest.mark.parametrize("rate_hz,min_lead_s", [(15.0, 2.0), (7.5, 2.0), (3.0, 1.5)])
+def test_camera_warning_holds_at_low_detection_rates(rate_hz: float, min_lead_s: float) -> None:
+    """The same 3 m/s approach with the detector at 15, 7.5 and 3 results a
+    second, each result reaching the loop one detection interval after its
+    frame (a busy detector), the loop judging every 20 ms as on the device:
+    windows, streaks and persistence are in seconds, so the camera still
+    warns early and the warning does not drop out between results."""
+    g = CameraGeometry(640, 360, 66.0)
+    f = g.focal_px
+    est, tr = ThreatEstimator(CFG), IouTracker()
+    period = 1 / rate_hz
+    contact = 14.0 / 3.0
+    first_warn = None
+    levels = []
+    k = 0
+    for tick in range(int(contact / 0.02)):
+        now = tick * 0.02
+        while (k + 1) * period <= now:  # frame k's result is in
+            t = k * period
+            d = 14.0 - 3.0 * t
+            h, w = f * 1.7 / d, f * 0.5 / d
+            bottom = 180 + f * 1.1 / d
+            feed_camera(est, tr, g, t, (320 - w / 2, max(bottom - h, 0.0), 320 + w / 2, min(bottom, 360.0)))
+            k += 1
+        threat = est.assess(ns(now))
+        levels.append(threat.level)
+        if first_warn is None and threat.level >= AlertLevel.WARN:
+            first_warn = now
+    assert first_warn is not None and contact - first_warn >= min_lead_s, (rate_hz, first_warn)
+    # Once on, the warning stays on to contact: no gap between results.
+    on = levels[round(first_warn / 0.02):]
+    assert min(on) >= AlertLevel.WARN
+

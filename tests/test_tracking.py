@@ -118,3 +118,28 @@ def test_new_identities_for_other_classes_and_after_a_long_gap() -> None:
     tr.update(0, dets((0, 0, 50, 100)))
     assert tr.update(ns(0.1), dets((0, 0, 50, 100), cls=16))[0].track_id == 2
     assert tr.update(ns(1.0), dets((0, 0, 50, 100), cls=16))[0].track_id == 3
+
+
+def test_a_size_step_restarts_the_size_history_a_loom_does_not() -> None:
+    """vtest at 2.3 s: a far person's box (h 78) is taken over by a nearer
+    person's box around it (h 135; IoU 0.34 passes the match). Fitted as
+    growth, the step gave a TTC of 1.8 s at 8-9 m (issue 13)."""
+    tr = IouTracker()
+    t = 0.0
+    for i in range(12):  # standing still, a stride's wobble
+        t = i * 0.1
+        h = 85.0 + (3.0 if i % 2 else -3.0)
+        (track,) = tr.update(ns(t), dets((300, 240, 330, 240 + h)))
+    (track,) = tr.update(ns(t + 0.1), dets((290, 176, 338, 310)))  # the nearer person
+    assert track.size_jumps == 1 and len(track.boxes) == 1
+    for k in range(2, 8):  # the nearer person, standing too: no growth, no TTC
+        (track,) = tr.update(ns(t + 0.1 * k), dets((290, 176, 338, 310)))
+    assert track.ttc_s(ns(1.0), 640, 360) is None
+    # A real approach at 3 m/s from 10 m to 2 m at 15 fps is never cut.
+    loom = IouTracker()
+    for i in range(int(2.6 * 15)):
+        d = 10.0 - 3.0 * i / 15
+        h, w = 300 * 1.7 / d, 300 * 0.5 / d
+        (track,) = loom.update(ns(i / 15), dets((320 - w / 2, 180 - h / 2, 320 + w / 2, 180 + h / 2)))
+    assert track.size_jumps == 0
+    assert track.ttc_s(ns(1.0), 640, 360) == pytest.approx(10.0 / 3.0 - (int(2.6 * 15) - 1) / 15, abs=0.1)

@@ -28,7 +28,7 @@ from device.output.alerts import AlertError, Alerter
 from device.perception.detector import ModelError, YoloxDetector
 from device.record.format import Recording
 from device.record.sources import RecordedFrames, silence_ends
-from device.pipeline import CameraFeed, CameraStage, InlineCamera, Pipeline, ThreadedCamera
+from device.pipeline import CameraFeed, CameraStage, DetectorPace, InlineCamera, PacedCamera, Pipeline, ThreadedCamera
 from device.sensing.camera import CameraError, OpenCVSource, Picamera2Source
 from device.sensing.ultrasonic import NO_ECHO_S, RangingError, RecordedRanges, UltrasonicRanger
 
@@ -197,11 +197,13 @@ class ReplayParts:
             self.camera.close()
 
 
-def compose_replay(recording: Recording, config: Config, detector: Detector | None = None) -> ReplayParts:
+def compose_replay(recording: Recording, config: Config, detector: Detector | None = None,
+                   pace: DetectorPace | None = None) -> ReplayParts:
     """The device's pipeline over a recording (`device.record.format.Recording`):
     a replay clock at its start, its frames detected inline, its ranges,
     and the alert patterns really driven, on simulated pins. `config` is
-    already the replay's (`device.app.replay.replay_config`)."""
+    already the replay's (`device.app.replay.replay_config`). With `pace`
+    the detector is modelled at that speed (`PacedCamera`) instead."""
     from device.sensing.simulated import mock_factory
 
     static_faults: tuple[Fault, ...] = ()
@@ -210,7 +212,8 @@ def compose_replay(recording: Recording, config: Config, detector: Detector | No
     clock = ReplayClock(recording.start_ns)
     camera = None
     if detector is not None:
-        camera = InlineCamera(RecordedFrames(recording, clock), camera_stage(detector, config))
+        frames, stage = RecordedFrames(recording, clock), camera_stage(detector, config)
+        camera = InlineCamera(frames, stage) if pace is None else PacedCamera(frames, stage, pace, clock)
     alerter = Alerter(config.outputs, pin_factory=mock_factory())
     ranges = RecordedRanges([*recording.ranges, *silence_ends(recording)])  # a log that ends is a sensor gone silent
     pipeline = Pipeline(config, clock, ranges, alerter, camera, static_faults=static_faults)

@@ -26,7 +26,8 @@ from device.core.config import Config, UltrasonicSensorConfig
 from device.app.compose import compose_replay
 from device.core.faults import texts
 from device.core.ports import Detector
-from device.pipeline import Pipeline
+from device.perception import boards as board_profiles
+from device.pipeline import DetectorPace, PacedCamera, Pipeline
 from device.record.format import Recording
 from device.record.sources import silence_ends
 from device.core.types import AlertEvent
@@ -42,6 +43,35 @@ TICK_NS = round(TICK_S * NS_PER_S)
 # lands on the same 20 ms grid, so the events are those of stepping through.
 IDLE_SKIP_S = 60.0
 SETTLE_S = 30.0
+
+
+def parse_detector_ms(spec: str) -> DetectorPace:
+    """`MS` or `MS,LATENCY_MS` (the --detector-ms option)."""
+    parts = spec.split(",")
+    try:
+        if len(parts) not in (1, 2):
+            raise ValueError
+        values = [float(p) for p in parts]
+        return DetectorPace(values[0], values[1] if len(values) == 2 else None)
+    except ValueError as err:
+        detail = f": {err}" if str(err) and "could not convert" not in str(err) else ""
+        raise board_profiles.BoardError(f"--detector-ms wants MS or MS,LATENCY_MS, got {spec!r}{detail}") from None
+
+
+def pace_for(board: str | None, config: Config, detector_ms: str | None = None) -> DetectorPace | None:
+    """The detector pace to replay at: --detector-ms if given, else the
+    board's profile for the configured model and input size; None (detect
+    inline, every frame) for no board or `inline`."""
+    if detector_ms is not None:
+        return parse_detector_ms(detector_ms)
+    if board is None or board == board_profiles.INLINE:
+        return None
+    profiles = board_profiles.load()
+    b = profiles.get(board)
+    model = config.detector.model
+    if model.endswith(".onnx"):  # a path: the profile is for the model the file is named after
+        model = Path(model).stem
+    return DetectorPace(b.detect_ms(model, config.detector.input_size, profiles.detect_overhead))
 
 
 def replay_config(config: Config, recording: Recording) -> Config:
@@ -77,6 +107,8 @@ class ReplayResult:
     static_faults: tuple[str, ...]
     warnings: tuple[str, ...] = ()  # the recording's (as `recording info` gives them) and the replay's
     bad_frames: int = 0
+    # With a detector pace: {"detector_ms", "latency_ms", "detected", "dropped"}.
+    pace: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         def num(x: float | None) -> float | None:
@@ -99,6 +131,7 @@ class ReplayResult:
             "stats": self.stats,
             **({"warnings": list(self.warnings)} if self.warnings else {}),
             **({"bad_frames": self.bad_frames} if self.bad_frames else {}),
+            **({"pace": self.pace} if self.pace is not None else {}),
         }
 
 
@@ -111,14 +144,17 @@ def replay(
     progress: Callable[[float, float], None] | None = None,
     on_start: Callable[[Pipeline], None] | None = None,
     on_step: Callable[[Pipeline], None] | None = None,
+    pace: DetectorPace | None = None,
 ) -> ReplayResult:
     """Run the pipeline over a recording. `progress(done_s, total_s)` is
     called now and then for long replays. `on_start(pipeline)` is called
     once before the first pass (to attach a viewer such as the preview),
-    `on_step(pipeline)` after every pass."""
+    `on_step(pipeline)` after every pass. With `pace`, the detector is
+    modelled at that speed (`PacedCamera`) instead of detecting every frame
+    inline."""
     recording = Recording.open(directory)
     cfg = replay_config(config, recording)
-    parts = compose_replay(recording, cfg, detector)
+    parts = compose_replay(recording, cfg, detector, pace)
     clock, pipeline = parts.clock, parts.pipeline
     start = recording.start_ns
     end = start + round(recording.duration_s * NS_PER_S)
@@ -172,4 +208,10 @@ def replay(
         static_faults=texts(parts.static_faults),
         warnings=tuple(notes),
         bad_frames=len(bad),
+        pace=None if not isinstance(parts.camera, PacedCamera) else {
+            "detector_ms": parts.camera.pace.busy_ms,
+            "latency_ms": parts.camera.pace.latency_ns / 1e6,
+            "detected": parts.camera.detected,
+            "dropped": parts.camera.dropped,
+        },
     )

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from device.tools import bench
 from device.model_store import store as models
 from device.tools.bench import BenchError, Case
@@ -135,7 +137,37 @@ def _bench(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2))
     else:
         print(format_table(report))
+        for line in profile_lines(results):
+            print(line)
     return 0
+
+
+def profile_lines(results: list[bench.CaseResult]) -> list[str]:
+    """What this machine measured, as lines for device/perception/boards.toml
+    (median and p90 inference ms, the profile's [low, high]), so a builder
+    can evaluate with their own board's figures (`rearguard evaluate --board`)."""
+    import platform
+
+    from device.perception import boards as board_profiles
+
+    model_line = ""
+    try:
+        model_line = Path("/proc/device-tree/model").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        pass
+    board = board_profiles.load().for_device_tree(model_line) if model_line else None
+    where = board.name if board is not None else f"this machine ({platform.machine()})"
+    out = [f"profile line for {where} in device/perception/boards.toml (inference ms, median and p90; "
+           f"status = \"measured\"):"]
+    by_model: dict[str, list[str]] = {}
+    for r in results:
+        if not r.inference:
+            continue
+        med, p90 = float(np.median(r.inference)), float(np.percentile(r.inference, 90))
+        name = Path(r.case.model).stem if r.case.model.endswith(".onnx") else r.case.model
+        by_model.setdefault(name, []).append(f"{r.case.input_size} = [{med:.1f}, {p90:.1f}]")
+    out += [f"  {m} = {{ {', '.join(v)} }}" for m, v in by_model.items()]
+    return out
 
 
 def format_table(report: bench.BenchResult) -> str:

@@ -5,6 +5,7 @@ run the same loop."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -62,13 +63,38 @@ PREVIEW_HELP = ("serve a live preview page (view, boxes, distances, sensor beams
                 "machine only, or on ADDR:PORT (0.0.0.0:PORT = every network interface)")
 
 
+def add_pace_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", metavar="NAME", default=None,
+                   help="model the detector at this board's speed (pi5, pi4, zero2w: device/perception/boards.toml, "
+                   "for the configured model and input size): busy that long per frame, taking the newest frame "
+                   "when free, as the device does; inline (the default) detects every frame at once")
+    p.add_argument("--detector-ms", metavar="MS[,LATENCY_MS]", default=None,
+                   help="model the detector as busy MS per frame, its result reaching the loop LATENCY_MS "
+                   "(default MS) after the frame; overrides --board")
+    p.add_argument("--detector-jitter", metavar="MS", type=float, default=0.0,
+                   help="with --board or --detector-ms: each inference takes 0 to MS longer, drawn from a "
+                   "generator seeded with --seed (an irregular, loaded detector; the same on every replay)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --detector-jitter (default 0)")
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from device.view.preview import PreviewError
     from device.record.format import RecordingError
     from device.app.compose import start_preview
-    from device.app.replay import replay
+    from device.app.replay import pace_for, replay
+    from device.perception.boards import BoardError
 
     cfg = _config(args)
+    try:
+        pace = pace_for(args.board, cfg, args.detector_ms)
+        if pace is not None and args.detector_jitter:
+            pace = dataclasses.replace(pace, jitter_ms=args.detector_jitter, seed=args.seed)
+    except ValueError as err:
+        print(f"rearguard: --detector-jitter: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except BoardError as err:
+        print(f"rearguard: {err}", file=sys.stderr)
+        return EXIT_USAGE
 
     def progress(done: float, total: float) -> None:
         print(f"replay: {done:6.1f} / {total:.1f} s", file=sys.stderr, flush=True)
@@ -82,7 +108,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         # A preview shows the recording at its own pace: as fast as the CPU
         # allows would be over before anyone saw it.
         result = replay(args.recording, cfg, realtime=args.realtime or preview is not None, progress=progress,
-                        on_start=preview.show if preview is not None else None)
+                        on_start=preview.show if preview is not None else None, pace=pace)
     except (RecordingError, PreviewError) as err:
         print(f"rearguard: {err}", file=sys.stderr)
         return EXIT_FAILURE
@@ -95,6 +121,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), indent=2))
         return 0
     print(f"replayed {args.recording}: {result.duration_s:.1f} s, {result.frames} frames")
+    if result.pace is not None:
+        p = result.pace
+        print(f"detector paced at {p['detector_ms']:g} ms a frame (result {p['latency_ms']:g} ms after it): "
+              f"{p['detected']} frames detected, {p['dropped']} dropped")
     for f in result.static_faults:
         print(f"fault at start: {f}")
     if not result.events:
@@ -170,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="pace the replay to the recording's own time")
     p.add_argument("--preview", type=_preview_address, metavar="[ADDR:]PORT",
                    help=PREVIEW_HELP + "; the replay then runs at the recording's own pace")
+    add_pace_options(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("config", help="show the effective configuration")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from device.core.config import ConfigError, from_dict, load
 
@@ -63,7 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ev.add_argument("dirs", nargs="+", metavar="DIR", help="recordings, or directories of recordings")
     ev.add_argument("--config", metavar="PATH", help="config file (default: as for `run`)")
     ev.add_argument("--json", action="store_true", help="print JSON: scenarios and summary")
-    ev.add_argument("--plot", metavar="OUT.png", help="draw distance, TTC and level per scenario (needs matplotlib)")
+    ev.add_argument("--plot", metavar="OUT.png", help="draw distance, TTC and level per scenario (needs matplotlib); "
+                    "with several boards one plot each, OUT-BOARD.png")
+    ev.add_argument("--board", metavar="NAME[,NAME...]", default=None,
+                    help="score with the detector modelled at each board's speed (pi5, pi4, zero2w, inline; "
+                    "device/perception/boards.toml): a table each, and --json keyed by board")
+    ev.add_argument("--detector-ms", metavar="MS[,LATENCY_MS]", default=None,
+                    help="score with the detector modelled as busy MS per frame (instead of --board)")
     ev.set_defaults(func=cmd_evaluate)
 
 
@@ -156,19 +164,64 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         except ImportError:
             return _fail(EvaluationError(
                 "--plot needs matplotlib: pip install 'rearguard[plot]' (or pip install matplotlib)"))
+    from device.app.replay import pace_for
+    from device.perception.boards import BoardError
+
     try:
-        ev = evaluate(args.dirs, cfg, progress=lambda name: print(f"replaying {name}", file=sys.stderr))
-        if args.plot:
-            plot(ev, args.plot)
-    except EvaluationError as err:
+        if args.detector_ms is not None:  # one made-up board
+            paces = {f"{args.detector_ms}ms": pace_for(None, cfg, args.detector_ms)}
+        elif args.board:
+            paces = {name: pace_for(name, cfg) for name in dict.fromkeys(b.strip() for b in args.board.split(","))}
+        else:
+            paces = {"inline": None}
+    except BoardError as err:
         return _fail(err)
-    data = ev.to_json()
-    for name, why in ev.failed:
-        print(f"rearguard: {name} not scored: {why}", file=sys.stderr)
-    status = 1 if ev.failed else 0
+    keyed = args.board is not None or args.detector_ms is not None
+    results: dict[str, Any] = {}
+    status = 0
+    plots: list[str] = []
+    for name, pace in paces.items():
+        label = f" [{name}]" if keyed else ""
+        try:
+            ev = evaluate(args.dirs, cfg, pace=pace,
+                          progress=lambda rec, label=label: print(f"replaying {rec}{label}", file=sys.stderr))
+            if args.plot:
+                out = args.plot if len(paces) == 1 else _plot_name(args.plot, str(name))
+                plot(ev, out)
+                plots.append(out)
+        except EvaluationError as err:
+            return _fail(err)
+        data = ev.to_json()
+        for rec_name, why in ev.failed:
+            print(f"rearguard: {rec_name} not scored{label}: {why}", file=sys.stderr)
+            status = 1
+        if ev.failed and not args.json:
+            print(f"{len(ev.failed)} recording(s) not scored (see above); the figures are for the other "
+                  f"{len(ev.scores)}")
+        data["pace"] = ({"detector_ms": pace.busy_ms, "latency_ms": pace.latency_ns / 1e6,
+                         "detections_per_s": round(pace.rate_hz, 2)} if pace is not None else None)
+        results[str(name)] = data
+        if not args.json:
+            if keyed:
+                how = ("inline: every frame detected at once" if pace is None else
+                       f"detector {pace.busy_ms:g} ms a frame ({pace.rate_hz:.1f} detections/s at most), "
+                       f"{cfg.detector.model} at {cfg.detector.input_size}")
+                print(f"== board {name}: {how}")
+            _print_table(ev, data)
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(results if keyed else results["inline"], indent=2))
         return status
+    for out in plots:
+        print(f"plot: {out}")
+    return status
+
+
+def _plot_name(out: str, board: str) -> str:
+    p = Path(out)
+    return str(p.with_name(f"{p.stem}-{board}{p.suffix or '.png'}"))
+
+
+def _print_table(ev: Any, data: dict[str, Any]) -> None:
     print(f"{'scenario':<26} {'contact':>8} {'1st WARN':>8} {'lead':>6} {'false':>6} {'clear':>6} {'flick/min':>9}")
     for s in ev.scores:
         print(f"{s.name:<26} {_num(s.contact_s):>8} {_num(s.first_warn_s):>8} "
@@ -182,8 +235,3 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("targets: lead >= 2 s at <= 3 m/s " + ("met" if tg["lead_at_or_below_3mps_ok"] else f"NOT met ({', '.join(tg['short_lead'])})")
           + "; no missed contact " + ("met" if tg["no_missed_contact"] else "NOT met")
           + "; false alarms <= 1 % of clear time " + ("met" if tg["false_alarm_ok"] else "NOT met"))
-    if args.plot:
-        print(f"plot: {args.plot}")
-    if ev.failed:
-        print(f"{len(ev.failed)} recording(s) not scored (see above); the figures are for the other {len(ev.scores)}")
-    return status

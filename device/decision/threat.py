@@ -39,9 +39,14 @@ from device.core.types import AlertLevel, Frame, Range, Threat
 
 SCALE_WINDOW_NS = round(1.0 * NS_PER_S)
 CAMERA_MIN_HITS = 2
-# A camera time to collision counts only after this many frames in a row
-# agree that the object is closing in (a box-growth estimate is noisy).
-CAMERA_TTC_STREAK = 3
+# A camera time to collision counts only once the frames have agreed that the
+# object is closing in for this long without a break (a box-growth estimate is
+# noisy). In seconds, not frames, so it means the same at 15 detections a
+# second (3 frames) as at a Pi Zero's 2-3 (2 results).
+CAMERA_TTC_STREAK_S = 0.13
+CAMERA_TTC_STREAK_NS = round(CAMERA_TTC_STREAK_S * NS_PER_S)
+# How many recent intervals between camera results give the detector's pace.
+PACE_INTERVALS = 8
 # A camera object and a sensor beam are the same thing when the object's
 # bearing is inside the beam widened by this margin (degrees) ...
 FUSE_BEARING_MARGIN_DEG = 10.0
@@ -278,6 +283,10 @@ class AlertPolicy:
         return self.level
 
 
+def _streak_held(streak: tuple[int, int] | None) -> bool:
+    return streak is not None and streak[1] - streak[0] >= CAMERA_TTC_STREAK_NS
+
+
 class ThreatEstimator:
     """Keeps the latest evidence from every source and judges it on demand."""
 
@@ -290,7 +299,9 @@ class ThreatEstimator:
         # The newest camera result as judged: its tracks carry the decided
         # distances, which is what every view shows.
         self.camera: CameraResult | None = None
-        self._ttc_streak: dict[int, int] = {}
+        # track id -> (frame time the closing streak began, frame time of its newest result)
+        self._ttc_streak: dict[int, tuple[int, int]] = {}
+        self._intervals: list[int] = []  # recent ns between camera results' frames
         self.ground_bias = 0.0  # running mean of |ln(ground / box-height distance)|
         self.ground_checks = 0
         self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
@@ -304,6 +315,8 @@ class ThreatEstimator:
 
     def set_camera(self, result: CameraResult) -> CameraResult:
         """Take a camera result; returns it with the decided distances."""
+        if self.camera is not None and result.t_ns > self.camera.t_ns:
+            self._intervals = [*self._intervals[-(PACE_INTERVALS - 1):], result.t_ns - self.camera.t_ns]
         grounds = {tr.track_id: self._ground_distance(tr) for tr in result.tracks}
         for tr in result.tracks:
             g = grounds[tr.track_id]
@@ -321,15 +334,36 @@ class ThreatEstimator:
         self.camera = result
         streak = {}
         for tr in result.tracks:
-            before = self._ttc_streak.get(tr.track_id, 0)
+            before = self._ttc_streak.get(tr.track_id)
             closing = self._plausible_ttc(tr) is not None and tr.ttc_s < self.cfg.caution_ttc_s  # type: ignore[operator]
             # A width-based TTC (the box cut off at the top or bottom) may carry
             # a closing streak on, never start one: widths swing with a stride.
-            if tr.ttc_measure == "width" and before < CAMERA_TTC_STREAK:
+            if tr.ttc_measure == "width" and not _streak_held(before):
                 closing = False
-            streak[tr.track_id] = before + 1 if closing else 0
+            if closing:
+                streak[tr.track_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
         self._ttc_streak = streak
         return result
+
+    def camera_interval_ns(self) -> int:
+        """The median time between the camera's recent results (0 before two):
+        the detector's own pace, as the loop sees it."""
+        if not self._intervals:
+            return 0
+        return sorted(self._intervals)[len(self._intervals) // 2]
+
+    def camera_fresh(self, now_ns: int) -> bool:
+        """The newest camera result may still be acted on: no older than
+        camera.max_age_s plus the detector's own interval between results. A
+        detector slower than the loop (a Pi Zero's 2-3 results a second)
+        leaves each result standing until the next is due; without the
+        allowance its objects would vanish between results, and no camera
+        evidence would ever last `persist_s`. The allowance is bounded by
+        max_age_s itself, so a stalled camera is still dropped."""
+        if self.camera is None:
+            return False
+        allowance = min(self.camera_interval_ns(), self.camera_max_age_ns)
+        return now_ns - self.camera.t_ns <= self.camera_max_age_ns + allowance
 
     @property
     def ground_trusted(self) -> bool:
@@ -355,7 +389,7 @@ class ThreatEstimator:
 
     def candidates(self, now_ns: int) -> list[Candidate]:
         cams: list[Candidate] = []
-        if self.camera is not None and now_ns - self.camera.t_ns <= self.camera_max_age_ns:
+        if self.camera is not None and self.camera_fresh(now_ns):
             for tr in self.camera.tracks:
                 if tr.hits < CAMERA_MIN_HITS:
                     continue
@@ -369,7 +403,7 @@ class ThreatEstimator:
                         bearing_deg=tr.bearing_deg,
                         ttc_s=(
                             self._plausible_ttc(tr)
-                            if self._ttc_streak.get(tr.track_id, 0) >= CAMERA_TTC_STREAK
+                            if _streak_held(self._ttc_streak.get(tr.track_id))
                             else None
                         ),
                         in_path=abs(lateral) <= self.cfg.corridor_half_width_m,

@@ -32,7 +32,15 @@ class RecordedFrames:
         self._error: str | None = None
 
     def latest(self) -> Frame | None:
-        now = self._clock.now_ns()
+        return self.latest_at(self._clock.now_ns())
+
+    def next_t_ns(self) -> int | None:
+        """When the next frame (good or bad) arrives (None: no more frames)."""
+        return self._next.t_ns if self._next is not None else None
+
+    def latest_at(self, now: int) -> Frame | None:
+        """The newest good frame due by `now`; older ones due too are dropped
+        (counted), bad ones skipped (counted in `bad`)."""
         newest = None
         while self._next is not None and self._next.t_ns <= now:
             item, self._next = self._next, next(self._frames, None)

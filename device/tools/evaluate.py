@@ -32,6 +32,7 @@ from typing import Any
 from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.ports import Detector
+from device.pipeline import DetectorPace
 from device.record.format import META, Recording, RecordingError
 from device.core.types import AlertLevel
 
@@ -96,8 +97,10 @@ def recordings_in(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def trace(directory: Path, config: Config, detector: Detector | None = None) -> tuple[Recording, list[Sample]]:
-    """Replay one recording and sample the threat at every loop pass."""
+def trace(directory: Path, config: Config, detector: Detector | None = None,
+          pace: DetectorPace | None = None) -> tuple[Recording, list[Sample]]:
+    """Replay one recording and sample the threat at every loop pass (the
+    detector inline, or modelled at `pace`)."""
     from device.app.replay import replay
 
     rec = Recording.open(directory)
@@ -117,7 +120,7 @@ def trace(directory: Path, config: Config, detector: Detector | None = None) -> 
             direction=th.direction,
         ))
 
-    result = replay(directory, config, detector=detector, on_step=on_step)
+    result = replay(directory, config, detector=detector, on_step=on_step, pace=pace)
     if result.static_faults:
         raise EvaluationError(f"{directory}: cannot evaluate, {'; '.join(result.static_faults)}")
     return rec, samples
@@ -233,9 +236,12 @@ def evaluate(
     *,
     detector: Detector | None = None,
     progress: Callable[[str], None] | None = None,
+    pace: DetectorPace | None = None,
 ) -> Evaluation:
     """Replay and score every recording under `paths`. With no detector
-    given, the configured model is loaded once and shared."""
+    given, the configured model is loaded once and shared. With `pace`, the
+    detector is modelled at that speed (a board profile) instead of
+    detecting every frame inline."""
     dirs = recordings_in(paths)
     if detector is None:
         from device.app.compose import build_detector
@@ -249,7 +255,7 @@ def evaluate(
         if progress is not None:
             progress(name)
         try:
-            rec, samples = trace(d, config, detector)
+            rec, samples = trace(d, config, detector, pace)
         except (RecordingError, EvaluationError) as err:
             # One unreadable recording must not cost the suite's other scores.
             failed.append((str(d), str(err)))
