@@ -73,7 +73,7 @@ def arrivals(n: int, period_ms: float, jitter: list[float] | None = None) -> lis
 
 def run_paced(frames: list[Frame], pace: DetectorPace, tick_ms: float = 20.0, end_ms: float | None = None):
     clock = ReplayClock(0)
-    cam = PacedCamera(ListFrames(frames), CameraStage(Recorder(), 66.0), pace, clock)
+    cam = PacedCamera(ListFrames(frames), CameraStage(Recorder(), Config().camera), pace, clock)
     delivered: list[tuple[int, int]] = []  # (loop time, frame seq)
     t = 0
     end = round((end_ms if end_ms is not None else frames[-1].t_ns / MS + 1000) * MS)
@@ -172,7 +172,7 @@ def run_threaded(frames: list[Frame], busy_ms: float) -> tuple[list[int], int]:
     busy_ms after it began, in simulated time."""
     src = SlotFrames()
     det = SteppedDetector()
-    cam = ThreadedCamera(src, CameraStage(det, 66.0))
+    cam = ThreadedCamera(src, CameraStage(det, Config().camera))
     busy_ns = round(busy_ms * MS)
     taken: list[int] = []
     done_at: int | None = None  # when the running inference ends (None: idle)

@@ -434,7 +434,7 @@ def test_camera_warning_holds_at_low_detection_rates(rate_hz: float, min_lead_s:
     frame (a busy detector), the loop judging every 20 ms as on the device:
     windows, streaks and persistence are in seconds, so the camera still
     warns early and the warning does not drop out between results."""
-    g = CameraGeometry(640, 360, 66.0)
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
     f = g.focal_px
     est, tr = ThreatEstimator(CFG), IouTracker()
     period = 1 / rate_hz

@@ -198,8 +198,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if ev.failed and not args.json:
             print(f"{len(ev.failed)} recording(s) not scored (see above); the figures are for the other "
                   f"{len(ev.scores)}")
-        data["pace"] = ({"detector_ms": pace.busy_ms, "latency_ms": pace.latency_ns / 1e6,
-                         "detections_per_s": round(pace.rate_hz, 2)} if pace is not None else None)
+        if keyed:  # without --board the JSON keeps its old shape
+            data["pace"] = ({"detector_ms": pace.busy_ms, "latency_ms": pace.latency_ns / 1e6,
+                             "detections_per_s": round(pace.rate_hz, 2)} if pace is not None else None)
         results[str(name)] = data
         if not args.json:
             if keyed:
