@@ -54,6 +54,7 @@ RATE_NOISE = 0.012  # expansion (per short interval) that tracking noise alone g
 EXCESS_PX = 0.25  # ... and the radial displacement beyond the ground's, in small-image pixels
 ELEVATED_SCORE = 0.6  # running fraction of frames a track looked elevated, to count
 MIN_PAIR_PX = 4.0  # pairs closer than this at the base frame carry no scale
+MAX_SPREAD = 0.9  # interquartile range of the pairs' scale over (scale - 1): above, no one surface
 GROUP_SPREAD = 1.6  # a group: tau up to this factor above the nearest features'
 SPEED_FRAMES = 5  # the runner's speed: median of this many frames' ground fits
 MAX_DISTANCE_M = 20.0  # beyond this, nothing is a threat for seconds
@@ -325,11 +326,19 @@ class LoomingEstimator:
         far = d0 >= MIN_PAIR_PX
         if far.sum() < self.p.min_points:
             return base
-        s = float(np.median(d1[far] / d0[far]))
+        ratios = d1[far] / d0[far]
+        s = float(np.median(ratios))
         span = (t_ns - lb[0]) / NS_PER_S
         if s <= 1.0 + 1e-4:
             return base
         ttc = span / (s - 1.0)
+        # One surface scales evenly: its pairs agree. Features of things
+        # moving apart (a person walking across the background) do not.
+        q25, q75 = np.percentile(ratios, [25, 75])
+        spread = float((q75 - q25) / (s - 1.0))
+        self.counts.update(spread=spread, ttc=ttc)
+        if spread > MAX_SPREAD:
+            return base
         pts = self._pts[np.isin(self._ids, gids)] * self._scale
         x0, y0 = pts.min(axis=0)
         x1, y1 = pts.max(axis=0)
