@@ -147,9 +147,14 @@ class LoomingEstimator:
             self._setup(w, h)
             self.reset()
         sw, sh = self._size  # type: ignore[misc]
-        # Shrink first, then drop colour: a quarter of the pixels to convert.
-        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA) if (w, h) != (sw, sh) else image
-        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        # Halve with the Gaussian pyramid while that stays at or above the
+        # target (cheap, alias-free), then a bilinear step: INTER_AREA at a
+        # non-integer ratio costs as much as an inference.
+        while grey.shape[1] >= 2 * sw:
+            grey = cv2.pyrDown(grey)
+        if grey.shape[1] != sw:
+            grey = cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_LINEAR)
         if self._hist and t_ns <= self._hist[-1][0]:
             self.reset()  # time went backwards (a new recording): start over
         self._track(grey)
