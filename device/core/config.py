@@ -250,7 +250,7 @@ class LoomingConfig(_Strict):
     )
     min_points: int = Field(3, ge=3, le=200, description="features an expanding group needs, at least")
     ground_margin: float = Field(
-        0.5, gt=0, le=5,
+        0.3, gt=0, le=5,
         description="a feature is upright when it expands this fraction faster than the ground at its row",
     )
     max_height_m: float = Field(

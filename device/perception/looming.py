@@ -68,7 +68,7 @@ class LoomingParams:
     ground_span_s: float = 0.27  # baseline of the ground fit (speed, rotation) and of upright-or-not
     min_speed_mps: float = 0.5  # slower: the runner stands; no static obstacle closes
     min_points: int = 3  # features in a group, at least (a 14 cm post has few)
-    ground_margin: float = 0.5  # elevated: expanding this fraction faster than the ground
+    ground_margin: float = 0.3  # elevated: expanding this fraction faster than the ground
     corridor_half_width_m: float = 1.0
     max_height_m: float = 2.3  # features higher up pass overhead (branches, signs)
     hfov_deg: float = 66.0
