@@ -221,3 +221,65 @@ def test_preview_draws_the_corridor_and_the_expanding_region_with_its_ttc():
     none = draw(image, Overlay(level=AlertLevel.CLEAR, threat=None, tracks=(), sensors=(), ranges={}, hfov_deg=66.0,
                                alerts=cfg.alerts, looming=LoomingResult(t_ns=0, seq=0, ttc_s=None, corridor=poly)))
     assert not near(none, LOOMING_BGR).any()  # nothing looms: no region drawn
+
+
+class SlotFrames:
+    """A FrameSource fed by the test, like the capture thread's slot."""
+
+    def __init__(self) -> None:
+        from device.sensing.camera import LatestSlot
+
+        self.slot = LatestSlot()
+        self.closed = False
+        self.error = None
+
+    def latest(self):
+        return self.slot.take()
+
+    def wait(self, timeout: float) -> bool:
+        return self.slot.wait(timeout)
+
+    def close(self) -> None:
+        self.closed = True
+        self.slot.close()
+
+
+def test_threaded_looming_sees_every_frame_beside_a_detector_that_never_reads():
+    """On the device looming has its own branch of the frames: a detector
+    busy with one inference (here: never reading) does not hold it back."""
+    import threading
+
+    from device.pipeline import threaded_with_looming
+
+    cfg = from_dict({"camera": {"width": CAM.width, "height": CAM.height}})
+    src = SlotFrames()
+    det_frames, loom = threaded_with_looming(src, cfg)
+    assert loom is not None
+    done = threading.Event()
+    seen: list[int] = []
+    try:
+        for i in range(12):
+            t = i / FPS
+            src.slot.put(Frame(i, round(t * NS_PER_S), render(CAM, [GROUND, wall(9.0)], 3.0 * t, **gait(t))))
+            # Wait (bounded) for looming to have taken this frame before the next.
+            for _ in range(500):
+                r = loom.last_result
+                if r is not None and r.seq == i:
+                    seen.append(i)
+                    break
+                done.wait(0.01)
+        assert seen == list(range(12))
+        assert loom.poll() is not None and loom.error is None
+        assert det_frames.latest() is not None  # the detector's branch holds the newest frame
+    finally:
+        det_frames.close()
+        loom.close()
+    assert src.closed
+
+
+def test_looming_off_leaves_the_frames_alone():
+    from device.pipeline import threaded_with_looming
+
+    src = SlotFrames()
+    frames, loom = threaded_with_looming(src, from_dict({"looming": {"enabled": False}}))
+    assert frames is src and loom is None
