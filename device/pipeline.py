@@ -33,6 +33,7 @@ from device.core.clock import NS_PER_S, Clock
 from device.core.config import CameraConfig, Config
 from device.core.faults import Fault, Kind, Part
 from device.perception.geometry import CameraGeometry
+from device.perception.looming import LoomingEstimator, LoomingResult
 from device.decision.threat import CameraResult, ThreatEstimator, camera_tracks
 from device.perception.tracking import IouTracker
 from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
@@ -305,11 +306,217 @@ class PacedCamera:
         self.frames.close()
 
 
+# --- looming: its own camera-rate path, beside the detector -----------------
+
+
+class LoomingFeed(Protocol):
+    def poll(self) -> LoomingResult | None: ...
+    @property
+    def last_result(self) -> LoomingResult | None: ...
+    @property
+    def error(self) -> str | None: ...
+    def close(self) -> None: ...
+
+
+class FrameTap:
+    """A FrameSource that shows every frame it hands out to `on_frame` as
+    well: in replay the detector's inline feed and looming see the same
+    frames in the same order, deterministically."""
+
+    def __init__(self, source: FrameSource, on_frame: Callable[[Frame], None]) -> None:
+        self._source = source
+        self._on_frame = on_frame
+
+    def latest(self) -> Frame | None:
+        frame = self._source.latest()
+        if frame is not None:
+            self._on_frame(frame)
+        return frame
+
+    def wait(self, timeout: float) -> bool:
+        return self._source.wait(timeout)
+
+    @property
+    def error(self) -> str | None:
+        return self._source.error
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __getattr__(self, name: str):  # width, height, fps, dropped of the source
+        return getattr(self._source, name)
+
+
+class InlineLooming:
+    """Looming on the frames offered to it, run when the loop polls: replay."""
+
+    def __init__(self, estimator: LoomingEstimator, source: FrameSource | None = None) -> None:
+        self.estimator = estimator
+        self.source = source  # its own frames (beside a paced detector), else offered ones
+        self._pending: Frame | None = None
+        self.last_result: LoomingResult | None = None
+        self.error: str | None = None
+
+    def offer(self, frame: Frame) -> None:
+        self._pending = frame
+
+    def poll(self) -> LoomingResult | None:
+        if self.source is not None:
+            self.offer_newest()
+        frame, self._pending = self._pending, None
+        if frame is None:
+            return None
+        self.last_result = self.estimator.update(frame.t_ns, frame.seq, frame.image)
+        return self.last_result
+
+    def offer_newest(self) -> None:
+        assert self.source is not None
+        frame = self.source.latest()
+        if frame is not None:
+            self._pending = frame
+
+    def close(self) -> None:
+        self._pending = None
+        if self.source is not None:
+            self.source.close()
+
+
+class FrameFanout:
+    """Every frame of one source to several consumers, each taking its own
+    newest: the detector and looming each go at their own pace, and looming
+    (a few ms) sees every frame however long an inference takes."""
+
+    def __init__(self, source: FrameSource, branches: int = 2) -> None:
+        self.source = source
+        self._slots: list[LatestSlot[Frame]] = [LatestSlot() for _ in range(branches)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="rearguard-frames", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self.source.wait(0.1):
+                    continue
+                frame = self.source.latest()
+                if frame is not None:
+                    for slot in self._slots:
+                        slot.put(frame)
+                elif self.source.error:
+                    self._stop.wait(0.05)  # a source in fault: its consumers report it
+        finally:
+            for slot in self._slots:
+                slot.close()
+
+    def branch(self, i: int) -> _Branch:
+        return _Branch(self, self._slots[i])
+
+    def close(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self.source.close()
+
+
+class _Branch:
+    def __init__(self, fan: FrameFanout, slot: LatestSlot[Frame]) -> None:
+        self._fan, self._slot = fan, slot
+
+    def latest(self) -> Frame | None:
+        return self._slot.take()
+
+    def wait(self, timeout: float) -> bool:
+        return self._slot.wait(timeout)
+
+    @property
+    def error(self) -> str | None:
+        return self._fan.source.error
+
+    def close(self) -> None:
+        self._fan.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self._fan.source, name)
+
+
+class ThreadedLooming:
+    """Looming in its own thread on its own branch of the frames; the loop
+    takes the newest result only, so the ultrasonic path never waits for it."""
+
+    def __init__(self, frames: FrameSource, estimator: LoomingEstimator) -> None:
+        self._frames = frames
+        self.estimator = estimator
+        self._results: LatestSlot[LoomingResult] = LatestSlot()
+        self.last_result: LoomingResult | None = None
+        self._crash: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="rearguard-looming", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self._frames.wait(0.1):
+                    continue
+                frame = self._frames.latest()
+                if frame is not None:
+                    result = self.estimator.update(frame.t_ns, frame.seq, frame.image)
+                    self.last_result = result
+                    self._results.put(result)
+        except Exception as err:  # a crash here must become a fault, not silence
+            log.exception("looming thread stopped")
+            self._crash = f"stopped: {err}"
+
+    def poll(self) -> LoomingResult | None:
+        return self._results.take()
+
+    @property
+    def error(self) -> str | None:
+        return self._crash
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def threaded_with_looming(source: FrameSource, config: Config) -> tuple[FrameSource, ThreadedLooming | None]:
+    """On the device: the frames for the detector, and looming on its own
+    branch of them (None, and the source untouched, when it is off)."""
+    if not config.looming.enabled:
+        return source, None
+    from device.decision.looming import looming_params
+
+    fan = FrameFanout(source, 2)
+    return fan.branch(0), ThreadedLooming(fan.branch(1), LoomingEstimator(looming_params(config)))
+
+
+def paced_looming(source: FrameSource, config: Config) -> InlineLooming | None:
+    """In a replay at a board's pace: looming on every frame of its own
+    source, at camera rate as on the device, whatever the detector skips."""
+    if not config.looming.enabled:
+        source.close()
+        return None
+    from device.decision.looming import looming_params
+
+    return InlineLooming(LoomingEstimator(looming_params(config)), source=source)
+
+
+def inline_with_looming(source: FrameSource, config: Config) -> tuple[FrameSource, InlineLooming | None]:
+    """In replay: the frames for the inline detector, tapped for looming."""
+    if not config.looming.enabled:
+        return source, None
+    from device.decision.looming import looming_params
+
+    loom = InlineLooming(LoomingEstimator(looming_params(config)))
+    return FrameTap(source, loom.offer), loom
+
+
 @dataclass
 class StageStats:
     """Per-stage wall times in ms, for `replay --json` and the status line."""
 
     detect_ms: list[float] = field(default_factory=list)
+    looming_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
     frames: int = 0
 
@@ -317,7 +524,7 @@ class StageStats:
         def med(xs: list[float]) -> float | None:
             return round(statistics.median(xs), 3) if xs else None
 
-        return {"detect_ms": med(self.detect_ms), "total_ms": med(self.total_ms)}
+        return {"detect_ms": med(self.detect_ms), "looming_ms": med(self.looming_ms), "total_ms": med(self.total_ms)}
 
 
 @dataclass(frozen=True)
@@ -337,6 +544,7 @@ class View:
     ranges: Mapping[str, Range]  # newest reading per sensor name
     steps: int  # loop passes so far
     frames: int  # camera results the loop has taken
+    looming: LoomingResult | None = None  # the newest looming result (its own frame times)
 
 
 class Pipeline:
@@ -352,6 +560,7 @@ class Pipeline:
         recorder: RecordSink | None = None,
         on_event: Callable[[AlertEvent, Threat], None] | None = None,
         extra_faults: Callable[[], tuple[Fault, ...]] | None = None,
+        looming: LoomingFeed | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -364,6 +573,7 @@ class Pipeline:
         self.on_event = on_event
         # Faults from parts outside the loop that come and go (the recorder).
         self.extra_faults = extra_faults
+        self.looming = looming  # any upright surface, no class: its own feed beside the camera's
         self.estimator = ThreatEstimator(config)
         self.stats = StageStats()
         self.events: list[AlertEvent] = []
@@ -383,6 +593,23 @@ class Pipeline:
         old, self.camera = self.camera, camera
         self._started_ns = self.clock.now_ns()
         return old
+
+    def set_looming(self, looming: LoomingFeed | None) -> LoomingFeed | None:
+        """Swap the looming feed (with a new camera); returns the old one to close."""
+        old, self.looming = self.looming, looming
+        return old
+
+    def _poll_looming(self) -> None:
+        loom = self.looming.poll() if self.looming is not None else None
+        if loom is not None:
+            self.estimator.set_looming(loom)
+            if loom.process_ms is not None:
+                self.stats.looming_ms.append(loom.process_ms)
+
+    def looming_faults(self) -> tuple[Fault, ...]:
+        if self.looming is None or not self.looming.error:
+            return ()
+        return (Fault(Part.LOOMING, Kind.FAILED, self.looming.error),)
 
     def camera_faults(self, now_ns: int) -> tuple[Fault, ...]:
         if self.camera is None:
@@ -412,7 +639,8 @@ class Pipeline:
         result = self.camera.poll() if self.camera is not None else None
         if result is not None:
             result = self.estimator.set_camera(result)
-        faults = self.static_faults + self.camera_faults(now)
+        self._poll_looming()
+        faults = self.static_faults + self.camera_faults(now) + self.looming_faults()
         if self.extra_faults is not None:
             faults += self.extra_faults()
         threat = self.estimator.assess(now, faults)
@@ -458,6 +686,7 @@ class Pipeline:
             ranges=self.last_ranges,
             steps=self.steps,
             frames=self.stats.frames,
+            looming=self.looming.last_result if self.looming is not None else None,
         )
 
 

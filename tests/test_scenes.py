@@ -285,7 +285,8 @@ def test_a_rendered_scene_replays_through_evaluate(shared: Path, model_path: Pat
     assert main(["scenario", "make", str(root), "--suite", "scenes", "--images", str(shared / "images" / "coco"),
                  "--only", "wall-4mps", "--size", "320x180", "--fps", "10"]) == 0
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
+    # Looming off: this is the ultrasonic sensor alone (tests/test_looming.py has looming's own).
+    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n[looming]\nenabled = false\n')
     capsys.readouterr()
     assert main(["evaluate", str(root), "--json", "--config", str(cfg)]) == 0
     (sc,) = json.loads(capsys.readouterr().out)["scenarios"]

@@ -28,7 +28,8 @@ from device.output.alerts import AlertError, Alerter
 from device.perception.detector import ModelError, YoloxDetector
 from device.record.format import Recording
 from device.record.sources import RecordedFrames, silence_ends
-from device.pipeline import CameraFeed, CameraStage, DetectorPace, InlineCamera, PacedCamera, Pipeline, ThreadedCamera
+from device.pipeline import (CameraFeed, CameraStage, DetectorPace, InlineCamera, PacedCamera, Pipeline, ThreadedCamera, ThreadedLooming,
+                             inline_with_looming, paced_looming, threaded_with_looming)
 from device.sensing.camera import CameraError, OpenCVSource, Picamera2Source
 from device.sensing.ultrasonic import NO_ECHO_S, RangingError, RecordedRanges, UltrasonicRanger
 
@@ -211,12 +212,21 @@ def compose_replay(recording: Recording, config: Config, detector: Detector | No
         detector, static_faults = build_detector(config)
     clock = ReplayClock(recording.start_ns)
     camera = None
+    looming = None
     if detector is not None:
-        frames, stage = RecordedFrames(recording, clock), camera_stage(detector, config)
-        camera = InlineCamera(frames, stage) if pace is None else PacedCamera(frames, stage, pace, clock)
+        stage = camera_stage(detector, config)
+        if pace is None:
+            # Looming sees the very frames the inline detector takes, in order.
+            frames, looming = inline_with_looming(RecordedFrames(recording, clock), config)
+            camera = InlineCamera(frames, stage)
+        else:
+            # The paced detector skips frames; looming, at camera rate on the
+            # device, reads every frame of its own copy of the recording.
+            camera = PacedCamera(RecordedFrames(recording, clock), stage, pace, clock)
+            looming = paced_looming(RecordedFrames(recording, clock), config)
     alerter = Alerter(config.outputs, pin_factory=mock_factory())
     ranges = RecordedRanges([*recording.ranges, *silence_ends(recording)])  # a log that ends is a sensor gone silent
-    pipeline = Pipeline(config, clock, ranges, alerter, camera, static_faults=static_faults)
+    pipeline = Pipeline(config, clock, ranges, alerter, camera, static_faults=static_faults, looming=looming)
     return ReplayParts(clock, pipeline, alerter, camera, static_faults)
 
 
@@ -233,6 +243,7 @@ class CameraKeeper:
         self.cfg, self.source, self.clock = cfg, source, clock
         self.detector, self.recorder = detector, recorder
         self.fault: Fault | None = None  # the camera could not be opened (cleared when a retry succeeds)
+        self.looming: ThreadedLooming | None = None  # looming on the newest feed's own branch of frames
         self.frames: FrameSource | None = None
         try:
             self.frames = open_camera(source, cfg, clock)
@@ -248,6 +259,7 @@ class CameraKeeper:
             if frames is self.frames:
                 self.frames = None
             return None
+        frames, self.looming = threaded_with_looming(frames, self.cfg)
         return ThreadedCamera(frames, camera_stage(self.detector, self.cfg), self.recorder)
 
     def faults(self) -> tuple[Fault, ...]:
@@ -266,6 +278,9 @@ class CameraKeeper:
         old = pipeline.set_camera(self.feed(frames))
         if old is not None:
             old.close()
+        old_looming = pipeline.set_looming(self.looming)
+        if old_looming is not None:
+            old_looming.close()
         self.fault = None
         log.warning("camera is back")
 
@@ -320,14 +335,18 @@ class Device:
                 on_event(event, threat)
 
         self.guard = StallGuard(self.alerter, self.clock)
-        self.pipeline = Pipeline(self.cfg, self.clock, self.ranges, self.guard, camera.feed(camera.frames),
+        feed = camera.feed(camera.frames)
+        self.pipeline = Pipeline(self.cfg, self.clock, self.ranges, self.guard, feed,
                                  static_faults=tuple(self.static_faults), recorder=recorder, on_event=events,
-                                 extra_faults=extra_faults)
+                                 extra_faults=extra_faults, looming=camera.looming)
         return self.pipeline
 
     def close(self) -> None:
         if self.guard is not None:
             self.guard.close()
+        looming = self.pipeline.looming if self.pipeline is not None else None
+        if looming is not None:
+            looming.close()  # its thread only: the camera feed closes the frames
         feed = self.pipeline.camera if self.pipeline is not None else None
         if feed is not None:
             feed.close()  # closes its frame source too

@@ -114,6 +114,12 @@ def _bench(args: argparse.Namespace) -> int:
     if not quiet:
         for c in cases:
             print(f"bench: {c.label} ({c.path})", file=sys.stderr)
+    looming = None
+    if cfg.looming.enabled and not args.no_looming:
+        from device.decision.looming import looming_params
+        from device.perception.looming import LoomingEstimator
+
+        looming = bench.LoomingTiming(LoomingEstimator(looming_params(cfg)), fps=cfg.camera.fps)
     load_ctx: Any = bench.Load(cfg) if args.load else contextlib.nullcontext()
     with load_ctx as loaded:
         results = bench.run(
@@ -126,13 +132,14 @@ def _bench(args: argparse.Namespace) -> int:
             block=args.block,
             images=bench.image_frames(images),
             progress=progress,
+            looming=looming,
         )
     load_info = None
     if args.load:
         load_info = {"alert_updates": loaded.updates, "ranges": loaded.ranges}
         for r in results:
             r.load = loaded.during(r.windows)
-    report = bench.BenchResult(results, str(video), load_info)
+    report = bench.BenchResult(results, str(video), load_info, looming)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -217,6 +224,13 @@ def format_table(report: bench.BenchResult) -> str:
                         f"precision {'-' if pr is None else f'{pr:.3f}'} ({a.matched}/{a.reference} ref, {a.test} test)"
                     )
             lines.append(f"  {r.case.label}: " + "; ".join(parts))
+    if report.looming is not None and report.looming.ms:
+        lm = report.looming
+        lines.append(
+            f"looming ({lm.estimator.p.width} px grey, same frames): {mp(lm.ms)} ms med/p90 = "
+            f"{bench.ratio(lm.ms, ref.total):.3f} of one {ref.case.label} detect "
+            f"({bench.ratio(lm.ms, ref.inference):.3f} of session.run alone)"
+        )
     lines.append("ratio = median total / median session.run alone on the same input")
     return "\n".join(lines)
 
@@ -250,5 +264,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run the ultrasonic ranging and alert threads on simulated pins meanwhile")
     p.add_argument("--images", type=Path, default=None, metavar="DIR",
                    help="also compare person detections against the first case on these photos (untimed)")
+    p.add_argument("--no-looming", action="store_true",
+                   help="do not time looming (any-obstacle expansion) beside the detector")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_bench)

@@ -232,6 +232,35 @@ class AlertsConfig(_Strict):
         return self
 
 
+class LoomingConfig(_Strict):
+    """Looming (`device.perception.looming`): time to contact with any surface
+    in the path, from the expansion of tracked features; needs no object class."""
+
+    enabled: bool = Field(True, description="warn of any upright surface closing in the path (posts, walls)")
+    width: int = Field(
+        320, ge=80, le=1280, description="width of the small grey image looming works on, pixels"
+    )
+    max_features: int = Field(150, ge=20, le=2000, description="features tracked at most")
+    span_s: float = Field(
+        0.4, gt=0.05, le=2, description="baseline of the expansion measurement, seconds (longer: steadier, later)"
+    )
+    min_speed_mps: float = Field(
+        0.5, gt=0, le=5,
+        description="below this runner speed (measured from the ground) nothing static is closing: no looming alert",
+    )
+    min_points: int = Field(3, ge=3, le=200, description="features an expanding group needs, at least")
+    ground_margin: float = Field(
+        0.3, gt=0, le=5,
+        description="a feature is upright when it expands this fraction faster than the ground at its row",
+    )
+    max_height_m: float = Field(
+        2.3, gt=0.2, le=10, description="features higher above the ground pass overhead and never count"
+    )
+    min_frames: int = Field(
+        2, ge=1, le=30, description="frames in a row that must show a time to contact before it counts"
+    )
+
+
 class OutputsConfig(_Strict):
     haptic_pin: Pin = 12
     buzzer_pin: Pin = 25
@@ -318,6 +347,7 @@ class Config(_Strict):
     detector: DetectorConfig = DetectorConfig()
     ranging: RangingConfig = RangingConfig()
     alerts: AlertsConfig = AlertsConfig()
+    looming: LoomingConfig = LoomingConfig()
     outputs: OutputsConfig = OutputsConfig()
     recording: RecordingConfig = RecordingConfig()
 

@@ -19,6 +19,7 @@ class Part(str, Enum):
     RANGING = "ranging"
     RECORDING = "recording"
     SENSOR = "sensor"  # one ultrasonic sensor; Fault.name says which
+    LOOMING = "looming"  # the any-obstacle path beside the detector (device.perception.looming)
 
 
 class Kind(str, Enum):

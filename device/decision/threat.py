@@ -33,6 +33,8 @@ from device.core.coco import COCO_CLASSES
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
 from device.core.faults import Fault, Kind, Part, texts
 from device.perception.geometry import EDGE_PX, CameraGeometry, fuse_distances, ground_distance_m
+from device.decision.looming import LoomingTrack
+from device.perception.looming import LoomingResult
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.tracking import Track
 from device.core.types import AlertLevel, Frame, Range, Threat
@@ -66,7 +68,7 @@ GROUND_CHECK_MAX = 0.3  # mean |ln ratio| above this (35 %): the ground plane is
 class Candidate:
     """Something that might be the threat, before the policy ranks it."""
 
-    source: str  # camera | ultrasonic | fused
+    source: str  # camera | ultrasonic | fused | looming
     label: str
     distance_m: float
     bearing_deg: float
@@ -306,6 +308,7 @@ class ThreatEstimator:
         self.ground_checks = 0
         self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
         self._last: Threat | None = None
+        self.looming = LoomingTrack(config)  # any upright surface, no class (device.decision.looming)
 
     def add_ranges(self, ranges: list[Range]) -> None:
         for r in ranges:
@@ -365,6 +368,9 @@ class ThreatEstimator:
         allowance = min(self.camera_interval_ns(), self.camera_max_age_ns)
         return now_ns - self.camera.t_ns <= self.camera_max_age_ns + allowance
 
+    def set_looming(self, result: LoomingResult) -> None:
+        self.looming.add(result)
+
     @property
     def ground_trusted(self) -> bool:
         """The ground plane agrees with box heights on average (see GROUND_CHECK_*)."""
@@ -415,7 +421,9 @@ class ThreatEstimator:
             c = t.candidate(now_ns, self.range_max_age_ns, self.cfg.min_closing_mps)
             if c is not None:
                 sensors.append((t.sensor, c))
-        return fuse(cams, sensors)
+        out = fuse(cams, sensors)
+        loom = self.looming.candidate(now_ns)
+        return out + [loom] if loom is not None else out
 
     def assess(self, now_ns: int, faults: tuple[Fault, ...] = ()) -> Threat:
         """The threat now. `faults` are the other parts' (camera, model,

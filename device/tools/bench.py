@@ -300,6 +300,36 @@ class Load:
         self._ranger.close()
 
 
+# --- looming beside the detector -------------------------------------------------------
+
+
+@dataclass
+class LoomingTiming:
+    """Looming (`device.perception.looming`) timed on the same frames as the
+    detector, one after another at the camera's rate as on the device."""
+
+    estimator: Any  # LoomingEstimator
+    fps: float = 15.0
+    ms: list[float] = field(default_factory=list)
+    _seq: int = 0
+
+    def step(self, frame: np.ndarray, record: bool) -> None:
+        t_ns = round(self._seq * 1e9 / self.fps)
+        t = time.perf_counter()
+        self.estimator.update(t_ns, self._seq, frame)
+        if record:
+            self.ms.append((time.perf_counter() - t) * 1e3)
+        self._seq += 1
+
+    def to_json(self, reference: CaseResult) -> dict[str, Any]:
+        return {
+            "width": self.estimator.p.width,
+            "looming_ms": stats(self.ms),
+            "vs_detector_total": ratio(self.ms, reference.total),
+            "vs_inference": ratio(self.ms, reference.inference),
+        }
+
+
 # --- running ---------------------------------------------------------------------------
 
 
@@ -308,11 +338,13 @@ class BenchResult:
     cases: list[CaseResult]
     video: str | None
     load: dict[str, int] | None = None
+    looming: LoomingTiming | None = None
 
     def to_json(self) -> dict[str, Any]:
         ref = self.cases[0]
         items = [c.to_json(ref) for c in self.cases]
-        extra = {"video": self.video, "load_totals": self.load}
+        extra = {"video": self.video, "load_totals": self.load,
+                 "looming": self.looming.to_json(ref) if self.looming is not None else None}
         if len(items) == 1:
             return {**items[0], **extra}
         return {"cases": items, "reference": ref.case.label, **extra}
@@ -329,6 +361,7 @@ def run(
     block: int = DEFAULT_BLOCK,
     images: Iterable[np.ndarray] = (),
     progress: Callable[[int], None] | None = None,
+    looming: LoomingTiming | None = None,
 ) -> list[CaseResult]:
     """Run every case on every frame (side by side) and, untimed, on `images`.
 
@@ -341,7 +374,8 @@ def run(
     capture thread; session.run alone is timed on the same frames' prepared
     inputs in a pass of its own, before or after (alternating by block).
     The first `warmup` frames run but are not recorded. Agreement is
-    against the first case.
+    against the first case. `looming`, if given, runs on each block's frames
+    too, in order, before the cases or after them (alternating by block).
     """
     if not cases:
         raise BenchError("nothing to benchmark: no cases")
@@ -369,6 +403,14 @@ def run(
             if not chunk:
                 break
             found: list[list[Detections]] = [[] for _ in cases]
+
+            def loom() -> None:
+                if looming is not None:
+                    for j, frame in enumerate(chunk):
+                        looming.step(frame, seen + j >= warmup)
+
+            if b % 2:
+                loom()
             k0 = b % len(cases)
             for k in [*range(k0, len(cases)), *range(k0)]:  # rotate who goes first
                 det, res = dets[k], results[k]
@@ -401,6 +443,8 @@ def run(
                         res.detections += len(d)
                 if seen + len(chunk) > warmup:
                     res.windows.append((w0, time.monotonic_ns()))
+            if b % 2 == 0:
+                loom()
             for j in range(len(chunk)):
                 if seen + j < warmup:
                     continue

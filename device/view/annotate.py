@@ -13,6 +13,9 @@ What is drawn:
   detector's bearings, with the sensor's latest reading written at the top.
   A tick across the wedge marks the reading as a fraction of the sensor's
   range: only the columns are geometry, the tick's height is a gauge;
+- looming (any obstacle, no class): the path corridor on the ground as a
+  thin outline, and the expanding group of features as a box with its
+  time to contact, distance and the runner's own speed;
 - a banner with the alert level the runner feels, the threat, any faults,
   and the rates (camera frames and loop passes per second).
 """
@@ -29,6 +32,7 @@ import numpy as np
 from device.core.config import AlertsConfig, UltrasonicSensorConfig
 from device.decision.threat import CameraTrack
 from device.core.types import AlertLevel, Range, Threat
+from device.perception.looming import LoomingResult
 from device.view.terminal import side
 
 # BGR. Saturated colours that indoor and street footage rarely contains, so
@@ -43,6 +47,8 @@ LEVEL_BGR: dict[AlertLevel, tuple[int, int, int]] = {
     AlertLevel.FAULT: (200, 0, 200),
 }
 NO_ECHO_BGR = (200, 200, 200)
+CORRIDOR_BGR = (255, 0, 255)  # magenta: the path looming watches
+LOOMING_BGR = (0, 255, 255)  # yellow: the expanding region
 BEAM_ALPHA = 0.3
 TTC_SHOWN_S = 60.0
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -62,6 +68,7 @@ class Overlay:
     camera_fps: float | None = None
     loop_hz: float | None = None
     min_hits: int = 2  # tracks with fewer hits are tentative
+    looming: LoomingResult | None = None
 
 
 def column_for_bearing(bearing_deg: float, width: int, hfov_deg: float) -> float:
@@ -155,6 +162,27 @@ def _draw_tracks(img: np.ndarray, ov: Overlay, scale: float) -> None:
         _text(img, line2, (x, y + th + 7), fs, colour)
 
 
+def _draw_looming(img: np.ndarray, ov: Overlay, scale: float) -> None:
+    lr = ov.looming
+    if lr is None:
+        return
+    if lr.corridor:
+        pts = np.round(np.array(lr.corridor, np.float32)).astype(np.int32)
+        cv2.polylines(img, [pts], True, CORRIDOR_BGR, 1, cv2.LINE_AA)
+    fs = 0.45 * scale
+    h = img.shape[0]
+    speed = "-" if lr.speed_mps is None else f"{lr.speed_mps:.1f} m/s"
+    _text(img, f"looming: runner {speed}, {lr.features} features", (6, h - 8), fs, CORRIDOR_BGR)
+    if lr.box is None or lr.ttc_s is None:
+        return
+    x0, y0, x1, y1 = (int(round(v)) for v in lr.box)
+    cv2.rectangle(img, (x0 - 2, y0 - 2), (x1 + 2, y1 + 2), LOOMING_BGR, max(2, round(2 * scale)))
+    text = f"looming ttc {lr.ttc_s:.1f} s {_fmt(lr.distance_m, 'm')}"
+    (tw, th), _ = cv2.getTextSize(text, FONT, fs, 1)
+    y = y1 + th + 8 if y1 + th + 8 < h - 24 else max(th + 2, y0 - 8)
+    _text(img, text, (min(max(x0, 2), max(2, img.shape[1] - tw - 4)), y), fs, LOOMING_BGR)
+
+
 def _describe(threat: Threat | None) -> str:
     if threat is None:
         return "waiting for the loop"
@@ -192,6 +220,7 @@ def draw(image: np.ndarray, ov: Overlay) -> np.ndarray:
     img = np.array(image, dtype=np.uint8, copy=True)
     s = _scale(img)
     _draw_beams(img, ov, s)
+    _draw_looming(img, ov, s)
     _draw_tracks(img, ov, s)
     _draw_banner(img, ov, s)
     return img

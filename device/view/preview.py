@@ -213,6 +213,7 @@ class PreviewServer:
             camera_fps=self._camera_rate.rate,
             loop_hz=self._loop_rate.rate,
             min_hits=CAMERA_MIN_HITS,
+            looming=v.looming,
         )
 
     def frame_jpeg(self, after: int | None = None) -> tuple[int, bytes] | None:
@@ -273,6 +274,11 @@ class PreviewServer:
                  "ttc_s": _num(t.ttc_s), "bearing_deg": _num(t.bearing_deg, 1)}
                 for t in (v.camera.tracks if v.camera is not None else ())
             ],
+            looming=None if v.looming is None else {
+                "ttc_s": _num(v.looming.ttc_s), "distance_m": _num(v.looming.distance_m),
+                "speed_mps": _num(v.looming.speed_mps), "points": v.looming.points,
+                "features": v.looming.features,
+                "box": None if v.looming.box is None else [round(c, 1) for c in v.looming.box]},
             sensors=[
                 {"name": s.name, "bearing_deg": s.bearing_deg, "beam_deg": s.beam_deg,
                  "metres": _num(r.metres) if r is not None else None,
