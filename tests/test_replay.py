@@ -1,18 +1,28 @@
 """Replays of recordings made from the shared footage and the real HC-SR04
-log, through the full pipeline with the real model and simulated pins."""
+log, through the full pipeline with the real model and simulated pins.
+
+A replay of the approach recording takes seconds of real-model inference,
+so it runs twice in this module, not once per test: `approach_result` (in
+process) is shared by the tests that read its result, and the CLI's --json
+run is compared event for event with it (which is what "deterministic"
+means). The human output is printed from the shared result."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from device.cli.main import main
 from device.core.config import Config
 from device.record.format import RecordingError, from_video
-from device.app.replay import replay
+import device.app.replay
+from device.app.replay import ReplayResult, replay
 from device.core.types import AlertLevel
 
 pytestmark = pytest.mark.real_model
@@ -44,12 +54,30 @@ def clear_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> P
     return from_video(shared / "footage" / "vtest.avi", out, hfov_deg=60.0)
 
 
+@pytest.fixture(scope="module")
+def approach_result(approach_recording: Path, model_config: Config) -> ReplayResult:
+    """The approach recording replayed once, for every test that reads the result."""
+    return replay(approach_recording, model_config)
+
+
+@pytest.fixture(scope="module")
+def approach_cli_json(approach_recording: Path, model_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                      ) -> dict[str, Any]:
+    """`rearguard replay --json` of the approach recording: a second, independent replay."""
+    cfg = tmp_path_factory.mktemp("cfg") / "c.toml"
+    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
+    out = io.StringIO()  # capsys is per test; this fixture is per module
+    with contextlib.redirect_stdout(out):
+        assert main(["replay", str(approach_recording), "--json", "--config", str(cfg)]) == 0
+    return json.loads(out.getvalue())
+
+
 def levels(result) -> list[AlertLevel]:
     return [e.level for e in result.events]
 
 
-def test_approaching_obstacle_warns_then_danger(approach_recording: Path, model_config: Config) -> None:
-    result = replay(approach_recording, model_config)
+def test_approaching_obstacle_warns_then_danger(approach_result: ReplayResult) -> None:
+    result = approach_result
     seen = levels(result)
     assert AlertLevel.WARN in seen and AlertLevel.DANGER in seen
     assert seen.index(AlertLevel.WARN) < seen.index(AlertLevel.DANGER)
@@ -77,10 +105,13 @@ def test_clear_path_gives_no_alert(clear_recording: Path, model_config: Config) 
     assert result.stats["detect_ms"] is not None
 
 
-def test_replay_is_deterministic(approach_recording: Path, model_config: Config) -> None:
-    a = replay(approach_recording, model_config).to_json()
-    b = replay(approach_recording, model_config).to_json()
+def test_replay_is_deterministic(approach_result: ReplayResult, approach_cli_json: dict[str, Any]) -> None:
+    # Two replays, one in process and one through the CLI with the model
+    # named in a config file: the same events, to the nanosecond.
+    a = json.loads(json.dumps(approach_result.to_json()))
+    b = approach_cli_json
     assert a["events"] == b["events"] and a["frames"] == b["frames"]
+    assert len(a["events"]) >= 2
 
 
 def test_missing_model_runs_ultrasonic_only_with_fault(approach_recording: Path, tmp_path: Path) -> None:
@@ -96,12 +127,8 @@ def test_missing_model_runs_ultrasonic_only_with_fault(approach_recording: Path,
     assert result.frames == 0
 
 
-def test_cli_replay_json(approach_recording: Path, model_path: Path, tmp_path: Path,
-                         capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
-    assert main(["replay", str(approach_recording), "--json", "--config", str(cfg)]) == 0
-    out = json.loads(capsys.readouterr().out)
+def test_cli_replay_json(approach_cli_json: dict[str, Any]) -> None:
+    out = approach_cli_json
     assert set(out) >= {"frames", "events", "stats"}
     assert out["frames"] == 400
     assert {"detect_ms", "total_ms"} <= set(out["stats"])
@@ -111,11 +138,22 @@ def test_cli_replay_json(approach_recording: Path, model_path: Path, tmp_path: P
     assert all(e["level"] in {lv.name for lv in AlertLevel} for e in out["events"])
 
 
-def test_cli_replay_human_output(approach_recording: Path, model_path: Path, tmp_path: Path,
+def test_cli_replay_human_output(approach_recording: Path, approach_result: ReplayResult, model_path: Path,
+                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
+    calls = []
+
+    def shared_replay(directory: str | Path, config: Config, **kw: object) -> ReplayResult:
+        # The CLI asked for this very replay (recording, model, as fast as
+        # possible): print the one already made instead of redoing it.
+        calls.append((Path(directory), config.detector.model, kw.get("realtime")))
+        return approach_result
+
+    monkeypatch.setattr(device.app.replay, "replay", shared_replay)
     assert main(["replay", str(approach_recording), "--config", str(cfg)]) == 0
+    assert calls == [(approach_recording, str(model_path), False)]
     out = capsys.readouterr().out
     assert "WARN" in out and "DANGER" in out and "400 frames" in out
 
