@@ -10,6 +10,7 @@ code path reads the exact distance however loaded the machine is.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from gpiozero.pins.pi import PiPin
 from device.core.clock import NS_PER_S
 from device.core.types import Detections, Frame
 from device.sensing.camera import LatestSlot
+from device.sensing.ultrasonic import UltrasonicRanger
 
 # -- time ---------------------------------------------------------------------
 
@@ -193,7 +195,23 @@ class ExactEchoPWMPin(ExactEchoPin, MockPWMPin):
     """ExactEchoPin for a MockFactory(pin_class=MockPWMPin)."""
 
 
-class PWMTriggerPin(MockTriggerPin, MockPWMPin):
+class SyncTriggerPin(MockTriggerPin):
+    """An HC-SR04 trigger that echoes as its pulse falls (as the sensor
+    starts its burst then), in the pinging thread, with no echo thread and
+    no sleep: with an ExactEchoPin the echo's edges are then complete,
+    exactly timed, before gpiozero starts waiting for them, so no ping is
+    lost to a starved thread. (MockTriggerPin sleeps the echo time in a
+    thread of its own, and gpiozero gives up after 0.1 s.)"""
+
+    def _set_state(self, value: float) -> None:
+        was = self._state
+        super(MockTriggerPin, self)._set_state(value)  # the pin itself, not MockTriggerPin's thread
+        if was and not value and self.echo_pin is not None:
+            self.echo_pin.drive_high()
+            self.echo_pin.drive_low()
+
+
+class PWMTriggerPin(SyncTriggerPin, MockPWMPin):
     """A fake HC-SR04 trigger for a MockFactory(pin_class=MockPWMPin).
 
     MockFactory refuses a pre-made pin whose PWM-ness differs from its
@@ -202,7 +220,7 @@ class PWMTriggerPin(MockTriggerPin, MockPWMPin):
 
 
 def fake_hcsr04(factory: MockFactory, trigger: int, echo: int, echo_time: float, *,
-                pin_class: type[MockTriggerPin] = MockTriggerPin,
+                pin_class: type[MockTriggerPin] = SyncTriggerPin,
                 echo_class: type[ExactEchoPin] = ExactEchoPin) -> MockTriggerPin:
     """An HC-SR04 on (trigger, echo) of `factory` echoing after `echo_time`
     seconds (change the trigger's echo_time to move the object)."""
@@ -211,6 +229,33 @@ def fake_hcsr04(factory: MockFactory, trigger: int, echo: int, echo_time: float,
     if isinstance(echo_pin, ExactEchoPin):
         echo_pin.trigger = trig
     return trig
+
+
+class PingClock:
+    """A Clock for an UltrasonicRanger on mock pins that runs on its pings,
+    not on the machine's time: every ping the ranger's scheduler lets start
+    (a good one, a failed one, one that finds the echo line stuck high)
+    moves it on by `cycle_s`, the ping cycle the scheduler keeps.
+
+    The ranger judges faults by its clock ("no valid ping for 0.3 s"); on
+    real time a loaded machine that starves gpiozero's threads for 0.3 s
+    makes a healthy fake sensor look silent. On this clock a starved thread
+    stops time too. It reads 0 until attach(ranger)."""
+
+    def __init__(self, cycle_s: float = 0.06) -> None:
+        self.cycle_ns = round(cycle_s * NS_PER_S)
+        self._starts: deque[tuple[str, float]] | None = None
+
+    def attach(self, ranger: UltrasonicRanger) -> UltrasonicRanger:
+        # The scheduler logs each start in a bounded deque (for `check`);
+        # an unbounded copy counts them all. Looked up per ping, so this
+        # takes effect at once.
+        self._starts = deque(ranger.scheduler.starts)
+        ranger.scheduler.starts = self._starts
+        return ranger
+
+    def now_ns(self) -> int:
+        return 0 if self._starts is None else len(self._starts) * self.cycle_ns
 
 
 def pwm_factory() -> MockFactory:

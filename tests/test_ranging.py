@@ -45,6 +45,7 @@ from fakes import (
     SPEED_OF_SOUND,
     ExactEchoPin,
     ExactEchoPWMPin,
+    PingClock,
     PWMTriggerPin,
     echo_time_for,
     fake_hcsr04,
@@ -272,9 +273,10 @@ def factory(mock_factory):
     return mock_factory
 
 
-def collect_until(ranger, done, timeout_s=5.0):
-    """Poll like the main loop until done(readings) or the timeout; no fixed sleeps."""
-    clock = MonotonicClock()
+def collect_until(ranger, done, clock=None, timeout_s=20.0):
+    """Poll like the main loop (at `clock`'s now: the ranger's) until
+    done(readings); no fixed sleeps. The timeout only ends a hung test."""
+    clock = clock or MonotonicClock()
     got: list[Range] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -287,8 +289,9 @@ def collect_until(ranger, done, timeout_s=5.0):
 
 def test_echo_of_5_8_ms_reads_0_995_m(factory):
     fake_hcsr04(factory, 23, 24, echo_time=0.0058)
-    with UltrasonicRanger([sensor("centre", 23, 24)], MonotonicClock(), pin_factory=factory) as r:
-        got = collect_until(r, lambda g: sum(x.metres is not None for x in g) >= 10)
+    clock = PingClock()
+    with clock.attach(UltrasonicRanger([sensor("centre", 23, 24)], clock, pin_factory=factory)) as r:
+        got = collect_until(r, lambda g: sum(x.metres is not None for x in g) >= 10, clock)
     assert all(x.sensor == "centre" and x.fault is None for x in got)
     assert reads_exactly([x.metres for x in got], 0.0058 * SPEED_OF_SOUND / 2)
     ts = [x.t_ns for x in got]
@@ -297,11 +300,12 @@ def test_echo_of_5_8_ms_reads_0_995_m(factory):
 
 def test_every_ping_is_reported_not_a_median(factory):
     trig = fake_hcsr04(factory, 23, 24, echo_time=echo_time_for(1.0))
-    with UltrasonicRanger([sensor("centre", 23, 24)], MonotonicClock(), pin_factory=factory) as r:
-        collect_until(r, lambda g: len(g) >= 2)
+    clock = PingClock()
+    with clock.attach(UltrasonicRanger([sensor("centre", 23, 24)], clock, pin_factory=factory)) as r:
+        collect_until(r, lambda g: len(g) >= 2, clock)
         trig.echo_time = echo_time_for(3.0)
         # The very next pings show 3 m; a median of 9 would lag for ~5 pings.
-        got = collect_until(r, lambda g: any(x.metres and x.metres > 2.8 for x in g))
+        got = collect_until(r, lambda g: any(x.metres and x.metres > 2.8 for x in g), clock)
     first_far = next(i for i, x in enumerate(got) if x.metres and x.metres > 2.8)
     assert first_far <= 2  # pings done before the switch, and the one in flight, may still be short
     assert all(reads(x.metres, 1.0) for x in got[:first_far] if x.metres is not None)
@@ -311,8 +315,9 @@ def test_every_ping_is_reported_not_a_median(factory):
 def test_echo_beyond_max_distance_is_nothing_in_range(factory):
     fake_hcsr04(factory, 23, 24, echo_time=0.038)  # HC-SR04's "nothing there": ~6.5 m
     cfg = sensor("centre", 23, 24, max_distance_m=4.0)
-    with UltrasonicRanger([cfg], MonotonicClock(), pin_factory=factory) as r:
-        got = collect_until(r, lambda g: len(g) >= 3)
+    clock = PingClock()
+    with clock.attach(UltrasonicRanger([cfg], clock, pin_factory=factory)) as r:
+        got = collect_until(r, lambda g: len(g) >= 3, clock)
     assert all(x.metres is None and x.fault is None for x in got)
 
 
@@ -341,10 +346,11 @@ def test_three_sensors_take_turns_one_ping_per_cycle(factory):
     fake_hcsr04(factory, 17, 27, echo_time_for(2.0), pin_class=TimedTriggerPin)
     fake_hcsr04(factory, 5, 6, 0.038, pin_class=TimedTriggerPin)  # nothing in range: the longest ping
     sensors = [sensor("left", 23, 24), sensor("right", 17, 27), sensor("centre", 5, 6)]
-    clock = MonotonicClock()
-    with UltrasonicRanger(sensors, clock, pin_factory=factory, cycle_s=0.06) as r:
+    clock = PingClock(0.06)
+    with clock.attach(UltrasonicRanger(sensors, clock, pin_factory=factory, cycle_s=0.06)) as r:
         got = collect_until(
-            r, lambda g: all(sum(x.sensor == n and x.fault is None for x in g) >= 8 for n in ("left", "right", "centre"))
+            r, lambda g: all(sum(x.sensor == n and x.fault is None for x in g) >= 8 for n in ("left", "right", "centre")),
+            clock,
         )
         rates = r.rates(clock.now_ns())
         starts = list(r.scheduler.starts)
@@ -369,16 +375,17 @@ def run_broken(factory, break_it, fix_it, fault: str, **sensor_kw):
     else until it is fixed, then see readings come back by themselves."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with UltrasonicRanger([sensor("centre", 23, 24, **sensor_kw)], MonotonicClock(), pin_factory=factory) as r:
-            collect_until(r, lambda g: any(x.metres is not None for x in g))
+        clock = PingClock()
+        with clock.attach(UltrasonicRanger([sensor("centre", 23, 24, **sensor_kw)], clock, pin_factory=factory)) as r:
+            collect_until(r, lambda g: any(x.metres is not None for x in g), clock)
             break_it()
-            got = collect_until(r, lambda g: any(x.fault for x in g))
+            got = collect_until(r, lambda g: any(x.fault for x in g), clock)
             after = got[next(i for i, x in enumerate(got) if x.fault):]
             assert after[0].fault == fault and after[0].metres is None
-            after += collect_until(r, lambda g: len(g) >= 4)
+            after += collect_until(r, lambda g: len(g) >= 4, clock)
             assert all(x.fault == fault and x.metres is None for x in after)  # nothing claimed clear
             fix_it()
-            got = collect_until(r, lambda g: sum(x.fault is None and x.metres is not None for x in g) >= 5)
+            got = collect_until(r, lambda g: sum(x.fault is None and x.metres is not None for x in g) >= 5, clock)
             # The ping in flight at the repair may time a stray edge; every
             # one after it reads the repaired sensor's 1 m exactly.
             good = [x.metres for x in got if x.fault is None and x.metres is not None]
@@ -459,10 +466,10 @@ def test_the_real_log_through_the_real_distance_sensor(factory, shared):
     pulses = (echo_time_for(m) if m is not None else 0.038 for m in itertools.chain(logged, itertools.repeat(None)))
     scripted(factory, pulses)
     cfg = sensor("centre", 23, 24)
-    clock = MonotonicClock()
+    clock = PingClock(0.02)
     # A short cycle: the mock sensor has no echoes to let die away.
-    with UltrasonicRanger([cfg], clock, pin_factory=factory, cycle_s=0.02) as r:
-        got = collect_until(r, lambda g: len(g) >= len(logged), timeout_s=30.0)
+    with clock.attach(UltrasonicRanger([cfg], clock, pin_factory=factory, cycle_s=0.02)) as r:
+        got = collect_until(r, lambda g: len(g) >= len(logged), clock, timeout_s=60.0)
     got = got[: len(logged)]
     assert [x.fault for x in got if x.fault] == []
     assert [x.metres for x in got] == [None if m is None else pytest.approx(m, abs=1e-6) for m in logged]
@@ -540,11 +547,12 @@ def test_ranger_and_alerter_share_one_mock_factory():
     for s in cfg.ranging.sensors:
         fake_hcsr04(f, s.trigger_pin, s.echo_pin, echo_time_for(1.0), pin_class=PWMTriggerPin,
                     echo_class=ExactEchoPWMPin)
+    clock = PingClock(cfg.ranging.sample_wait_s)
     with (
-        UltrasonicRanger.from_config(cfg.ranging, MonotonicClock(), pin_factory=f) as r,
+        clock.attach(UltrasonicRanger.from_config(cfg.ranging, clock, pin_factory=f)) as r,
         Alerter(cfg.outputs, pin_factory=f) as a,
     ):
-        got = collect_until(r, lambda g: sum(x.metres is not None for x in g) >= 8)
+        got = collect_until(r, lambda g: sum(x.metres is not None for x in g) >= 8, clock)
         a.update(AlertLevel.DANGER, 0)
         assert f.pin(cfg.outputs.haptic_pin).state == 1.0
     assert reads_exactly([x.metres for x in got], 1.0)
