@@ -12,6 +12,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import pytest
 from gpiozero import Button
@@ -20,6 +21,9 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin, MockTriggerPin
 
 from device.core.clock import NS_PER_S, MonotonicClock
 from device.core.config import UltrasonicSensorConfig
+from device.core.types import Range
+from device.decision.threat import SensorTrack
+from device.record.format import DEFAULT_SENSOR, read_ranges_csv
 from device.sensing.ultrasonic import (
     ECHO_NEVER_FALLS,
     ECHO_NEVER_RISES,
@@ -38,9 +42,6 @@ from device.sensing.ultrasonic import (
     UltrasonicRanger,
     planned_rate_hz,
 )
-from device.record.format import DEFAULT_SENSOR, read_ranges_csv
-from device.decision.threat import SensorTrack
-from device.core.types import Range
 from fakes import (
     SPEED_OF_SOUND,
     ExactEchoPin,
@@ -181,7 +182,7 @@ def test_each_broken_state_is_a_named_fault_in_time_and_recovers(kind: str, n_se
     # While broken, nothing but the fault: no distance, and no "nothing in range".
     broken = [r for r in out if first.t_ns <= r.t_ns < 3 * NS_PER_S]
     assert all(r.fault == fault and r.metres is None for r in broken)
-    assert max(b.t_ns - a.t_ns for a, b in zip(broken, broken[1:])) <= 0.1 * NS_PER_S  # never stale
+    assert max(b.t_ns - a.t_ns for a, b in itertools.pairwise(broken)) <= 0.1 * NS_PER_S  # never stale
     # Repaired: readings come back by themselves within a few pings.
     back = next(r for r in out if r.t_ns >= 3 * NS_PER_S and r.fault is None)
     assert back.metres == pytest.approx(1.5, abs=0.01)
@@ -324,7 +325,7 @@ def test_echo_beyond_max_distance_is_nothing_in_range(factory):
 class TimedTriggerPin(MockTriggerPin):
     """Records when each ping starts (trigger high) and its echo ends."""
 
-    pings: list[tuple[str, float, float]] = []
+    pings: ClassVar[list[tuple[str, float, float]]] = []
 
     def _set_state(self, value):
         if value:
@@ -360,10 +361,10 @@ def test_three_sensors_take_turns_one_ping_per_cycle(factory):
     # One ping at a time: no ping of one sensor overlaps one of another ...
     pings = sorted(TimedTriggerPin.pings, key=lambda p: p[1])
     assert {p[0] for p in pings} == {"GPIO23", "GPIO17", "GPIO5"}
-    for (_, _, end), (_, start, _) in zip(pings, pings[1:]):
+    for (_, _, end), (_, start, _) in itertools.pairwise(pings):
         assert end <= start
     # ... each started a full cycle after the one before, whoever's it was ...
-    assert all(b[1] - a[1] >= 0.06 for a, b in zip(starts, starts[1:]))
+    assert all(b[1] - a[1] >= 0.06 for a, b in itertools.pairwise(starts))
     # ... in turn, so every sensor gets its share, and the rate is reported.
     counts = [sum(s[0] == n for s in starts) for n in ("left", "right", "centre")]
     assert max(counts) - min(counts) <= 2
@@ -538,9 +539,9 @@ def test_a_pin_the_board_does_not_have_is_a_ranging_error(factory):
 
 
 def test_ranger_and_alerter_share_one_mock_factory():
-    from device.output.alerts import Alerter
     from device.core.config import Config
     from device.core.types import AlertLevel
+    from device.output.alerts import Alerter
 
     cfg = Config()
     f = MockFactory(pin_class=MockPWMPin)

@@ -12,18 +12,20 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from device.cli.main import main
-from device.core.config import Config
-from device.record.format import RecordingError, from_video
+import build_cache
 import device.app.replay
 from device.app.replay import ReplayResult, replay
+from device.cli.main import main
+from device.core.config import Config
 from device.core.types import AlertLevel
+from device.record.format import RecordingError, from_video
 
 pytestmark = pytest.mark.real_model
 
@@ -34,15 +36,40 @@ def model_config(model_path: Path) -> Config:
     return cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"model": str(model_path)})})
 
 
+def video_recording(tmp_path_factory: pytest.TempPathFactory, name: str, video: Path, **kw: Any) -> Path:
+    """from_video(video, **kw), a copy of it for this session. Encoding the
+    frames takes seconds, so the recording is built once per key in the
+    test cache (tests/build_cache.py): the inputs' hashes, the parameters,
+    device/record's code, the tools' versions."""
+    import cv2
+    import numpy as np
+
+    import device.record
+
+    inputs = {"video": build_cache.sha256(video), "record_code": build_cache.sha256(Path(device.record.__file__).parent),
+              "ranges": build_cache.sha256(kw["ranges_csv"]) if kw.get("ranges_csv") else None,
+              "params": {k: v for k, v in kw.items() if k != "ranges_csv"}, "cv2": cv2.__version__,
+              "numpy": np.__version__}
+    built = build_cache.cached(f"recording-{name}", inputs, lambda d: from_video(video, d / name, **kw))
+    # Hard links: no test writes into these recordings (test_corrupt... copies first).
+    return Path(shutil.copytree(built / name, tmp_path_factory.mktemp("rec") / name, copy_function=link_or_copy))
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copy2(src, dst)
+
+
 @pytest.fixture(scope="module")
 def approach_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
     """vtest.avi with the real sensor log laid from 20 s on (people walk
     through the sensor's beam then, far behind the hand): a hand is brought
     from the ~1 m background to 6-27 cm, with real no-echo dropouts."""
-    out = tmp_path_factory.mktemp("rec") / "approach"
-    return from_video(
-        shared / "footage" / "vtest.avi", out, ranges_csv=shared / "ultrasonic" / "hcsr04_log.csv",
-        start_offset_s=20.0, max_frames=400, hfov_deg=60.0,
+    return video_recording(
+        tmp_path_factory, "approach", shared / "footage" / "vtest.avi",
+        ranges_csv=shared / "ultrasonic" / "hcsr04_log.csv", start_offset_s=20.0, max_frames=400, hfov_deg=60.0,
     )
 
 
@@ -50,8 +77,7 @@ def approach_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -
 def clear_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
     """The whole of vtest.avi with no ultrasonic readings: people walk at a
     distance, towards, away and across, none of them into the runner."""
-    out = tmp_path_factory.mktemp("rec") / "clear"
-    return from_video(shared / "footage" / "vtest.avi", out, hfov_deg=60.0)
+    return video_recording(tmp_path_factory, "clear", shared / "footage" / "vtest.avi", hfov_deg=60.0)
 
 
 @pytest.fixture(scope="module")
