@@ -2,9 +2,10 @@
 sources, detectors and gpiozero mock pins.
 
 Everything here is deterministic: no sleeps, no wall-clock tolerances. The
-fake HC-SR04 (`fake_hcsr04`) reports its echo's falling edge at exactly
-rise + pulse on the pin factory's ticks, so gpiozero's real DistanceSensor
-code path reads the exact distance however loaded the machine is.
+fake HC-SR04 (`fake_hcsr04`) echoes as its trigger pulse falls, with the
+echo's edges exactly `pulse` apart on the pin factory's ticks, so gpiozero's
+real DistanceSensor code path reads the exact distance however loaded the
+machine is; `PingClock` runs an UltrasonicRanger's fault timing on its pings.
 """
 
 from __future__ import annotations
@@ -256,8 +257,3 @@ class PingClock:
 
     def now_ns(self) -> int:
         return 0 if self._starts is None else len(self._starts) * self.cycle_ns
-
-
-def pwm_factory() -> MockFactory:
-    """A MockFactory whose default pins do PWM, as the Alerter's haptic pin needs."""
-    return MockFactory(pin_class=MockPWMPin)
