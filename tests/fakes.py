@@ -212,12 +212,12 @@ class SyncTriggerPin(MockTriggerPin):
             self.echo_pin.drive_low()
 
 
-class PWMTriggerPin(SyncTriggerPin, MockPWMPin):
-    """A fake HC-SR04 trigger for a MockFactory(pin_class=MockPWMPin).
-
-    MockFactory refuses a pre-made pin whose PWM-ness differs from its
-    default pin class, and the Alerter's haptic pin needs PWM: so a factory
-    shared by ranging and alerts needs trigger pins that are both."""
+class SyncPWMTriggerPin(SyncTriggerPin, MockPWMPin):
+    """SyncTriggerPin for a MockFactory(pin_class=MockPWMPin), as shared by
+    ranging and alerts (MockFactory refuses a pre-made pin whose PWM-ness
+    differs from its default pin class). The product's simulated pins
+    (device.sensing.simulated.PWMTriggerPin, for --mock-pins) keep
+    gpiozero's threaded, slept echo; tests want this exact one."""
 
 
 def fake_hcsr04(factory: MockFactory, trigger: int, echo: int, echo_time: float, *,

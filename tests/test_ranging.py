@@ -47,7 +47,7 @@ from fakes import (
     ExactEchoPin,
     ExactEchoPWMPin,
     PingClock,
-    PWMTriggerPin,
+    SyncPWMTriggerPin,
     echo_time_for,
     fake_hcsr04,
     reads,
@@ -546,7 +546,7 @@ def test_ranger_and_alerter_share_one_mock_factory():
     cfg = Config()
     f = MockFactory(pin_class=MockPWMPin)
     for s in cfg.ranging.sensors:
-        fake_hcsr04(f, s.trigger_pin, s.echo_pin, echo_time_for(1.0), pin_class=PWMTriggerPin,
+        fake_hcsr04(f, s.trigger_pin, s.echo_pin, echo_time_for(1.0), pin_class=SyncPWMTriggerPin,
                     echo_class=ExactEchoPWMPin)
     clock = PingClock(cfg.ranging.sample_wait_s)
     with (
@@ -581,7 +581,7 @@ def test_check_ranging_names_a_broken_sensor_and_fails(capsys, monkeypatch):
         f = MockFactory(pin_class=MockPWMPin)
         for s in config.ranging.sensors:
             f.pin(s.echo_pin, pin_class=MockPWMPin)
-            f.pin(s.trigger_pin, pin_class=PWMTriggerPin, echo_pin=f.pin(5, pin_class=MockPWMPin), echo_time=0.01)
+            f.pin(s.trigger_pin, pin_class=SyncPWMTriggerPin, echo_pin=f.pin(5, pin_class=MockPWMPin), echo_time=0.01)
         return f
 
     monkeypatch.setattr(device.app.compose, "make_pin_factory", unplugged)
