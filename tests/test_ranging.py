@@ -48,6 +48,7 @@ from fakes import (
     ExactEchoPWMPin,
     PingClock,
     SyncPWMTriggerPin,
+    SyncTriggerPin,
     echo_time_for,
     fake_hcsr04,
     reads,
@@ -322,23 +323,25 @@ def test_echo_beyond_max_distance_is_nothing_in_range(factory):
     assert all(x.metres is None and x.fault is None for x in got)
 
 
-class TimedTriggerPin(MockTriggerPin):
-    """Records when each ping starts (trigger high) and its echo ends."""
+class TimedTriggerPin(SyncTriggerPin):
+    """Records when each ping starts (trigger high) and its echo ends. The
+    echo lasts its echo time for real (so pings have their real length),
+    but in the pinging thread, like SyncTriggerPin's: gpiozero never gives
+    up on it, however late a loaded machine wakes the thread."""
 
     pings: ClassVar[list[tuple[str, float, float]]] = []
 
     def _set_state(self, value):
+        was = self._state
         if value:
             self._t_trigger = time.monotonic()
-        super()._set_state(value)
-
-    def _echo(self):
-        time.sleep(0.001)
-        self.echo_pin.drive_high()
-        time.sleep(self.echo_time)
-        end = time.monotonic()  # before the fall: the fall releases the other sensor
-        TimedTriggerPin.pings.append((self.info.name, self._t_trigger, end))
-        self.echo_pin.drive_low()
+        super(MockTriggerPin, self)._set_state(value)
+        if was and not value:
+            self.echo_pin.drive_high()
+            time.sleep(self.echo_time)  # the pulse's length, not a wait for anything
+            end = time.monotonic()  # before the fall: the fall ends the ping
+            TimedTriggerPin.pings.append((self.info.name, self._t_trigger, end))
+            self.echo_pin.drive_low()
 
 
 def test_three_sensors_take_turns_one_ping_per_cycle(factory):
