@@ -1,4 +1,5 @@
-"""Shared fixtures: the materials in ../shared and the real model.
+"""Shared fixtures: the materials in ../shared, the real model, mock pins.
+(Shared test doubles are plain classes and functions in tests/fakes.py.)
 
 Real-model tests skip when the weights cannot be found, except under
 REARGUARD_REQUIRE_MODEL=1 (set by .ci/run), where a missing model fails
@@ -8,9 +9,11 @@ the run and the session fails unless real-model tests actually ran.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -37,7 +40,7 @@ def model_path() -> Path:
         from device.model_store import store as models
 
         return models.resolve("yolox_nano")
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever stops it resolving, there is no model here
         _missing("the YOLOX-Nano model")
     raise AssertionError("unreachable")
 
@@ -47,6 +50,14 @@ def shared() -> Path:
     if not SHARED.is_dir():
         _missing(f"{SHARED}")
     return SHARED
+
+
+@pytest.fixture
+def mock_factory() -> Iterator[MockFactory]:
+    """gpiozero's MockFactory for one test, closed after it (pins freed)."""
+    f = MockFactory()
+    yield f
+    f.close()
 
 
 _real_model_outcomes: list[str] = []

@@ -3,75 +3,22 @@ cameras become faults, the alert reaches the (mock) pins."""
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device.output.alerts import Alerter
-from device.sensing.camera import LatestSlot
-from device.core.clock import NS_PER_S, ReplayClock
+from device.core.clock import ReplayClock
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
 from device.pipeline import CameraStage, InlineCamera, Pipeline, ThreadedCamera
 from device.sensing.ultrasonic import RecordedRanges
-from device.core.types import AlertLevel, Detections, Frame, Range
+from device.core.types import AlertLevel, Detections, Range
+from fakes import BlockedDetector, NoDetections, SlotFrames, ns
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0].name
-
-
-def ns(t: float) -> int:
-    return round(t * NS_PER_S)
-
-
-class SlotFrames:
-    """A FrameSource fed by the test: put() a frame, the pipeline takes it."""
-
-    width, height = 64, 48
-
-    def __init__(self) -> None:
-        self.slot: LatestSlot[Frame] = LatestSlot()
-        self.error: str | None = None
-
-    def put(self, t_ns: int, seq: int, *, frozen: bool = False) -> None:
-        # A real sensor's noise makes every frame differ; frozen=True repeats one.
-        rng = np.random.default_rng(0 if frozen else seq + 1)
-        self.slot.put(Frame(seq, t_ns, rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)))
-
-    def latest(self) -> Frame | None:
-        return self.slot.take()
-
-    def wait(self, timeout: float) -> bool:
-        return self.slot.wait(timeout)
-
-    def close(self) -> None:
-        self.slot.close()
-
-
-class BlockedDetector:
-    """A detector stuck in inference until released: a slow Pi Zero, a hang."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def detect(self, image: np.ndarray) -> Detections:
-        self.entered.set()
-        self.release.wait(10)
-        return Detections.empty()
-
-    def close(self) -> None:
-        self.release.set()
-
-
-class NoDetections:
-    def detect(self, image: np.ndarray) -> Detections:
-        return Detections.empty()
-
-    def close(self) -> None:
-        pass
 
 
 def alerter() -> tuple[Alerter, MockFactory]:

@@ -35,17 +35,14 @@ from device.pipeline import CameraStage, InlineCamera, Pipeline
 from device.view.preview import PreviewError, PreviewServer, RateMeter, parse_address
 from device.sensing.ultrasonic import RecordedRanges
 from device.decision.threat import CameraTrack
-from device.core.types import AlertLevel, Detections, Frame, Range
+from device.core.types import AlertLevel, Frame, Range
+from fakes import FixedDetector, ListFrames, dets, ns
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0]
 W, H = 320, 240
 BOX = (140.0, 60.0, 180.0, 200.0)  # a person straight behind, ~4 m away
 REQUIRE_BROWSER = os.environ.get("REARGUARD_REQUIRE_BROWSER") == "1"
-
-
-def ns(t: float) -> int:
-    return round(t * NS_PER_S)
 
 
 def near(img: np.ndarray, bgr: tuple[int, int, int], tol: int = 40) -> np.ndarray:
@@ -167,33 +164,6 @@ def test_rate_meter() -> None:
 # ------------------------------------------------------------ the loop's view
 
 
-class OnePerson:
-    def detect(self, image: np.ndarray) -> Detections:
-        return Detections(np.array([BOX], np.float32), np.array([0.9], np.float32), np.array([0], np.int32))
-
-    def close(self) -> None:
-        pass
-
-
-class ListFrames:
-    """A FrameSource that hands out the given frames one per poll."""
-
-    width, height = W, H
-
-    def __init__(self, frames: list[Frame]) -> None:
-        self.frames = frames
-        self.error: str | None = None
-
-    def latest(self) -> Frame | None:
-        return self.frames.pop(0) if self.frames else None
-
-    def wait(self, timeout: float) -> bool:
-        return bool(self.frames)
-
-    def close(self) -> None:
-        self.frames = []
-
-
 @pytest.fixture
 def pipeline() -> Pipeline:
     """A real pipeline (mock pins, the detector replaced by one that always
@@ -201,7 +171,7 @@ def pipeline() -> Pipeline:
     clock = ReplayClock(0)
     images = [np.full((H, W, 3), 60 + i, np.uint8) for i in range(3)]
     frames = [Frame(i, ns(0.1 * i), img) for i, img in enumerate(images)]
-    cam = InlineCamera(ListFrames(list(frames)), CameraStage(OnePerson(), CFG.camera))
+    cam = InlineCamera(ListFrames(frames, W, H), CameraStage(FixedDetector(dets(BOX)), CFG.camera))
     ranges = RecordedRanges([Range(ns(0.05), SENSOR.name, 1.4), Range(ns(0.15), SENSOR.name, 1.3)])
     alerter = Alerter(CFG.outputs, pin_factory=MockFactory(pin_class=MockPWMPin))
     p = Pipeline(CFG, clock, ranges, alerter, cam)
@@ -449,7 +419,7 @@ def test_the_preview_shows_the_decisions_distances() -> None:
     clock = ReplayClock(0)
     frames = [Frame(i, ns(0.1 * i), np.full((H, W, 3), 60 + i, np.uint8)) for i in range(16)]
     pipe = Pipeline(cfg, clock, RecordedRanges([]), Alerter(cfg.outputs, pin_factory=MockFactory(pin_class=MockPWMPin)),
-                    InlineCamera(ListFrames(list(frames)), CameraStage(OnePerson(), cfg.camera)))
+                    InlineCamera(ListFrames(frames, W, H), CameraStage(FixedDetector(dets(BOX)), cfg.camera)))
     server = PreviewServer(port=0)
     try:
         server.show(pipe)

@@ -11,13 +11,10 @@ from device.tools.range_eval import compare_simulated, compare_trace, run_filter
 from device.decision.range_filter import DEFAULT_PARAMS, MedianQueue, RangeFilter
 from device.record.format import DEFAULT_SENSOR, read_ranges_csv
 from device.core.types import Range
+from fakes import ns
 
 MAX_AGE = round(0.15 * NS_PER_S)
 CYCLE = 0.06
-
-
-def ns(s: float) -> int:
-    return round(s * NS_PER_S)
 
 
 def feed(f: RangeFilter, metres: list[float | None], cycle: float = CYCLE, t0: float = 0.0) -> list[float | None]:

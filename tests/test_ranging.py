@@ -1,6 +1,8 @@
 """Ranging: pure fault decisions on a made-up clock (so "within 0.5 s" is
 exact), replay, then the real gpiozero DistanceSensor code path on
-MockFactory pins (its queue threads run: we wait on conditions)."""
+MockFactory pins (its queue threads run: we wait on conditions). The fake
+sensors' echo edges are exact on the pin factory's ticks (fakes.ExactEchoPin),
+so every reading is asserted exactly, however loaded the machine."""
 
 from __future__ import annotations
 
@@ -9,16 +11,19 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import ClassVar
 
 import pytest
 from gpiozero import Button
 from gpiozero.exc import DistanceSensorNoEcho
-from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin, MockTriggerPin
-from gpiozero.pins.pi import PiPin
+from gpiozero.pins.mock import MockFactory, MockPWMPin, MockTriggerPin
 
 from device.core.clock import NS_PER_S, MonotonicClock
 from device.core.config import UltrasonicSensorConfig
+from device.core.types import Range
+from device.decision.threat import SensorTrack
+from device.record.format import DEFAULT_SENSOR, read_ranges_csv
 from device.sensing.ultrasonic import (
     ECHO_NEVER_FALLS,
     ECHO_NEVER_RISES,
@@ -37,26 +42,29 @@ from device.sensing.ultrasonic import (
     UltrasonicRanger,
     planned_rate_hz,
 )
-from device.record.format import DEFAULT_SENSOR, read_ranges_csv
-from device.decision.threat import SensorTrack
-from device.core.types import Range
+from fakes import (
+    SPEED_OF_SOUND,
+    ExactEchoPin,
+    ExactEchoPWMPin,
+    PingClock,
+    SyncPWMTriggerPin,
+    SyncTriggerPin,
+    echo_time_for,
+    fake_hcsr04,
+    reads,
+)
 
 MS = 1_000_000
-SPEED_OF_SOUND = 343.26  # what gpiozero uses
 MAX_M = 4.0
 
 
-def echo_time_for(metres: float) -> float:
-    return 2 * metres / SPEED_OF_SOUND
-
-
-def reads_about(metres: list[float | None], expected: float) -> bool:
-    """The mock echo thread times its pulse with sleep(), which can only
-    overshoot - by milliseconds on a loaded machine, now and then past max
-    distance (no echo). So no ping may read short, and the best (shortest)
-    of several echoes must be close."""
+def reads_exactly(metres: list[float | None], expected: float) -> bool:
+    """Every echo (at least three) reads `expected` (plus the fake's known
+    mm steps): the fake sensor's echo edges are exact on the pin factory's
+    ticks. A ping a loaded machine made gpiozero give up on gives no
+    reading at all, never a wrong one."""
     echoes = [m for m in metres if m is not None]
-    return len(echoes) >= 3 and expected - 0.02 <= min(echoes) <= expected + 0.25
+    return len(echoes) >= 3 and all(reads(m, expected) for m in echoes)
 
 
 def frac(metres: float) -> float:
@@ -175,7 +183,7 @@ def test_each_broken_state_is_a_named_fault_in_time_and_recovers(kind: str, n_se
     # While broken, nothing but the fault: no distance, and no "nothing in range".
     broken = [r for r in out if first.t_ns <= r.t_ns < 3 * NS_PER_S]
     assert all(r.fault == fault and r.metres is None for r in broken)
-    assert max(b.t_ns - a.t_ns for a, b in zip(broken, broken[1:])) <= 0.1 * NS_PER_S  # never stale
+    assert max(b.t_ns - a.t_ns for a, b in itertools.pairwise(broken)) <= 0.1 * NS_PER_S  # never stale
     # Repaired: readings come back by themselves within a few pings.
     back = next(r for r in out if r.t_ns >= 3 * NS_PER_S and r.fault is None)
     assert back.metres == pytest.approx(1.5, abs=0.01)
@@ -192,17 +200,12 @@ def test_no_echo_is_never_a_fault_however_long():
     assert sum(r.metres is None for r in out) > 400
 
 
-def test_real_echoes_are_not_frozen_jumps_or_impossible():
+def test_real_echoes_are_not_frozen_jumps_or_impossible(shared):
     """The shared HC-SR04 log (a wall, then a hand with lost echoes) raises
     no fault. Its readings are rounded to whole centimetres, where equal
     values are normal (check_frozen=False is for such data); even so its
     longest run of equal readings is three, one short of "frozen"."""
-    from pathlib import Path
-
-    log = Path(__file__).resolve().parents[1].parent / "shared" / "ultrasonic" / "hcsr04_log.csv"
-    if not log.is_file():
-        pytest.skip(f"shared test data not found: {log}")
-    ranges = read_ranges_csv(log, [DEFAULT_SENSOR])
+    ranges = read_ranges_csv(shared / "ultrasonic" / "hcsr04_log.csv", [DEFAULT_SENSOR])
 
     def replay(check_frozen):
         h = SensorHealth("centre", MAX_M, start_ns=0, check_frozen=check_frozen)
@@ -237,14 +240,9 @@ def test_recorded_ranges_release_each_reading_once_in_time_order():
     src.close()
 
 
-def test_recorded_ranges_from_the_shared_hcsr04_log():
+def test_recorded_ranges_from_the_shared_hcsr04_log(shared):
     """A real HC-SR04 log (cm, 400 = no echo) replays as Ranges at its own times."""
-    from pathlib import Path
-
-    log = Path(__file__).resolve().parents[1].parent / "shared" / "ultrasonic" / "hcsr04_log.csv"
-    if not log.is_file():
-        pytest.skip(f"shared test data not found: {log}")
-    rows = log.read_text().splitlines()[1:]
+    rows = (shared / "ultrasonic" / "hcsr04_log.csv").read_text().splitlines()[1:]
     ranges = []
     for row in rows:
         stamp, cm = row.split(",")
@@ -273,37 +271,14 @@ def sensor(name, trigger, echo, **kw) -> UltrasonicSensorConfig:
 
 
 @pytest.fixture
-def factory():
-    f = MockFactory()
-    yield f
-    f.close()
+def factory(mock_factory):
+    return mock_factory
 
 
-def fake_hcsr04(factory, trigger, echo, echo_time, pin_class=MockTriggerPin, echo_class=MockPin):
-    echo_pin = factory.pin(echo, pin_class=echo_class)
-    return factory.pin(trigger, pin_class=pin_class, echo_pin=echo_pin, echo_time=echo_time)
-
-
-class ScriptedEchoPin(MockPin):
-    """An echo line whose pulse lengths come from a script, in the pin
-    factory's ticks, so the real DistanceSensor code times exactly the
-    pulse a broken (or recorded) sensor gives: fixed, impossibly short,
-    jumping. `pulses = None`: the mock's own sleep() timing."""
-
-    pulses: Iterator[float] | None = None
-
-    def _call_when_changed(self):
-        if self.pulses is None:
-            return super()._call_when_changed()
-        if self._state:
-            self._rise = self._last_change
-            return PiPin._call_when_changed(self, self._rise, True)
-        return PiPin._call_when_changed(self, self._rise + next(self.pulses), False)
-
-
-def collect_until(ranger, done, timeout_s=5.0):
-    """Poll like the main loop until done(readings) or the timeout; no fixed sleeps."""
-    clock = MonotonicClock()
+def collect_until(ranger, done, clock=None, timeout_s=20.0):
+    """Poll like the main loop (at `clock`'s now: the ranger's) until
+    done(readings); no fixed sleeps. The timeout only ends a hung test."""
+    clock = clock or MonotonicClock()
     got: list[Range] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -314,52 +289,59 @@ def collect_until(ranger, done, timeout_s=5.0):
     raise AssertionError(f"condition not met within {timeout_s} s; got {got}")
 
 
-def test_echo_of_5_8_ms_reads_about_one_metre(factory):
+def test_echo_of_5_8_ms_reads_0_995_m(factory):
     fake_hcsr04(factory, 23, 24, echo_time=0.0058)
-    with UltrasonicRanger([sensor("centre", 23, 24)], MonotonicClock(), pin_factory=factory) as r:
-        got = collect_until(r, lambda g: sum(x.metres is not None for x in g) >= 10)
+    clock = PingClock()
+    with clock.attach(UltrasonicRanger([sensor("centre", 23, 24)], clock, pin_factory=factory)) as r:
+        got = collect_until(r, lambda g: sum(x.metres is not None for x in g) >= 10, clock)
     assert all(x.sensor == "centre" and x.fault is None for x in got)
-    assert reads_about([x.metres for x in got], 1.0)
+    assert reads_exactly([x.metres for x in got], 0.0058 * SPEED_OF_SOUND / 2)
     ts = [x.t_ns for x in got]
     assert ts == sorted(ts) and len(set(ts)) == len(ts)
 
 
 def test_every_ping_is_reported_not_a_median(factory):
     trig = fake_hcsr04(factory, 23, 24, echo_time=echo_time_for(1.0))
-    with UltrasonicRanger([sensor("centre", 23, 24)], MonotonicClock(), pin_factory=factory) as r:
-        collect_until(r, lambda g: len(g) >= 2)
+    clock = PingClock()
+    with clock.attach(UltrasonicRanger([sensor("centre", 23, 24)], clock, pin_factory=factory)) as r:
+        collect_until(r, lambda g: len(g) >= 2, clock)
         trig.echo_time = echo_time_for(3.0)
         # The very next pings show 3 m; a median of 9 would lag for ~5 pings.
-        got = collect_until(r, lambda g: any(x.metres and x.metres > 2.8 for x in g))
+        got = collect_until(r, lambda g: any(x.metres and x.metres > 2.8 for x in g), clock)
     first_far = next(i for i, x in enumerate(got) if x.metres and x.metres > 2.8)
-    assert first_far <= 2  # the ping in flight at the switch may still be short
+    assert first_far <= 2  # pings done before the switch, and the one in flight, may still be short
+    assert all(reads(x.metres, 1.0) for x in got[:first_far] if x.metres is not None)
+    assert reads(got[first_far].metres, 3.0)
 
 
 def test_echo_beyond_max_distance_is_nothing_in_range(factory):
     fake_hcsr04(factory, 23, 24, echo_time=0.038)  # HC-SR04's "nothing there": ~6.5 m
     cfg = sensor("centre", 23, 24, max_distance_m=4.0)
-    with UltrasonicRanger([cfg], MonotonicClock(), pin_factory=factory) as r:
-        got = collect_until(r, lambda g: len(g) >= 3)
+    clock = PingClock()
+    with clock.attach(UltrasonicRanger([cfg], clock, pin_factory=factory)) as r:
+        got = collect_until(r, lambda g: len(g) >= 3, clock)
     assert all(x.metres is None and x.fault is None for x in got)
 
 
-class TimedTriggerPin(MockTriggerPin):
-    """Records when each ping starts (trigger high) and its echo ends."""
+class TimedTriggerPin(SyncTriggerPin):
+    """Records when each ping starts (trigger high) and its echo ends. The
+    echo lasts its echo time for real (so pings have their real length),
+    but in the pinging thread, like SyncTriggerPin's: gpiozero never gives
+    up on it, however late a loaded machine wakes the thread."""
 
-    pings: list[tuple[str, float, float]] = []
+    pings: ClassVar[list[tuple[str, float, float]]] = []
 
     def _set_state(self, value):
+        was = self._state
         if value:
             self._t_trigger = time.monotonic()
-        super()._set_state(value)
-
-    def _echo(self):
-        time.sleep(0.001)
-        self.echo_pin.drive_high()
-        time.sleep(self.echo_time)
-        end = time.monotonic()  # before the fall: the fall releases the other sensor
-        TimedTriggerPin.pings.append((self.info.name, self._t_trigger, end))
-        self.echo_pin.drive_low()
+        super(MockTriggerPin, self)._set_state(value)
+        if was and not value:
+            self.echo_pin.drive_high()
+            time.sleep(self.echo_time)  # the pulse's length, not a wait for anything
+            end = time.monotonic()  # before the fall: the fall ends the ping
+            TimedTriggerPin.pings.append((self.info.name, self._t_trigger, end))
+            self.echo_pin.drive_low()
 
 
 def test_three_sensors_take_turns_one_ping_per_cycle(factory):
@@ -368,23 +350,24 @@ def test_three_sensors_take_turns_one_ping_per_cycle(factory):
     fake_hcsr04(factory, 17, 27, echo_time_for(2.0), pin_class=TimedTriggerPin)
     fake_hcsr04(factory, 5, 6, 0.038, pin_class=TimedTriggerPin)  # nothing in range: the longest ping
     sensors = [sensor("left", 23, 24), sensor("right", 17, 27), sensor("centre", 5, 6)]
-    clock = MonotonicClock()
-    with UltrasonicRanger(sensors, clock, pin_factory=factory, cycle_s=0.06) as r:
+    clock = PingClock(0.06)
+    with clock.attach(UltrasonicRanger(sensors, clock, pin_factory=factory, cycle_s=0.06)) as r:
         got = collect_until(
-            r, lambda g: all(sum(x.sensor == n and x.fault is None for x in g) >= 8 for n in ("left", "right", "centre"))
+            r, lambda g: all(sum(x.sensor == n and x.fault is None for x in g) >= 8 for n in ("left", "right", "centre")),
+            clock,
         )
         rates = r.rates(clock.now_ns())
         starts = list(r.scheduler.starts)
-    assert reads_about([x.metres for x in got if x.sensor == "left"], 1.0)
-    assert reads_about([x.metres for x in got if x.sensor == "right"], 2.0)
+    assert reads_exactly([x.metres for x in got if x.sensor == "left"], 1.0)
+    assert reads_exactly([x.metres for x in got if x.sensor == "right"], 2.0)
     assert all(x.metres is None and x.fault is None for x in got if x.sensor == "centre")
     # One ping at a time: no ping of one sensor overlaps one of another ...
     pings = sorted(TimedTriggerPin.pings, key=lambda p: p[1])
     assert {p[0] for p in pings} == {"GPIO23", "GPIO17", "GPIO5"}
-    for (_, _, end), (_, start, _) in zip(pings, pings[1:]):
+    for (_, _, end), (_, start, _) in itertools.pairwise(pings):
         assert end <= start
     # ... each started a full cycle after the one before, whoever's it was ...
-    assert all(b[1] - a[1] >= 0.06 for a, b in zip(starts, starts[1:]))
+    assert all(b[1] - a[1] >= 0.06 for a, b in itertools.pairwise(starts))
     # ... in turn, so every sensor gets its share, and the rate is reported.
     counts = [sum(s[0] == n for s in starts) for n in ("left", "right", "centre")]
     assert max(counts) - min(counts) <= 2
@@ -396,26 +379,28 @@ def run_broken(factory, break_it, fix_it, fault: str, **sensor_kw):
     else until it is fixed, then see readings come back by themselves."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with UltrasonicRanger([sensor("centre", 23, 24, **sensor_kw)], MonotonicClock(), pin_factory=factory) as r:
-            collect_until(r, lambda g: any(x.metres is not None for x in g))
+        clock = PingClock()
+        with clock.attach(UltrasonicRanger([sensor("centre", 23, 24, **sensor_kw)], clock, pin_factory=factory)) as r:
+            collect_until(r, lambda g: any(x.metres is not None for x in g), clock)
             break_it()
-            got = collect_until(r, lambda g: any(x.fault for x in g))
+            got = collect_until(r, lambda g: any(x.fault for x in g), clock)
             after = got[next(i for i, x in enumerate(got) if x.fault):]
             assert after[0].fault == fault and after[0].metres is None
-            after += collect_until(r, lambda g: len(g) >= 4)
+            after += collect_until(r, lambda g: len(g) >= 4, clock)
             assert all(x.fault == fault and x.metres is None for x in after)  # nothing claimed clear
             fix_it()
-            got = collect_until(r, lambda g: sum(x.fault is None and x.metres is not None for x in g) >= 5)
-            # The ping in flight at the repair may time a stray edge, and the
-            # mock's sleep() overshoots on a busy machine: one of five is enough.
-            assert any(0.97 <= x.metres <= 1.3 for x in got if x.fault is None and x.metres)
+            got = collect_until(r, lambda g: sum(x.fault is None and x.metres is not None for x in g) >= 5, clock)
+            # The ping in flight at the repair may time a stray edge; every
+            # one after it reads the repaired sensor's 1 m exactly.
+            good = [x.metres for x in got if x.fault is None and x.metres is not None]
+            assert reads_exactly(good[1:], 1.0)
     # The failed pings were logged by us, not spammed by gpiozero.
     assert not [w for w in caught if issubclass(w.category, DistanceSensorNoEcho)]
 
 
 def test_an_unplugged_sensor_faults_and_recovers_when_reconnected(factory):
-    echo = factory.pin(24)
-    trig = factory.pin(23, pin_class=MockTriggerPin, echo_pin=echo, echo_time=echo_time_for(1.0))
+    trig = fake_hcsr04(factory, 23, 24, echo_time_for(1.0))
+    echo = trig.echo_pin
     unconnected = factory.pin(5)  # the echo goes nowhere the sensor listens
 
     def fix():
@@ -425,8 +410,8 @@ def test_an_unplugged_sensor_faults_and_recovers_when_reconnected(factory):
 
 
 def test_an_echo_line_stuck_high_faults_and_recovers(factory):
-    echo = factory.pin(24)
-    trig = factory.pin(23, pin_class=MockTriggerPin, echo_pin=echo, echo_time=echo_time_for(1.0))
+    trig = fake_hcsr04(factory, 23, 24, echo_time_for(1.0))
+    echo = trig.echo_pin
 
     def stick():
         trig.echo_pin = factory.pin(5)  # the sensor no longer drives it ...
@@ -439,9 +424,10 @@ def test_an_echo_line_stuck_high_faults_and_recovers(factory):
     run_broken(factory, stick, fix, ECHO_NEVER_FALLS)
 
 
-def scripted(factory, pulses=None) -> ScriptedEchoPin:
-    echo = factory.pin(24, pin_class=ScriptedEchoPin)
-    factory.pin(23, pin_class=MockTriggerPin, echo_pin=echo, echo_time=echo_time_for(1.0))
+def scripted(factory, pulses=None) -> ExactEchoPin:
+    """A sensor whose echo pulses come from `pulses` (fixed, impossibly
+    short, jumping, recorded); None: the object 1 m away."""
+    echo = fake_hcsr04(factory, 23, 24, echo_time_for(1.0)).echo_pin
     echo.pulses = pulses
     return echo
 
@@ -476,23 +462,18 @@ def test_readings_jumping_about_are_impossible_jumps(factory):
                IMPOSSIBLE_JUMPS)
 
 
-def test_the_real_log_through_the_real_distance_sensor(factory):
+def test_the_real_log_through_the_real_distance_sensor(factory, shared):
     """The shared HC-SR04 log's distances as echo pulses, ping by ping,
     through gpiozero's DistanceSensor, SensorHealth and the range filter:
     every reading arrives, none is a fault, and the hand is followed."""
-    from pathlib import Path
-
-    log = Path(__file__).resolve().parents[1].parent / "shared" / "ultrasonic" / "hcsr04_log.csv"
-    if not log.is_file():
-        pytest.skip(f"shared test data not found: {log}")
-    logged = [r.metres for r in read_ranges_csv(log, [DEFAULT_SENSOR])]
+    logged = [r.metres for r in read_ranges_csv(shared / "ultrasonic" / "hcsr04_log.csv", [DEFAULT_SENSOR])]
     pulses = (echo_time_for(m) if m is not None else 0.038 for m in itertools.chain(logged, itertools.repeat(None)))
     scripted(factory, pulses)
     cfg = sensor("centre", 23, 24)
-    clock = MonotonicClock()
+    clock = PingClock(0.02)
     # A short cycle: the mock sensor has no echoes to let die away.
-    with UltrasonicRanger([cfg], clock, pin_factory=factory, cycle_s=0.02) as r:
-        got = collect_until(r, lambda g: len(g) >= len(logged), timeout_s=30.0)
+    with clock.attach(UltrasonicRanger([cfg], clock, pin_factory=factory, cycle_s=0.02)) as r:
+        got = collect_until(r, lambda g: len(g) >= len(logged), clock, timeout_s=60.0)
     got = got[: len(logged)]
     assert [x.fault for x in got if x.fault] == []
     assert [x.metres for x in got] == [None if m is None else pytest.approx(m, abs=1e-6) for m in logged]
@@ -560,26 +541,25 @@ def test_a_pin_the_board_does_not_have_is_a_ranging_error(factory):
     assert "not a valid pin" in str(err.value)
 
 
-from device.sensing.simulated import PWMTriggerPin  # noqa: E402  (the product's own simulated trigger)
-
-
 def test_ranger_and_alerter_share_one_mock_factory():
-    from device.output.alerts import Alerter
     from device.core.config import Config
     from device.core.types import AlertLevel
+    from device.output.alerts import Alerter
 
     cfg = Config()
     f = MockFactory(pin_class=MockPWMPin)
     for s in cfg.ranging.sensors:
-        fake_hcsr04(f, s.trigger_pin, s.echo_pin, echo_time_for(1.0), pin_class=PWMTriggerPin, echo_class=MockPWMPin)
+        fake_hcsr04(f, s.trigger_pin, s.echo_pin, echo_time_for(1.0), pin_class=SyncPWMTriggerPin,
+                    echo_class=ExactEchoPWMPin)
+    clock = PingClock(cfg.ranging.sample_wait_s)
     with (
-        UltrasonicRanger.from_config(cfg.ranging, MonotonicClock(), pin_factory=f) as r,
+        clock.attach(UltrasonicRanger.from_config(cfg.ranging, clock, pin_factory=f)) as r,
         Alerter(cfg.outputs, pin_factory=f) as a,
     ):
-        got = collect_until(r, lambda g: sum(x.metres is not None for x in g) >= 8)
+        got = collect_until(r, lambda g: sum(x.metres is not None for x in g) >= 8, clock)
         a.update(AlertLevel.DANGER, 0)
         assert f.pin(cfg.outputs.haptic_pin).state == 1.0
-    assert reads_about([x.metres for x in got], 1.0)
+    assert reads_exactly([x.metres for x in got], 1.0)
     f.close()
 
 
@@ -604,7 +584,7 @@ def test_check_ranging_names_a_broken_sensor_and_fails(capsys, monkeypatch):
         f = MockFactory(pin_class=MockPWMPin)
         for s in config.ranging.sensors:
             f.pin(s.echo_pin, pin_class=MockPWMPin)
-            f.pin(s.trigger_pin, pin_class=PWMTriggerPin, echo_pin=f.pin(5, pin_class=MockPWMPin), echo_time=0.01)
+            f.pin(s.trigger_pin, pin_class=SyncPWMTriggerPin, echo_pin=f.pin(5, pin_class=MockPWMPin), echo_time=0.01)
         return f
 
     monkeypatch.setattr(device.app.compose, "make_pin_factory", unplugged)

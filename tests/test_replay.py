@@ -1,19 +1,31 @@
 """Replays of recordings made from the shared footage and the real HC-SR04
-log, through the full pipeline with the real model and simulated pins."""
+log, through the full pipeline with the real model and simulated pins.
+
+A replay of the approach recording takes seconds of real-model inference,
+so it runs twice in this module, not once per test: `approach_result` (in
+process) is shared by the tests that read its result, and the CLI's --json
+run is compared event for event with it (which is what "deterministic"
+means). The human output is printed from the shared result."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import build_cache
+import device.app.replay
+from device.app.replay import ReplayResult, replay
 from device.cli.main import main
 from device.core.config import Config
-from device.record.format import RecordingError, from_video
-from device.app.replay import replay
 from device.core.types import AlertLevel
+from device.record.format import RecordingError, from_video
 
 pytestmark = pytest.mark.real_model
 
@@ -24,15 +36,40 @@ def model_config(model_path: Path) -> Config:
     return cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"model": str(model_path)})})
 
 
+def video_recording(tmp_path_factory: pytest.TempPathFactory, name: str, video: Path, **kw: Any) -> Path:
+    """from_video(video, **kw), a copy of it for this session. Encoding the
+    frames takes seconds, so the recording is built once per key in the
+    test cache (tests/build_cache.py): the inputs' hashes, the parameters,
+    device/record's code, the tools' versions."""
+    import cv2
+    import numpy as np
+
+    import device.record
+
+    inputs = {"video": build_cache.sha256(video), "record_code": build_cache.sha256(Path(device.record.__file__).parent),
+              "ranges": build_cache.sha256(kw["ranges_csv"]) if kw.get("ranges_csv") else None,
+              "params": {k: v for k, v in kw.items() if k != "ranges_csv"}, "cv2": cv2.__version__,
+              "numpy": np.__version__}
+    built = build_cache.cached(f"recording-{name}", inputs, lambda d: from_video(video, d / name, **kw))
+    # Hard links: no test writes into these recordings (test_corrupt... copies first).
+    return Path(shutil.copytree(built / name, tmp_path_factory.mktemp("rec") / name, copy_function=link_or_copy))
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem
+        shutil.copy2(src, dst)
+
+
 @pytest.fixture(scope="module")
 def approach_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
     """vtest.avi with the real sensor log laid from 20 s on (people walk
     through the sensor's beam then, far behind the hand): a hand is brought
     from the ~1 m background to 6-27 cm, with real no-echo dropouts."""
-    out = tmp_path_factory.mktemp("rec") / "approach"
-    return from_video(
-        shared / "footage" / "vtest.avi", out, ranges_csv=shared / "ultrasonic" / "hcsr04_log.csv",
-        start_offset_s=20.0, max_frames=400, hfov_deg=60.0,
+    return video_recording(
+        tmp_path_factory, "approach", shared / "footage" / "vtest.avi",
+        ranges_csv=shared / "ultrasonic" / "hcsr04_log.csv", start_offset_s=20.0, max_frames=400, hfov_deg=60.0,
     )
 
 
@@ -40,16 +77,33 @@ def approach_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -
 def clear_recording(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
     """The whole of vtest.avi with no ultrasonic readings: people walk at a
     distance, towards, away and across, none of them into the runner."""
-    out = tmp_path_factory.mktemp("rec") / "clear"
-    return from_video(shared / "footage" / "vtest.avi", out, hfov_deg=60.0)
+    return video_recording(tmp_path_factory, "clear", shared / "footage" / "vtest.avi", hfov_deg=60.0)
+
+
+@pytest.fixture(scope="module")
+def approach_result(approach_recording: Path, model_config: Config) -> ReplayResult:
+    """The approach recording replayed once, for every test that reads the result."""
+    return replay(approach_recording, model_config)
+
+
+@pytest.fixture(scope="module")
+def approach_cli_json(approach_recording: Path, model_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                      ) -> dict[str, Any]:
+    """`rearguard replay --json` of the approach recording: a second, independent replay."""
+    cfg = tmp_path_factory.mktemp("cfg") / "c.toml"
+    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
+    out = io.StringIO()  # capsys is per test; this fixture is per module
+    with contextlib.redirect_stdout(out):
+        assert main(["replay", str(approach_recording), "--json", "--config", str(cfg)]) == 0
+    return json.loads(out.getvalue())
 
 
 def levels(result) -> list[AlertLevel]:
     return [e.level for e in result.events]
 
 
-def test_approaching_obstacle_warns_then_danger(approach_recording: Path, model_config: Config) -> None:
-    result = replay(approach_recording, model_config)
+def test_approaching_obstacle_warns_then_danger(approach_result: ReplayResult) -> None:
+    result = approach_result
     seen = levels(result)
     assert AlertLevel.WARN in seen and AlertLevel.DANGER in seen
     assert seen.index(AlertLevel.WARN) < seen.index(AlertLevel.DANGER)
@@ -77,10 +131,13 @@ def test_clear_path_gives_no_alert(clear_recording: Path, model_config: Config) 
     assert result.stats["detect_ms"] is not None
 
 
-def test_replay_is_deterministic(approach_recording: Path, model_config: Config) -> None:
-    a = replay(approach_recording, model_config).to_json()
-    b = replay(approach_recording, model_config).to_json()
+def test_replay_is_deterministic(approach_result: ReplayResult, approach_cli_json: dict[str, Any]) -> None:
+    # Two replays, one in process and one through the CLI with the model
+    # named in a config file: the same events, to the nanosecond.
+    a = json.loads(json.dumps(approach_result.to_json()))
+    b = approach_cli_json
     assert a["events"] == b["events"] and a["frames"] == b["frames"]
+    assert len(a["events"]) >= 2
 
 
 def test_missing_model_runs_ultrasonic_only_with_fault(approach_recording: Path, tmp_path: Path) -> None:
@@ -96,12 +153,8 @@ def test_missing_model_runs_ultrasonic_only_with_fault(approach_recording: Path,
     assert result.frames == 0
 
 
-def test_cli_replay_json(approach_recording: Path, model_path: Path, tmp_path: Path,
-                         capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
-    assert main(["replay", str(approach_recording), "--json", "--config", str(cfg)]) == 0
-    out = json.loads(capsys.readouterr().out)
+def test_cli_replay_json(approach_cli_json: dict[str, Any]) -> None:
+    out = approach_cli_json
     assert set(out) >= {"frames", "events", "stats"}
     assert out["frames"] == 400
     assert {"detect_ms", "total_ms"} <= set(out["stats"])
@@ -111,11 +164,22 @@ def test_cli_replay_json(approach_recording: Path, model_path: Path, tmp_path: P
     assert all(e["level"] in {lv.name for lv in AlertLevel} for e in out["events"])
 
 
-def test_cli_replay_human_output(approach_recording: Path, model_path: Path, tmp_path: Path,
+def test_cli_replay_human_output(approach_recording: Path, approach_result: ReplayResult, model_path: Path,
+                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[detector]\nmodel = "{model_path}"\n')
+    calls = []
+
+    def shared_replay(directory: str | Path, config: Config, **kw: object) -> ReplayResult:
+        # The CLI asked for this very replay (recording, model, as fast as
+        # possible): print the one already made instead of redoing it.
+        calls.append((Path(directory), config.detector.model, kw.get("realtime")))
+        return approach_result
+
+    monkeypatch.setattr(device.app.replay, "replay", shared_replay)
     assert main(["replay", str(approach_recording), "--config", str(cfg)]) == 0
+    assert calls == [(approach_recording, str(model_path), False)]
     out = capsys.readouterr().out
     assert "WARN" in out and "DANGER" in out and "400 frames" in out
 

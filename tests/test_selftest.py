@@ -15,7 +15,8 @@ from device.core.clock import MonotonicClock, ReplayClock
 from device.core.config import Config
 from device.sensing.ultrasonic import UltrasonicRanger
 from device.app.selftest import greet, self_test
-from device.core.types import Detections, Frame
+from device.core.types import Frame
+from fakes import FailingDetector, FixedDetector
 
 CFG = Config()
 NAMES = tuple(s.name for s in CFG.ranging.sensors)
@@ -32,20 +33,6 @@ class OneFrame:
 
     def latest(self) -> Frame | None:
         return Frame(0, 0, np.zeros((48, 64, 3), np.uint8)) if self.ok else None
-
-    def close(self) -> None: ...
-
-
-class Det:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-        self.seen: list[tuple[int, ...]] = []
-
-    def detect(self, image: np.ndarray) -> Detections:
-        if self.fail:
-            raise RuntimeError("bad model")
-        self.seen.append(image.shape)
-        return Detections.empty()
 
     def close(self) -> None: ...
 
@@ -68,7 +55,7 @@ def test_all_parts_answer_on_mock_pins() -> None:
     clock = MonotonicClock()
     factory = make_pin_factory("mock", CFG)  # sensors answer "nothing in range"
     ranger = UltrasonicRanger(CFG.ranging.sensors, clock, pin_factory=factory)
-    det = Det()
+    det = FixedDetector()
     try:
         report = self_test(clock=clock, sleep=time.sleep, frames=OneFrame(), detector=det,
                            ranges=ranger, sensor_names=NAMES, timeout_s=3.0)
@@ -84,7 +71,7 @@ def test_each_failing_part_is_named() -> None:
     factory = MockFactory(pin_class=MockPWMPin)  # plain pins: the echo never rises
     ranger = UltrasonicRanger(CFG.ranging.sensors, clock, pin_factory=factory)
     try:
-        report = self_test(clock=clock, sleep=time.sleep, frames=OneFrame(ok=False), detector=Det(fail=True),
+        report = self_test(clock=clock, sleep=time.sleep, frames=OneFrame(ok=False), detector=FailingDetector(),
                            ranges=ranger, sensor_names=NAMES, timeout_s=1.0)
     finally:
         ranger.close()

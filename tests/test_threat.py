@@ -21,15 +21,12 @@ from device.decision.threat import (
     level_for,
 )
 from device.perception.tracking import IouTracker, ttc_from_scale_rate
-from device.core.types import AlertLevel, Detections, Range
+from device.core.types import AlertLevel, Range
+from fakes import dets, ns
 
 S = NS_PER_S
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0]
-
-
-def ns(t: float) -> int:
-    return round(t * S)
 
 
 # ---------------------------------------------------------------- geometry
@@ -48,15 +45,6 @@ def test_pinhole_distance_and_bearing() -> None:
 
 
 # ---------------------------------------------------------------- tracking
-
-
-def dets(*boxes: tuple[float, float, float, float], cls: int = 0) -> Detections:
-    n = len(boxes)
-    return Detections(
-        xyxy=np.array(boxes, np.float32).reshape(n, 4),
-        confidence=np.full(n, 0.9, np.float32),
-        class_id=np.full(n, cls, np.int32),
-    )
 
 
 def approaching_box(t: float, d0: float, v: float, f: float = 480.0) -> tuple[float, float, float, float]:

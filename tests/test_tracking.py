@@ -3,28 +3,14 @@ from box growth (a straight line through 1/size, no lag)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from device.core.clock import NS_PER_S
 from device.perception.tracking import IouTracker, contact_time
 from device.core.types import Detections
+from fakes import dets, ns
 
 W, H = 640, 360
 F = 480.0  # focal length, px
-
-
-def ns(t: float) -> int:
-    return round(t * NS_PER_S)
-
-
-def dets(*boxes: tuple[float, float, float, float], cls: int = 0) -> Detections:
-    n = len(boxes)
-    return Detections(
-        xyxy=np.array(boxes, np.float32).reshape(n, 4),
-        confidence=np.full(n, 0.9, np.float32),
-        class_id=np.full(n, cls, np.int32),
-    )
 
 
 def person_at(d: float, x_m: float = 0.0, foot_row: float | None = None) -> tuple[float, float, float, float]:

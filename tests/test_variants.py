@@ -8,6 +8,8 @@ and that the int8 model finds the people fp32 finds (within stated bounds).
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -16,11 +18,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import build_cache
 from device.cli import models as cli_models
-from device.model_store import store as models
-from device.tools.bench import Agreement, match_count
-from device.perception.detector import ModelError, YoloxDetector
 from device.model_store import derive as variants
+from device.model_store import store as models
+from device.perception.detector import ModelError, YoloxDetector
+from device.tools.bench import Agreement, match_count
 
 PERSON = 0
 
@@ -311,11 +314,33 @@ INT8_MIN_PRECISION = 0.85
 
 @pytest.fixture(scope="module")
 def int8_model(dynamic_model: Path, shared: Path) -> tuple[Path, list[Path]]:
+    """The int8 model quantised from `dynamic_model` on 8 photos. Quantising
+    takes ~20 s, so it is built once per key in the test cache: the float
+    model quantised (made from the base by this derive.py), the calibration
+    images, the recipe's code and the tools' versions. The recipe is checked
+    either way."""
+    import onnxruntime
+
     photos = variants.image_files(shared / "images" / "coco")
     calibration = photos[::12][:8]
-    dst = dynamic_model.with_name("yolox_nano_int8.onnx")
-    recipe = variants.quantize_int8(dynamic_model, dst, calibration, input_size=416)
+    inputs = {
+        "model": build_cache.sha256(dynamic_model),
+        "calibration": [build_cache.sha256(p) for p in calibration],
+        "input_size": 416,
+        "derive.py": build_cache.sha256(Path(variants.__file__)),
+        "tools": {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
+                  "opencv": cv2.__version__},
+    }
+
+    def build(d: Path) -> None:
+        recipe = variants.quantize_int8(dynamic_model, d / "model.onnx", calibration, input_size=416)
+        (d / "recipe.json").write_text(json.dumps(recipe, sort_keys=True, default=str))
+
+    built = build_cache.cached("int8", inputs, build)
+    recipe = json.loads((built / "recipe.json").read_text())
     assert len(recipe["float_convs"]) == variants.FLOAT_CONVS
+    dst = dynamic_model.with_name("yolox_nano_int8.onnx")
+    shutil.copyfile(built / "model.onnx", dst)
     held_out = [p for p in photos if p not in calibration][1::4][:20]
     return dst, held_out
 
