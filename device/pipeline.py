@@ -21,22 +21,23 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from device.output.alerts import effective_level
-from device.core.ports import AlertSink, Detector, FrameSource, RangeSource, RecordSink
-from device.sensing.camera import LatestSlot
 from device.core.clock import NS_PER_S, Clock
 from device.core.config import CameraConfig, Config
 from device.core.faults import Fault, Kind, Part
+from device.core.ports import AlertSink, Detector, FrameSource, RangeSource, RecordSink
+from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
+from device.decision.threat import CameraResult, ThreatEstimator, camera_tracks
+from device.output.alerts import effective_level
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingEstimator, LoomingResult
-from device.decision.threat import CameraResult, ThreatEstimator, camera_tracks
 from device.perception.tracking import IouTracker
-from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
+from device.sensing.camera import LatestSlot
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,9 @@ import pytest
 from gpiozero import Buzzer
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
+from device.core.clock import NS_PER_S
+from device.core.config import OutputsConfig
+from device.core.types import AlertLevel
 from device.output.alerts import (
     PATTERNS,
     Alerter,
@@ -15,9 +18,6 @@ from device.output.alerts import (
     effective_level,
     pattern_output,
 )
-from device.core.clock import NS_PER_S
-from device.core.config import OutputsConfig
-from device.core.types import AlertLevel
 
 MS = 1_000_000
 HAPTIC, BUZZER = 12, 25
@@ -89,7 +89,7 @@ def test_each_level_plays_its_pin_sequence(factory, level):
     assert got[HAPTIC] == haptic_exp
     assert got[BUZZER] == buzzer_exp
     # gpiozero's own record of the pins agrees (initial 0, then the changes).
-    hp, bp = factory.pin(HAPTIC), factory.pin(BUZZER)
+    hp = factory.pin(HAPTIC)
     if haptic_exp:
         expected_states = [0.0] + [s for _, s in haptic_exp]
         assert len(hp.states) >= len(expected_states)

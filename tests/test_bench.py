@@ -12,11 +12,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from device.tools import bench
 from device.cli import main as cli_main
-from device.tools.bench import Agreement, Case, iou_matrix, match_count
 from device.core.config import Config
 from device.core.types import Detections
+from device.tools import bench
+from device.tools.bench import Agreement, Case, iou_matrix, match_count
 
 KEYS = {"preprocess_ms", "inference_ms", "postprocess_ms", "total_ms", "overhead_ratio",
         "model", "input_size", "threads", "frames"}

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from device.core.clock import MonotonicClock, ReplayClock
 from device.sensing.camera import (
     PICAMERA2_MISSING,
     CameraError,
@@ -19,7 +20,6 @@ from device.sensing.camera import (
     OpenCVSource,
     Picamera2Source,
 )
-from device.core.clock import MonotonicClock, ReplayClock
 
 TIMEOUT = 10.0  # generous: only reached if something is broken
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from device.core import config
 from device.cli.main import main
+from device.core import config
 
 
 def write(tmp_path: Path, text: str) -> Path:

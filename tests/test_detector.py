@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from device.core.coco import COCO_CLASSES, class_id
+from device.core.types import Detections
 from device.perception.detector import (
     PAD_VALUE,
     CanvasLetterboxer,
@@ -23,7 +24,6 @@ from device.perception.detector import (
     grids,
     session_options,
 )
-from device.core.types import Detections
 from yolox_reference import decode, letterbox, nms, scale_boxes, to_blob
 
 SIZE = 64  # tiny input: 8x8 + 4x4 + 2x2 = 84 anchors

@@ -8,15 +8,16 @@ import os
 import socket
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device.core.clock import NS_PER_S, ReplayClock
 from device.cli.main import main
 from device.core import config
+from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import AlertLevel
@@ -332,7 +333,7 @@ def test_a_far_off_timestamp_is_skipped_over_not_stepped_through(tmp_path: Path)
     result = _replay(rec, on_step=lambda p: steps.append(p.clock.now_ns()))
     assert len(steps) < 3000  # 3 s of input + 30 s settling + the reading; was a hang
     assert result.duration_s == pytest.approx(1e9)  # 31.7 years
-    assert all(b > a for a, b in zip(steps, steps[1:]))
+    assert all(b > a for a, b in pairwise(steps))
 
 
 def test_skipping_an_idle_stretch_gives_the_events_of_stepping_through(tmp_path: Path,

@@ -15,7 +15,6 @@ from device.decision.looming import LoomingTrack, looming_params
 from device.decision.threat import ThreatEstimator
 from device.perception.looming import LoomingEstimator, LoomingResult, corridor_polygon
 from device.pipeline import CameraStage, InlineCamera, Pipeline, inline_with_looming
-
 from looming_scene import GROUND, Camera, post, render, side_wall, wall
 
 FPS = 15

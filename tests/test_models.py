@@ -11,8 +11,8 @@ import pytest
 
 from device.cli import models as cli_models
 from device.model_store import store as models
-from device.perception.detector import ModelError
 from device.model_store.store import ModelSpec, Source
+from device.perception.detector import ModelError
 
 REFERENCE_SHA = "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14"
 OFFLINE = "http://127.0.0.1:9/yolox_nano.onnx"  # the discard port: refused at once

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device.output.alerts import PATTERNS, Alerter, pattern_output
+from device.app.systemd_notify import Notifier, WatchdogPinger
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
-from device.app.systemd_notify import Notifier, WatchdogPinger
-from device.output.stall_guard import StallGuard
 from device.core.types import AlertLevel
+from device.output.alerts import PATTERNS, Alerter, pattern_output
+from device.output.stall_guard import StallGuard
 
 
 @pytest.fixture()

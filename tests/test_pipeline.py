@@ -3,18 +3,17 @@ cameras become faults, the alert reaches the (mock) pins."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device.output.alerts import Alerter
 from device.core.clock import ReplayClock
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
+from device.core.types import AlertLevel, Detections, Range
+from device.output.alerts import Alerter
 from device.pipeline import CameraStage, InlineCamera, Pipeline, ThreadedCamera
 from device.sensing.ultrasonic import RecordedRanges
-from device.core.types import AlertLevel, Detections, Range
 from fakes import BlockedDetector, NoDetections, SlotFrames, ns
 
 CFG = Config()

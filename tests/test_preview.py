@@ -25,17 +25,17 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device.output.alerts import Alerter, effective_level
-from device.view.annotate import LEVEL_BGR, TRACK_BGR, Overlay, column_for_bearing, draw
 from device.cli.main import main
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
+from device.core.types import AlertLevel, Frame, Range
+from device.decision.threat import CameraTrack
+from device.output.alerts import Alerter, effective_level
 from device.perception.geometry import CameraGeometry
 from device.pipeline import CameraStage, InlineCamera, Pipeline
-from device.view.preview import PreviewError, PreviewServer, RateMeter, parse_address
 from device.sensing.ultrasonic import RecordedRanges
-from device.decision.threat import CameraTrack
-from device.core.types import AlertLevel, Frame, Range
+from device.view.annotate import LEVEL_BGR, TRACK_BGR, Overlay, column_for_bearing, draw
+from device.view.preview import PreviewError, PreviewServer, RateMeter, parse_address
 from fakes import FixedDetector, ListFrames, dets, ns
 
 CFG = Config()
@@ -343,8 +343,8 @@ def test_page_shows_the_annotated_replay_in_chromium(tmp_path: Path, shared: Pat
     at the first pass after 1 s where people are tracked and the sensor's
     ~1 m echo has raised WARN; Chromium loads the page then, and its screenshot must
     show the frame with the boxes, the WARN banner and the beam's reading."""
-    from device.record.format import from_video
     from device.app.replay import replay
+    from device.record.format import from_video
 
     browser = chromium()
     rec = from_video(shared / "footage" / "vtest.avi", tmp_path / "rec",

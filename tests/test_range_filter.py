@@ -7,10 +7,10 @@ import pytest
 
 from device.core.clock import NS_PER_S
 from device.core.config import UltrasonicSensorConfig
-from device.tools.range_eval import compare_simulated, compare_trace, run_filter, run_median, scenarios, simulate
+from device.core.types import Range
 from device.decision.range_filter import DEFAULT_PARAMS, MedianQueue, RangeFilter
 from device.record.format import DEFAULT_SENSOR, read_ranges_csv
-from device.core.types import Range
+from device.tools.range_eval import compare_simulated, compare_trace, run_filter, run_median, scenarios, simulate
 from fakes import ns
 
 MAX_AGE = round(0.15 * NS_PER_S)

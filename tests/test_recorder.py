@@ -10,9 +10,9 @@ import pytest
 
 from device.core.clock import NS_PER_S
 from device.core.config import Config, ConfigError, from_dict
-from device.record.segments import MB, SegmentedRecorder
-from device.record.format import Recording, RecordingWriter
 from device.core.types import Frame, Range
+from device.record.format import Recording, RecordingWriter
+from device.record.segments import MB, SegmentedRecorder
 
 SENSORS = Config().ranging.sensors
 

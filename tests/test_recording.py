@@ -12,6 +12,7 @@ import pytest
 
 from device.cli import recording as cli_recording
 from device.core.config import UltrasonicSensorConfig
+from device.core.types import Frame, Range
 from device.record.format import (
     FORMAT,
     Recording,
@@ -22,7 +23,6 @@ from device.record.format import (
     from_video,
     read_ranges_csv,
 )
-from device.core.types import Frame, Range
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VTEST = SHARED / "footage" / "vtest.avi"

@@ -13,23 +13,23 @@ import pytest
 
 from conftest import HCSR04_LOG
 from device.cli.main import main
-from device.tools.evaluate import Sample, recordings_in, score
+from device.core.types import AlertLevel
 from device.record.format import Recording
+from device.tools.evaluate import Sample, recordings_in, score
 from device.tools.scenario import (
+    SENSOR,
     NoiseModel,
     Photo,
-    Scene,
     ScenarioError,
     ScenarioSpec,
+    Scene,
     VirtualCamera,
     WorldObject,
     echo_distance,
     make_scenario,
     make_suite,
     ping_log,
-    SENSOR,
 )
-from device.core.types import AlertLevel
 
 STILL = VirtualCamera(bob_deg=0.0)  # no gait bob: exact geometry
 BOX = (300.0, 200.0, 340.0, 300.0)  # the "person" in the synthetic photo, 100 px tall
@@ -98,7 +98,7 @@ def test_ultrasonic_log_follows_the_geometry(photos: Path) -> None:
     log = ping_log(scene, quiet, np.random.default_rng(1), 1.1)
     times = [r.t_ns / 1e9 for r in log]
     assert 0.06 < float(np.median(np.diff(times))) < 0.12  # the device's ping rate
-    for r, t in zip(log, times):
+    for r, t in zip(log, times, strict=True):
         d = 10.0 - 2.0 * t
         if d > 4.0:
             assert r.metres is None

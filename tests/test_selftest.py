@@ -8,14 +8,14 @@ import time
 import numpy as np
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device.output.alerts import Alerter
 from device.app.compose import make_pin_factory
-from device.core.faults import Part
+from device.app.selftest import greet, self_test
 from device.core.clock import MonotonicClock, ReplayClock
 from device.core.config import Config
-from device.sensing.ultrasonic import UltrasonicRanger
-from device.app.selftest import greet, self_test
+from device.core.faults import Part
 from device.core.types import Frame
+from device.output.alerts import Alerter
+from device.sensing.ultrasonic import UltrasonicRanger
 from fakes import FailingDetector, FixedDetector
 
 CFG = Config()

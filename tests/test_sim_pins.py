@@ -48,7 +48,7 @@ def test_echo_edges_are_stamped_exactly_echo_time_apart(no_threads_or_sleeps):
         trig.state = True
         trig.state = False
     assert [level for _, level in edges] == [True, False] * 3
-    for (rise, _), (fall, _) in zip(edges[::2], edges[1::2]):
+    for (rise, _), (fall, _) in zip(edges[::2], edges[1::2], strict=True):
         assert fall - rise == pytest.approx(0.0123, abs=1e-12)
     assert echo.state == 0  # the line is low again after each ping
     f.close()

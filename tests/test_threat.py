@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 
 from device.core.clock import NS_PER_S
-from device.core.faults import Fault, Kind, Part
 from device.core.config import AlertsConfig, Config
-from device.perception.geometry import CameraGeometry
+from device.core.faults import Fault, Kind, Part
+from device.core.types import AlertLevel, Range
 from device.decision.threat import (
-    Candidate,
     CameraResult,
+    Candidate,
     SensorTrack,
     ThreatEstimator,
     camera_tracks,
     fuse,
     level_for,
 )
+from device.perception.geometry import CameraGeometry
 from device.perception.tracking import IouTracker, ttc_from_scale_rate
-from device.core.types import AlertLevel, Range
 from fakes import dets, ns
 
 S = NS_PER_S
@@ -244,10 +244,10 @@ def test_alerts_config_rejects_unordered_thresholds() -> None:
 
 # ---------------------------------------------------------------- issue 4: distance, policy, direction
 
-from device.output.alerts import Alerter, side_duties  # noqa: E402
 from device.core.config import from_dict  # noqa: E402
-from device.perception.geometry import fuse_distances, ground_distance_m  # noqa: E402
 from device.decision.threat import AlertPolicy, direction_for  # noqa: E402
+from device.output.alerts import Alerter, side_duties  # noqa: E402
+from device.perception.geometry import fuse_distances, ground_distance_m  # noqa: E402
 
 
 def test_ground_plane_distance_from_the_bottom_edge() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from device.perception.tracking import IouTracker, contact_time
 from device.core.types import Detections
+from device.perception.tracking import IouTracker, contact_time
 from fakes import dets, ns
 
 W, H = 640, 360

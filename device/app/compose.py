@@ -21,15 +21,26 @@ from device.core.clock import NS_PER_S, Clock, MonotonicClock, ReplayClock
 from device.core.coco import class_id
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
-from device.core.types import AlertEvent, Threat
 from device.core.ports import Detector, FrameSource, RangeSource
+from device.core.types import AlertEvent, Threat
 from device.model_store import store as models
-from device.output.alerts import AlertError, Alerter
+from device.output.alerts import Alerter, AlertError
 from device.perception.detector import ModelError, YoloxDetector
+from device.pipeline import (
+    CameraFeed,
+    CameraStage,
+    DetectorPace,
+    InlineCamera,
+    PacedCamera,
+    Pipeline,
+    ThreadedCamera,
+    ThreadedLooming,
+    inline_with_looming,
+    paced_looming,
+    threaded_with_looming,
+)
 from device.record.format import Recording
 from device.record.sources import RecordedFrames, silence_ends
-from device.pipeline import (CameraFeed, CameraStage, DetectorPace, InlineCamera, PacedCamera, Pipeline, ThreadedCamera, ThreadedLooming,
-                             inline_with_looming, paced_looming, threaded_with_looming)
 from device.sensing.camera import CameraError, OpenCVSource, Picamera2Source
 from device.sensing.ultrasonic import NO_ECHO_S, RangingError, RecordedRanges, UltrasonicRanger
 

@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from device.app.compose import compose_replay
 from device.core.clock import NS_PER_S
 from device.core.config import Config, UltrasonicSensorConfig
-from device.app.compose import compose_replay
 from device.core.faults import texts
 from device.core.ports import Detector
+from device.core.types import AlertEvent
 from device.perception import boards as board_profiles
 from device.pipeline import DetectorPace, PacedCamera, Pipeline
 from device.record.format import Recording
 from device.record.sources import silence_ends
-from device.core.types import AlertEvent
 
 TICK_S = 0.02
 TICK_NS = round(TICK_S * NS_PER_S)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from device.core.ports import Detector, FrameSource, RangeSource
 from device.core.clock import NS_PER_S, Clock
 from device.core.faults import Fault, Kind, Part
+from device.core.ports import Detector, FrameSource, RangeSource
 from device.core.types import AlertLevel
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from device.tools import bench
+from device.core.config import ConfigError, load
 from device.model_store import store as models
+from device.perception.detector import ModelError
+from device.tools import bench
 from device.tools.bench import BenchError, Case
 from device.tools.shared import shared_file
-from device.core.config import ConfigError, load
-from device.perception.detector import ModelError
 
 PROG = "rearguard bench"
 DEFAULT_FRAMES = 200

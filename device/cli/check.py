@@ -71,8 +71,8 @@ def cmd_check_ranging(args: argparse.Namespace) -> int:
 
 def _live(args: argparse.Namespace, cfg) -> int:
     from device.app.compose import compose_ranging
-    from device.sensing.ultrasonic import RangingError, planned_rate_hz
     from device.decision.threat import SensorTrack
+    from device.sensing.ultrasonic import RangingError, planned_rate_hz
 
     sensors = cfg.ranging.sensors
     try:
@@ -139,8 +139,8 @@ def _status_line(status, tracks, now: int, start: int, max_age: int) -> str:
 
 
 def _trace(path: Path, cfg) -> int:
-    from device.tools.range_eval import compare_trace
     from device.record.format import RecordingError, read_ranges_csv
+    from device.tools.range_eval import compare_trace
 
     try:
         ranges = read_ranges_csv(path, cfg.ranging.sensors)

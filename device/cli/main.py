@@ -78,11 +78,11 @@ def add_pace_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from device.view.preview import PreviewError
-    from device.record.format import RecordingError
     from device.app.compose import start_preview
     from device.app.replay import pace_for, replay
     from device.perception.boards import BoardError
+    from device.record.format import RecordingError
+    from device.view.preview import PreviewError
 
     cfg = _config(args)
     try:
@@ -141,8 +141,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from device.view.preview import PreviewError
     from device.app.live import RunOptions, run_device
+    from device.view.preview import PreviewError
 
     cfg = _config(args)
     logging.getLogger().setLevel(logging.INFO if not args.quiet else logging.WARNING)

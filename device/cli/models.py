@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from device.model_store import store as models
 from device.core.config import DEFAULT_INPUT_SIZE
+from device.model_store import store as models
 from device.perception.detector import ModelError
 
 PROG = "rearguard models"

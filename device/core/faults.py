@@ -10,10 +10,10 @@ unchanged from when faults were plain strings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Part(str, Enum):
+class Part(StrEnum):
     CAMERA = "camera"
     MODEL = "model"
     RANGING = "ranging"
@@ -22,7 +22,7 @@ class Part(str, Enum):
     LOOMING = "looming"  # the any-obstacle path beside the detector (device.perception.looming)
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     UNAVAILABLE = "unavailable"  # could not be opened or loaded at all
     FAILED = "failed"  # worked, then broke (a crash, a write error, a bad echo line)
     STALLED = "stalled"  # no new data for too long

@@ -32,12 +32,12 @@ from device.core.clock import NS_PER_S
 from device.core.coco import COCO_CLASSES
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
 from device.core.faults import Fault, Kind, Part, texts
-from device.perception.geometry import EDGE_PX, CameraGeometry, fuse_distances, ground_distance_m
-from device.decision.looming import LoomingTrack
-from device.perception.looming import LoomingResult
-from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
-from device.perception.tracking import Track
 from device.core.types import AlertLevel, Frame, Range, Threat
+from device.decision.looming import LoomingTrack
+from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
+from device.perception.geometry import EDGE_PX, CameraGeometry, fuse_distances, ground_distance_m
+from device.perception.looming import LoomingResult
+from device.perception.tracking import Track
 
 SCALE_WINDOW_NS = round(1.0 * NS_PER_S)
 CAMERA_MIN_HITS = 2

@@ -21,14 +21,14 @@ import http.client
 import json
 import logging
 import os
+import platform
 import shutil
 import tempfile
-from collections.abc import Callable
 import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
-import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache

@@ -232,7 +232,7 @@ class Alerter:
             self._haptic.value = haptic
         if buzz != self._out[1] and self._buzzer is not None:
             self._buzzer.value = buzz
-        for dev, duty, old in zip(self._sides, sides, self._side_out):
+        for dev, duty, old in zip(self._sides, sides, self._side_out, strict=False):  # no side motors: _sides is empty
             if duty != old:
                 dev.value = duty
         self._out = out

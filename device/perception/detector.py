@@ -101,7 +101,7 @@ class Letterboxer:
         else:
             src = cv2.resize(image, (nw, nh), dst=self._resized, interpolation=cv2.INTER_LINEAR)
         planes = cv2.split(src, self._planes)
-        for plane, target in zip(planes, self._targets):
+        for plane, target in zip(planes, self._targets, strict=True):
             np.copyto(target, plane)
         return self._scale
 

@@ -138,8 +138,8 @@ class Track:
         if len(whole) < MIN_SCALE_POINTS:
             return True
         t = [p[0] / NS_PER_S for p in whole]
-        grow = theil_sen([(ti, math.log(max(b[3] - b[1], 1.0))) for ti, (_, b) in zip(t, whole)])
-        shape = theil_sen([(ti, math.log(max(b[2] - b[0], 1.0) / max(b[3] - b[1], 1.0))) for ti, (_, b) in zip(t, whole)])
+        grow = theil_sen([(ti, math.log(max(b[3] - b[1], 1.0))) for ti, (_, b) in zip(t, whole, strict=True)])
+        shape = theil_sen([(ti, math.log(max(b[2] - b[0], 1.0) / max(b[3] - b[1], 1.0))) for ti, (_, b) in zip(t, whole, strict=True)])
         if grow is None or shape is None:
             return True
         return abs(shape) <= max(ASPECT_TOLERANCE * abs(grow), ASPECT_FLOOR_PER_S)

@@ -9,6 +9,7 @@ fault row (`silence_ends`), as the device itself would have logged it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.types import Frame, Range
@@ -87,7 +88,7 @@ def silence_ends(recording: Recording) -> list[Range]:
     out = []
     for name, r in last.items():
         # A slow ping cycle (many sensors, a long sample_wait_s) is not silence.
-        gaps = sorted(b - a for a, b in zip(times[name], times[name][1:]))
+        gaps = sorted(b - a for a, b in pairwise(times[name]))
         after = max(round(FAULT_AFTER_S * NS_PER_S), 3 * gaps[len(gaps) // 2] if gaps else 0)
         # Within the last second is the run stopping, not the sensor: the
         # camera thread writes its last frames after the loop's last ping.

@@ -527,7 +527,7 @@ class UltrasonicRanger:
                 while buf and buf[0].t_ns <= now_ns:
                     taken.append(buf.popleft())
                 pending.append(taken)
-        for i, (health, taken) in enumerate(zip(self._health, pending)):
+        for i, (health, taken) in enumerate(zip(self._health, pending, strict=True)):
             for ping in taken:
                 self._ping_times[i].append(ping.t_ns)
                 r = health.observe(ping)
@@ -546,7 +546,7 @@ class UltrasonicRanger:
         (as polled: call poll() regularly)."""
         window = round(RATE_WINDOW_S * NS_PER_S)
         out = {}
-        for name, times in zip(self._names, self._ping_times):
+        for name, times in zip(self._names, self._ping_times, strict=True):
             recent = [t for t in times if now_ns - t <= window]
             out[name] = (len(recent) - 1) / ((recent[-1] - recent[0]) / NS_PER_S) if len(recent) >= 2 and recent[-1] > recent[0] else 0.0
         return out
@@ -555,7 +555,7 @@ class UltrasonicRanger:
         rates = self.rates(now_ns)
         return [
             SensorStatus(name, rates[name], last, health.fault)
-            for name, last, health in zip(self._names, self._last, self._health)
+            for name, last, health in zip(self._names, self._last, self._health, strict=True)
         ]
 
     def close(self) -> None:

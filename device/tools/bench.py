@@ -34,9 +34,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from device.core.types import Detections
 from device.perception.detector import YoloxDetector, choose_spin
 from device.perception.tracking import iou_matrix
-from device.core.types import Detections
 
 PERSON = 0  # COCO class id
 DEFAULT_BLOCK = 10
@@ -286,7 +286,7 @@ class Load:
         gaps: list[float] = []
         for a, b in windows:  # gaps between pings within one stretch of the case, not across others
             times = sorted(t for t in self.range_times if a <= t <= b)
-            gaps += [(y - x) / 1e6 for x, y in zip(times, times[1:])]
+            gaps += [(y - x) / 1e6 for x, y in itertools.pairwise(times)]
         return {"alert_tick_late_ms": _spread(late), "range_gap_ms": _spread(gaps), "ticks": len(late)}
 
     def __enter__(self) -> Load:
@@ -388,7 +388,7 @@ def run(
         )
         for c in cases
     ]
-    results = [CaseResult(c, input_layout=d.input_layout) for c, d in zip(cases, dets)]
+    results = [CaseResult(c, input_layout=d.input_layout) for c, d in zip(cases, dets, strict=True)]
     perf = time.perf_counter
     it = iter(frames)
     # The device's detector blocks on the camera and gets each frame just
@@ -397,20 +397,21 @@ def run(
     handover: dict[tuple[int, ...], np.ndarray] = {}
     seen = 0  # frames read so far
     n = 0  # frames measured
+
+    def loom(chunk: list[np.ndarray], first: int) -> None:
+        """Looming over one block; `first` is its first frame's index."""
+        if looming is not None:
+            for j, frame in enumerate(chunk):
+                looming.step(frame, first + j >= warmup)
+
     try:
         for b in itertools.count():
             chunk = list(itertools.islice(it, block))
             if not chunk:
                 break
             found: list[list[Detections]] = [[] for _ in cases]
-
-            def loom() -> None:
-                if looming is not None:
-                    for j, frame in enumerate(chunk):
-                        looming.step(frame, seen + j >= warmup)
-
             if b % 2:
-                loom()
+                loom(chunk, seen)
             k0 = b % len(cases)
             for k in [*range(k0, len(cases)), *range(k0)]:  # rotate who goes first
                 det, res = dets[k], results[k]
@@ -444,7 +445,7 @@ def run(
                 if seen + len(chunk) > warmup:
                     res.windows.append((w0, time.monotonic_ns()))
             if b % 2 == 0:
-                loom()
+                loom(chunk, seen)
             for j in range(len(chunk)):
                 if seen + j < warmup:
                     continue

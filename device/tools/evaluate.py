@@ -26,15 +26,16 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.ports import Detector
+from device.core.types import AlertLevel
 from device.pipeline import DetectorPace
 from device.record.format import META, Recording, RecordingError
-from device.core.types import AlertLevel
 
 SCENARIO_META = "scenario.json"
 TARGET_LEAD_S = 2.0
@@ -147,14 +148,14 @@ def score(name: str, path: Path, rec: Recording, samples: list[Sample], meta: di
         return s.level >= AlertLevel.WARN
 
     # Each sample holds until the next one.
-    spans = [(s, s.t_s, nxt.t_s) for s, nxt in zip(samples, samples[1:])]
+    spans = [(s, s.t_s, nxt.t_s) for s, nxt in pairwise(samples)]
     clear_windows = [(max(0.0, a), min(b, duration)) for a, b in truth.clear if min(b, duration) > max(0.0, a)]
     clear_s = sum(b - a for a, b in clear_windows)
     false_alarm = sum(
         max(0.0, min(t1, b) - max(t0, a)) for s, t0, t1 in spans if alarm(s) for a, b in clear_windows
     )
     fault_s = sum(t1 - t0 for s, t0, t1 in spans if s.fault)
-    changes = sum(1 for a, b in zip(samples, samples[1:]) if a.level != b.level)
+    changes = sum(1 for a, b in pairwise(samples) if a.level != b.level)
     first = sustained = None
     direction = None
     if contact is not None:
@@ -296,7 +297,7 @@ def plot(ev: Evaluation, out: str | Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.7 * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
-    for ax, sc in zip(axes.flat, ev.scores):
+    for ax, sc in zip(axes.flat, ev.scores, strict=False):
         samples = ev.traces[sc.name]
         meta = ev.metas.get(sc.name, {})
         t = [s.t_s for s in samples]

@@ -20,10 +20,11 @@ import random
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from device.core.clock import NS_PER_S
-from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, MedianQueue, RangeFilter
 from device.core.types import Range
+from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, MedianQueue, RangeFilter
 from device.sensing.ultrasonic import NO_ECHO_S as NO_ECHO_PULSE_S
 from device.sensing.ultrasonic import SPEED_OF_SOUND_MPS as SPEED_OF_SOUND
 
@@ -165,7 +166,7 @@ def score(sc: Scenario, out: list[tuple[int, float | None]], s: Score) -> None:
         s.rate_hz.append((len(ts) - 1) / (ts[-1] - ts[0]))
     grid = [i * 0.01 for i in range(int(sc.duration_s / 0.01) + 1)]
     s.pings += len(out)
-    for (_, y), t in zip(out, ts):
+    for (_, y), t in zip(out, ts, strict=True):
         if y is None:
             continue
         s.outputs += 1
@@ -183,17 +184,17 @@ def score(sc: Scenario, out: list[tuple[int, float | None]], s: Score) -> None:
     if sc.approach is not None:
         for thr in (2.0, 0.8):
             t_true = next((u for u in grid if (d := sc.truth(u)) is not None and d < thr), None)
-            t_out = next((t for (_, y), t in zip(out, ts) if y is not None and y < thr), None)
+            t_out = next((t for (_, y), t in zip(out, ts, strict=True) if y is not None and y < thr), None)
             if t_true is not None and t_out is not None:
                 s.first_lag_s.setdefault(thr, []).append(t_out - t_true)
     if sc.step_at_s is not None:
         want = sc.truth(sc.step_at_s)
-        t_out = next((t for (_, y), t in zip(out, ts) if t >= sc.step_at_s and y is not None
+        t_out = next((t for (_, y), t in zip(out, ts, strict=True) if t >= sc.step_at_s and y is not None
                       and want is not None and abs(y - want) <= 0.15), None)
         if t_out is not None:
             s.step_lag_s.append(t_out - sc.step_at_s)
     # Hidden time, on the ping grid: reported nothing while something was there.
-    for (_, y), t, t_next in zip(out, ts, ts[1:]):
+    for (_, y), t, t_next in zip(out, ts, ts[1:], strict=False):
         if sc.truth(t) is not None:
             s.present_s += t_next - t
             if y is None:
@@ -296,7 +297,7 @@ def compare_trace(ranges: Sequence[Range], max_distance_m: float = 4.0) -> list[
         near_lost = None
         if first_near is not None:
             lost = total = 0
-            for (t, y), (t_next, _) in zip(out, out[1:]):
+            for (t, y), (t_next, _) in pairwise(out):
                 if t >= first_near:
                     total += t_next - t
                     if y is None or y >= 0.8:

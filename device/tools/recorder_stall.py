@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from itertools import pairwise
 
 import numpy as np
 
@@ -149,7 +150,7 @@ def measure(direct: bool, block_s: float, seconds: float) -> dict[str, float]:
         recorder.close()
         dropped = recorder.stats().frames_dropped if isinstance(recorder, RecorderThread) else 0
     t = alerts.times
-    late = [(b - a - PERIOD_S) * 1e3 for a, b in zip(t, t[1:])]
+    late = [(b - a - PERIOD_S) * 1e3 for a, b in pairwise(t)]
     return {
         "passes": len(t),
         "median_ms": statistics.median(late),

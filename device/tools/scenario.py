@@ -42,15 +42,16 @@ import math
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from device.core.clock import NS_PER_S
+from device.core.types import Frame, Range
 from device.perception.geometry import CLASS_HEIGHT_M
 from device.record.format import TRUTH, RecordingWriter, SensorMeta
-from device.core.types import Frame, Range
 from device.sensing.ultrasonic import NO_ECHO_S as NO_ECHO_WAIT_S
 from device.sensing.ultrasonic import SPEED_OF_SOUND_MPS as SPEED_OF_SOUND
 
@@ -106,7 +107,7 @@ class NoiseModel:
         if len(cm) < 20:
             raise ScenarioError(f"{path}: {len(cm)} readings are too few to fit a noise model (need 20)")
         lost = [c >= 400 for c in cm]
-        pairs = list(zip(lost, lost[1:]))
+        pairs = list(pairwise(lost))
         after_echo = [b for a, b in pairs if not a]
         after_loss = [b for a, b in pairs if a]
         valid = [c for c in cm if c < 400]
@@ -116,7 +117,7 @@ class NoiseModel:
                 break
             still.append(c)
         late = sum(  # an echo from >= 0.5 m behind both neighbours: the beam slipped past
-            1 for a, b, c in zip(valid, valid[1:], valid[2:]) if b > a + 50 and b > c + 50
+            1 for a, b, c in zip(valid, valid[1:], valid[2:], strict=False) if b > a + 50 and b > c + 50
         )
         return cls(
             p_lose_after_echo=sum(after_echo) / max(len(after_echo), 1),

@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 from device.core.config import AlertsConfig, UltrasonicSensorConfig
-from device.decision.threat import CameraTrack
 from device.core.types import AlertLevel, Range, Threat
+from device.decision.threat import CameraTrack
 from device.perception.looming import LoomingResult
 from device.view.terminal import side
 

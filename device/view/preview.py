@@ -43,12 +43,12 @@ from typing import Any, Protocol
 
 import cv2
 
-from device.view.annotate import Overlay, blank, draw
 from device.core.clock import NS_PER_S
 from device.core.config import Config
-from device.pipeline import View
-from device.decision.threat import CAMERA_MIN_HITS
 from device.core.types import Threat
+from device.decision.threat import CAMERA_MIN_HITS
+from device.pipeline import View
+from device.view.annotate import Overlay, blank, draw
 
 log = logging.getLogger(__name__)
 

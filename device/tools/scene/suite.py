@@ -288,13 +288,17 @@ def frame_at(renderer: Renderer, world: w.World, spec: SceneSpec, motion: Runner
     return expose(img, gain, rng)
 
 
+# NoiseModel is frozen, so one shared default instance is safe.
+DEFAULT_NOISE = NoiseModel()
+
+
 def sensor_meta(cfg: Config) -> SensorMeta:
     s = cfg.ranging.sensors[0]
     return SensorMeta(name=s.name, bearing_deg=s.bearing_deg, beam_deg=s.beam_deg, max_distance_m=s.max_distance_m)
 
 
 def make_scene(spec: SceneSpec, images: str | Path, out_dir: str | Path, *, config: Config | None = None,
-               noise: NoiseModel = NoiseModel(), seed: int = 0, length_s: float | None = None) -> Path:
+               noise: NoiseModel = DEFAULT_NOISE, seed: int = 0, length_s: float | None = None) -> Path:
     """Write one rendered scene recording (with truth.json and scenario.json).
     `length_s` cuts the recording short (for tests); the truth stays."""
     cfg = config or Config()
@@ -346,7 +350,7 @@ def _make_one(args: tuple[SceneSpec, Path, Path, Config, NoiseModel, int]) -> Pa
 
 
 def make_suite(images: str | Path, out_root: str | Path, *, names: Sequence[str] | None = None,
-               config: Config | None = None, noise: NoiseModel = NoiseModel(), seed: int = 0, jobs: int = 1,
+               config: Config | None = None, noise: NoiseModel = DEFAULT_NOISE, seed: int = 0, jobs: int = 1,
                progress: Callable[[SceneSpec, Path], None] | None = None) -> list[Path]:
     """Render the suite (or `names` of it) into out_root, `jobs` scenes at a time."""
     cfg = config or Config()
@@ -365,7 +369,7 @@ def make_suite(images: str | Path, out_root: str | Path, *, names: Sequence[str]
                 progress(item[0], out[-1])
         return out
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for item, path in zip(work, pool.map(_make_one, work)):
+        for item, path in zip(work, pool.map(_make_one, work), strict=True):
             out.append(path)
             if progress is not None:
                 progress(item[0], path)
