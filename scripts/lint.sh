@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Lint and type check: ruff (its default rules) over the repo, mypy (with
-# the pydantic plugin) over device/; both configured in pyproject.toml.
+# Lint and type check: ruff (the rule set selected in pyproject.toml) over
+# the repo, mypy (with the pydantic plugin) over device/; both configured in
+# pyproject.toml.
 # Runs both, then fails if either found anything.
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
