@@ -303,6 +303,10 @@ class PacedCamera:
     def error(self) -> str | None:
         return self.frames.error
 
+    @property
+    def ended(self) -> bool:
+        return bool(getattr(self.frames, "ended", False))  # as InlineCamera's
+
     def close(self) -> None:
         self.frames.close()
 

@@ -222,7 +222,7 @@ def compose_replay(recording: Recording, config: Config, detector: Detector | No
     if detector is None:
         detector, static_faults = build_detector(config)
     clock = ReplayClock(recording.start_ns)
-    camera = None
+    camera: CameraFeed | None = None
     looming = None
     if detector is not None:
         stage = camera_stage(detector, config)

@@ -17,7 +17,7 @@ import numpy as np
 
 from device.core.clock import NS_PER_S, Clock
 from device.core.faults import Fault, Kind, Part
-from device.core.ports import Detector, FrameSource, RangeSource
+from device.core.ports import AlertSink, Detector, FrameSource, RangeSource
 from device.core.types import AlertLevel
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,8 @@ class SelfTestReport:
     passed: tuple[str, ...] = field(default_factory=tuple)
 
 
-class _Sink:
-    def update(self, level: AlertLevel, now_ns: int) -> None: ...
 
-
-def greet(alerter: _Sink, clock: Clock, sleep: Callable[[float], None]) -> None:
+def greet(alerter: AlertSink, clock: Clock, sleep: Callable[[float], None]) -> None:
     """One short buzz on both outputs: proof of life, and a check a builder
     can feel and hear."""
     alerter.update(AlertLevel.DANGER, clock.now_ns())

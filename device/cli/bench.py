@@ -14,8 +14,9 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from device.tools.shared import shared_file
 
 PROG = "rearguard bench"
 DEFAULT_FRAMES = 200
+T = TypeVar("T")
 
 
 def _fail(msg: str) -> int:
@@ -35,8 +37,10 @@ def _fail(msg: str) -> int:
     return 1
 
 
-def _list(kind: type, what: str):  # -> argparse type function
-    def parse(text: str) -> list[Any]:
+def _list(kind: Callable[[str], T], what: str) -> Callable[[str], list[T]]:
+    """An argparse type: a comma-separated list, each item parsed by `kind`."""
+
+    def parse(text: str) -> list[T]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if not items:
             raise argparse.ArgumentTypeError(f"empty {what} list")

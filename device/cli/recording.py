@@ -13,7 +13,7 @@ from device.record.format import DEFAULT_SENSOR, NS_PER_S, Recording, RecordingE
 from device.record.incidents import find_clips, read_incident
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     rec = sub.add_parser("recording", help="make or inspect recordings (docs/recording-format.md)")
     rec_sub = rec.add_subparsers(dest="recording_command", metavar="COMMAND", required=True)
 

@@ -15,7 +15,7 @@ from typing import Any
 from device.core.config import ConfigError, from_dict, load
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     sc = sub.add_parser("scenario", help="make scenario recordings with ground truth from photos")
     sc_sub = sc.add_subparsers(dest="scenario_command", metavar="COMMAND", required=True)
 
@@ -183,8 +183,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name, pace in paces.items():
         label = f" [{name}]" if keyed else ""
         try:
-            ev = evaluate(args.dirs, cfg, pace=pace,
-                          progress=lambda rec, label=label: print(f"replaying {rec}{label}", file=sys.stderr))
+            def progress(rec: str, label: str = label) -> None:
+                print(f"replaying {rec}{label}", file=sys.stderr)
+
+            ev = evaluate(args.dirs, cfg, pace=pace, progress=progress)
             if args.plot:
                 out = args.plot if len(paces) == 1 else _plot_name(args.plot, str(name))
                 plot(ev, out)

@@ -170,7 +170,7 @@ def fold_focus(model: onnx.ModelProto) -> bool:
             s2 = strided(second)
             first = producer.get(s2[0]) if s2 else None
             s1 = strided(first)
-            if s2 is None or s1 is None or {s1[1], s2[1]} != {2, 3}:
+            if first is None or second is None or s2 is None or s1 is None or {s1[1], s2[1]} != {2, 3}:
                 break
             if len(consumers.get(part, [])) != 1 or len(consumers.get(s2[0], [])) != 1 or part in outputs:
                 break

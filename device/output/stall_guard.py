@@ -23,17 +23,14 @@ import logging
 import threading
 
 from device.core.clock import NS_PER_S, Clock
+from device.core.ports import AlertSink
 from device.core.types import AlertLevel
 
 log = logging.getLogger(__name__)
 
 
-class _Sink:
-    def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None: ...
-
-
 class StallGuard:
-    def __init__(self, alerter: _Sink, clock: Clock, *, limit_s: float = 0.4) -> None:
+    def __init__(self, alerter: AlertSink, clock: Clock, *, limit_s: float = 0.4) -> None:
         self.alerter = alerter
         self.clock = clock
         self.limit_ns = round(limit_s * NS_PER_S)

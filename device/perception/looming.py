@@ -37,6 +37,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -45,7 +46,7 @@ from device.core.clock import NS_PER_S
 
 # Lucas-Kanade: a 9x9 window on 2 pyramid levels is enough for the few
 # pixels a feature moves between frames at 160 px width.
-LK_PARAMS = dict(winSize=(9, 9), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+LK_PARAMS: dict[str, Any] = dict(winSize=(9, 9), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
 FB_MAX_PX = 0.5  # forward-backward disagreement above this: a lost track
 GROUND_MIN_BELOW_PX = 3.0  # ground candidates lie at least this far below the horizon
 GROUND_MIN_POINTS = 8  # fewer ground features: no speed, no looming
@@ -170,8 +171,9 @@ class LoomingEstimator:
         if self._prev is None or len(self._pts) == 0:
             return
         p0 = self._pts.reshape(-1, 1, 2)
-        p1, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, p0, None, **LK_PARAMS)
-        pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev, p1, None, **LK_PARAMS)
+        # nextPts=None (cv2 allocates it) is valid; cv2's stubs do not allow it.
+        p1, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, p0, None, **LK_PARAMS)  # type: ignore[call-overload]
+        pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev, p1, None, **LK_PARAMS)  # type: ignore[call-overload]
         fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
         sw, sh = self._size  # type: ignore[misc]
         q = p1.reshape(-1, 2)
@@ -228,7 +230,6 @@ class LoomingEstimator:
         if use.sum() < 2 * GROUND_MIN_POINTS:
             return None
         n = len(x)
-        coef = None
         for _ in range(3):
             Au = A[use]
             try:  # 5 unknowns: the normal equations are cheap and well-posed here
@@ -301,7 +302,7 @@ class LoomingEstimator:
         self._elev = elev
         score = np.array([elev[t] for t in ids.tolist()]) if len(ids) else np.zeros(0)
         cand = inside & (score >= ELEVATED_SCORE)
-        self.counts = {"valid": int(valid.sum()), "elevated": int(elevated.sum()), "inside": int(inside.sum()),
+        self.counts: dict[str, float] = {"valid": int(valid.sum()), "elevated": int(elevated.sum()), "inside": int(inside.sum()),
                        "cand": int(cand.sum())}
         if cand.sum() < self.p.min_points:
             return base
@@ -325,9 +326,9 @@ class LoomingEstimator:
         if lb is None or t_ns - lb[0] < round(self.p.ground_span_s * NS_PER_S * 0.9):
             return base
         _, q0, q1 = self._matched(lb, now_ids, now_pts)
-        i, j = np.triu_indices(len(q0), 1)
-        d0 = np.linalg.norm(q0[i] - q0[j], axis=1)
-        d1 = np.linalg.norm(q1[i] - q1[j], axis=1)
+        pi, pj = np.triu_indices(len(q0), 1)  # every pair of points
+        d0 = np.linalg.norm(q0[pi] - q0[pj], axis=1)
+        d1 = np.linalg.norm(q1[pi] - q1[pj], axis=1)
         far = d0 >= MIN_PAIR_PX
         if far.sum() < self.p.min_points:
             return base

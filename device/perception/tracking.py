@@ -119,7 +119,7 @@ class Track:
         for name, series in (("height", heights), ("width", widths)):
             ttc = contact_time(series, self.last_t_ns)
             if ttc is not False:
-                return ttc, name  # type: ignore[return-value]
+                return ttc, name
         return None, None
 
 
@@ -227,7 +227,8 @@ class IouTracker:
         if not self._intervals:
             return self.max_gap_ns
         median = sorted(self._intervals)[len(self._intervals) // 2]
-        return max(self.max_gap_ns, GAP_INTERVALS * median)
+        # Floored: `t - last <= gap` cuts integer ns exactly where the float did.
+        return max(self.max_gap_ns, math.floor(GAP_INTERVALS * median))
 
     def update(self, t_ns: int, dets: Detections) -> list[Track]:
         """Match detections to tracks; return the tracks seen in this frame."""

@@ -768,7 +768,7 @@ def read_ranges_csv(
         return out
     if tuple(h.lower() for h in header) == HCSR04_HEADER:
         sensor = metas[0]
-        out: list[Range] = []
+        out = []
         t0: int | None = None
         prev: int | None = None
         day = 0

@@ -49,6 +49,8 @@ def mock_factory() -> MockFactory:
 class SimulatedEchoPin(MockPWMPin):
     """An echo line that can play a whole pulse with exact edge times."""
 
+    _last_change: float  # MockPin's; declared because gpiozero has no types
+
     def pulse(self, width_s: float) -> None:
         rise = monotonic()
         for level, at in ((True, rise), (False, rise + width_s)):

@@ -248,6 +248,7 @@ class Load:
         from device.app.compose import compose_ranging
 
         parts = compose_ranging(config, mock_pins=True, outputs=True)
+        assert parts.alerter is not None  # outputs=True builds it
         self._clock, self._ranger, self._alerter = parts.clock, parts.ranger, parts.alerter
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-load", daemon=True)

@@ -267,7 +267,7 @@ def isolated_readings(ranges: Sequence[Range], tol_m: float = SPIKE_TOLERANCE_M,
     for i, t, d in echoes:
         before = [d2 for _, t2, d2 in echoes if t - w <= t2 < t]
         after = [d2 for _, t2, d2 in echoes if t < t2 <= t + w]
-        if before and after and all(abs(d2 - d) > tol_m for d2 in before + after):  # type: ignore[operator]
+        if before and after and all(abs(d2 - d) > tol_m for d2 in before + after):
             out.add(i)
     return out
 
@@ -290,10 +290,11 @@ def compare_trace(ranges: Sequence[Range], max_distance_m: float = 4.0) -> list[
             thr: next(((t - t0) / NS_PER_S for t, y in out if y is not None and y < thr), None)
             for thr in (2.0, 0.8)
         }
-        passed = sum(
-            1 for i in iso
-            if out[i][1] is not None and ranges[i].metres is not None and abs(out[i][1] - ranges[i].metres) < 1e-9
-        )
+        passed = 0
+        for i in iso:
+            y, m = out[i][1], ranges[i].metres
+            if y is not None and m is not None and abs(y - m) < 1e-9:
+                passed += 1
         near_lost = None
         if first_near is not None:
             lost = total = 0

@@ -170,7 +170,10 @@ class PreviewServer:
             raise PreviewError(f"cannot serve the preview on {host!r}: unknown address ({err.strerror})") from None
         except OSError as err:
             raise PreviewError(f"cannot serve the preview on {host}:{port}: {err.strerror or err}") from None
-        self.host, self.port = self._httpd.server_address[:2]
+        bound_host, bound_port = self._httpd.server_address[:2]
+        # An AF_INET/AF_INET6 socket's host is a str; typeshed's type also allows bytes.
+        self.host: str = bound_host if isinstance(bound_host, str) else bytes(bound_host).decode()
+        self.port: int = bound_port
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="rearguard-preview", daemon=True)
         self._thread.start()

@@ -43,9 +43,9 @@ def cut_out(path: Path, box: tuple[float, float, float, float]) -> tuple[np.ndar
     rect = (x1 - cx1, y1 - cy1, x2 - x1, y2 - y1)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.grabCut(roi, mask, rect, bgd, fgd, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
-    fg = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    fg8 = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     # Keep the largest blob only (GrabCut leaves specks of background).
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg8, connectivity=8)
     if n <= 1:
         raise CutoutError(f"{path.name}: GrabCut found nothing inside {box}")
     biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
