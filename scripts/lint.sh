@@ -5,7 +5,7 @@
 # Runs both, then fails if either found anything.
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$repo"
+cd "$repo" || exit 1
 [ -x .venv/bin/ruff ] && [ -x .venv/bin/mypy ] || bash scripts/bootstrap.sh || exit 1
 status=0
 echo "lint: ruff check" >&2

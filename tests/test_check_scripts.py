@@ -1,4 +1,4 @@
-"""The project's machine checks (scripts/check-systemd.sh, check-arm64.sh)
+"""The project's machine checks (scripts/check-systemd.sh, check-arm64.sh, lint.sh)
 are run by CI, not by pytest (they boot a container, ask PyPI): here only
 that they parse, pass shellcheck, are wired into .ci/run, and that the
 sandbox probe and the check agree on what is probed."""
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = [REPO / "scripts" / "check-systemd.sh", REPO / "scripts" / "check-arm64.sh"]
+SCRIPTS = [REPO / "scripts" / "check-systemd.sh", REPO / "scripts" / "check-arm64.sh", REPO / "scripts" / "lint.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
