@@ -15,7 +15,8 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from device.app.pace_watch import PaceWatch
 from device.core.clock import NS_PER_S, Clock, MonotonicClock, ReplayClock
