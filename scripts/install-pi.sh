@@ -15,7 +15,10 @@
 #   /usr/local/share/rearguard/models  the detector model (--model PATH, else
 #                  fetched), owned by root: read-only to the service, which
 #                  must never be able to replace its own model
-#   /etc/rearguard/config.toml the default config, only if there is none
+#   /etc/rearguard/config.toml the default config, only if there is none,
+#                  with the detector model and input size for the board
+#                  /proc/device-tree/model names (device/perception/boards.toml);
+#                  and that model built, if it is a derived one
 #   user rearguard (system, no login) in groups gpio and video
 #   /etc/systemd/system/rearguard.service, enabled and started
 #   (in a chroot, e.g. building an SD-card image, where systemd is not
@@ -203,9 +206,18 @@ write_unit() {
 
 write_config() {
     mkdir -p "$ETC"
-    cmd "$VENV/bin/rearguard" config show --config /dev/null > "$CONFIG.tmp"
+    # The board's detector model and input size (boards.toml); on a machine
+    # with no known board, the built-in defaults.
+    cmd "$VENV/bin/rearguard" config show --config /dev/null --for-board auto \
+        --device-tree "$ROOT/proc/device-tree/model" > "$CONFIG.tmp"
     chmod 0644 "$CONFIG.tmp"
     mv "$CONFIG.tmp" "$CONFIG"
+}
+
+# What the config is written for: the device tree's model line.
+board_line() {
+    local m="$ROOT/proc/device-tree/model"
+    if [ -r "$m" ]; then tr -d '\0' < "$m"; else echo "no board: no $m"; fi
 }
 
 start_service() {
@@ -363,7 +375,15 @@ install() {
         restart=1
     fi
     if [ ! -e "$CONFIG" ]; then
-        act "write the default config $CONFIG" write_config
+        act "write the default config $CONFIG ($(board_line))" write_config
+        restart=1
+    fi
+    # The config (written above, or the builder's own) may name the derived
+    # any-size model: build it from the installed one if it is not there.
+    if [ -e "$CONFIG" ] && grep -Eq "^[[:space:]]*model[[:space:]]*=[[:space:]]*[\"']yolox_nano_dynamic[\"']" "$CONFIG" \
+        && [ ! -e "$MODELS/yolox_nano_dynamic.onnx" ]; then
+        act "build yolox_nano_dynamic (the config's model) into $REARGUARD_MODELS" \
+            cmd "$VENV/bin/rearguard" models dynamic
         restart=1
     fi
 

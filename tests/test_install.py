@@ -178,6 +178,7 @@ case "$1 ${2-}" in
   "models verify") [ -e "$REARGUARD_MODELS/yolox_nano.onnx" ] ;;
   "models install") mkdir -p "$REARGUARD_MODELS"; cp "$3" "$REARGUARD_MODELS/yolox_nano.onnx" ;;
   "models fetch") mkdir -p "$REARGUARD_MODELS"; echo fetched > "$REARGUARD_MODELS/yolox_nano.onnx" ;;
+  "models dynamic") [ -e "$REARGUARD_MODELS/yolox_nano.onnx" ] || exit 1; echo built > "$REARGUARD_MODELS/yolox_nano_dynamic.onnx" ;;
   "config show") exec "$REAL_PYTHON" -m device "$@" ;;
   *) echo "rearguard stub: unexpected $*" >&2; exit 2 ;;
 esac
@@ -187,7 +188,7 @@ esac
 # Calls that change the system; everything else the installer runs must be a query.
 CHANGING = (
     "apt-get", "useradd", "usermod", "groupadd", "userdel", "python3 -m venv",
-    "python -m pip", "rearguard models install", "rearguard models fetch",
+    "python -m pip", "rearguard models install", "rearguard models fetch", "rearguard models dynamic",
     "systemctl enable", "systemctl disable", "systemctl restart", "systemctl daemon-reload",
     "systemctl start", "systemctl stop", "rearguard config show",
     "systemctl --root=ROOT enable", "systemctl --root=ROOT disable",
@@ -623,3 +624,55 @@ def test_update_moves_models_from_the_old_state_directory(pi: Pi) -> None:
     assert not old.exists() and recording.is_file()
     assert not any("models fetch" in c for c in pi.calls())  # no download needed
     assert "move the models" in r.stdout
+
+
+# ---------------------------------------------------------------- defaults per board (issue 11 item 5)
+
+
+def _as_pi(pi: Pi, model_line: str) -> None:
+    tree = pi.root / "proc" / "device-tree"
+    tree.mkdir(parents=True)
+    (tree / "model").write_bytes(model_line.encode() + b"\0")  # as the kernel writes it
+
+
+@pytest.mark.parametrize("line,board", [("Raspberry Pi 4 Model B Rev 1.4", "pi4"),
+                                        ("Raspberry Pi Zero 2 W Rev 1.0", "zero2w"),
+                                        ("Raspberry Pi 5 Model B Rev 1.0", "pi5")])
+def test_install_writes_the_boards_detector_defaults(pi: Pi, line: str, board: str) -> None:
+    from device.perception import boards
+
+    want = boards.load().get(board)
+    assert want.default_model is not None
+    _as_pi(pi, line)
+    r = pi.run()
+    assert line in r.stdout  # says which board the config is for
+    config = pi.root / "etc/rearguard/config.toml"
+    cfg = load(config)
+    assert (cfg.detector.model, cfg.detector.input_size) == (want.default_model, want.default_input_size)
+    assert cfg.model_copy(update={"detector": load("/dev/null").detector}) == load("/dev/null")  # nothing else
+    assert config.read_text().startswith(f"# {want.title}: ")
+    derived = want.default_model == "yolox_nano_dynamic"
+    assert ("rearguard models dynamic" in pi.calls()) is derived
+    assert (pi.root / "usr/local/share/rearguard/models/yolox_nano_dynamic.onnx").is_file() is derived
+    before = pi.snapshot()
+    pi.run()
+    assert pi.changing_calls() == [] and pi.snapshot() == before  # a second run changes nothing
+
+
+def test_the_builders_config_wins_over_the_boards_defaults(pi: Pi) -> None:
+    _as_pi(pi, "Raspberry Pi 4 Model B Rev 1.4")
+    config = pi.root / "etc/rearguard/config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[detector]\ninput_size = 416\n')
+    pi.run()
+    assert config.read_text() == '[detector]\ninput_size = 416\n'
+    assert "rearguard models dynamic" not in pi.calls()
+
+
+def test_a_builders_config_naming_the_derived_model_gets_it_built(pi: Pi) -> None:
+    config = pi.root / "etc/rearguard/config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("[detector]\nmodel = 'yolox_nano_dynamic'\ninput_size = 320\n")
+    pi.run()
+    assert "rearguard models dynamic" in pi.changing_calls()
+    assert (pi.root / "usr/local/share/rearguard/models/yolox_nano_dynamic.onnx").is_file()

@@ -446,3 +446,11 @@ def test_the_preview_shows_the_decisions_distances() -> None:
     finally:
         server.close()
         pipe.alerter.close()  # type: ignore[attr-defined]
+
+
+def test_status_json_carries_the_devices_pace(pipeline: Pipeline) -> None:
+    with PreviewServer(port=0) as server:
+        server.show(pipeline, extra=lambda: {"pace": {"rate_hz": 7.5, "text": "7.5 det/s, result 0.14 s old"}})
+        s = json.loads(get(server.url + "status.json")[1])
+        assert s["pace"]["rate_hz"] == 7.5 and s["level"]
+        assert b'id="pace"' in get(server.url)[1] and b"s.pace.text" in get(server.url + "preview.js")[1]

@@ -58,6 +58,8 @@ def test_systemd_protocol_and_sigterm_during_recording(tmp_path: Path, model_pat
                  "--record", str(rec)) as (proc, sock):
         first = messages_until(sock, b"READY=1")
         assert first[-1].startswith(b"READY=1\nSTATUS=running")
+        status = messages_until(sock, b"STATUS=")[-1]  # the first pass says the device's own pace
+        assert b"det/s, result" in status, status
         messages_until(sock, b"WATCHDOG=1")
         messages_until(sock, b"WATCHDOG=1")  # keeps pinging from the loop
         seg = rec / "seg-000001"

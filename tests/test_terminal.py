@@ -24,3 +24,10 @@ def test_status_line_prints_the_level_it_is_given() -> None:
     out = io.StringIO()
     StatusLine(out).show(threat(0.0, "centre"), AlertLevel.FAULT, 0, 0.0)
     assert out.getvalue().startswith("FAULT ")
+
+
+def test_status_line_shows_the_devices_own_pace() -> None:
+    out = io.StringIO()
+    StatusLine(out).show(threat(0.0, "centre"), AlertLevel.WARN, 0, 0.0,
+                         pace="7.2 det/s, result 0.14 s old (pi4, profile 155.1 ms); cpu 61 C, power ok")
+    assert "[7.2 det/s, result 0.14 s old (pi4, profile 155.1 ms); cpu 61 C, power ok]" in out.getvalue()

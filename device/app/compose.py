@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from device.app.pace_watch import PaceWatch
 from device.core.clock import NS_PER_S, Clock, MonotonicClock, ReplayClock
 from device.core.coco import class_id
 from device.core.config import Config
@@ -253,6 +255,7 @@ class CameraKeeper:
     def __init__(self, cfg: Config, source: str, clock: Clock, detector: Detector | None, recorder: Any) -> None:
         self.cfg, self.source, self.clock = cfg, source, clock
         self.detector, self.recorder = detector, recorder
+        self.wrap: Callable[[CameraFeed | None], CameraFeed | None] = lambda feed: feed  # the pace meter, once wired
         self.fault: Fault | None = None  # the camera could not be opened (cleared when a retry succeeds)
         self.looming: ThreadedLooming | None = None  # looming on the newest feed's own branch of frames
         self.frames: FrameSource | None = None
@@ -262,7 +265,7 @@ class CameraKeeper:
             self.fault = Fault(Part.CAMERA, Kind.UNAVAILABLE, str(e))
         self._next_retry = clock.now_ns() + round(CAMERA_RETRY_S * NS_PER_S)
 
-    def feed(self, frames: FrameSource | None) -> ThreadedCamera | None:
+    def feed(self, frames: FrameSource | None) -> CameraFeed | None:
         if frames is None:
             return None
         if self.detector is None:  # no model: nothing would look at the frames
@@ -271,7 +274,7 @@ class CameraKeeper:
                 self.frames = None
             return None
         frames, self.looming = threaded_with_looming(frames, self.cfg)
-        return ThreadedCamera(frames, camera_stage(self.detector, self.cfg), self.recorder)
+        return self.wrap(ThreadedCamera(frames, camera_stage(self.detector, self.cfg), self.recorder))
 
     def faults(self) -> tuple[Fault, ...]:
         return (self.fault,) if self.fault is not None else ()
@@ -310,6 +313,7 @@ class Device:
     camera: CameraKeeper
     recorder: Any
     static_faults: list[Fault] = field(default_factory=list)
+    pace: Any = None  # PaceWatch: detections per second, result age, the Pi's health
     guard: Any = None  # StallGuard, once assembled
     pipeline: Pipeline | None = None
 
@@ -329,10 +333,10 @@ class Device:
         (its detector thread starts now) and the pipeline."""
         from device.output.stall_guard import StallGuard
 
-        camera, recorder = self.camera, self.recorder
+        camera, recorder, pace = self.camera, self.recorder, self.pace
 
         def extra_faults() -> tuple[Fault, ...]:
-            out: tuple[Fault, ...] = camera.faults()
+            out: tuple[Fault, ...] = camera.faults() + (pace.faults() if pace is not None else ())
             fault = recorder.fault if recorder is not None else None
             if fault:
                 # The recorder words its fault in full ("recording: ...").
@@ -353,6 +357,8 @@ class Device:
         return self.pipeline
 
     def close(self) -> None:
+        if self.pace is not None:
+            self.pace.close()
         if self.guard is not None:
             self.guard.close()
         looming = self.pipeline.looming if self.pipeline is not None else None
@@ -396,6 +402,8 @@ def compose_device(cfg: Config, *, source: str, mock_pins: bool, record: str | N
     static += model_faults
     camera = CameraKeeper(cfg, source, clock, detector, None)
     device = Device(cfg, clock, factory, alerter, ranges, detector, camera, None, static)
+    device.pace = PaceWatch(cfg, clock)
+    camera.wrap = device.pace.wrap
     record_dir = record or cfg.recording.directory or None
     if record_dir:
         try:

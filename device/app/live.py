@@ -86,8 +86,20 @@ def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: 
             # Camera and sensor failures need no special case: the loop's own
             # checks report them for as long as they last, and clear them after.
 
+        pace = device.pace
+        status_every_ns = round(cfg.pace.health_period_s * NS_PER_S)
+        notes: list[str] = []  # said in systemd's STATUS, but not faults: the runner loses nothing
+        sent: dict[str, Any] = {"text": None, "at": -status_every_ns}  # STATUS on a level change, and every period
+
+        def send_status(level_text: str, faults: tuple[str, ...], now: int) -> None:
+            text = (level_text + (f" faults: {'; '.join(faults)}" if faults else "") + "".join(f", {n}" for n in notes)
+                    + (f" | {pace.text()}" if pace is not None else ""))
+            if text != sent["text"]:
+                notifier.status(text)
+            sent.update(text=text, at=now)
+
         def on_event(event: AlertEvent, threat: Threat) -> None:
-            notifier.status(f"{event.level.name}" + (f" faults: {'; '.join(event.faults)}" if event.faults else ""))
+            send_status(event.level.name, event.faults, event.t_ns)
 
         pipeline = device.assemble(on_event)
         stop = threading.Event()
@@ -106,7 +118,12 @@ def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: 
         def on_step(threat: Threat) -> None:
             now = clock.now_ns()
             pinger.beat(now)
-            status.show(threat, pipeline.level, pipeline.stats.frames, now / NS_PER_S)
+            if pace is not None:
+                pace.observe(now)
+                if now - sent["at"] >= status_every_ns:
+                    send_status(pipeline.level.name, threat.faults, now)
+            status.show(threat, pipeline.level, pipeline.stats.frames, now / NS_PER_S,
+                        pace=pace.text() if pace is not None else "")
             camera = pipeline.camera
             if (t_end is not None and now >= t_end) or (file_source and camera is not None and camera.ended):
                 stop.set()
@@ -118,7 +135,6 @@ def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: 
         for f in start_faults:
             print(f"fault: {f}", file=err)
         preview = None
-        notes: list[str] = []  # said in systemd's STATUS, but not faults: the runner loses nothing
         try:
             try:
                 preview = start_preview(opts.preview, err)
@@ -129,7 +145,10 @@ def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: 
                 print(f"rearguard: running without the preview: {e}", file=err, flush=True)
                 notes.append(f"preview off: {e}")
             if preview is not None:
-                preview.show(pipeline)
+                preview.show(pipeline, extra=(lambda: {"pace": pace.as_json()}) if pace is not None else None)
+            if pace is not None:
+                pace.start()
+                print(f"pace: board {pace.board.why}", file=err)
             device.guard.start()
             notifier.ready("running" + (f", faults: {'; '.join(start_faults)}" if start_faults else "")
                            + "".join(f", {n}" for n in notes))

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import sys
+from pathlib import Path
 
 from device import __version__
 from device.core.config import Config, ConfigError, load, to_toml
@@ -27,7 +28,36 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    print(to_toml(_config(args)), end="")
+    cfg = _config(args)
+    head = ""
+    if args.for_board is not None:
+        from device.perception import boards
+        from device.sensing.pi_health import read_model
+
+        known = boards.load()
+        try:
+            if args.for_board == "auto":
+                line = read_model(args.device_tree)
+                board = known.for_device_tree(line) if line else None
+                if board is None:
+                    print(f"rearguard: no board profile for {line or 'this machine (no device tree model)'}: "
+                          "the built-in defaults", file=sys.stderr)
+            else:
+                board = known.get(args.for_board)
+        except boards.BoardError as err:
+            print(f"rearguard: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        if board is not None:
+            new = boards.with_defaults(cfg, board)
+            if board.default_model is None:
+                head = f"# {board.title}: no defaults of its own in device/perception/boards.toml\n"
+            elif new is cfg:
+                head = f"# {board.title}: detector.model and input_size as this config sets them\n"
+            else:
+                head = (f"# {board.title}: detector.model and detector.input_size are its defaults "
+                        f"(device/perception/boards.toml: {board.default_why}); edit them to choose your own\n")
+            cfg = new
+    print(head + to_toml(cfg), end="")
     return 0
 
 
@@ -206,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="show the effective configuration")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = csub.add_parser("show", parents=[common], help="print the effective config as TOML")
+    show.add_argument("--for-board", metavar="NAME|auto", default=None,
+                      help="with the detector model and input size this board should use (pi5, pi4, zero2w: "
+                      "device/perception/boards.toml) where the config sets neither; auto: the board "
+                      "--device-tree names (scripts/install-pi.sh writes its config this way)")
+    show.add_argument("--device-tree", metavar="FILE", type=Path, default=Path("/proc/device-tree/model"),
+                      help="the device tree's model file, for --for-board auto (default: %(default)s)")
     show.set_defaults(func=cmd_config_show)
 
     for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check):

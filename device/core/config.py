@@ -342,6 +342,32 @@ def _check_recording_fits(camera: CameraConfig, rec: RecordingConfig) -> None:
             )
 
 
+BOARD_NAMES = ("pi5", "pi4", "zero2w")  # device/perception/boards.toml's boards (a test keeps them equal)
+
+
+class PaceConfig(_Strict):
+    """How the live device judges its own detector's pace."""
+
+    board: Literal["auto", "none", "pi5", "pi4", "zero2w"] = Field(
+        "auto",
+        description="the board profile the detector is held to: auto (from /proc/device-tree/model), "
+        "none (no degraded check), or pi5, pi4, zero2w",
+    )
+    degraded_factor: float = Field(
+        1.5, gt=1, le=10,
+        description="a detector slower than the board's profile by more than this factor is shown as degraded",
+    )
+    min_rate_hz: float = Field(
+        2.0, gt=0, le=30,
+        description="fewer camera results a second than this is a fault: under 2 the 1 s box-growth "
+        "window holds fewer than two results, so the camera gives no time to collision",
+    )
+    window_s: float = Field(3.0, ge=1, le=30, description="detections per second are counted over this window")
+    health_period_s: float = Field(
+        5.0, ge=1, le=60, description="how often a Pi's throttling flags and CPU temperature are read"
+    )
+
+
 class Config(_Strict):
     camera: CameraConfig = CameraConfig()
     detector: DetectorConfig = DetectorConfig()
@@ -350,6 +376,7 @@ class Config(_Strict):
     looming: LoomingConfig = LoomingConfig()
     outputs: OutputsConfig = OutputsConfig()
     recording: RecordingConfig = RecordingConfig()
+    pace: PaceConfig = PaceConfig()
 
     @field_validator("recording")
     @classmethod

@@ -15,6 +15,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from device.core.config import Config, from_dict
+
 INLINE = "inline"  # no board: detect every frame at once (the replay of old)
 
 
@@ -31,6 +33,11 @@ class Board:
     source: str
     # model -> input size -> (low, high) inference ms
     inference_ms: dict[str, dict[int, tuple[float, float]]]
+    # What this board should run (scripts/install-pi.sh writes it into the
+    # config it installs; a config that sets either key wins), and why.
+    default_model: str | None = None
+    default_input_size: int | None = None
+    default_why: str = ""
 
     def detect_ms(self, model: str, input_size: int, overhead: float) -> float:
         """The ms one detect() keeps the detector busy: the slow end of the
@@ -82,7 +89,11 @@ def parse(data: dict[str, Any]) -> Boards:
         missing = [k for k in ("title", "device_tree", "status", "source") if not isinstance(b.get(k), str)]
         if missing or b["status"] not in ("estimate", "measured"):
             raise BoardError(f"boards.{name}: needs title, device_tree, source and status estimate|measured")
-        boards[name] = Board(name, b["title"], b["device_tree"], b["status"], b["source"], models)
+        dm, ds, why = b.get("default_model"), b.get("default_input_size"), b.get("default_why", "")
+        if (dm is None) != (ds is None) or (dm is not None and ds not in models.get(dm, {})) or not isinstance(why, str):
+            raise BoardError(f"boards.{name}: default_model and default_input_size go together, "
+                             "name a model and size the board has a figure for, and default_why is text")
+        boards[name] = Board(name, b["title"], b["device_tree"], b["status"], b["source"], models, dm, ds, why)
     return Boards(float(data["detect_overhead"]), boards)
 
 
@@ -104,3 +115,14 @@ def estimate_table(boards: Boards | None = None, model: str = "yolox_nano") -> s
             cells.append(f"~{low:g}" if low == high else f"{low:g}-{high:g}")
         rows.append(f"| {b.title} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def with_defaults(cfg: Config, board: Board) -> Config:
+    """`cfg` with the board's detector model and input size where `cfg`
+    leaves them unset: a config that names either keeps its own choice of
+    both (a model chosen for its size, or the other way round)."""
+    if board.default_model is None or cfg.detector.model_fields_set & {"model", "input_size"}:
+        return cfg
+    data = cfg.model_dump(mode="python")
+    data["detector"].update(model=board.default_model, input_size=board.default_input_size)
+    return from_dict(data, f"the {board.name} defaults")

@@ -153,6 +153,7 @@ class PreviewServer:
         self.quality = quality
         self._clock = clock  # wall time: rate limiting only, never a decision
         self._source: Viewable | None = None
+        self._extra: Callable[[], dict[str, Any]] | None = None
         self._lock = threading.Lock()
         self._jpeg: bytes | None = None
         self._jpeg_at: float | None = None
@@ -184,8 +185,10 @@ class PreviewServer:
         host = self.host if ":" not in str(self.host) else f"[{self.host}]"
         return f"http://{host}:{self.port}/"
 
-    def show(self, source: Viewable) -> None:
+    def show(self, source: Viewable, extra: Callable[[], dict[str, Any]] | None = None) -> None:
+        """`extra`: more numbers for status.json (the device's pace and health)."""
         self._source = source
+        self._extra = extra
 
     def close(self) -> None:
         self._httpd.shutdown()
@@ -292,6 +295,9 @@ class PreviewServer:
                 for r in [v.ranges.get(s.name)]
             ],
         )
+        extra = self._extra
+        if extra is not None:
+            base.update(extra())
         return base
 
 
@@ -416,6 +422,7 @@ PAGE = """<!doctype html>
 <p><span id="level">...</span> <span id="threat">connecting</span></p>
 <p id="rates"></p>
 <p id="sensors"></p>
+<p id="pace"></p>
 <p id="faults"></p>
 <p class="dim">Rearguard preview: read-only, nothing can be changed from this page.</p>
 </main>
@@ -454,6 +461,7 @@ function show(s) {
     " \\u00b7 " + s.tracks.length + " tracked");
   text("sensors", s.sensors.map(x => x.name + ": " +
     (x.reading === "echo" ? x.metres.toFixed(2) + " m" : x.reading + (x.fault ? " " + x.fault : ""))).join(" \\u00b7 "));
+  text("pace", s.pace ? "pace: " + s.pace.text : "");
   text("faults", t && t.faults.length ? "faults: " + t.faults.join("; ") : "");
 }
 async function poll() {

@@ -58,8 +58,9 @@ class StatusLine:
         self._t0: float | None = None
         self._fps = 0.0
 
-    def show(self, threat: Threat, level: AlertLevel, frames: int, now_s: float) -> None:
-        """`level` is the felt level (`Pipeline.level`), never recomputed here."""
+    def show(self, threat: Threat, level: AlertLevel, frames: int, now_s: float, pace: str = "") -> None:
+        """`level` is the felt level (`Pipeline.level`), never recomputed here;
+        `pace` the device's own pace and health (`PaceWatch.text`), if any."""
         if self._t0 is None:
             self._t0, self._frames0 = now_s, frames
         elif now_s - self._t0 >= 1.0:
@@ -71,10 +72,12 @@ class StatusLine:
             return
         self._last_key, self._last_print = key, now_s
         line = f"{level.name:<7} {describe(threat)}  camera {self._fps:4.1f} fps"
+        if pace:
+            line += f"  [{pace}]"
         if threat.faults:
             line += "  FAULT " + "; ".join(threat.faults)
         if self.tty:
-            self.stream.write("\r\x1b[2K" + line[:200])
+            self.stream.write("\r\x1b[2K" + line[:300])
         else:
             self.stream.write(line + "\n")
         self.stream.flush()

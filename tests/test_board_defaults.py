@@ -1,0 +1,62 @@
+"""Defaults per board (issue 11 item 5): the detector model and input size
+each board should use, from boards.toml, applied where a config sets neither."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from device.core.config import from_dict, load
+from device.perception import boards
+
+
+def test_every_board_names_a_default_it_has_a_figure_for() -> None:
+    for b in boards.load().boards.values():
+        assert b.default_model is not None and b.default_input_size is not None, b.name
+        assert b.default_input_size in b.inference_ms[b.default_model]
+        assert b.default_why
+
+
+def test_the_config_wins_over_the_boards_defaults() -> None:
+    pi4 = boards.load().get("pi4")
+    plain = boards.with_defaults(from_dict({}), pi4)
+    assert (plain.detector.model, plain.detector.input_size) == (pi4.default_model, pi4.default_input_size)
+    for own in ({"input_size": 416}, {"model": "yolox_nano"}):
+        cfg = from_dict({"detector": own})
+        assert boards.with_defaults(cfg, pi4) is cfg  # either key set: the builder's choice stands
+    other = from_dict({"alerts": {"warn_ttc_s": 2.6}})
+    assert boards.with_defaults(other, pi4).alerts.warn_ttc_s == 2.6
+
+
+def test_a_bad_default_in_the_board_file_is_refused() -> None:
+    data = {"detect_overhead": 0.1, "boards": {"x": {
+        "title": "X", "device_tree": "X", "status": "estimate", "source": "s",
+        "yolox_nano": {"416": [1, 2]}, "default_model": "yolox_nano", "default_input_size": 256}}}
+    with pytest.raises(boards.BoardError, match="default_model"):
+        boards.parse(data)
+
+
+def config_show(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "device", "config", "show", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_config_show_for_the_board_the_device_tree_names(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.write_bytes(b"Raspberry Pi Zero 2 W Rev 1.0\0")
+    r = config_show("--config", "/dev/null", "--for-board", "auto", "--device-tree", str(model))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "config.toml"
+    out.write_text(r.stdout)
+    z = boards.load().get("zero2w")
+    cfg = load(out)
+    assert (cfg.detector.model, cfg.detector.input_size) == (z.default_model, z.default_input_size)
+    assert r.stdout.startswith("# Pi Zero 2 W: detector.model and detector.input_size are its defaults")
+    laptop = config_show("--config", "/dev/null", "--for-board", "auto", "--device-tree", str(tmp_path / "absent"))
+    assert laptop.returncode == 0 and "built-in defaults" in laptop.stderr
+    assert laptop.stdout == config_show("--config", "/dev/null").stdout
+    bad = config_show("--config", "/dev/null", "--for-board", "pi3")
+    assert bad.returncode == 2 and "unknown board 'pi3'" in bad.stderr
