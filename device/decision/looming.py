@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from device.core.clock import NS_PER_S
 from device.core.config import Config
+from device.decision.candidate import Candidate
 from device.perception.looming import LoomingParams, LoomingResult
 
 SOURCE = "looming"
@@ -50,9 +51,7 @@ class LoomingTrack:
         self.result = result
         self.streak = self.streak + 1 if result.ttc_s is not None else 0
 
-    def candidate(self, now_ns: int):  # -> threat.Candidate | None (imported late: no cycle)
-        from device.decision.threat import Candidate
-
+    def candidate(self, now_ns: int) -> Candidate | None:
         r = self.result
         if r is None or now_ns - r.t_ns > self.max_age_ns or self.streak < self.min_frames:
             return None

@@ -33,6 +33,7 @@ from device.core.coco import COCO_CLASSES
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
 from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import AlertLevel, Frame, Range, Threat
+from device.decision.candidate import Candidate
 from device.decision.looming import LoomingTrack
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.geometry import EDGE_PX, CameraGeometry, fuse_distances, ground_distance_m
@@ -62,21 +63,6 @@ FUSE_DISTANCE_TOLERANCE = 0.4
 GROUND_CHECK_WEIGHT = 0.02  # per observation, of the running mean of |ln(ground / height)|
 GROUND_CHECK_MIN = 10  # observations before the ground plane is trusted
 GROUND_CHECK_MAX = 0.3  # mean |ln ratio| above this (35 %): the ground plane is off
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """Something that might be the threat, before the policy ranks it."""
-
-    source: str  # camera | ultrasonic | fused | looming
-    label: str
-    distance_m: float
-    bearing_deg: float
-    ttc_s: float | None
-    in_path: bool
-    # The box touches the top or bottom of the image: the object is taller
-    # than the box, so distance_m is only an upper bound.
-    clipped: bool = False
 
 
 @dataclass(frozen=True)
