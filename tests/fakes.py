@@ -103,6 +103,7 @@ class SlotFrames:
     def __init__(self) -> None:
         self.slot: LatestSlot[Frame] = LatestSlot()
         self.error: str | None = None
+        self.closed = False
 
     def put(self, t_ns: int, seq: int, *, frozen: bool = False) -> None:
         # A real sensor's noise makes every frame differ; frozen=True repeats one.
@@ -116,6 +117,7 @@ class SlotFrames:
         return self.slot.wait(timeout)
 
     def close(self) -> None:
+        self.closed = True
         self.slot.close()
 
 

@@ -15,6 +15,7 @@ from device.decision.looming import LoomingTrack, looming_params
 from device.decision.threat import ThreatEstimator
 from device.perception.looming import LoomingEstimator, LoomingResult, corridor_polygon
 from device.pipeline import CameraStage, InlineCamera, Pipeline, inline_with_looming
+from fakes import SlotFrames
 from looming_scene import GROUND, Camera, post, render, side_wall, wall
 
 FPS = 15
@@ -220,27 +221,6 @@ def test_preview_draws_the_corridor_and_the_expanding_region_with_its_ttc():
     none = draw(image, Overlay(level=AlertLevel.CLEAR, threat=None, tracks=(), sensors=(), ranges={}, hfov_deg=66.0,
                                alerts=cfg.alerts, looming=LoomingResult(t_ns=0, seq=0, ttc_s=None, corridor=poly)))
     assert not near(none, LOOMING_BGR).any()  # nothing looms: no region drawn
-
-
-class SlotFrames:
-    """A FrameSource fed by the test, like the capture thread's slot."""
-
-    def __init__(self) -> None:
-        from device.sensing.camera import LatestSlot
-
-        self.slot = LatestSlot()
-        self.closed = False
-        self.error = None
-
-    def latest(self):
-        return self.slot.take()
-
-    def wait(self, timeout: float) -> bool:
-        return self.slot.wait(timeout)
-
-    def close(self) -> None:
-        self.closed = True
-        self.slot.close()
 
 
 def test_threaded_looming_sees_every_frame_beside_a_detector_that_never_reads():

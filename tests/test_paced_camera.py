@@ -15,7 +15,7 @@ from device.core.config import Config
 from device.core.types import Detections, Frame
 from device.perception import boards
 from device.pipeline import CameraStage, DetectorPace, PacedCamera, ThreadedCamera
-from device.sensing.camera import LatestSlot
+from fakes import SlotFrames
 
 MS = 1_000_000
 
@@ -129,23 +129,6 @@ def test_bad_pace_is_refused() -> None:
 
 
 # ------------------------------------------------ against the threaded device
-
-
-class SlotFrames:
-    """The device's frame source: a one-slot mailbox the camera overwrites."""
-
-    def __init__(self) -> None:
-        self.slot: LatestSlot[Frame] = LatestSlot()
-        self.error: str | None = None
-
-    def latest(self) -> Frame | None:
-        return self.slot.take()
-
-    def wait(self, timeout: float) -> bool:
-        return self.slot.wait(timeout)
-
-    def close(self) -> None:
-        self.slot.close()
 
 
 class SteppedDetector:

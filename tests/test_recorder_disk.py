@@ -23,7 +23,7 @@ from device.record.format import Recording
 from device.record.incidents import DeviceRecording
 from device.record.segments import SegmentedRecorder
 from device.record.worker import RecorderThread
-from device.sensing.camera import LatestSlot
+from fakes import SlotFrames
 
 SENSORS = Config().ranging.sensors
 
@@ -59,23 +59,6 @@ def segments(d: Path, *, segment_s: float = 5.0, min_free_mb: float = 0.1) -> Se
                              segment_s=segment_s, budget_mb=100.0, min_free_mb=min_free_mb)
 
 
-class Frames:
-    width, height = 64, 48
-
-    def __init__(self) -> None:
-        self.slot: LatestSlot[Frame] = LatestSlot()
-        self.error: str | None = None
-
-    def latest(self) -> Frame | None:
-        return self.slot.take()
-
-    def wait(self, timeout: float) -> bool:
-        return self.slot.wait(timeout)
-
-    def close(self) -> None:
-        self.slot.close()
-
-
 class CountingDetector:
     def __init__(self) -> None:
         self.seen: list[int] = []
@@ -96,7 +79,7 @@ def test_no_inode_left_for_a_segment_never_stops_the_camera(tmp_path: Path, inod
     # detector thread -> "camera: detector stopped", no frame detected after.
     with tmpfs(tmp_path / "disk", f"size=20m,nr_inodes={inodes}") as disk:
         rec = RecorderThread(DeviceRecording(segments(disk / "rec")))
-        frames, det = Frames(), CountingDetector()
+        frames, det = SlotFrames(), CountingDetector()
         camera = ThreadedCamera(frames, CameraStage(det, Config().camera), rec)
         try:
             for i in range(200):  # 20 s: the segment changes at 5 s, retries at 15 s

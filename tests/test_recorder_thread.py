@@ -14,8 +14,8 @@ from device.core.config import Config
 from device.core.types import AlertEvent, AlertLevel, Detections, Frame, Range
 from device.pipeline import CameraStage, InlineCamera, Pipeline
 from device.record.worker import STUCK_S, RecorderThread, summary
-from device.sensing.camera import LatestSlot
 from device.sensing.ultrasonic import RecordedRanges
+from fakes import SlotFrames
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0].name
@@ -58,23 +58,6 @@ class BlockingSink:
 
     def close(self) -> None:
         self.closed = True
-
-
-class SlotFrames:
-    width, height = 64, 48
-
-    def __init__(self) -> None:
-        self.slot: LatestSlot[Frame] = LatestSlot()
-        self.error: str | None = None
-
-    def latest(self) -> Frame | None:
-        return self.slot.take()
-
-    def wait(self, timeout: float) -> bool:
-        return self.slot.wait(timeout)
-
-    def close(self) -> None:
-        self.slot.close()
 
 
 class NoDetections:
