@@ -101,10 +101,13 @@ static int respond(double seconds, const char *trigger, const char *echo, double
         int v = read_line(tfd);
         if (v && !last) triggers++;
         if (!v && last && efd >= 0) {
-            sleep_until(now_s() + 0.0005);
+            /* spin, not sleep: a timer wake-up under emulation comes late
+             * by up to milliseconds, a spin by one clock read */
+            double fell = now_s();
+            while (now_s() < fell + 0.0005) {}
             double up = now_s();
             set_pull(efd, "pull-up");
-            sleep_until(up + width);
+            while (now_s() < up + width) {}
             set_pull(efd, "pull-down");
             sum_high += now_s() - up;
             answered++;

@@ -2,7 +2,7 @@
 # Runs inside scripts/check-gpio-vm.sh's VM (as root, from systemd units the
 # host script installs), in two roles:
 #   setup  (before rearguard.service) load gpio-sim, make a 54-line chip
-#          through configfs, show gpiozero a Raspberry Pi 4 in /proc/cpuinfo
+#          through configfs, write a /proc/cpuinfo that shows gpiozero a Pi 4
 #   check  (after it) measure the pins, answer the echo, print "GPIOVM ..."
 #          result lines on the serial console for the host to judge, power off
 set -uo pipefail
@@ -27,9 +27,9 @@ setup() {
     echo "$sim" > "$RUN/sim"
     # gpiozero reads the board from the Revision line (c03114: a Pi 4 B,
     # whose lgpio chip is gpiochip0); onnxruntime still reads the real CPU.
+    # The unit's drop-in binds it over the service's /proc/cpuinfo.
     { cat /proc/cpuinfo; printf 'Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n'; } \
         > "$RUN/cpuinfo"
-    mount --bind "$RUN/cpuinfo" /proc/cpuinfo
     echo "GPIOVM setup chip=$(cat "$c/bank0/chip_name") dev=$(ls -l /dev/gpiochip0 | awk '{ print $1, $3, $4 }') sim=$sim"
 }
 
@@ -57,6 +57,16 @@ check() {
     t0=$(date +%s)
     for i in $(seq 600); do
         [ "$(status ActiveState)" = active ] && break
+        if [ "$(status NRestarts)" -ge 2 ]; then
+            echo "GPIOVM FAIL rearguard.service restarted $(status NRestarts) times:"
+            journalctl -u rearguard.service -o cat --no-pager | tail -40 | sed 's/^/GPIOVM journal /'
+            break
+        fi
+        if systemctl -q is-failed rearguard-check-gpiosim.service; then
+            echo "GPIOVM FAIL the gpio-sim setup failed:"
+            journalctl -u rearguard-check-gpiosim.service -o cat --no-pager | tail -20 | sed 's/^/GPIOVM setup-journal /'
+            break
+        fi
         sleep 1
     done
     echo "GPIOVM ready active=$(status ActiveState) after_s=$(( $(date +%s) - t0 )) status=$(status StatusText | tr ' ' '_')"
@@ -74,12 +84,12 @@ for lv in (AlertLevel.FAULT, AlertLevel.WARN):
     # 1. nothing answers the echo: FAULT, echo-never-rises
     wait_level FAULT 120 || echo "GPIOVM note no FAULT level seen in 120 s"
     echo "GPIOVM status_fault $(status_json | tr -d ' ')"
-    "$HELPER" respond 8 "$SIM/sim_gpio$TRIGGER/value" "$SIM/sim_gpio$ECHO/pull" 0 | sed 's/^/GPIOVM fault /' &
+    chrt -f 10 "$HELPER" respond 8 "$SIM/sim_gpio$TRIGGER/value" "$SIM/sim_gpio$ECHO/pull" 0 | sed 's/^/GPIOVM fault /' &
     duty FAULT 7.8  # four FAULT periods (1.95 s): the fraction does not depend on the phase
     wait
     echo "GPIOVM journal_echo_never_rises $(journalctl -u rearguard.service -o cat --no-pager | grep -c echo-never-rises)"
     # 2. the responder answers as an object at WARN_DISTANCE_M would: WARN
-    "$HELPER" respond 600 "$SIM/sim_gpio$TRIGGER/value" "$SIM/sim_gpio$ECHO/pull" "$WARN_DISTANCE_M" > "$RUN/warn.out" &
+    chrt -f 10 "$HELPER" respond 600 "$SIM/sim_gpio$TRIGGER/value" "$SIM/sim_gpio$ECHO/pull" "$WARN_DISTANCE_M" > "$RUN/warn.out" &
     local responder=$!
     if wait_level WARN 120; then
         echo "GPIOVM warn_level seen"
@@ -100,6 +110,6 @@ for lv in (AlertLevel.FAULT, AlertLevel.WARN):
 
 case "${1-}" in
     setup) setup ;;
-    check) check > /dev/ttyS0 2>&1; systemctl poweroff ;;
+    check) check > /dev/ttyS0 2>&1 ;;
     *) echo "usage: $0 setup|check" >&2; exit 2 ;;
 esac

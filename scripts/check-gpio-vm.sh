@@ -21,6 +21,8 @@
 # Needs root, qemu-system-x86 (installed with apt-get if missing) and
 # network to the Debian mirror and PyPI while the root is built (the VM
 # itself has no network). Heavy steps run under `nice -n 10`.
+# CHECK_GPIO_VM_REUSE=1 reuses the last run's installed root (for work on
+# the check itself: the project is then not reinstalled).
 # Cached under .cache/check-gpio-vm/ (gitignored): the system root (kernel,
 # gpio-sim, build tools) as a tarball; the base root, stand-in packages,
 # video and pip cache come from scripts/check-systemd.sh --prepare-root.
@@ -117,9 +119,15 @@ MODEL="$SHARED/models/yolox_nano.onnx"
 [ -f "$MODEL" ] || fail "no model at $MODEL (the shared materials belong beside the repo)"
 ROOT="$CACHE/root"
 t=$(date +%s.%N)
-rm -rf "$ROOT"
-mkdir -p "$ROOT"
-tar -C "$ROOT" -xf "$SYS"
+if [ "${CHECK_GPIO_VM_REUSE:-0}" = 1 ] && [ -x "$ROOT/opt/rearguard/.venv/bin/rearguard" ]; then
+    REUSE=1  # (for working on the check itself) the last run's installed root
+    say "CHECK_GPIO_VM_REUSE=1: reusing the installed root of the last run"
+else
+    REUSE=0
+    rm -rf "$ROOT"
+    mkdir -p "$ROOT"
+    tar -C "$ROOT" -xf "$SYS"
+fi
 KVER="$(ls "$ROOT/lib/modules" | sort -V | tail -1)"
 # The project, by the unmodified installer, as when building an SD card
 # image (a chroot: no systemd running, the unit enabled offline). The
@@ -133,6 +141,7 @@ for item in "${SOURCE_ITEMS[@]}"; do
 done
 find "$SNAPSHOT" -name __pycache__ -prune -exec rm -rf {} +
 BINDS=(--bind-ro="$SNAPSHOT:/mnt/rearguard" --bind-ro="$SHARED:/mnt/shared" --bind="$REPO/.cache/check-systemd/pip:/root/.cache/pip")
+if [ "$REUSE" = 0 ]; then
 in_root "$ROOT" "${BINDS[@]}" -- bash /mnt/rearguard/scripts/install-pi.sh --model /mnt/shared/models/yolox_nano.onnx \
     > "$CACHE/install.log" 2>&1 || { cat "$CACHE/install.log" >&2; fail "the installer failed"; }
 grep -q "installed: " "$CACHE/install.log" || { cat "$CACHE/install.log" >&2; fail "the installer did not say it installed"; }
@@ -141,7 +150,8 @@ grep -q "installed: " "$CACHE/install.log" || { cat "$CACHE/install.log" >&2; fa
 # from PyPI (the same C library, with its 0.2.2.0 manylinux wheel).
 in_root "$ROOT" "${BINDS[@]}" -- /opt/rearguard/.venv/bin/python -m pip install --quiet 'lgpio>=0.2' \
     >> "$CACHE/install.log" 2>&1 || { tail -20 "$CACHE/install.log" >&2; fail "pip install lgpio failed"; }
-ok "installed with scripts/install-pi.sh ($(grep -o 'installed: .*' "$CACHE/install.log")) and lgpio $(in_root "$ROOT" -- /opt/rearguard/.venv/bin/python -c 'import lgpio; print(lgpio.LGPIO_PY_VERSION)' 2>/dev/null || echo '?') in $(elapsed "$t") s"
+ok "installed with scripts/install-pi.sh ($(grep -o 'installed: .*' "$CACHE/install.log")) and lgpio $(in_root "$ROOT" -- /opt/rearguard/.venv/bin/python -c 'import lgpio; v = lgpio.LGPIO_PY_VERSION; print(f"{v >> 24}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}")' 2>/dev/null || echo '?') in $(elapsed "$t") s"
+fi
 
 # the check's own pieces, and the units that run them
 D="$ROOT/var/lib/rearguard-check"
@@ -157,7 +167,6 @@ cat > "$D/config.toml" <<'TOML'
 max_age_s = 5.0
 
 [detector]
-input_size = 128
 threads = 1
 classes = ["giraffe"]
 
@@ -175,7 +184,7 @@ After=systemd-udevd.service sys-kernel-config.mount
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/var/lib/rearguard-check/inside.sh setup
+ExecStart=/bin/bash /var/lib/rearguard-check/inside.sh setup
 StandardOutput=tty
 TTYPath=/dev/ttyS0
 [Install]
@@ -187,13 +196,16 @@ Description=rearguard check: measure the pins
 After=rearguard.service rearguard-check-gpiosim.service
 [Service]
 Type=oneshot
-ExecStart=/var/lib/rearguard-check/inside.sh check
+ExecStart=/bin/bash /var/lib/rearguard-check/inside.sh check
+# pass or fail, the VM ends when the check does
+ExecStopPost=/bin/systemctl --no-block poweroff
 [Install]
 WantedBy=multi-user.target
 UNIT
 # The drop-in changes what emulation forces, no more: the video as camera,
 # the preview on localhost (the check reads its numbers), the check config,
-# and longer start and watchdog limits (TCG runs the code 10-50x slower).
+# the Pi's Revision line, and longer start and watchdog limits (TCG runs the
+# code 10-50x slower).
 # The pin factory stays the unit's own: GPIOZERO_PIN_FACTORY=lgpio.
 mkdir -p "$ROOT/etc/systemd/system/rearguard.service.d"
 cat > "$ROOT/etc/systemd/system/rearguard.service.d/check.conf" <<'UNIT'
@@ -206,6 +218,9 @@ ExecStart=
 ExecStart=/opt/rearguard/.venv/bin/rearguard run --source /var/lib/rearguard-check/loop.avi --preview 127.0.0.1:8088 --quiet
 TimeoutStartSec=900
 WatchdogSec=30s
+# the unit's ProtectProc= gives it a /proc of its own: the Revision line
+# goes in there
+BindReadOnlyPaths=/run/rearguard-check/cpuinfo:/proc/cpuinfo
 UNIT
 mkdir -p "$ROOT/etc/systemd/system/multi-user.target.wants"
 for u in rearguard-check-gpiosim rearguard-check; do
@@ -230,7 +245,7 @@ SERIAL="$CACHE/serial.log"
 VM_TIMEOUT=${VM_TIMEOUT:-1500}
 t=$(date +%s.%N)
 say "booting $KVER in qemu (TCG; up to $VM_TIMEOUT s)"
-timeout "$VM_TIMEOUT" nice -n 10 qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
+timeout "$VM_TIMEOUT" nice -n 10 qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -smp 3 -m 2048 \
     -kernel "$ROOT/boot/vmlinuz-$KVER" -initrd "$ROOT/boot/initrd.img-$KVER" \
     -append "root=/dev/vda rw console=ttyS0 quiet" \
     -drive "file=$IMG,if=virtio,format=raw,cache=unsafe" \
@@ -253,6 +268,11 @@ tol, dtol = float(os.environ["DUTY_TOL"]), float(os.environ["DIST_TOL_M"])
 bad = []
 def find(prefix):
     return [l[len(prefix):].strip() for l in lines if l.startswith(prefix)]
+def loads(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
 def kv(text):
     return dict(m.groups() for m in re.finditer(r"(\w+)=(\S+)", text))
 ready = find("GPIOVM ready")
@@ -273,7 +293,7 @@ def duty(level):
         if verdict != "ok":
             bad.append(f"{level} {pin} duty {g:.3f}, pattern {n:.3f}")
 fault_status = find("GPIOVM status_fault")
-st = json.loads(fault_status[0]) if fault_status else {}
+st = loads(fault_status[0]) if fault_status else {}
 if st.get("level") != "FAULT":
     bad.append(f"no FAULT with nothing answering the echo: {st.get('level')}")
 duty("FAULT")
@@ -291,7 +311,7 @@ if trig == 0:
 if find("GPIOVM warn_level seen"):
     print("check-gpio-vm: ok: WARN with the responder answering at 1.40 m")
     duty("WARN")
-    ms = [s["metres"] for l in find("GPIOVM status_warn") for s in json.loads(l).get("sensors", []) if s.get("metres")]
+    ms = [s["metres"] for l in find("GPIOVM status_warn") for s in loads(l).get("sensors", []) if s.get("metres")]
     wr = kv((find("GPIOVM warn respond") or [""])[0])
     if ms:
         med = statistics.median(ms)
