@@ -4,8 +4,8 @@
  * emulation, and only a tight loop of pread()s sees it.
  *
  *   helper sample SECONDS INTERVAL_US VALUE_PATH...
- *       every INTERVAL_US (absolute clock, no drift) reads each line; prints
- *       per line: "sample PATH high=FRACTION samples=N rises=R"
+ *       every INTERVAL_US reads each line; prints per line "sample PATH
+ *       high=FRACTION samples=N rises=R" (FRACTION of the time it was high)
  *   helper respond SECONDS TRIGGER_VALUE_PATH ECHO_PULL_PATH DISTANCE_M
  *       polls the trigger line; counts its rises; with DISTANCE_M > 0 it
  *       answers each fall like an HC-SR04: the echo line goes high (pull-up)
@@ -63,28 +63,36 @@ static void sleep_until(double t) {
 }
 
 static int sample(double seconds, long interval_us, int n, char **paths) {
+    /* Time-weighted: each reading stands for the time until the next one,
+     * so a late wake-up (emulation, load) neither drops nor double-counts
+     * time; a missed deadline is skipped, not caught up in a burst. */
     int fd[n];
-    long high[n], rises[n], last[n];
+    long rises[n], last[n];
+    double high_s[n];
     long samples = 0;
     for (int i = 0; i < n; i++) {
         fd[i] = open_or_die(paths[i], O_RDONLY);
-        high[i] = rises[i] = 0;
+        high_s[i] = 0;
+        rises[i] = 0;
         last[i] = read_line(fd[i]);
     }
-    double t0 = now_s(), t = t0;
-    while (t - t0 < seconds) {
+    double t0 = now_s(), prev = t0, next = t0, t;
+    while ((t = now_s()) - t0 < seconds) {
         for (int i = 0; i < n; i++) {
+            high_s[i] += last[i] ? t - prev : 0;
             int v = read_line(fd[i]);
-            high[i] += v;
             rises[i] += v && !last[i];
             last[i] = v;
         }
+        prev = t;
         samples++;
-        t += interval_us / 1e6;
-        sleep_until(t);
+        next += interval_us / 1e6;
+        if (next < now_s()) next = now_s() + interval_us / 1e6;
+        sleep_until(next);
     }
     for (int i = 0; i < n; i++)
-        printf("sample %s high=%.4f samples=%ld rises=%ld\n", paths[i], (double)high[i] / samples, samples, rises[i]);
+        printf("sample %s high=%.4f samples=%ld rises=%ld seconds=%.3f\n", paths[i], high_s[i] / (prev - t0), samples,
+               rises[i], prev - t0);
     return 0;
 }
 

@@ -47,7 +47,7 @@ wait_level() {  # wait_level LEVEL SECONDS
 }
 # duty cycles of the haptic and buzzer lines over SECONDS, sampled every 2 ms
 duty() {  # duty NAME SECONDS
-    "$HELPER" sample "$2" 2000 "$SIM/sim_gpio$HAPTIC/value" "$SIM/sim_gpio$BUZZER/value" \
+    chrt -f 20 "$HELPER" sample "$2" 2000 "$SIM/sim_gpio$HAPTIC/value" "$SIM/sim_gpio$BUZZER/value" \
         | sed "s|$SIM/sim_gpio$HAPTIC/value|haptic|; s|$SIM/sim_gpio$BUZZER/value|buzzer|; s|^sample|GPIOVM duty $1|"
 }
 

@@ -18,6 +18,22 @@
 # trigger pulsing; then with the responder answering at 1.40 m: WARN, its
 # duty cycles against the WARN pattern, and the distance the sensor reports.
 #
+# Measured here (shared 2-core machine, load 5-11), 1 Dec 2026: 341 s
+# with the system root cached (install 48-110 s, VM 243-286 s); building the
+# system root adds about 4 min. READY 1-3 s after the check starts; FAULT
+# with echo-never-rises, 7-8 on-segments in four FAULT periods (8 played),
+# high 33-39 % (pattern 38.5 %) in 2 of 3 runs (the third, at load ~11 and
+# with a sampler since made time-weighted: 27 % / 54 %); the trigger
+# at 3.9-4.0 pings/s with nothing answering; with the responder at 1.40 m
+# every trigger answered, WARN reached, the distance 1.40-1.49 m median
+# (single readings 1.39-2.06 m: emulation delays the echo's falling edge).
+# NOT met under emulation: WARN's rhythm (0.10 s on, 0.15 s off) needs the
+# 50 Hz loop; at 13-16 Hz the lines showed 5-10 on-segments where the
+# pattern plays 16 in 4 s, and the check FAILS on that (it fails, not
+# passes, when the loop cannot play the pattern). The camera path also
+# stalls at times (a 128x128 frame takes seconds), which gives FAULT
+# moments during the WARN phase.
+#
 # Needs root, qemu-system-x86 (installed with apt-get if missing) and
 # network to the Debian mirror and PyPI while the root is built (the VM
 # itself has no network). Heavy steps run under `nice -n 10`.
@@ -160,13 +176,30 @@ cp "$REPO/scripts/check-gpio-vm-inside.sh" "$D/inside.sh"
 cp "$REPO/scripts/check-gpio-vm-helper.c" "$D/helper.c"
 in_root "$ROOT" -- gcc -O2 -Wall -o /var/lib/rearguard-check/helper /var/lib/rearguard-check/helper.c \
     || fail "the helper did not compile"
-# the check's camera: a small video, and a detector that looks for no class
-# the video shows (giraffes), so the alerts come from the ultrasonic path
+# The detector at 416x416 takes tens of seconds a frame under emulation and
+# the camera then counts as stalled (FAULT): the check's detector is the
+# same model made input-size-free (`rearguard models dynamic`, built on
+# this machine with the checkout's .venv, cached) at 128x128, looking for a
+# class the video never shows (giraffes), so the alerts come from the
+# ultrasonic path alone.
+MODELS="$CACHE/models"
+if [ ! -f "$MODELS/yolox_nano_dynamic.onnx" ]; then
+    [ -x "$REPO/.venv/bin/rearguard" ] || bash "$REPO/scripts/bootstrap.sh" > "$CACHE/bootstrap.log" 2>&1 \
+        || { tail -20 "$CACHE/bootstrap.log" >&2; fail "scripts/bootstrap.sh failed"; }
+    mkdir -p "$MODELS"
+    REARGUARD_MODELS="$MODELS" "$REPO/.venv/bin/rearguard" models install "$MODEL" > /dev/null
+    REARGUARD_MODELS="$MODELS" nice -n 10 "$REPO/.venv/bin/rearguard" models dynamic > /dev/null \
+        || fail "rearguard models dynamic failed"
+fi
+cp "$MODELS"/yolox_nano_dynamic.onnx* "$ROOT/usr/local/share/rearguard/models/"
+chmod 644 "$ROOT/usr/local/share/rearguard/models/"yolox_nano_dynamic.onnx*
 cat > "$D/config.toml" <<'TOML'
 [camera]
 max_age_s = 5.0
 
 [detector]
+model = "yolox_nano_dynamic"
+input_size = 128
 threads = 1
 classes = ["giraffe"]
 
@@ -245,7 +278,7 @@ SERIAL="$CACHE/serial.log"
 VM_TIMEOUT=${VM_TIMEOUT:-1500}
 t=$(date +%s.%N)
 say "booting $KVER in qemu (TCG; up to $VM_TIMEOUT s)"
-timeout "$VM_TIMEOUT" nice -n 10 qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -smp 3 -m 2048 \
+timeout "$VM_TIMEOUT" nice -n 10 qemu-system-x86_64 -machine q35 -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
     -kernel "$ROOT/boot/vmlinuz-$KVER" -initrd "$ROOT/boot/initrd.img-$KVER" \
     -append "root=/dev/vda rw console=ttyS0 quiet" \
     -drive "file=$IMG,if=virtio,format=raw,cache=unsafe" \
@@ -258,10 +291,12 @@ grep -q '^GPIOVM done' "$CACHE/results.txt" || { tail -40 "$SERIAL" >&2; fail "t
 say "VM ran ${vm_s} s"
 
 # ---------------------------------------------------------------- judge
-# Duty cycles within DUTY_TOL of the pattern's own on-fraction (edges land up
-# to one 20 ms loop period late, more under emulation); the answered echo's
-# distance within DIST_TOL_M of what the responder played.
-DUTY_TOL=0.06 DIST_TOL_M=0.25 python3 - "$CACHE/results.txt" <<'PY' || fail "see above"
+# Duty cycles within DUTY_TOL of the pattern's own on-fraction, or more
+# where the loop runs slower than its 50 Hz (emulation): a pattern edge lands
+# up to one loop period late, so each on-segment may be a loop period
+# longer or shorter. The answered echo's distance within DIST_TOL_M of what
+# the responder played.
+DUTY_TOL=0.06 DIST_TOL_M=0.3 python3 - "$CACHE/results.txt" <<'PY' || fail "see above"
 import json, os, re, statistics, sys
 lines = [l.rstrip("\n") for l in open(sys.argv[1])]
 tol, dtol = float(os.environ["DUTY_TOL"]), float(os.environ["DIST_TOL_M"])
@@ -281,22 +316,36 @@ if not ready or kv(ready[0]).get("active") != "active":
 else:
     print(f"check-gpio-vm: ok: READY {kv(ready[0])['after_s']} s after the check started, STATUS {kv(ready[0])['status'].replace('_', ' ')}")
 nominal = {l.split()[0]: kv(l) for l in find("GPIOVM nominal")}
-def duty(level):
+def loop_hz(prefix):
+    hz = [loads(l).get("loop_hz") for l in find(prefix)]
+    hz = [h for h in hz if h]
+    return statistics.median(hz) if hz else 50.0
+ON_SEGMENTS = {"FAULT": 2, "WARN": 1}
+def duty(level, hz):
+    per = float(nominal[level]["period_s"])
+    t = max(tol, ON_SEGMENTS[level] / hz / per)
+    print(f"check-gpio-vm: {level}: loop {hz:.1f} Hz, duty tolerance +-{t:.1%}")
     got = {l.split()[0]: kv(l) for l in find(f"GPIOVM duty {level}")}
     for pin in ("haptic", "buzzer"):
         if pin not in got:
             bad.append(f"{level}: no {pin} duty measured"); continue
         g, n = float(got[pin]["high"]), float(nominal[level][pin])
-        verdict = "ok" if abs(g - n) <= tol else "FAIL"
-        print(f"check-gpio-vm: {verdict}: {level} {pin} GPIO line high {g:.1%} of {got[pin]['samples']} samples "
-              f"(pattern {n:.1%}, +-{tol:.0%}), {got[pin]['rises']} rises")
+        verdict = "ok" if abs(g - n) <= t else "FAIL"
+        print(f"check-gpio-vm: {verdict}: {level} {pin} GPIO line high {g:.1%} of the time ({got[pin]['samples']} samples; "
+              f"pattern {n:.1%}), {got[pin]['rises']} rises")
         if verdict != "ok":
             bad.append(f"{level} {pin} duty {g:.3f}, pattern {n:.3f}")
+        # the rhythm too: as many on-segments as the pattern plays in the window
+        want = ON_SEGMENTS[level] * round(float(got[pin].get("seconds", 0)) / per)
+        r = int(got[pin]["rises"])
+        if r < 0.75 * want or r > 1.25 * want + 1:
+            print(f"check-gpio-vm: FAIL: {level} {pin}: {r} rises, the pattern plays {want} in the window")
+            bad.append(f"{level} {pin} {r} rises, pattern {want}")
 fault_status = find("GPIOVM status_fault")
 st = loads(fault_status[0]) if fault_status else {}
 if st.get("level") != "FAULT":
     bad.append(f"no FAULT with nothing answering the echo: {st.get('level')}")
-duty("FAULT")
+duty("FAULT", loop_hz("GPIOVM status_fault"))
 faults = [s.get("fault") for s in st.get("sensors", [])]
 never = int((find("GPIOVM journal_echo_never_rises") or ["0"])[0])
 if "echo-never-rises" in faults or never:
@@ -310,7 +359,7 @@ if trig == 0:
     bad.append("the trigger never pulsed")
 if find("GPIOVM warn_level seen"):
     print("check-gpio-vm: ok: WARN with the responder answering at 1.40 m")
-    duty("WARN")
+    duty("WARN", loop_hz("GPIOVM status_warn"))
     ms = [s["metres"] for l in find("GPIOVM status_warn") for s in loads(l).get("sensors", []) if s.get("metres")]
     wr = kv((find("GPIOVM warn respond") or [""])[0])
     if ms:
