@@ -30,15 +30,14 @@ setup() {
     # The unit's drop-in binds it over the service's /proc/cpuinfo.
     { cat /proc/cpuinfo; printf 'Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n'; } \
         > "$RUN/cpuinfo"
-    echo "GPIOVM setup chip=$(cat "$c/bank0/chip_name") dev=$(ls -l /dev/gpiochip0 | awk '{ print $1, $3, $4 }') sim=$sim"
+    echo "GPIOVM setup chip=$(cat "$c/bank0/chip_name") dev=$(stat -c '%A %U %G' /dev/gpiochip0) sim=$sim"
 }
 
 status() { systemctl show rearguard.service -p "$1" --value; }
 # the preview's numbers (the unit's drop-in runs it on localhost)
 status_json() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:8088/status.json", timeout=10).read().decode())'; }
 wait_level() {  # wait_level LEVEL SECONDS
-    local i
-    for i in $(seq "$2"); do
+    for _ in $(seq "$2"); do
         status_json 2>/dev/null | python3 -c 'import json, sys; sys.exit(json.load(sys.stdin).get("level") != sys.argv[1])' "$1" \
             && return 0
         sleep 1
@@ -53,9 +52,9 @@ duty() {  # duty NAME SECONDS
 
 check() {
     SIM="$(cat "$RUN/sim")"
-    local t0 i
+    local t0
     t0=$(date +%s)
-    for i in $(seq 600); do
+    for _ in $(seq 600); do
         [ "$(status ActiveState)" = active ] && break
         if [ "$(status NRestarts)" -ge 2 ]; then
             echo "GPIOVM FAIL rearguard.service restarted $(status NRestarts) times:"
@@ -94,7 +93,7 @@ for lv in (AlertLevel.FAULT, AlertLevel.WARN):
     if wait_level WARN 120; then
         echo "GPIOVM warn_level seen"
         duty WARN 4.0  # sixteen WARN periods (0.25 s)
-        for i in $(seq 10); do
+        for _ in $(seq 10); do
             echo "GPIOVM status_warn $(status_json | tr -d ' ')"
             sleep 0.5
         done

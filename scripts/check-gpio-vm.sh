@@ -87,7 +87,7 @@ SYS="$CACHE/sys-$(printf '%s\n' "$SYS_PACKAGES" "$(sed -n '/^build_gpio_sim()/,/
 # in) from the kernel's own source, against its own headers.
 build_gpio_sim() {
     local root="$1" kver
-    kver="$(ls "$root/lib/modules" | sort -V | tail -1)"
+    kver="$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)"
     [ -f "$root/boot/vmlinuz-$kver" ] || fail "no kernel in the root ($kver)"
     local src=/usr/src/rearguard-gpio-sim
     rm -rf "${root:?}$src"
@@ -111,7 +111,7 @@ build_gpio_sim() {
     mkdir -p "$root/lib/modules/$kver/updates"
     cp "$root$src"/*.ko "$root/lib/modules/$kver/updates/"
     in_root "$root" -- depmod -a "$kver"
-    ok "built $(cd "$root$src" && ls ./*.ko | tr '\n' ' ')for $kver"
+    ok "built $(find "$root$src" -maxdepth 1 -name '*.ko' -printf '%f ')for $kver"
 }
 if [ ! -f "$SYS" ]; then
     t=$(date +%s.%N)
@@ -144,7 +144,7 @@ else
     mkdir -p "$ROOT"
     tar -C "$ROOT" -xf "$SYS"
 fi
-KVER="$(ls "$ROOT/lib/modules" | sort -V | tail -1)"
+KVER="$(find "$ROOT/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)"
 # The project, by the unmodified installer, as when building an SD card
 # image (a chroot: no systemd running, the unit enabled offline). The
 # installer copies from a snapshot of the checkout's package files.
