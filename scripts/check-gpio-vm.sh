@@ -6,7 +6,12 @@
 # it), installs the project with the unmodified scripts/install-pi.sh, and
 # runs rearguard.service on gpiozero's real lgpio factory against a
 # simulated 54-line chip (gpiozero sees a Pi 4: a Revision line is
-# bind-mounted into /proc/cpuinfo). Inside the VM a small C helper
+# bind-mounted into the service's /proc/cpuinfo). Bookworm has no
+# python3-lgpio: the installer finds an empty stand-in package and the real
+# lgpio 0.2.2.0 goes into the service's venv from PyPI. The unit's own
+# sandbox stays (DevicePolicy=closed, DeviceAllow=char-gpiochip, group
+# gpio); its drop-in gives a video as camera, the preview on localhost,
+# and longer start/watchdog limits. Inside the VM a small C helper
 # (scripts/check-gpio-vm-helper.c) samples the lines through gpio-sim's sysfs
 # (sim_gpioN/value) and answers the ultrasonic trigger by driving the echo
 # line (sim_gpioN/pull) after a delay set for a distance.
@@ -26,7 +31,9 @@
 # with a sampler since made time-weighted: 27 % / 54 %); the trigger
 # at 3.9-4.0 pings/s with nothing answering; with the responder at 1.40 m
 # every trigger answered, WARN reached, the distance 1.40-1.49 m median
-# (single readings 1.39-2.06 m: emulation delays the echo's falling edge).
+# (single readings 1.39-2.06 m: emulation delays the echo's edges), in the
+# one run since the responder spins for its timing (with timer sleeps the
+# echo was 19 ms instead of 8 and the readings 1.5-3.5 m).
 # NOT met under emulation: WARN's rhythm (0.10 s on, 0.15 s off) needs the
 # 50 Hz loop; at 13-16 Hz the lines showed 5-10 on-segments where the
 # pattern plays 16 in 4 s, and the check FAILS on that (it fails, not
