@@ -32,7 +32,7 @@
 # at 3.9-4.0 pings/s with nothing answering; with the responder at 1.40 m
 # every trigger answered, WARN reached, the distance 1.40-1.49 m median
 # (single readings 1.39-2.06 m: emulation delays the echo's edges), in the
-# one run since the responder spins for its timing (with timer sleeps the
+# two runs since the responder spins for its timing (with timer sleeps the
 # echo was 19 ms instead of 8 and the readings 1.5-3.5 m).
 # NOT met under emulation: WARN's rhythm (0.10 s on, 0.15 s off) needs the
 # 50 Hz loop; at 13-16 Hz the lines showed 5-10 on-segments where the
