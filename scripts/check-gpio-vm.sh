@@ -23,19 +23,19 @@
 # trigger pulsing; then with the responder answering at 1.40 m: WARN, its
 # duty cycles against the WARN pattern, and the distance the sensor reports.
 #
-# Measured here (shared 2-core machine, load 5-11), 1 Dec 2026: 341 s
-# with the system root cached (install 48-110 s, VM 243-286 s); building the
+# Measured here (shared 2-core machine, load 5-11), 1 Dec 2026: 341-375 s
+# with the system root cached (install 36-110 s, VM 243-322 s); building the
 # system root adds about 4 min. READY 1-3 s after the check starts; FAULT
 # with echo-never-rises, 7-8 on-segments in four FAULT periods (8 played),
-# high 33-39 % (pattern 38.5 %) in 2 of 3 runs (the third, at load ~11 and
+# high 33-39 % (pattern 38.5 %) in 3 of 4 runs (the other, at load ~11 and
 # with a sampler since made time-weighted: 27 % / 54 %); the trigger
-# at 3.9-4.0 pings/s with nothing answering; with the responder at 1.40 m
+# at 3.9-6.6 pings/s with nothing answering; with the responder at 1.40 m
 # every trigger answered, WARN reached, the distance 1.40-1.49 m median
-# (single readings 1.39-2.06 m: emulation delays the echo's edges), in the
+# (single readings 1.39-2.22 m: emulation delays the echo's edges), in the
 # two runs since the responder spins for its timing (with timer sleeps the
 # echo was 19 ms instead of 8 and the readings 1.5-3.5 m).
 # NOT met under emulation: WARN's rhythm (0.10 s on, 0.15 s off) needs the
-# 50 Hz loop; at 13-16 Hz the lines showed 5-10 on-segments where the
+# 50 Hz loop; at 12-16 Hz the lines showed 3-10 on-segments where the
 # pattern plays 16 in 4 s, and the check FAILS on that (it fails, not
 # passes, when the loop cannot play the pattern). The camera path also
 # stalls at times (a 128x128 frame takes seconds), which gives FAULT
