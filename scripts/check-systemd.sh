@@ -18,6 +18,13 @@
 # booted system instead (the first then enables and starts the service).
 # CI (.ci/run) runs the default, as root.
 #
+#   sudo scripts/check-systemd.sh --prepare-root DIR
+#
+# (a hook for scripts/check-gpio-vm.sh) builds or reuses the cached pieces,
+# fills DIR with a fresh copy of the base root, the stand-in packages and
+# the looped video (/var/lib/rearguard-check/loop.avi), and exits: no
+# container, no check.
+#
 # Needs root, debootstrap and systemd-container (installed with apt-get if
 # missing), and a kernel that lets systemd-nspawn boot a container; where it
 # cannot, the check fails and says why. The container shares this machine's
@@ -35,10 +42,12 @@ set -euo pipefail
 
 PROG=check-systemd
 FIRST=chroot
+PREPARE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --first-install) FIRST="${2-}"; shift 2 || { echo "$PROG: --first-install needs chroot or booted" >&2; exit 2; } ;;
         --first-install=*) FIRST="${1#*=}"; shift ;;
+        --prepare-root) PREPARE="${2-}"; shift 2 || { echo "$PROG: --prepare-root needs a directory" >&2; exit 2; } ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "$PROG: unknown option: $1" >&2; exit 2 ;;
     esac
@@ -150,6 +159,15 @@ EOF
     mv "$LOOP.tmp.avi" "$LOOP"
 fi
 
+# ---- hook: --prepare-root DIR (scripts/check-gpio-vm.sh): a fresh copy of
+# the base root with the stand-ins and the video, then stop here
+if [ -n "$PREPARE" ]; then
+    rm -rf "$PREPARE"
+    mkdir -p "$PREPARE"
+    tar -C "$PREPARE" -xf "$BASE"
+    ROOT="$PREPARE"
+fi
+
 # everything this run sets up goes again when it ends, pass or fail
 cleanup() {
     set +e
@@ -168,6 +186,7 @@ trap cleanup EXIT
 # ---------------------------------------------------------------- a fresh root for this run
 # An overlay on the unpacked base (seconds), else a fresh copy of it.
 t=$(date +%s.%N)
+if [ -z "$PREPARE" ]; then
 LOWER="${BASE%.tar}"
 if [ ! -d "$LOWER" ]; then
     rm -rf "$LOWER.new"
@@ -184,6 +203,7 @@ else
     OVERLAY=0
     cp -a "$LOWER/." "$ROOT/"
 fi
+fi  # not --prepare-root
 # pip inside trusts what this machine trusts (local CAs included)
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
 echo rearguard-check > "$ROOT/etc/hostname"
@@ -213,6 +233,7 @@ mkdir -p "$ROOT/var/lib/rearguard-check"
 cp "$LOOP" "$ROOT/var/lib/rearguard-check/loop.avi"
 cp "$REPO/scripts/check-systemd-probe.py" "$ROOT/var/lib/rearguard-check/probe.py"
 chmod -R a+rX "$ROOT/var/lib/rearguard-check"
+if [ -n "$PREPARE" ]; then trap - EXIT; ok "prepared $PREPARE in $(elapsed "$t") s"; exit 0; fi
 # The check's drop-in: simulated pins, the video as camera, the probe. It
 # changes nothing of the sandbox (systemd-analyze security sees the same).
 mkdir -p "$ROOT/etc/systemd/system/rearguard.service.d"

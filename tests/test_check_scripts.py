@@ -52,3 +52,46 @@ def test_probe_compiles() -> None:
 def test_check_systemd_refuses_bad_arguments_before_doing_anything(args: list[str]) -> None:
     r = subprocess.run(["bash", str(SCRIPTS[0]), *args], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and r.stderr.strip() and not r.stdout
+
+
+# scripts/check-gpio-vm.sh boots a VM (about 6 minutes): not in CI, so here
+# only that its scripts parse and pass shellcheck, that CI does not run it,
+# and that its line sampler measures what the lines show.
+GPIO_VM = [REPO / "scripts" / "check-gpio-vm.sh", REPO / "scripts" / "check-gpio-vm-inside.sh"]
+
+
+@pytest.mark.parametrize("script", GPIO_VM, ids=lambda p: p.name)
+def test_gpio_vm_script_is_valid_bash(script: Path) -> None:
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+@pytest.mark.parametrize("script", GPIO_VM, ids=lambda p: p.name)
+def test_gpio_vm_script_passes_shellcheck(script: Path) -> None:
+    r = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_ci_does_not_run_the_gpio_vm_check() -> None:
+    assert "check-gpio-vm" not in (REPO / ".ci" / "run").read_text()
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def test_gpio_vm_helper_samples_lines(tmp_path: Path) -> None:
+    helper = tmp_path / "helper"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", str(helper),
+                    str(REPO / "scripts" / "check-gpio-vm-helper.c")], check=True)
+    high, low = tmp_path / "high", tmp_path / "low"
+    high.write_text("1\n")
+    low.write_text("0\n")
+    r = subprocess.run([str(helper), "sample", "0.05", "5000", str(high), str(low)],
+                       capture_output=True, text=True, check=True)
+    got = dict(re.findall(r"^sample (\S+) high=([0-9.]+)", r.stdout, re.M))
+    assert float(got[str(high)]) == 1.0 and float(got[str(low)]) == 0.0
+    bad = subprocess.run([str(helper), "bogus"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_check_systemd_prepare_root_needs_a_directory() -> None:
+    r = subprocess.run(["bash", str(SCRIPTS[0]), "--prepare-root"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--prepare-root" in r.stderr

@@ -1,0 +1,114 @@
+#!/bin/bash
+# Runs inside scripts/check-gpio-vm.sh's VM (as root, from systemd units the
+# host script installs), in two roles:
+#   setup  (before rearguard.service) load gpio-sim, make a 54-line chip
+#          through configfs, write a /proc/cpuinfo that shows gpiozero a Pi 4
+#   check  (after it) measure the pins, answer the echo, print "GPIOVM ..."
+#          result lines on the serial console for the host to judge, power off
+set -uo pipefail
+DIR=/var/lib/rearguard-check
+RUN=/run/rearguard-check
+HELPER=$DIR/helper
+# the pins of the default config (device/core/config.py)
+HAPTIC=12 BUZZER=25 TRIGGER=23 ECHO=24
+WARN_DISTANCE_M=1.40
+
+setup() {
+    mkdir -p "$RUN"
+    modprobe gpio-sim || { echo "GPIOVM FAIL modprobe gpio-sim"; exit 1; }
+    mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config
+    local c=/sys/kernel/config/gpio-sim/rearguard
+    mkdir "$c" "$c/bank0"
+    echo 54 > "$c/bank0/num_lines"  # as many as a BCM2835's
+    echo 1 > "$c/live"
+    udevadm settle
+    local sim
+    sim="/sys/devices/platform/$(cat "$c/dev_name")/$(cat "$c/bank0/chip_name")"
+    echo "$sim" > "$RUN/sim"
+    # gpiozero reads the board from the Revision line (c03114: a Pi 4 B,
+    # whose lgpio chip is gpiochip0); onnxruntime still reads the real CPU.
+    # The unit's drop-in binds it over the service's /proc/cpuinfo.
+    { cat /proc/cpuinfo; printf 'Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n'; } \
+        > "$RUN/cpuinfo"
+    echo "GPIOVM setup chip=$(cat "$c/bank0/chip_name") dev=$(stat -c '%A %U %G' /dev/gpiochip0) sim=$sim"
+}
+
+status() { systemctl show rearguard.service -p "$1" --value; }
+# the preview's numbers (the unit's drop-in runs it on localhost)
+status_json() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:8088/status.json", timeout=10).read().decode())'; }
+wait_level() {  # wait_level LEVEL SECONDS
+    for _ in $(seq "$2"); do
+        status_json 2>/dev/null | python3 -c 'import json, sys; sys.exit(json.load(sys.stdin).get("level") != sys.argv[1])' "$1" \
+            && return 0
+        sleep 1
+    done
+    return 1
+}
+# duty cycles of the haptic and buzzer lines over SECONDS, sampled every 2 ms
+duty() {  # duty NAME SECONDS
+    chrt -f 20 "$HELPER" sample "$2" 2000 "$SIM/sim_gpio$HAPTIC/value" "$SIM/sim_gpio$BUZZER/value" \
+        | sed "s|$SIM/sim_gpio$HAPTIC/value|haptic|; s|$SIM/sim_gpio$BUZZER/value|buzzer|; s|^sample|GPIOVM duty $1|"
+}
+
+check() {
+    SIM="$(cat "$RUN/sim")"
+    local t0
+    t0=$(date +%s)
+    for _ in $(seq 600); do
+        [ "$(status ActiveState)" = active ] && break
+        if [ "$(status NRestarts)" -ge 2 ]; then
+            echo "GPIOVM FAIL rearguard.service restarted $(status NRestarts) times:"
+            journalctl -u rearguard.service -o cat --no-pager | tail -40 | sed 's/^/GPIOVM journal /'
+            break
+        fi
+        if systemctl -q is-failed rearguard-check-gpiosim.service; then
+            echo "GPIOVM FAIL the gpio-sim setup failed:"
+            journalctl -u rearguard-check-gpiosim.service -o cat --no-pager | tail -20 | sed 's/^/GPIOVM setup-journal /'
+            break
+        fi
+        sleep 1
+    done
+    echo "GPIOVM ready active=$(status ActiveState) after_s=$(( $(date +%s) - t0 )) status=$(status StatusText | tr ' ' '_')"
+    # the patterns' nominal on-fractions, from the installed code itself
+    /opt/rearguard/.venv/bin/python -c '
+from device.output.alerts import PATTERNS
+from device.core.types import AlertLevel
+for lv in (AlertLevel.FAULT, AlertLevel.WARN):
+    p = PATTERNS[lv]
+    per = sum(s.duration_s for s in p.segments)
+    on_h = sum(s.duration_s for s in p.segments if s.haptic > 0) / per
+    on_b = sum(s.duration_s for s in p.segments if s.buzzer) / per
+    print(f"GPIOVM nominal {lv.name} haptic={on_h:.4f} buzzer={on_b:.4f} period_s={per:.3f}")
+'
+    # 1. nothing answers the echo: FAULT, echo-never-rises
+    wait_level FAULT 120 || echo "GPIOVM note no FAULT level seen in 120 s"
+    echo "GPIOVM status_fault $(status_json | tr -d ' ')"
+    chrt -f 10 "$HELPER" respond 8 "$SIM/sim_gpio$TRIGGER/value" "$SIM/sim_gpio$ECHO/pull" 0 | sed 's/^/GPIOVM fault /' &
+    duty FAULT 7.8  # four FAULT periods (1.95 s): the fraction does not depend on the phase
+    wait
+    echo "GPIOVM journal_echo_never_rises $(journalctl -u rearguard.service -o cat --no-pager | grep -c echo-never-rises)"
+    # 2. the responder answers as an object at WARN_DISTANCE_M would: WARN
+    chrt -f 10 "$HELPER" respond 600 "$SIM/sim_gpio$TRIGGER/value" "$SIM/sim_gpio$ECHO/pull" "$WARN_DISTANCE_M" > "$RUN/warn.out" &
+    local responder=$!
+    if wait_level WARN 120; then
+        echo "GPIOVM warn_level seen"
+        duty WARN 4.0  # sixteen WARN periods (0.25 s)
+        for _ in $(seq 10); do
+            echo "GPIOVM status_warn $(status_json | tr -d ' ')"
+            sleep 0.5
+        done
+    else
+        echo "GPIOVM warn_level none status=$(status_json | tr -d ' ')"
+    fi
+    kill -TERM "$responder"
+    wait "$responder"
+    sed 's/^/GPIOVM warn /' "$RUN/warn.out"
+    journalctl -u rearguard.service -o cat --no-pager | tail -15 | sed 's/^/GPIOVM journal /'
+    echo "GPIOVM done"
+}
+
+case "${1-}" in
+    setup) setup ;;
+    check) check > /dev/ttyS0 2>&1 ;;
+    *) echo "usage: $0 setup|check" >&2; exit 2 ;;
+esac
