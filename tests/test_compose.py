@@ -10,41 +10,23 @@ from device.app import compose
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
-from device.core.types import Detections, Frame
+from device.core.types import Frame
 from device.pipeline import InlineCamera, Pipeline
-from device.sensing.camera import CameraError, LatestSlot
+from device.sensing.camera import CameraError
 from device.sensing.simulated import mock_factory
 from device.sensing.ultrasonic import RecordedRanges
+from fakes import NoDetections, SlotFrames
 
 CFG = Config()
 
 
-class Frames:
-    width, height = 64, 48
+class Frames(SlotFrames):
+    """A test-fed camera that may report the end of its video."""
 
     def __init__(self, ended: bool = False) -> None:
-        self.slot: LatestSlot[Frame] = LatestSlot()
-        self.error: str | None = "end of video" if ended else None
+        super().__init__()
+        self.error = "end of video" if ended else None
         self.ended = ended
-        self.closed = False
-
-    def latest(self) -> Frame | None:
-        return self.slot.take()
-
-    def wait(self, timeout: float) -> bool:
-        return self.slot.wait(timeout)
-
-    def close(self) -> None:
-        self.closed = True
-        self.slot.close()
-
-
-class NoDetections:
-    def detect(self, image: np.ndarray) -> Detections:
-        return Detections.empty()
-
-    def close(self) -> None:
-        pass
 
 
 def pipeline(clock: ReplayClock, camera=None) -> tuple[Pipeline, object]:
