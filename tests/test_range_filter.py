@@ -3,12 +3,15 @@ gpiozero's default queue, on the real HC-SR04 log and simulated traces."""
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 
 from device.core.clock import NS_PER_S
 from device.core.config import UltrasonicSensorConfig
 from device.core.types import Range
-from device.decision.range_filter import DEFAULT_PARAMS, MedianQueue, RangeFilter
+from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, MedianQueue, RangeFilter, _Track, theil_sen_slope
 from device.record.format import DEFAULT_SENSOR, read_ranges_csv
 from device.tools.range_eval import compare_simulated, compare_trace, run_filter, run_median, scenarios, simulate
 from fakes import ns
@@ -26,6 +29,43 @@ def feed(f: RangeFilter, metres: list[float | None], cycle: float = CYCLE, t0: f
         e = f.estimate(t, MAX_AGE)
         out.append(None if e is None else e.distance_m)
     return out
+
+
+# ------------------------------------------------------------------ the fit
+
+
+def numpy_theil_sen(points: list[tuple[int, float]]) -> float:
+    """The textbook estimator in numpy, as the filter computed it before."""
+    t = np.array([p[0] for p in points], dtype=np.float64) / NS_PER_S
+    d = np.array([p[1] for p in points], dtype=np.float64)
+    i, j = np.triu_indices(len(t), k=1)
+    ok = t[j] - t[i] > 0
+    return float(np.median((d[j] - d[i])[ok] / (t[j] - t[i])[ok]))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_slope_is_the_textbook_theil_sen_to_the_last_bit(seed: int) -> None:
+    rng = random.Random(seed)
+    t, points = 0, []
+    for _ in range(rng.randint(3, 24)):
+        t += rng.choice([0, 1, 60_000_000, rng.randint(1, 200_000_000)])  # repeated times are skipped
+        points.append((t, rng.uniform(0.02, 6.0)))
+    if points[-1][0] == points[0][0]:
+        points.append((t + 1, 1.0))
+    assert theil_sen_slope(points) == numpy_theil_sen(points)
+
+
+def test_the_remembered_line_follows_every_new_echo() -> None:
+    """line() is kept between pings; a new echo (also once the history is
+    full and its length stops changing) or other params give a fresh fit."""
+    rng = random.Random(7)
+    pts = [(ns(i * CYCLE), 3.0 - 1.5 * i * CYCLE + rng.gauss(0, 0.01)) for i in range(3)]
+    tr = _Track(pts)
+    for i in range(3, 40):
+        assert tr.line(DEFAULT_PARAMS) == _Track(list(tr.points)).line(DEFAULT_PARAMS)
+        tr.points.append((ns(i * CYCLE), 3.0 - 1.5 * i * CYCLE + rng.gauss(0, 0.01)))
+    wider = FilterParams(rate_window_s=1.2)
+    assert tr.line(wider) == _Track(list(tr.points)).line(wider) != tr.line(DEFAULT_PARAMS)
 
 
 # ------------------------------------------------------------------ spikes

@@ -41,10 +41,10 @@ queue in `device.tools.range_eval` (`rearguard check ranging --trace/--simulated
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from device.core.clock import NS_PER_S
 from device.core.types import Range
@@ -105,14 +105,19 @@ class Estimate:
     dropout: bool  # the sensor has pinged since t_ns without an echo of it
 
 
-def theil_sen_slope(points: list[tuple[int, float]]) -> float:
-    """Median of pairwise slopes, metres per second; points are (t_ns, metres)."""
-    t = np.array([p[0] for p in points], dtype=np.float64) / NS_PER_S
-    d = np.array([p[1] for p in points], dtype=np.float64)
-    i, j = np.triu_indices(len(t), k=1)
-    dt = t[j] - t[i]
-    ok = dt > 0
-    return float(np.median((d[j] - d[i])[ok] / dt[ok]))
+def theil_sen_slope(points: Sequence[tuple[int, float]]) -> float:
+    """Median of pairwise slopes, metres per second; points are (t_ns, metres).
+
+    Plain Python, not numpy: a window holds ~10 points (45 pairs), where
+    numpy's per-call overhead is most of the cost (6x here, more on a
+    Pi and far more under emulation) and this runs for every ping and
+    every loop pass. Same arithmetic, so the same floats.
+    """
+    t = [p[0] / NS_PER_S for p in points]
+    d = [p[1] for p in points]
+    n = len(t)
+    slopes = [(d[j] - d[i]) / (t[j] - t[i]) for i in range(n) for j in range(i + 1, n) if t[j] - t[i] > 0]
+    return statistics.median(slopes)
 
 
 class _Track:
@@ -121,6 +126,10 @@ class _Track:
         # Latest ping that should have echoed off this object and did not:
         # no echo at all, or only a farther one (a sensor reports the nearest).
         self.missed_ns = -1
+        # line() for the points as they were at their newest one: each ping
+        # and each loop pass asks, but it only changes when an echo is added.
+        self._line_for: tuple[int, tuple[int, float], FilterParams] | None = None
+        self._line: tuple[float, float] | None = None
 
     @property
     def last(self) -> tuple[int, float]:
@@ -129,13 +138,19 @@ class _Track:
     def line(self, p: FilterParams) -> tuple[float, float] | None:
         """Robust straight line through the recent echoes: (slope m/s, its
         value at the newest echo); None while the history is too short."""
+        key = (len(self.points), self.points[-1], p)
+        if self._line_for is None or self._line_for[2] is not p or self._line_for[:2] != key[:2]:
+            self._line, self._line_for = self._fit(p), key
+        return self._line
+
+    def _fit(self, p: FilterParams) -> tuple[float, float] | None:
         t_last = self.points[-1][0]
         window = round(p.rate_window_s * NS_PER_S)
         pts = [x for x in self.points if t_last - x[0] <= window]
         if len(pts) < p.min_rate_points or (pts[-1][0] - pts[0][0]) < p.min_rate_span_s * NS_PER_S:
             return None
         slope = theil_sen_slope(pts)
-        at_last = float(np.median([d - slope * (t - t_last) / NS_PER_S for t, d in pts]))
+        at_last = statistics.median([d - slope * (t - t_last) / NS_PER_S for t, d in pts])
         return slope, at_last
 
     def explains(self, t_ns: int, d: float, p: FilterParams) -> float | None:
@@ -308,5 +323,5 @@ class MedianQueue:
     def distance(self) -> float | None:
         if len(self.queue) < (self.queue.maxlen or 0):
             return None
-        v = float(np.median(list(self.queue)))
+        v = statistics.median(self.queue)
         return None if v >= 0.99 else v * self.max_distance_m
