@@ -31,6 +31,7 @@ from device.core.clock import NS_PER_S, Clock
 from device.core.config import CameraConfig, Config
 from device.core.faults import Fault, Kind, Part
 from device.core.ports import AlertSink, Detector, FrameSource, RangeSource, RecordSink
+from device.core.priority import background_thread
 from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
 from device.decision.threat import CameraResult, ThreatEstimator, camera_tracks
 from device.output.alerts import effective_level
@@ -138,7 +139,7 @@ class ThreadedCamera:
         self._results: LatestSlot[CameraResult] = LatestSlot()
         self._stop = threading.Event()
         self._crash: str | None = None
-        self._thread = threading.Thread(target=self._work, name="rearguard-detect", daemon=True)
+        self._thread = background_thread(self._work, name="rearguard-detect")
         self._thread.start()
 
     def _work(self) -> None:
@@ -395,7 +396,7 @@ class FrameFanout:
         self.source = source
         self._slots: list[LatestSlot[Frame]] = [LatestSlot() for _ in range(branches)]
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._pump, name="rearguard-frames", daemon=True)
+        self._thread = background_thread(self._pump, name="rearguard-frames")
         self._thread.start()
 
     def _pump(self) -> None:
@@ -455,7 +456,7 @@ class ThreadedLooming:
         self.last_result: LoomingResult | None = None
         self._crash: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="rearguard-looming", daemon=True)
+        self._thread = background_thread(self._work, name="rearguard-looming")
         self._thread.start()
 
     def _work(self) -> None:

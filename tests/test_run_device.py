@@ -86,3 +86,33 @@ def test_missing_model_is_reported_at_start_and_the_device_runs(tmp_path: Path, 
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "FAULT" in out and "model:" in out
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+def test_the_loop_outranks_perception_on_the_cpu(tmp_path: Path, model_path: Path, shared: Path) -> None:
+    # The running device's threads: the main one (the loop) and gpiozero's
+    # pinging ones at the process's priority; the detector and its
+    # onnxruntime pool, looming, the frames and the camera lowered.
+    from device.core.priority import BACKGROUND_NICE
+
+    def nices(pid: int) -> dict[int, int]:
+        out = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError):
+                out[int(tid)] = int(Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        return out
+
+    with running(tmp_path, model_path, "--source", str(shared / "footage" / "vtest.avi")) as (proc, sock):
+        messages_until(sock, b"READY=1")
+        messages_until(sock, b"WATCHDOG=1")
+        threads = nices(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    base = threads[proc.pid]  # the main thread: its id is the process's
+    assert base == os.getpriority(os.PRIO_PROCESS, os.getpid())  # as started: the loop is never lowered
+    low = [t for t, n in threads.items() if n == min(19, base + BACKGROUND_NICE)]
+    high = [t for t, n in threads.items() if n == base]
+    assert len(low) + len(high) == len(threads), threads
+    assert len(low) >= 5, threads  # detector + its pool thread, frames, looming, camera
+    assert len(high) >= 3, threads  # the loop, the sensor's pinging, the stall guard

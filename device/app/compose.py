@@ -24,6 +24,7 @@ from device.core.coco import class_id
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
 from device.core.ports import Detector, FrameSource, RangeSource
+from device.core.priority import build_in_background
 from device.core.types import AlertEvent, Threat
 from device.model_store import store as models
 from device.output.alerts import Alerter, AlertError
@@ -66,14 +67,16 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
     d = config.detector
     try:
         path = models.resolve(d.model)
-        det = YoloxDetector(
+        # Built in a lowered thread: onnxruntime's pool threads, made now,
+        # start there too and never outbid the loop (device.core.priority).
+        det = build_in_background(lambda: YoloxDetector(
             path,
             input_size=d.input_size,
             score_threshold=d.score_threshold,
             nms_iou=d.nms_iou,
             class_ids=[class_id(c) for c in d.classes],
             threads=d.threads,
-        )
+        ), name="rearguard-detector-build")
     except ModelError as err:
         log.error("detector unavailable: %s", err)
         return None, (Fault(Part.MODEL, Kind.UNAVAILABLE, str(err)),)

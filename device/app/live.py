@@ -30,6 +30,7 @@ from device.app.systemd_notify import Notifier, WatchdogPinger
 from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.faults import Part, texts
+from device.core.priority import lowering
 from device.core.types import AlertEvent, Threat
 from device.output.alerts import AlertError
 from device.pipeline import run_forever
@@ -54,6 +55,14 @@ class RunOptions:
 
 
 def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """The live device, start to stop. Its perception, recording and preview
+    threads run lowered, so the loop (sensors and alert rhythms) gets the
+    CPU first whenever they all want it (device.core.priority)."""
+    with lowering():
+        return _run(cfg, opts, out=out, err=err)
+
+
+def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
     from device.view.preview import PreviewError
 
     notifier = Notifier()

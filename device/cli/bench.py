@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from device.core.config import ConfigError, load
+from device.core.priority import build_in_background, lowering
 from device.model_store import store as models
 from device.perception.detector import ModelError
 from device.tools import bench
@@ -125,8 +126,12 @@ def _bench(args: argparse.Namespace) -> int:
 
         looming = bench.LoomingTiming(LoomingEstimator(looming_params(cfg)), fps=cfg.camera.fps)
     load_ctx: Any = bench.Load(cfg) if args.load else contextlib.nullcontext()
-    with load_ctx as loaded:
-        results = bench.run(
+    # With the load, the cases run as the device's detector does: in a
+    # lowered thread (device.core.priority), their onnxruntime pools made
+    # there too, while the load, like the device's loop, keeps its priority.
+    lowered: Any = lowering() if args.load else contextlib.nullcontext()
+    with load_ctx as loaded, lowered:
+        results = build_in_background(lambda: bench.run(
             cases,
             bench.video_frames(video, args.frames + args.warmup),
             score_threshold=d.score_threshold,
@@ -137,7 +142,7 @@ def _bench(args: argparse.Namespace) -> int:
             images=bench.image_frames(images),
             progress=progress,
             looming=looming,
-        )
+        ), name="bench-cases")
     load_info = None
     if args.load:
         load_info = {"alert_updates": loaded.updates, "ranges": loaded.ranges}

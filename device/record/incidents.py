@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from device.core.clock import NS_PER_S
+from device.core.priority import background_thread
 from device.core.types import AlertEvent, AlertLevel, Frame, Range
 from device.record.format import Recording, RecordingError, RecordingWriter
 from device.record.segments import MB, SegmentedRecorder, segment_span
@@ -186,7 +187,7 @@ class IncidentClips:
         with self._lock:
             self._writing.append(window.info)
         if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="rearguard-incident", daemon=True)
+            self._thread = background_thread(self._work, name="rearguard-incident")
             self._thread.start()
         self._jobs.put(window.info)
 

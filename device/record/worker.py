@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from device.core.priority import background_thread
 from device.core.types import AlertEvent, Frame, Range
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class RecorderThread:
     def _start_locked(self) -> None:
         if self._crash is not None:
             log.warning("restarting the recorder thread after: %s", self._crash)
-        self._thread = threading.Thread(target=self._run, name="rearguard-record", daemon=True)
+        self._thread = background_thread(self._run, name="rearguard-record")
         self._thread.start()
 
     def _run(self) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from device.core.clock import Clock
 from device.core.ports import FrameSource  # noqa: F401  (the port, re-exported)
+from device.core.priority import background_thread
 from device.core.types import Frame
 
 T = TypeVar("T")
@@ -114,7 +115,7 @@ class GrabberThread:
         self.slot: LatestSlot[Frame] = slot if slot is not None else LatestSlot()
         self.stop_event = threading.Event()
         self._error: str | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = background_thread(self._run, name=name)
 
     def start(self) -> GrabberThread:
         self._thread.start()

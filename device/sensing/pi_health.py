@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from device.core.priority import background_thread
+
 log = logging.getLogger(__name__)
 
 MODEL_PATH = Path("/proc/device-tree/model")
@@ -129,7 +131,7 @@ class HealthMonitor:
         self.reader, self.period_s = reader, period_s
         self.latest: Health | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="rearguard-health", daemon=True)
+        self._thread = background_thread(self._work, name="rearguard-health")
 
     def start(self) -> None:
         self._thread.start()

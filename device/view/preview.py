@@ -45,6 +45,7 @@ import cv2
 
 from device.core.clock import NS_PER_S
 from device.core.config import Config
+from device.core.priority import background_thread
 from device.core.types import Threat
 from device.decision.threat import CAMERA_MIN_HITS
 from device.pipeline import View
@@ -175,8 +176,9 @@ class PreviewServer:
         # An AF_INET/AF_INET6 socket's host is a str; typeshed's type also allows bytes.
         self.host: str = bound_host if isinstance(bound_host, str) else bytes(bound_host).decode()
         self.port: int = bound_port
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="rearguard-preview", daemon=True)
+        # request threads start from this one, so they are lowered too
+        self._thread = background_thread(self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                                         name="rearguard-preview")
         self._thread.start()
         log.info("preview on %s", self.url)
 
