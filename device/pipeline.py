@@ -42,6 +42,11 @@ from device.sensing.camera import LatestSlot
 
 log = logging.getLogger(__name__)
 
+# The live loop: 50 passes a second, so a pattern edge lands at most 20 ms
+# late; after a pass that overran its slot, this much rest before the next.
+LOOP_PERIOD_S = 0.02
+MIN_REST_S = 0.002
+
 
 class CameraStage:
     """Detector, geometry and tracker for one frame at a time."""
@@ -696,13 +701,22 @@ class Pipeline:
         )
 
 
-def run_forever(pipeline: Pipeline, stop: threading.Event, *, period_s: float = 0.02,
-                on_step: Callable[[Threat], None] | None = None) -> None:
-    """The device's thin loop around step(): about 50 passes a second, so
-    alert patterns keep their timing and a new range reading is acted on
-    within ~20 ms."""
+def run_forever(pipeline: Pipeline, stop: threading.Event, *, period_s: float = LOOP_PERIOD_S,
+                on_step: Callable[[Threat], None] | None = None,
+                now: Callable[[], float] = time.monotonic) -> None:
+    """The device's thin loop around step(): a pass starts every `period_s`
+    (50 a second), on a schedule rather than a fixed sleep after each pass,
+    so a pass's own cost does not slow the rate, alert patterns keep their
+    timing and a new range reading is acted on within ~20 ms. A pass that
+    overruns is followed after MIN_REST_S, not by a burst of catch-up passes,
+    and the schedule goes on from there."""
+    due = now()
     while not stop.is_set():
         threat = pipeline.step()
         if on_step is not None:
             on_step(threat)
-        stop.wait(period_s)
+        due += period_s
+        t = now()
+        if due - t < MIN_REST_S:  # overran: a short rest (the other threads' turn), then on from here
+            due = t + MIN_REST_S
+        stop.wait(due - t)

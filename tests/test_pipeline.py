@@ -12,7 +12,7 @@ from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
 from device.core.types import AlertLevel, Detections, Range
 from device.output.alerts import Alerter
-from device.pipeline import CameraStage, InlineCamera, Pipeline, ThreadedCamera
+from device.pipeline import LOOP_PERIOD_S, MIN_REST_S, CameraStage, InlineCamera, Pipeline, ThreadedCamera, run_forever
 from device.sensing.ultrasonic import RecordedRanges
 from fakes import BlockedDetector, NoDetections, SlotFrames, ns
 
@@ -149,3 +149,38 @@ def test_events_record_each_change_once(n: int) -> None:
     assert [e.level for e in pipe.events] == [AlertLevel.DANGER, AlertLevel.CLEAR]
     assert pipe.events[1].source == "ultrasonic"
     alert.close()
+
+
+class _TimedPasses:
+    """run_forever's company on a made-up clock: each step() costs the next
+    of `costs` seconds, the stop event's wait() passes the time it is asked
+    for, and the loop stops after the last cost."""
+
+    def __init__(self, costs: list[float]) -> None:
+        self.t, self.costs, self.starts = 100.0, list(costs), []
+
+    def now(self) -> float:
+        return self.t
+
+    def step(self):
+        self.starts.append(self.t)
+        self.t += self.costs.pop(0)
+
+    def is_set(self) -> bool:
+        return not self.costs
+
+    def wait(self, timeout: float) -> bool:
+        assert timeout >= 0
+        self.t += timeout
+        return False
+
+
+def test_the_loop_keeps_its_50_hz_whatever_a_pass_costs_and_never_bursts_to_catch_up() -> None:
+    fake = _TimedPasses([0.001, 0.015, 0.018, 0.005, 0.05, 0.001, 0.001, 0.001])
+    run_forever(fake, fake, now=fake.now)  # type: ignore[arg-type]
+    gaps = [round(b - a, 6) for a, b in zip(fake.starts, fake.starts[1:])]
+    # cheap or dear, a pass starts every 20 ms (a fixed sleep after each would give 21-38 ms) ...
+    assert gaps[:4] == [LOOP_PERIOD_S] * 4
+    # ... one that overruns is followed after a short rest, and the schedule goes on from there
+    assert gaps[4] == round(0.05 + MIN_REST_S, 6)
+    assert gaps[5:] == [LOOP_PERIOD_S] * 2
