@@ -3,6 +3,8 @@ cameras become faults, the alert reaches the (mock) pins."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -178,7 +180,7 @@ class _TimedPasses:
 def test_the_loop_keeps_its_50_hz_whatever_a_pass_costs_and_never_bursts_to_catch_up() -> None:
     fake = _TimedPasses([0.001, 0.015, 0.018, 0.005, 0.05, 0.001, 0.001, 0.001])
     run_forever(fake, fake, now=fake.now)  # type: ignore[arg-type]
-    gaps = [round(b - a, 6) for a, b in zip(fake.starts, fake.starts[1:])]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(fake.starts)]
     # cheap or dear, a pass starts every 20 ms (a fixed sleep after each would give 21-38 ms) ...
     assert gaps[:4] == [LOOP_PERIOD_S] * 4
     # ... one that overruns is followed after a short rest, and the schedule goes on from there

@@ -66,6 +66,11 @@ def test_background_threads_lower_themselves_once_however_deep() -> None:
         t.join()
         assert nested == [LOW]
         assert nice_in_thread(plain=True) == BASE  # a plain thread of the loop's keeps its priority
+        deeper: list[int | None] = []
+        t = background_thread(lambda: deeper.append(thread_nice()), name="clip", further=5)
+        t.start()
+        t.join()
+        assert deeper == [min(19, LOW + 5)]
     assert thread_nice() == BASE  # the calling (main) thread never lowers itself
     assert nice_in_thread() == BASE
 

@@ -64,16 +64,17 @@ def thread_nice(native_id: int | None = None) -> int | None:
     return os.getpriority(os.PRIO_PROCESS, native_id or threading.get_native_id())
 
 
-def lower_this_thread() -> int | None:
-    """Inside `lowering()`, put the calling thread its step below the process
-    (its main thread); idempotent, never raises. The new nice value, or None:
-    not lowering, not Linux (threads cannot be told apart), or refused."""
+def lower_this_thread(further: int = 0) -> int | None:
+    """Inside `lowering()`, put the calling thread its step (and `further`)
+    below the process (its main thread); idempotent, never raises. The new
+    nice value, or None: not lowering, not Linux (threads cannot be told
+    apart), or refused."""
     global _warned
     if _step == 0 or sys.platform != "linux":
         return None
     try:
         tid = threading.get_native_id()
-        target = min(_MAX_NICE, os.getpriority(os.PRIO_PROCESS, os.getpid()) + _step)
+        target = min(_MAX_NICE, os.getpriority(os.PRIO_PROCESS, os.getpid()) + _step + further)
         if os.getpriority(os.PRIO_PROCESS, tid) < target:
             os.setpriority(os.PRIO_PROCESS, tid, target)
         return target
@@ -85,11 +86,12 @@ def lower_this_thread() -> int | None:
 
 
 def background_thread(target: Callable[..., Any], *, name: str, kwargs: dict[str, Any] | None = None,
-                      daemon: bool = True) -> threading.Thread:
-    """A (not yet started) thread that lowers itself before running target."""
+                      daemon: bool = True, further: int = 0) -> threading.Thread:
+    """A (not yet started) thread that lowers itself before running target
+    (`further`: below the other background threads too)."""
 
     def run() -> None:
-        lower_this_thread()
+        lower_this_thread(further)
         target(**(kwargs or {}))
 
     return threading.Thread(target=run, name=name, daemon=daemon)

@@ -14,17 +14,15 @@ the window's frames and ranges are copied out of the segments. The ring
 never deletes a segment holding any of the last `before_s` seconds, nor one
 an open window needs, so the clip's seconds before the alert are there.
 The copy (JPEG decoding and encoding: ~7 s for a 15 s clip at 640x360 on a
-loaded 2-core machine) runs in a clip writer thread of its own, at a lower
-priority, so the ring goes on recording meanwhile; never in the loop or the
+loaded 2-core machine) runs in a clip writer thread of its own, on the live device below
+even the camera and the detector (`device.core.priority`), so the ring goes on recording meanwhile; never in the loop or the
 detector.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import queue
 import shutil
 import threading
@@ -187,13 +185,12 @@ class IncidentClips:
         with self._lock:
             self._writing.append(window.info)
         if self._thread is None:
-            self._thread = background_thread(self._work, name="rearguard-incident")
+            # below the camera and the detector too: a clip can wait
+            self._thread = background_thread(self._work, name="rearguard-incident", further=5)
             self._thread.start()
         self._jobs.put(window.info)
 
     def _work(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):  # below the camera and the loop, where the OS allows
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         while (info := self._jobs.get()) is not None:
             path = None
             try:
