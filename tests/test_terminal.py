@@ -31,3 +31,20 @@ def test_status_line_shows_the_devices_own_pace() -> None:
     StatusLine(out).show(threat(0.0, "centre"), AlertLevel.WARN, 0, 0.0,
                          pace="7.2 det/s, result 0.14 s old (pi4, profile 155.1 ms); cpu 61 C, power ok")
     assert "[7.2 det/s, result 0.14 s old (pi4, profile 155.1 ms); cpu 61 C, power ok]" in out.getvalue()
+
+
+def test_a_fault_whose_figures_change_is_printed_once_not_every_pass() -> None:
+    # Under systemd (not a terminal) a line goes to the journal per change:
+    # a camera stall's growing age is not one.
+    out = io.StringIO()
+    line = StatusLine(out)
+    clear = Threat(t_ns=0, level=AlertLevel.CLEAR, source="none", distance_m=None, ttc_s=None, bearing_deg=None)
+    for i in range(50):  # a second of passes
+        age = 10.0 + i * 0.02
+        line.show(Threat(**{**clear.__dict__, "faults": (f"camera: no frame for {age:.1f} s",)}),
+                  AlertLevel.FAULT, 0, i * 0.02)
+    assert len(out.getvalue().splitlines()) == 1
+    line.show(Threat(**{**clear.__dict__, "faults": ("camera: no frame for 11.0 s", "centre: echo-never-rises")}),
+              AlertLevel.FAULT, 0, 1.0)
+    line.show(clear, AlertLevel.CLEAR, 0, 1.02)
+    assert [ln.split()[0] for ln in out.getvalue().splitlines()] == ["FAULT", "FAULT", "CLEAR"]

@@ -6,6 +6,7 @@ direction, the felt level), so a terminal never disagrees with the pins.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -41,11 +42,22 @@ def format_event(e: AlertEvent, start_ns: int) -> str:
     return line
 
 
+_FIGURE = re.compile(r"\d+(?:\.\d+)?")
+
+
+def fault_kinds(faults: tuple[str, ...]) -> tuple[str, ...]:
+    """The faults without their figures: "camera: no frame for 10.3 s" is
+    the same fault at 10.4 s, not a new one to announce (the journal would
+    get a line every loop pass, 50 a second, for as long as it lasts)."""
+    return tuple(_FIGURE.sub("#", f) for f in faults)
+
+
 class StatusLine:
     """What the device would do, for a person at a terminal: level, nearest
     threat, frames per second. On a terminal it redraws in place twice a
     second; elsewhere (the journal under systemd) it prints a line when the
-    level or the faults change, and once a minute."""
+    level or the faults change (`fault_kinds`: a changing figure is no
+    change), and once a minute."""
 
     HEARTBEAT_S = 60.0
 
@@ -66,7 +78,7 @@ class StatusLine:
         elif now_s - self._t0 >= 1.0:
             self._fps = (frames - self._frames0) / (now_s - self._t0)
             self._t0, self._frames0 = now_s, frames
-        key = (level, threat.faults)
+        key = (level, fault_kinds(threat.faults))
         due = self.HEARTBEAT_S if not self.tty else 0.5
         if key == self._last_key and now_s - self._last_print < due:
             return
