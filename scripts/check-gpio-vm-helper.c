@@ -5,14 +5,19 @@
  *
  *   helper sample SECONDS INTERVAL_US VALUE_PATH...
  *       every INTERVAL_US reads each line; prints per line "sample PATH
- *       high=FRACTION samples=N rises=R" (FRACTION of the time it was high)
- *   helper respond SECONDS TRIGGER_VALUE_PATH ECHO_PULL_PATH DISTANCE_M
+ *       high=FRACTION samples=N rises=R seconds=S maxgap_ms=G" (FRACTION
+ *       of the time it was high; G the longest time between two samples:
+ *       how long the VM, this helper included, was stalled at worst)
+ *   helper respond SECONDS TRIGGER_VALUE_PATH ECHO_PULL_PATH DISTANCE_M QUIET_S
  *       polls the trigger line; counts its rises; with DISTANCE_M > 0 it
  *       answers each fall like an HC-SR04: the echo line goes high (pull-up)
  *       after ~0.5 ms for 2 x DISTANCE_M / 343.26 s (gpiozero's speed of
  *       sound), then low; prints "respond triggers=N answered=M
  *       mean_high_us=U" with the measured high time of its echoes; stops
- *       after SECONDS or on SIGTERM.
+ *       after SECONDS or on SIGTERM. After each trigger it sleeps until
+ *       QUIET_S after its rise: the sensors' pings start a ping cycle
+ *       apart (ranging.cycle_s, 60 ms), so no trigger comes sooner, and
+ *       the spinning that times the echo leaves the emulated CPU free.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -76,8 +81,9 @@ static int sample(double seconds, long interval_us, int n, char **paths) {
         rises[i] = 0;
         last[i] = read_line(fd[i]);
     }
-    double t0 = now_s(), prev = t0, next = t0, t;
+    double t0 = now_s(), prev = t0, next = t0, t, maxgap = 0;
     while ((t = now_s()) - t0 < seconds) {
+        if (t - prev > maxgap) maxgap = t - prev;
         for (int i = 0; i < n; i++) {
             high_s[i] += last[i] ? t - prev : 0;
             int v = read_line(fd[i]);
@@ -91,23 +97,27 @@ static int sample(double seconds, long interval_us, int n, char **paths) {
         sleep_until(next);
     }
     for (int i = 0; i < n; i++)
-        printf("sample %s high=%.4f samples=%ld rises=%ld seconds=%.3f\n", paths[i], high_s[i] / (prev - t0), samples,
-               rises[i], prev - t0);
+        printf("sample %s high=%.4f samples=%ld rises=%ld seconds=%.3f maxgap_ms=%.1f\n", paths[i],
+               high_s[i] / (prev - t0), samples, rises[i], prev - t0, maxgap * 1e3);
     return 0;
 }
 
-static int respond(double seconds, const char *trigger, const char *echo, double distance_m) {
+static int respond(double seconds, const char *trigger, const char *echo, double distance_m, double quiet_s) {
     int tfd = open_or_die(trigger, O_RDONLY);
     int efd = distance_m > 0 ? open_or_die(echo, O_WRONLY) : -1;
     double width = 2 * distance_m / 343.26, sum_high = 0;
     long triggers = 0, answered = 0;
     int last = read_line(tfd);
+    double rose = 0;
     if (efd >= 0) set_pull(efd, "pull-down");
     double t0 = now_s();
     signal(SIGTERM, on_term);  /* the summary is printed on SIGTERM too */
     while (!stop && now_s() - t0 < seconds) {
         int v = read_line(tfd);
-        if (v && !last) triggers++;
+        if (v && !last) {
+            triggers++;
+            rose = now_s();
+        }
         if (!v && last && efd >= 0) {
             /* spin, not sleep: a timer wake-up under emulation comes late
              * by up to milliseconds, a spin by one clock read */
@@ -120,6 +130,14 @@ static int respond(double seconds, const char *trigger, const char *echo, double
             sum_high += now_s() - up;
             answered++;
         }
+        if (!v && last) {
+            sleep_until(rose + quiet_s);  /* no trigger comes sooner: leave the CPU free */
+            v = read_line(tfd);
+            if (v) {  /* a late wake-up (emulation) with the next trigger already high */
+                triggers++;
+                rose = now_s();
+            }
+        }
         last = v;
     }
     printf("respond triggers=%ld answered=%ld mean_high_us=%.0f\n", triggers, answered,
@@ -131,9 +149,9 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 5 && strcmp(argv[1], "sample") == 0)
         return sample(atof(argv[2]), atol(argv[3]), argc - 4, argv + 4);
-    if (argc == 6 && strcmp(argv[1], "respond") == 0)
-        return respond(atof(argv[2]), argv[3], argv[4], atof(argv[5]));
+    if (argc == 7 && strcmp(argv[1], "respond") == 0)
+        return respond(atof(argv[2]), argv[3], argv[4], atof(argv[5]), atof(argv[6]));
     fprintf(stderr, "usage: helper sample SECONDS INTERVAL_US VALUE_PATH... | "
-                    "helper respond SECONDS TRIGGER_VALUE ECHO_PULL DISTANCE_M\n");
+                    "helper respond SECONDS TRIGGER_VALUE ECHO_PULL DISTANCE_M QUIET_S\n");
     return 2;
 }

@@ -188,7 +188,8 @@ in_root "$ROOT" -- gcc -O2 -Wall -o /var/lib/rearguard-check/helper /var/lib/rea
 # same model made input-size-free (`rearguard models dynamic`, built on
 # this machine with the checkout's .venv, cached) at 128x128, looking for a
 # class the video never shows (giraffes), so the alerts come from the
-# ultrasonic path alone.
+# ultrasonic path alone. The camera runs at 5 frames/s, not 15: decoding
+# and looming at 15 took as much of the emulated CPU as the detector.
 MODELS="$CACHE/models"
 if [ ! -f "$MODELS/yolox_nano_dynamic.onnx" ]; then
     [ -x "$REPO/.venv/bin/rearguard" ] || bash "$REPO/scripts/bootstrap.sh" > "$CACHE/bootstrap.log" 2>&1 \
@@ -202,6 +203,7 @@ cp "$MODELS"/yolox_nano_dynamic.onnx* "$ROOT/usr/local/share/rearguard/models/"
 chmod 644 "$ROOT/usr/local/share/rearguard/models/"yolox_nano_dynamic.onnx*
 cat > "$D/config.toml" <<'TOML'
 [camera]
+fps = 5
 max_age_s = 5.0
 
 [detector]
@@ -212,6 +214,9 @@ classes = ["giraffe"]
 
 [ranging]
 max_age_s = 1.0
+
+[looming]
+enabled = false
 TOML
 chmod -R a+rX "$D"
 # gpiochip* to group gpio, as Raspberry Pi OS's udev rules do
@@ -301,12 +306,16 @@ say "VM ran ${vm_s} s"
 # Duty cycles within DUTY_TOL of the pattern's own on-fraction, or more
 # where the loop runs slower than its 50 Hz (emulation): a pattern edge lands
 # up to one loop period late, so each on-segment may be a loop period
-# longer or shorter. The answered echo's distance within DIST_TOL_M of what
-# the responder played.
-DUTY_TOL=0.06 DIST_TOL_M=0.3 python3 - "$CACHE/results.txt" <<'PY' || fail "see above"
+# longer or shorter. Below MIN_LOOP_HZ that widening would let almost any
+# duty pass, so the rhythm is then not judged but failed. A window in which
+# the sampler itself went MAX_GAP_MS without a sample (the whole VM stalled:
+# its host was busy) says nothing of the rhythm and does not count. The
+# answered echo's distance within DIST_TOL_M of what the responder played.
+DUTY_TOL=0.06 MIN_LOOP_HZ=25 MAX_GAP_MS=60 DIST_TOL_M=0.3 python3 - "$CACHE/results.txt" <<'PY' || fail "see above"
 import json, os, re, statistics, sys
 lines = [l.rstrip("\n") for l in open(sys.argv[1])]
-tol, dtol = float(os.environ["DUTY_TOL"]), float(os.environ["DIST_TOL_M"])
+tol, dtol, min_hz = float(os.environ["DUTY_TOL"]), float(os.environ["DIST_TOL_M"]), float(os.environ["MIN_LOOP_HZ"])
+max_gap = float(os.environ["MAX_GAP_MS"])
 bad = []
 def find(prefix):
     return [l[len(prefix):].strip() for l in lines if l.startswith(prefix)]
@@ -323,36 +332,57 @@ if not ready or kv(ready[0]).get("active") != "active":
 else:
     print(f"check-gpio-vm: ok: READY {kv(ready[0])['after_s']} s after the check started, STATUS {kv(ready[0])['status'].replace('_', ' ')}")
 nominal = {l.split()[0]: kv(l) for l in find("GPIOVM nominal")}
-def loop_hz(prefix):
-    hz = [loads(l).get("loop_hz") for l in find(prefix)]
-    hz = [h for h in hz if h]
-    return statistics.median(hz) if hz else 50.0
 ON_SEGMENTS = {"FAULT": 2, "WARN": 1}
-def duty(level, hz):
+def window(level, name):
+    """One measured window (e.g. WARN#2): its problems, [] if it passed."""
     per = float(nominal[level]["period_s"])
-    t = max(tol, ON_SEGMENTS[level] / hz / per)
-    print(f"check-gpio-vm: {level}: loop {hz:.1f} Hz, duty tolerance +-{t:.1%}")
-    got = {l.split()[0]: kv(l) for l in find(f"GPIOVM duty {level}")}
+    w = kv((find(f"GPIOVM window {name}") or [""])[0])
+    try:
+        hz = float(w.get("loop_hz", "nan"))
+    except ValueError:
+        hz = float("nan")
+    problems = []
+    if w.get("level") != level:
+        problems.append(f"level {w.get('level')} at its end")
+    if not hz >= min_hz:  # NaN too: an unknown rate is not a judgeable one
+        problems.append(f"loop {hz:.1f} Hz, below the {min_hz:.0f} Hz at which the rhythm can be judged")
+    t = max(tol, ON_SEGMENTS[level] / max(hz if hz == hz else 0, min_hz) / per)
+    print(f"check-gpio-vm: {name}: loop {hz:.1f} Hz over the window, duty tolerance +-{t:.1%}")
+    got = {l.split()[0]: kv(l) for l in find(f"GPIOVM duty {name}")}
+    gap = max((float(g.get("maxgap_ms", "inf")) for g in got.values()), default=float("inf"))
+    if gap > max_gap:
+        print(f"check-gpio-vm: {name}: not judged: the VM stalled for {gap:.0f} ms (no sample of the lines), over {max_gap:.0f} ms")
+        return [f"spoiled: the VM stalled {gap:.0f} ms"]
     for pin in ("haptic", "buzzer"):
         if pin not in got:
-            bad.append(f"{level}: no {pin} duty measured"); continue
+            problems.append(f"no {pin} duty measured"); continue
         g, n = float(got[pin]["high"]), float(nominal[level][pin])
-        verdict = "ok" if abs(g - n) <= t else "FAIL"
-        print(f"check-gpio-vm: {verdict}: {level} {pin} GPIO line high {g:.1%} of the time ({got[pin]['samples']} samples; "
-              f"pattern {n:.1%}), {got[pin]['rises']} rises")
-        if verdict != "ok":
-            bad.append(f"{level} {pin} duty {g:.3f}, pattern {n:.3f}")
         # the rhythm too: as many on-segments as the pattern plays in the window
         want = ON_SEGMENTS[level] * round(float(got[pin].get("seconds", 0)) / per)
         r = int(got[pin]["rises"])
-        if r < 0.75 * want or r > 1.25 * want + 1:
-            print(f"check-gpio-vm: FAIL: {level} {pin}: {r} rises, the pattern plays {want} in the window")
-            bad.append(f"{level} {pin} {r} rises, pattern {want}")
+        duty_ok, rhythm_ok = abs(g - n) <= t, 0.75 * want <= r <= 1.25 * want + 1
+        print(f"check-gpio-vm: {'ok' if duty_ok and rhythm_ok else 'FAIL'}: {name} {pin} GPIO line high {g:.1%} "
+              f"of the time (pattern {n:.1%}; {got[pin]['samples']} samples), {r} on-segments (pattern {want})")
+        if not duty_ok:
+            problems.append(f"{pin} duty {g:.3f}, pattern {n:.3f}")
+        if not rhythm_ok:
+            problems.append(f"{pin} {r} on-segments, pattern {want}")
+    return problems
+def judge(level):
+    """A level's windows: at least one must pass (a stall of the emulator's
+    host can spoil a window; no stall can make a wrong rhythm right)."""
+    names = sorted({f"{level}#{l.split()[0]}" for l in find(f"GPIOVM window {level}#")})
+    results = {name: window(level, name) for name in names}
+    passed = [n for n, p in results.items() if not p]
+    print(f"check-gpio-vm: {'ok' if passed else 'FAIL'}: {level}: {len(passed)} of {len(names)} windows passed"
+          + "".join(f"; {n}: {', '.join(p)}" for n, p in results.items() if p))
+    if not passed:
+        bad.append(f"{level}: no window passed ({'; '.join(f'{n}: ' + ', '.join(p) for n, p in results.items()) or 'none measured'})")
 fault_status = find("GPIOVM status_fault")
 st = loads(fault_status[0]) if fault_status else {}
 if st.get("level") != "FAULT":
     bad.append(f"no FAULT with nothing answering the echo: {st.get('level')}")
-duty("FAULT", loop_hz("GPIOVM status_fault"))
+judge("FAULT")
 faults = [s.get("fault") for s in st.get("sensors", [])]
 never = int((find("GPIOVM journal_echo_never_rises") or ["0"])[0])
 if "echo-never-rises" in faults or never:
@@ -366,7 +396,7 @@ if trig == 0:
     bad.append("the trigger never pulsed")
 if find("GPIOVM warn_level seen"):
     print("check-gpio-vm: ok: WARN with the responder answering at 1.40 m")
-    duty("WARN", loop_hz("GPIOVM status_warn"))
+    judge("WARN")
     ms = [s["metres"] for l in find("GPIOVM status_warn") for s in loads(l).get("sensors", []) if s.get("metres")]
     wr = kv((find("GPIOVM warn respond") or [""])[0])
     if ms:
