@@ -36,9 +36,9 @@ SPEED, WALL_M = 3.0, 9.0  # m/s, and the wall's distance at the start
 CONTACT_S = WALL_M / SPEED
 
 
-def no_model(tmp_path: Path, **more: object) -> Config:
-    return from_dict({"detector": {"model": str(tmp_path / "missing.onnx")},
-                      "camera": {"width": CAM.width, "height": CAM.height}, **more})
+def no_model(tmp_path: Path, name: str = "missing.onnx") -> Config:
+    return from_dict({"detector": {"model": str(tmp_path / name)},
+                      "camera": {"width": CAM.width, "height": CAM.height}})
 
 
 def scene(planes: list, speed: float, seconds: float, stop_at_m: float | None = None) -> tuple[Frame, ...]:
@@ -72,12 +72,17 @@ def write_recording(directory: Path, frames: tuple[Frame, ...]) -> Path:
     return directory
 
 
-def test_replay_with_no_model_warns_from_looming_before_the_wall_and_reports_the_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "why"), [("missing.onnx", "model file not found"),
+                                           ("rotten.onnx", "it is corrupt or not an ONNX model")])
+def test_replay_with_no_model_warns_from_looming_before_the_wall_and_reports_the_model(
+        tmp_path: Path, name: str, why: str) -> None:
+    if name == "rotten.onnx":
+        (tmp_path / name).write_bytes(np.random.default_rng(5).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     rec = write_recording(tmp_path / "wall", wall_run())
     levels: list[AlertLevel] = []
-    result = replay(rec, no_model(tmp_path), on_step=lambda p: levels.append(p.level))
+    result = replay(rec, no_model(tmp_path, name), on_step=lambda p: levels.append(p.level))
     [model] = result.static_faults
-    assert model.startswith("model: ") and "missing.onnx" in model
+    assert model.startswith("model: ") and name in model and why in model
     assert result.frames == len(wall_run())  # every frame read, none detected
     assert result.stats["detect_ms"] is None and result.stats["looming_ms"] is not None
     first = result.events[0]
