@@ -75,6 +75,22 @@ class CameraStage:
         )
 
 
+class FrameStage(Protocol):
+    """What a camera feed runs on each frame it takes."""
+
+    def process(self, frame: Frame) -> CameraResult: ...
+
+
+class FramesOnlyStage:
+    """No detector (the model is missing or broken): each frame still gives
+    a result, with no tracks, so the camera is still watched (a stall or a
+    frozen image is a fault), recorded and shown, and looming reads the
+    same frames. No inference, no detect time."""
+
+    def process(self, frame: Frame) -> CameraResult:
+        return CameraResult(t_ns=frame.t_ns, seq=frame.seq, tracks=(), frame=frame)
+
+
 class CameraFeed(Protocol):
     def poll(self) -> CameraResult | None: ...
     def last_frame_ns(self) -> int | None: ...
@@ -95,7 +111,7 @@ def image_signature(image: np.ndarray) -> bytes:
 class InlineCamera:
     """Detect synchronously on the newest frame: replays and tests."""
 
-    def __init__(self, frames: FrameSource, stage: CameraStage, recorder: RecordSink | None = None) -> None:
+    def __init__(self, frames: FrameSource, stage: FrameStage, recorder: RecordSink | None = None) -> None:
         self.frames = frames
         self.stage = stage
         self.recorder = recorder
@@ -139,12 +155,14 @@ class InlineCamera:
 class ThreadedCamera:
     """Detect in a worker thread; the loop takes the newest result only."""
 
-    def __init__(self, frames: FrameSource, stage: CameraStage, recorder: RecordSink | None = None) -> None:
+    def __init__(self, frames: FrameSource, stage: FrameStage, recorder: RecordSink | None = None,
+                 *, name: str = "rearguard-detect") -> None:
         self._inline = InlineCamera(frames, stage, recorder)
         self._results: LatestSlot[CameraResult] = LatestSlot()
         self._stop = threading.Event()
         self._crash: str | None = None
-        self._thread = background_thread(self._work, name="rearguard-detect")
+        self._what = "frame reader" if isinstance(stage, FramesOnlyStage) else "detector"  # in the fault text
+        self._thread = background_thread(self._work, name=name)
         self._thread.start()
 
     def _work(self) -> None:
@@ -157,8 +175,8 @@ class ThreadedCamera:
                 if result is not None:
                     self._results.put(result)
         except Exception as err:  # a crash here must become a fault, not silence
-            log.exception("detector thread stopped")
-            self._crash = f"detector stopped: {err}"
+            log.exception("%s thread stopped", self._what)
+            self._crash = f"{self._what} stopped: {err}"
 
     def poll(self) -> CameraResult | None:
         return self._results.take()

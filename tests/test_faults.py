@@ -200,7 +200,7 @@ def test_run_duration_must_be_a_positive_finite_number(value: str, capsys: pytes
 
 def _run(tmp_path: Path, *args: str, mock: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[detector]\nmodel = "{tmp_path / "missing.onnx"}"\n')  # ultrasonic-only: fast
+    cfg.write_text(f'[detector]\nmodel = "{tmp_path / "missing.onnx"}"\n')  # no model: no inference, fast
     env = {k: v for k, v in os.environ.items() if k not in ("GPIOZERO_PIN_FACTORY", "NOTIFY_SOCKET")}
     env["REARGUARD_CONFIG"] = str(cfg)
     if mock:

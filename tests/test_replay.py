@@ -140,7 +140,7 @@ def test_replay_is_deterministic(approach_result: ReplayResult, approach_cli_jso
     assert len(a["events"]) >= 2
 
 
-def test_missing_model_runs_ultrasonic_only_with_fault(approach_recording: Path, tmp_path: Path) -> None:
+def test_missing_model_runs_on_ultrasonic_and_looming_with_fault(approach_recording: Path, tmp_path: Path) -> None:
     cfg = Config()
     cfg = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"model": str(tmp_path / "none.onnx")})})
     result = replay(approach_recording, cfg)
@@ -150,7 +150,9 @@ def test_missing_model_runs_ultrasonic_only_with_fault(approach_recording: Path,
     # A real danger still plays over the fault, then the fault comes back.
     assert AlertLevel.DANGER in seen
     assert seen[-1] == AlertLevel.FAULT
-    assert result.frames == 0
+    # The frames are still read, every one, for looming; none is detected.
+    assert result.frames == 400 and result.stats["detect_ms"] is None and result.stats["looming_ms"] is not None
+    assert {e.source for e in result.events} <= {"ultrasonic", "fused", "looming", "fault"}  # never "camera"
 
 
 def test_cli_replay_json(approach_cli_json: dict[str, Any]) -> None:

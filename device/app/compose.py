@@ -33,6 +33,7 @@ from device.pipeline import (
     CameraFeed,
     CameraStage,
     DetectorPace,
+    FramesOnlyStage,
     InlineCamera,
     PacedCamera,
     Pipeline,
@@ -62,7 +63,9 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
     """The configured detector, or None and a fault saying why not.
 
     A missing or corrupt model must not stop the device: it carries on
-    ultrasonic-only, with the fault pattern telling the runner so.
+    with the ultrasonic sensors and looming (class-free, on the camera's
+    frames), with the fault pattern telling the runner so whenever nothing
+    is closing in.
     """
     d = config.detector
     try:
@@ -220,7 +223,11 @@ def compose_replay(recording: Recording, config: Config, detector: Detector | No
     a replay clock at its start, its frames detected inline, its ranges,
     and the alert patterns really driven, on simulated pins. `config` is
     already the replay's (`device.app.replay.replay_config`). With `pace`
-    the detector is modelled at that speed (`PacedCamera`) instead."""
+    the detector is modelled at that speed (`PacedCamera`) instead.
+
+    With no detector (the model missing or broken: a static fault) the
+    frames are still read, every one, and looming runs on them, as on the
+    device; there is no detector to pace, so `pace` changes nothing."""
     from device.sensing.simulated import mock_factory
 
     static_faults: tuple[Fault, ...] = ()
@@ -229,7 +236,10 @@ def compose_replay(recording: Recording, config: Config, detector: Detector | No
     clock = ReplayClock(recording.start_ns)
     camera: CameraFeed | None = None
     looming = None
-    if detector is not None:
+    if detector is None:
+        frames, looming = inline_with_looming(RecordedFrames(recording, clock), config)
+        camera = InlineCamera(frames, FramesOnlyStage())
+    else:
         stage = camera_stage(detector, config)
         if pace is None:
             # Looming sees the very frames the inline detector takes, in order.
@@ -253,7 +263,12 @@ class CameraKeeper:
     """The live camera: opened at start and, when it is not there (a slow
     driver, a loose ribbon), looked for again every CAMERA_RETRY_S while
     the ultrasonic path keeps working. A new feed is handed to the pipeline
-    through `Pipeline.set_camera`."""
+    through `Pipeline.set_camera`.
+
+    With no detector (the model missing or broken) the frames still go to
+    looming, to the recorder and to the preview, and are still watched for
+    a stall or a frozen image: a feed of `FramesOnlyStage` results, not
+    metered for the detector's pace (there is none)."""
 
     def __init__(self, cfg: Config, source: str, clock: Clock, detector: Detector | None, recorder: Any) -> None:
         self.cfg, self.source, self.clock = cfg, source, clock
@@ -271,12 +286,9 @@ class CameraKeeper:
     def feed(self, frames: FrameSource | None) -> CameraFeed | None:
         if frames is None:
             return None
-        if self.detector is None:  # no model: nothing would look at the frames
-            frames.close()
-            if frames is self.frames:
-                self.frames = None
-            return None
         frames, self.looming = threaded_with_looming(frames, self.cfg)
+        if self.detector is None:  # looming alone, and the frames watched, recorded and shown
+            return ThreadedCamera(frames, FramesOnlyStage(), self.recorder, name="rearguard-camera-watch")
         return self.wrap(ThreadedCamera(frames, camera_stage(self.detector, self.cfg), self.recorder))
 
     def faults(self) -> tuple[Fault, ...]:
@@ -284,7 +296,7 @@ class CameraKeeper:
 
     def retry(self, pipeline: Pipeline, now_ns: int) -> None:
         """Called from the loop: try the camera again when one is due."""
-        if self.fault is None or self.detector is None or is_file_source(self.source) or now_ns < self._next_retry:
+        if self.fault is None or is_file_source(self.source) or now_ns < self._next_retry:
             return
         self._next_retry = now_ns + round(CAMERA_RETRY_S * NS_PER_S)
         try:

@@ -228,7 +228,7 @@ def draw(image: np.ndarray, ov: Overlay) -> np.ndarray:
 
 def blank(width: int, height: int, ov: Overlay, why: Sequence[str] = ("no camera frame",)) -> np.ndarray:
     """The overlays on a dark canvas: the sensors and the level still show
-    when there is no camera image (no model, camera fault, not started)."""
+    when there is no camera image (camera fault, not started)."""
     img = np.full((height, width, 3), 40, np.uint8)
     s = _scale(img)
     for i, line in enumerate(why):
