@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin, MockTriggerPin
@@ -20,7 +21,7 @@ from gpiozero.pins.pi import PiPin
 
 from device.core.clock import NS_PER_S
 from device.core.types import Detections, Frame
-from device.sensing.camera import LatestSlot
+from device.sensing.camera import CameraError, LatestSlot
 from device.sensing.ultrasonic import UltrasonicRanger
 
 # -- time ---------------------------------------------------------------------
@@ -259,3 +260,20 @@ class PingClock:
 
     def now_ns(self) -> int:
         return 0 if self._starts is None else len(self._starts) * self.cycle_ns
+
+
+class LateCamera:
+    """An `open_camera` stand-in for compose: the first attempt finds no
+    camera (a slow driver, a loose ribbon), every later one opens `make()`."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+        self.attempts = 0
+        self.opened: list[Any] = []
+
+    def __call__(self, source: str, cfg: object, clock: object) -> Any:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise CameraError("no camera on the ribbon")
+        self.opened.append(self.make())
+        return self.opened[-1]

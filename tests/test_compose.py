@@ -12,10 +12,9 @@ from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
 from device.core.types import Frame
 from device.pipeline import InlineCamera, Pipeline
-from device.sensing.camera import CameraError
 from device.sensing.simulated import mock_factory
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import NoDetections, SlotFrames
+from fakes import LateCamera, NoDetections, SlotFrames
 
 CFG = Config()
 
@@ -38,16 +37,9 @@ def pipeline(clock: ReplayClock, camera=None) -> tuple[Pipeline, object]:
 
 def test_a_camera_that_comes_up_late_is_swapped_in(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = ReplayClock(0)
-    attempts, opened = [0], []  # the first attempt fails, the retry finds it
-
-    def open_camera(source: str, cfg: Config, clk: object) -> Frames:
-        attempts[0] += 1
-        if attempts[0] == 1:
-            raise CameraError("no camera on the ribbon")
-        opened.append(Frames())
-        return opened[-1]
-
-    monkeypatch.setattr(compose, "open_camera", open_camera)
+    late = LateCamera(Frames)  # the first attempt fails, the retry finds it
+    opened = late.opened
+    monkeypatch.setattr(compose, "open_camera", late)
     keeper = compose.CameraKeeper(CFG, "pi", clock, NoDetections(), None)
     assert keeper.faults() == (Fault(Part.CAMERA, Kind.UNAVAILABLE, "no camera on the ribbon"),)
     assert str(keeper.faults()[0]) == "camera: no camera on the ribbon"  # the text as before

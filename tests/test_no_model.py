@@ -26,7 +26,7 @@ from device.core.types import AlertLevel, Frame, Range
 from device.pipeline import FramesOnlyStage, InlineCamera, ThreadedCamera, ThreadedLooming
 from device.record.format import DEFAULT_SENSOR, Recording, RecordingWriter
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import SlotFrames
+from fakes import LateCamera, SlotFrames
 from looming_scene import GROUND, Camera, render, wall
 from test_looming import gait
 
@@ -236,20 +236,12 @@ def test_live_no_model_a_frozen_camera_is_a_fault(live) -> None:
 def test_camera_retry_without_a_model_brings_looming_back(monkeypatch: pytest.MonkeyPatch) -> None:
     from device.output.alerts import Alerter
     from device.pipeline import Pipeline
-    from device.sensing.camera import CameraError
     from device.sensing.simulated import mock_factory
 
     clock = ReplayClock(0)
-    attempts, opened = [0], []
-
-    def open_camera(source: str, cfg: Config, clk: object) -> SlotFrames:
-        attempts[0] += 1
-        if attempts[0] == 1:
-            raise CameraError("no camera on the ribbon")
-        opened.append(SlotFrames())
-        return opened[-1]
-
-    monkeypatch.setattr(compose, "open_camera", open_camera)
+    late = LateCamera(SlotFrames)
+    opened = late.opened
+    monkeypatch.setattr(compose, "open_camera", late)
     cfg = Config()
     keeper = compose.CameraKeeper(cfg, "pi", clock, None, None)
     alerter = Alerter(cfg.outputs, pin_factory=mock_factory())
