@@ -9,6 +9,8 @@ the run and the session fails unless real-model tests actually ran.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +60,26 @@ def mock_factory() -> Iterator[MockFactory]:
     f = MockFactory()
     yield f
     f.close()
+
+
+@pytest.fixture(autouse=True)
+def no_thread_outlives_its_test() -> Iterator[None]:
+    """A thread a test starts is stopped by the test's end. One left running
+    (a worker polling a source that was closed under it) burns CPU for the
+    rest of the session: a leaked looming thread in test_compose once took
+    over half the suite's CPU time, and more the longer a loaded machine
+    made the run. Torn down after the test's own fixtures; a short join
+    lets threads that were told to stop finish."""
+    before = set(threading.enumerate())
+    yield
+    started = [t for t in threading.enumerate() if t not in before]
+    deadline = time.monotonic() + 2.0
+    for t in started:
+        t.join(max(0.0, deadline - time.monotonic()))
+    alive = sorted(t.name for t in started if t.is_alive())
+    if alive:
+        pytest.fail(f"threads the test started are still running after it: {', '.join(alive)} "
+                    "(close what the test starts)", pytrace=False)
 
 
 _real_model_outcomes: list[str] = []

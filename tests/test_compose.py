@@ -50,9 +50,15 @@ def test_a_camera_that_comes_up_late_is_swapped_in(monkeypatch: pytest.MonkeyPat
         assert not opened  # not due yet
         keeper.retry(pipe, clock.now_ns() + round(compose.CAMERA_RETRY_S * NS_PER_S))
         assert len(opened) == 1 and pipe.camera is not None and keeper.faults() == ()
+        # looming comes in with the camera, on its own branch of the new frames
+        assert pipe.looming is not None and pipe.looming is keeper.looming
     finally:
         if pipe.camera is not None:
             pipe.camera.close()
+        # Closing the camera's frames does not stop the looming thread (the
+        # device closes both): left running, it polls its closed branch.
+        if pipe.looming is not None:
+            pipe.looming.close()
         alerter.close()  # type: ignore[attr-defined]
     assert opened[0].closed
 
