@@ -78,8 +78,10 @@ def no_thread_outlives_its_test() -> Iterator[None]:
         t.join(max(0.0, deadline - time.monotonic()))
     alive = sorted(t.name for t in started if t.is_alive())
     if alive:
-        pytest.fail(f"threads the test started are still running after it: {', '.join(alive)} "
-                    "(close what the test starts)", pytrace=False)
+        pytest.fail(
+            f"threads the test started are still running after it: {', '.join(alive)} (close what the test starts)",
+            pytrace=False,
+        )
 
 
 _real_model_outcomes: list[str] = []
