@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 # late; after a pass that overran its slot, this much rest before the next.
 LOOP_PERIOD_S = 0.02
 MIN_REST_S = 0.002
+# How long a worker thread rests when its source says "ready" but holds
+# nothing: a closed slot (a camera that died, a source closed under it)
+# answers wait() at once, and without a rest the worker would spin a core
+# against the loop until it is closed itself.
+IDLE_S = 0.05
 
 
 class CameraStage:
@@ -174,6 +179,8 @@ class ThreadedCamera:
                 result = self._inline.poll()
                 if result is not None:
                     self._results.put(result)
+                else:
+                    self._stop.wait(IDLE_S)
         except Exception as err:  # a crash here must become a fault, not silence
             log.exception("%s thread stopped", self._what)
             self._crash = f"{self._what} stopped: {err}"
@@ -431,8 +438,8 @@ class FrameFanout:
                 if frame is not None:
                     for slot in self._slots:
                         slot.put(frame)
-                elif self.source.error:
-                    self._stop.wait(0.05)  # a source in fault: its consumers report it
+                else:
+                    self._stop.wait(IDLE_S)  # a source closed or in fault: its consumers report it
         finally:
             for slot in self._slots:
                 slot.close()
@@ -492,6 +499,8 @@ class ThreadedLooming:
                     result = self.estimator.update(frame.t_ns, frame.seq, frame.image)
                     self.last_result = result
                     self._results.put(result)
+                else:
+                    self._stop.wait(IDLE_S)
         except Exception as err:  # a crash here must become a fault, not silence
             log.exception("looming thread stopped")
             self._crash = f"stopped: {err}"

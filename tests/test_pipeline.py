@@ -4,6 +4,8 @@ cameras become faults, the alert reaches the (mock) pins."""
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,8 +15,21 @@ from device.core.clock import ReplayClock
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
 from device.core.types import AlertLevel, Detections, Range
+from device.decision.looming import looming_params
 from device.output.alerts import Alerter
-from device.pipeline import LOOP_PERIOD_S, MIN_REST_S, CameraStage, InlineCamera, Pipeline, ThreadedCamera, run_forever
+from device.perception.looming import LoomingEstimator
+from device.pipeline import (
+    IDLE_S,
+    LOOP_PERIOD_S,
+    MIN_REST_S,
+    CameraStage,
+    FrameFanout,
+    InlineCamera,
+    Pipeline,
+    ThreadedCamera,
+    ThreadedLooming,
+    run_forever,
+)
 from device.sensing.ultrasonic import RecordedRanges
 from fakes import BlockedDetector, NoDetections, SlotFrames, ns
 
@@ -186,3 +201,39 @@ def test_the_loop_keeps_its_50_hz_whatever_a_pass_costs_and_never_bursts_to_catc
     # ... one that overruns is followed after a short rest, and the schedule goes on from there
     assert gaps[4] == round(0.05 + MIN_REST_S, 6)
     assert gaps[5:] == [LOOP_PERIOD_S] * 2
+
+
+class _ClosedUnder(SlotFrames):
+    """A source whose slot was closed under its reader (a camera that died):
+    wait() answers at once and latest() holds nothing. Notes when it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slot.close()
+        self.asked: list[float] = []
+        self.thrice = threading.Event()
+
+    def latest(self):
+        self.asked.append(time.monotonic())
+        if len(self.asked) >= 3:
+            self.thrice.set()
+        return super().latest()
+
+
+@pytest.mark.parametrize("worker", ["detector", "looming", "fan-out"])
+def test_a_worker_whose_source_died_rests_instead_of_spinning(worker: str) -> None:
+    # A spinning worker asks again within microseconds, taking a core from
+    # the loop until it is closed; a resting one waits IDLE_S between asks.
+    # Only a lower bound is checked: a loaded machine can only make it longer.
+    src = _ClosedUnder()
+    if worker == "detector":
+        closer = ThreadedCamera(src, CameraStage(NoDetections(), CFG.camera))
+    elif worker == "looming":
+        closer = ThreadedLooming(src, LoomingEstimator(looming_params(CFG)))
+    else:
+        closer = FrameFanout(src, 2)
+    try:
+        assert src.thrice.wait(10), "the worker stopped asking"
+        assert src.asked[2] - src.asked[0] >= 2 * IDLE_S * 0.9
+    finally:
+        closer.close()
