@@ -4,6 +4,7 @@ makes (onnxruntime's pool) starts lowered too."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -41,8 +42,9 @@ def tasks() -> dict[int, int]:
     """Every thread of this process (Python's or not): native id -> nice."""
     out = {}
     for tid in os.listdir("/proc/self/task"):
-        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        out[int(tid)] = int(fields[16])  # stat field 19, nice
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[int(tid)] = int(fields[16])  # stat field 19, nice
     return out
 
 
