@@ -26,17 +26,19 @@
 # under 25 Hz fails it, and one in which the VM itself stalled over 60 ms
 # is not judged), and the distance the sensor reports.
 #
-# Measured here (shared 2-core machine), 1 Dec 2026, final form, load ~4.5:
-# PASS in 354 s with the system root cached (install 34 s, VM ~300 s);
-# building the system root adds about 4 min. READY 1 s after the check
-# starts; FAULT with echo-never-rises, loop 47 Hz, 8 of 8 on-segments, high
-# 38.1-38.6 % (pattern 38.5 %); the trigger at 3.2 pings/s with nothing
-# answering; with the responder at 1.40 m all 1102 triggers answered, WARN
-# reached, the distance 1.394 m median (single readings 1.39-2.23 m:
-# emulation delays the echo's edges); WARN windows at 30-39 Hz: 2 of 5
-# passed (16 and 15 of 16 on-segments, high 36-41 %, pattern 40 %); the
-# other 3 had 10-11 on-segments, where the level dropped out of WARN for a
-# moment (a late echo read over 2 m; a level change restarts the pattern).
+# Measured here (shared 2-core machine), 1 Dec 2026, final form, system root
+# cached: PASS in 163 s on a quiet host (load ~1; install 33 s, VM 121 s) and
+# in 354 s at load ~4.5 (install 34 s, VM ~300 s); building the system root
+# adds about 4 min. Quiet host: READY 1 s after the check starts; FAULT with
+# echo-never-rises, loop 42 Hz, 8 of 8 on-segments, high 37.7-38.3 %
+# (pattern 38.5 %); the trigger at 9.5 pings/s with nothing answering; with
+# the responder at 1.40 m all 901 triggers answered, WARN reached, the
+# distance 1.398 m median (single readings 1.382-1.408 m); WARN at 44-47 Hz,
+# 5 of 5 windows passed (15-16 of 16 on-segments, high 36.5-43.5 %, pattern
+# 40 %). At load ~4.5: WARN at 30-39 Hz, 2 of 5 windows passed; the other 3
+# had 10-11 on-segments, where the level dropped out of WARN for a moment (a
+# late echo read over 2 m: emulation delays the echo's edges; a level change
+# restarts the pattern).
 # Earlier runs of the same form under a heavier host load (6-7: other
 # test suites on both cores) FAILED: the VM got ~40 % of the sampler's
 # 500 samples/s, stalled 50-770 ms at a time, and no WARN window passed.
