@@ -62,18 +62,23 @@ def mock_factory() -> Iterator[MockFactory]:
     f.close()
 
 
+THREAD_GRACE_S = 10.0
+
+
 @pytest.fixture(autouse=True)
 def no_thread_outlives_its_test() -> Iterator[None]:
     """A thread a test starts is stopped by the test's end. One left running
     (a worker polling a source that was closed under it) burns CPU for the
     rest of the session: a leaked looming thread in test_compose once took
     over half the suite's CPU time, and more the longer a loaded machine
-    made the run. Torn down after the test's own fixtures; a short join
-    lets threads that were told to stop finish."""
+    made the run. Torn down after the test's own fixtures. Threads that
+    were told to stop get up to THREAD_GRACE_S to finish (a loaded CI
+    machine can take seconds to end an inference or a request); a join
+    returns the moment they do, so only a leaked thread waits it out."""
     before = set(threading.enumerate())
     yield
     started = [t for t in threading.enumerate() if t not in before]
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + THREAD_GRACE_S
     for t in started:
         t.join(max(0.0, deadline - time.monotonic()))
     alive = sorted(t.name for t in started if t.is_alive())
