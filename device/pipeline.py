@@ -113,6 +113,29 @@ def image_signature(image: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).data, digest_size=16).digest()
 
 
+class FrameWatch:
+    """When the camera path last took a frame, and since when its frames
+    have been bit-identical: the staleness and frozen-image checks of
+    every camera feed."""
+
+    def __init__(self) -> None:
+        self.last_ns: int | None = None
+        self._signature: bytes | None = None
+        self._changed_ns: int | None = None
+
+    def saw(self, frame: Frame) -> None:
+        self.last_ns = frame.t_ns
+        sig = image_signature(frame.image)
+        if sig != self._signature:
+            self._signature, self._changed_ns = sig, frame.t_ns
+
+    def frozen_for_ns(self) -> int:
+        """How long the frames have been bit-identical (0 while they change)."""
+        if self.last_ns is None or self._changed_ns is None:
+            return 0
+        return self.last_ns - self._changed_ns
+
+
 class InlineCamera:
     """Detect synchronously on the newest frame: replays and tests."""
 
@@ -120,30 +143,22 @@ class InlineCamera:
         self.frames = frames
         self.stage = stage
         self.recorder = recorder
-        self._last_ns: int | None = None
-        self._signature: bytes | None = None
-        self._changed_ns: int | None = None
+        self._watch = FrameWatch()
 
     def poll(self) -> CameraResult | None:
         frame = self.frames.latest()
         if frame is None:
             return None
-        self._last_ns = frame.t_ns
-        sig = image_signature(frame.image)
-        if sig != self._signature:
-            self._signature, self._changed_ns = sig, frame.t_ns
+        self._watch.saw(frame)
         if self.recorder is not None:
             self.recorder.write_frame(frame)
         return self.stage.process(frame)
 
     def last_frame_ns(self) -> int | None:
-        return self._last_ns
+        return self._watch.last_ns
 
     def frozen_for_ns(self) -> int:
-        """How long the frames have been bit-identical (0 while they change)."""
-        if self._last_ns is None or self._changed_ns is None:
-            return 0
-        return self._last_ns - self._changed_ns
+        return self._watch.frozen_for_ns()
 
     @property
     def error(self) -> str | None:
@@ -279,9 +294,7 @@ class PacedCamera:
         self._free_ns: int | None = None  # when the detector is next free (None: idle from the start)
         self._rng = random.Random(pace.seed)
         self._in_flight: deque[tuple[int, Frame, CameraResult]] = deque()
-        self._last_ns: int | None = None
-        self._signature: bytes | None = None
-        self._changed_ns: int | None = None
+        self._watch = FrameWatch()
         self.last_view: tuple[Frame, CameraResult] | None = None
 
     @property
@@ -300,10 +313,7 @@ class PacedCamera:
             frame = self.frames.latest_at(start)
             if frame is None:  # only undecodable frames were due: they are skipped
                 continue
-            self._last_ns = frame.t_ns
-            sig = image_signature(frame.image)
-            if sig != self._signature:
-                self._signature, self._changed_ns = sig, frame.t_ns
+            self._watch.saw(frame)
             result = self.stage.process(frame)
             self.detected += 1
             self.taken.append(frame.seq)
@@ -323,12 +333,10 @@ class PacedCamera:
         return out
 
     def last_frame_ns(self) -> int | None:
-        return self._last_ns
+        return self._watch.last_ns
 
     def frozen_for_ns(self) -> int:
-        if self._last_ns is None or self._changed_ns is None:
-            return 0
-        return self._last_ns - self._changed_ns
+        return self._watch.frozen_for_ns()
 
     @property
     def error(self) -> str | None:
