@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -230,14 +231,28 @@ SUITE: tuple[ScenarioSpec, ...] = (
 del P
 
 
-def suite(names: Sequence[str] | None = None) -> tuple[ScenarioSpec, ...]:
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Named)
+
+
+def pick(specs: tuple[T, ...], names: Sequence[str] | None, what: str) -> tuple[T, ...]:
+    """The specs named (all of them for none), in the order named; an unknown
+    name is an error listing the known ones. `what`: "scenario", "scene"."""
     if not names:
-        return SUITE
-    by_name = {s.name: s for s in SUITE}
+        return specs
+    by_name = {s.name: s for s in specs}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise ScenarioError(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
+        raise ScenarioError(f"unknown {what}(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
     return tuple(by_name[n] for n in names)
+
+
+def suite(names: Sequence[str] | None = None) -> tuple[ScenarioSpec, ...]:
+    return pick(SUITE, names, "scenario")
 
 
 # ---------------------------------------------------------------- rendering

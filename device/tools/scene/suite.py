@@ -27,7 +27,7 @@ from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.types import Frame
 from device.record.format import TRUTH, RecordingWriter, SensorMeta
-from device.tools.scenario import CLEAR_TTC_S, NoiseModel, ScenarioError, pings
+from device.tools.scenario import CLEAR_TTC_S, NoiseModel, ScenarioError, pick, pings
 from device.tools.scene import textures as tx
 from device.tools.scene import world as w
 from device.tools.scene.cutout import CutoutError, cut_out
@@ -133,13 +133,7 @@ SUITE: tuple[SceneSpec, ...] = (
 
 
 def suite(names: Sequence[str] | None = None) -> tuple[SceneSpec, ...]:
-    if not names:
-        return SUITE
-    by_name = {s.name: s for s in SUITE}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise ScenarioError(f"unknown scene(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
-    return tuple(by_name[n] for n in names)
+    return pick(SUITE, names, "scene")
 
 
 # ---------------------------------------------------------------- the world of a spec
