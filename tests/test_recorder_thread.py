@@ -11,11 +11,11 @@ import numpy as np
 
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
-from device.core.types import AlertEvent, AlertLevel, Detections, Frame, Range
+from device.core.types import AlertEvent, AlertLevel, Frame, Range
 from device.pipeline import CameraStage, InlineCamera, Pipeline
 from device.record.worker import STUCK_S, RecorderThread, summary
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import SlotFrames
+from fakes import NoDetections, SlotFrames
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0].name
@@ -58,14 +58,6 @@ class BlockingSink:
 
     def close(self) -> None:
         self.closed = True
-
-
-class NoDetections:
-    def detect(self, image: np.ndarray) -> Detections:
-        return Detections.empty()
-
-    def close(self) -> None:
-        pass
 
 
 class Alerts:
