@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -51,6 +51,8 @@ MIN_REST_S = 0.002
 # answers wait() at once, and without a rest the worker would spin a core
 # against the loop until it is closed itself.
 IDLE_S = 0.05
+
+T = TypeVar("T")
 
 
 class CameraStage:
@@ -105,6 +107,22 @@ class CameraFeed(Protocol):
     @property
     def ended(self) -> bool: ...
     def close(self) -> None: ...
+
+
+def serve_newest(stop: threading.Event, wait: Callable[[float], bool], take: Callable[[], T | None],
+                 handle: Callable[[T], None]) -> None:
+    """A worker thread's loop until `stop`: wait for the newest item
+    (bounded, so close() is never kept waiting), take it, hand it on. When
+    a wake-up finds nothing (a source closed under the worker answers wait()
+    at once) it rests IDLE_S instead of spinning a core against the loop."""
+    while not stop.is_set():
+        if not wait(0.1):
+            continue
+        item = take()
+        if item is None:
+            stop.wait(IDLE_S)
+        else:
+            handle(item)
 
 
 def image_signature(image: np.ndarray) -> bytes:
@@ -186,16 +204,8 @@ class ThreadedCamera:
         self._thread.start()
 
     def _work(self) -> None:
-        frames = self._inline.frames
         try:
-            while not self._stop.is_set():
-                if not frames.wait(0.1):  # bounded, so close() is never kept waiting
-                    continue
-                result = self._inline.poll()
-                if result is not None:
-                    self._results.put(result)
-                else:
-                    self._stop.wait(IDLE_S)
+            serve_newest(self._stop, self._inline.frames.wait, self._inline.poll, self._results.put)
         except Exception as err:  # a crash here must become a fault, not silence
             log.exception("%s thread stopped", self._what)
             self._crash = f"{self._what} stopped: {err}"
@@ -438,16 +448,12 @@ class FrameFanout:
         self._thread.start()
 
     def _pump(self) -> None:
-        try:
-            while not self._stop.is_set():
-                if not self.source.wait(0.1):
-                    continue
-                frame = self.source.latest()
-                if frame is not None:
-                    for slot in self._slots:
-                        slot.put(frame)
-                else:
-                    self._stop.wait(IDLE_S)  # a source closed or in fault: its consumers report it
+        def share(frame: Frame) -> None:
+            for slot in self._slots:
+                slot.put(frame)
+
+        try:  # a source closed or in fault: its consumers report it
+            serve_newest(self._stop, self.source.wait, self.source.latest, share)
         finally:
             for slot in self._slots:
                 slot.close()
@@ -497,18 +503,14 @@ class ThreadedLooming:
         self._thread = background_thread(self._work, name="rearguard-looming")
         self._thread.start()
 
+    def _look(self, frame: Frame) -> None:
+        result = self.estimator.update(frame.t_ns, frame.seq, frame.image)
+        self.last_result = result
+        self._results.put(result)
+
     def _work(self) -> None:
         try:
-            while not self._stop.is_set():
-                if not self._frames.wait(0.1):
-                    continue
-                frame = self._frames.latest()
-                if frame is not None:
-                    result = self.estimator.update(frame.t_ns, frame.seq, frame.image)
-                    self.last_result = result
-                    self._results.put(result)
-                else:
-                    self._stop.wait(IDLE_S)
+            serve_newest(self._stop, self._frames.wait, self._frames.latest, self._look)
         except Exception as err:  # a crash here must become a fault, not silence
             log.exception("looming thread stopped")
             self._crash = f"stopped: {err}"
