@@ -128,7 +128,8 @@ class _Track:
         self.missed_ns = -1
         # line() for the points as they were at their newest one: each ping
         # and each loop pass asks, but it only changes when an echo is added.
-        self._line_for: tuple[int, tuple[int, float], FilterParams] | None = None
+        self._line_key: tuple[int, tuple[int, float]] | None = None  # (len, newest point) it was fitted at
+        self._line_params: FilterParams | None = None
         self._line: tuple[float, float] | None = None
 
     @property
@@ -138,9 +139,9 @@ class _Track:
     def line(self, p: FilterParams) -> tuple[float, float] | None:
         """Robust straight line through the recent echoes: (slope m/s, its
         value at the newest echo); None while the history is too short."""
-        key = (len(self.points), self.points[-1], p)
-        if self._line_for is None or self._line_for[2] is not p or self._line_for[:2] != key[:2]:
-            self._line, self._line_for = self._fit(p), key
+        key = (len(self.points), self.points[-1])
+        if key != self._line_key or p is not self._line_params:
+            self._line, self._line_key, self._line_params = self._fit(p), key, p
         return self._line
 
     def _fit(self, p: FilterParams) -> tuple[float, float] | None:
