@@ -351,7 +351,8 @@ def window(level, name):
         problems.append(f"level {w.get('level')} at its end")
     if not hz >= min_hz:  # NaN too: an unknown rate is not a judgeable one
         problems.append(f"loop {hz:.1f} Hz, below the {min_hz:.0f} Hz at which the rhythm can be judged")
-    t = max(tol, ON_SEGMENTS[level] / max(hz if hz == hz else 0, min_hz) / per)
+    judged_hz = hz if hz >= min_hz else min_hz  # (NaN compares false: min_hz)
+    t = max(tol, ON_SEGMENTS[level] / judged_hz / per)
     print(f"check-gpio-vm: {name}: loop {hz:.1f} Hz over the window, duty tolerance +-{t:.1%}")
     got = {l.split()[0]: kv(l) for l in find(f"GPIOVM duty {name}")}
     gap = max((float(g.get("maxgap_ms", "inf")) for g in got.values()), default=float("inf"))
