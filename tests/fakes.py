@@ -10,9 +10,12 @@ machine is; `PingClock` runs an UltrasonicRanger's fault timing on its pings.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -277,3 +280,14 @@ class LateCamera:
             raise CameraError("no camera on the ribbon")
         self.opened.append(self.make())
         return self.opened[-1]
+
+
+def thread_nices(pid: int | str = "self") -> dict[int, int]:
+    """Every thread of a process (Python's or not), from /proc (Linux):
+    native id -> nice. A thread that ends while it is read is left out."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[int(tid)] = int(fields[16])  # stat field 19, nice
+    return out

@@ -4,7 +4,6 @@ makes (onnxruntime's pool) starts lowered too."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -22,6 +21,7 @@ from device.core.priority import (
     lowering,
     thread_nice,
 )
+from fakes import thread_nices
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
 
@@ -36,16 +36,6 @@ def nice_in_thread(plain: bool = False) -> int | None:
     t.start()
     t.join()
     return got[0]
-
-
-def tasks() -> dict[int, int]:
-    """Every thread of this process (Python's or not): native id -> nice."""
-    out = {}
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
-            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[int(tid)] = int(fields[16])  # stat field 19, nice
-    return out
 
 
 def test_nothing_is_lowered_outside_the_live_device() -> None:
@@ -88,14 +78,14 @@ def test_what_a_background_build_makes_starts_lowered_and_its_error_comes_back()
 @pytest.mark.real_model
 def test_the_detectors_onnxruntime_pool_starts_lowered(model_path: Path) -> None:
     cfg = Config.model_validate({"detector": {"model": str(model_path), "threads": 2}})
-    before = tasks()
+    before = thread_nices()
     with lowering():
         det, faults = build_detector(cfg)
     try:
         assert det is not None and faults == ()
-        made = {tid: n for tid, n in tasks().items() if tid not in before}
+        made = {tid: n for tid, n in thread_nices().items() if tid not in before}
         assert made, "onnxruntime made no pool thread for 2 intra-op threads"
         assert set(made.values()) == {LOW}, made
-        assert tasks()[threading.get_native_id()] == BASE
+        assert thread_nices()[threading.get_native_id()] == BASE
     finally:
         det.close()

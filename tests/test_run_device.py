@@ -95,18 +95,12 @@ def test_the_loop_outranks_perception_on_the_cpu(tmp_path: Path, model_path: Pat
     # pinging ones at the process's priority; the detector and its
     # onnxruntime pool, looming, the frames and the camera lowered.
     from device.core.priority import BACKGROUND_NICE
-
-    def nices(pid: int) -> dict[int, int]:
-        out = {}
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(FileNotFoundError):
-                out[int(tid)] = int(Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-        return out
+    from fakes import thread_nices
 
     with running(tmp_path, model_path, "--source", str(shared / "footage" / "vtest.avi")) as (proc, sock):
         messages_until(sock, b"READY=1")
         messages_until(sock, b"WATCHDOG=1")
-        threads = nices(proc.pid)
+        threads = thread_nices(proc.pid)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     base = threads[proc.pid]  # the main thread: its id is the process's
