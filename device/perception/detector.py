@@ -442,8 +442,8 @@ class YoloxDetector:
         xy -= wh * 0.5
         boxes = np.concatenate((xy, wh)).T
         if len(score) > 1:
-            # int32 indices, best first. cv2's stubs want a Sequence of boxes; an Nx4 array is what it takes.
-            k = cv2.dnn.NMSBoxesBatched(boxes, score, cid, thr, self.nms_iou)  # type: ignore[arg-type]
+            # int32 indices, best first (an Nx4 array of boxes)
+            k = cv2.dnn.NMSBoxesBatched(boxes, score, cid, thr, self.nms_iou)
         else:
             k = (score > thr).nonzero()[0]
         if len(k) == 0:

@@ -106,8 +106,8 @@ class LoomingEstimator:
         self._scale = 1.0  # frame px per small-image px
         # Per frame: time, track ids, positions (small-image px).
         self._hist: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
-        self._ids = np.zeros(0, np.int64)
-        self._pts = np.zeros((0, 2), np.float32)
+        self._ids: np.ndarray = np.zeros(0, np.int64)
+        self._pts: np.ndarray = np.zeros((0, 2), np.float32)
         self._elev: dict[int, float] = {}  # track id -> running elevated score
         self._speeds: deque[float] = deque(maxlen=SPEED_FRAMES)
         self._next_id = 0
@@ -171,9 +171,9 @@ class LoomingEstimator:
         if self._prev is None or len(self._pts) == 0:
             return
         p0 = self._pts.reshape(-1, 1, 2)
-        # nextPts=None (cv2 allocates it) is valid; cv2's stubs do not allow it.
-        p1, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, p0, None, **LK_PARAMS)  # type: ignore[call-overload]
-        pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev, p1, None, **LK_PARAMS)  # type: ignore[call-overload]
+        # nextPts=None: cv2 allocates it.
+        p1, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, p0, None, **LK_PARAMS)
+        pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev, p1, None, **LK_PARAMS)
         fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
         sw, sh = self._size  # type: ignore[misc]
         q = p1.reshape(-1, 2)
