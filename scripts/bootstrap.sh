@@ -14,14 +14,16 @@ if [ ! -x .venv/bin/python ]; then
     echo "bootstrap: creating .venv" >&2
     "$py" -m venv .venv
 fi
-# Reinstall only when pyproject.toml changed since the last install.
+# Reinstall only when pyproject.toml or the lock changed since the last install.
 stamp=.venv/.rearguard-installed
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "bootstrap: installing rearguard and its dependencies into .venv" >&2
     # (grep drops one machine-specific pip notice about absent local indexes)
     .venv/bin/python -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
-    .venv/bin/python -m pip install --quiet -e '.[test]' 2> >(grep -v "is ignored: it is neither" >&2)
+    # constraints.txt (scripts/lock.sh) decides every version a fresh machine gets
+    .venv/bin/python -m pip install --quiet --constraint constraints.txt -e '.[test]' \
+        2> >(grep -v "is ignored: it is neither" >&2)
     echo "$want" > "$stamp"
 fi
 if ! .venv/bin/rearguard models verify >/dev/null 2>&1; then
