@@ -37,7 +37,7 @@ import re
 
 lock = {}
 for line in open("constraints.txt"):
-    m = re.match(r"([A-Za-z0-9_.-]+)==([^ ;]+)", line)
+    m = re.match(r"([A-Za-z0-9_.-]+)==([^ ;]+)", line.strip())
     if m:
         lock.setdefault(m[1].lower().replace("_", "-"), []).append(m[2])
 for dist in sorted(md.distributions(), key=lambda d: d.metadata["Name"].lower()):
