@@ -27,7 +27,7 @@ from device.core.config import load
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "install-pi.sh"
-CHECKOUT_ITEMS = ["pyproject.toml", "README.md", "hardware.md", "device", "models", "docs", "systemd", "scripts"]
+CHECKOUT_ITEMS = ["pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "hardware.md", "device", "models", "docs", "systemd", "scripts"]
 
 # Each stub logs its argv (one line per call) to $STUB_STATE/calls.log.
 LOG = 'printf "%s" "$(basename "$0")" >> "$STUB_STATE/calls.log"; printf " %s" "$@" >> "$STUB_STATE/calls.log"; echo >> "$STUB_STATE/calls.log"\n'
