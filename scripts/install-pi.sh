@@ -39,7 +39,7 @@ APT_PACKAGES=(python3-picamera2 python3-lgpio python3-venv)
 GROUPS_NEEDED=(gpio video)
 # What is copied from the checkout to /opt/rearguard (and hashed to see
 # whether the installed copy is current).
-SOURCE_ITEMS=(pyproject.toml constraints.txt README.md hardware.md device models docs systemd scripts)
+SOURCE_ITEMS=(pyproject.toml constraints.txt README.md LICENSE CHANGELOG.md hardware.md device models docs systemd scripts)
 
 usage() {
     cat <<'EOF'

@@ -28,7 +28,8 @@ from device.core.config import load
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "install-pi.sh"
 CHECKOUT_ITEMS = [
-    "pyproject.toml", "constraints.txt", "README.md", "hardware.md", "device", "models", "docs", "systemd", "scripts",
+    "pyproject.toml", "constraints.txt", "README.md", "LICENSE", "CHANGELOG.md", "hardware.md", "device", "models",
+    "docs", "systemd", "scripts",
 ]
 
 # Each stub logs its argv (one line per call) to $STUB_STATE/calls.log.
