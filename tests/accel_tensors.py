@@ -22,21 +22,17 @@ from device.perception.backends.imx500_decode import FULL_SENSOR, Geometry
 
 def frame_to_inference(xyxy: np.ndarray, g: Geometry) -> np.ndarray:
     """Frame pixels -> normalised (y0, x0, y1, x1) on the full sensor: the
-    inverse of convert_inference_coords' scalings (exact in real numbers;
-    the decoder's integer truncations then lose under a pixel a step), for
-    a full-sensor ROI."""
+    inverse of convert_inference_coords' scalings, in real numbers (which
+    the backend's decoder uses), for a full-sensor ROI."""
     cx, cy, cw, ch = g.scaler_crop
     sw, sh = g.sensor_output
     fw, fh = FULL_SENSOR
-    # crop in sensor-mode pixels, as the decoder computes it
-    kx, ky, kw, kh = cx * sw // fw, cy * sh // fh, cw * sw // fw, ch * sh // fh
+    kx, ky, kw, kh = cx * sw / fw, cy * sh / fh, cw * sw / fw, ch * sh / fh  # the crop in sensor-mode pixels
     iw, ih = g.isp_output
     x = np.asarray(xyxy, np.float64)
     sx = x[:, [0, 2]] * kw / iw + kx  # sensor-mode pixels
     sy = x[:, [1, 3]] * kh / ih + ky
-    # +0.5 px: the decoder truncates, so aim at the middle of the pixel
-    nx = (sx * fw / sw + 0.5) / fw
-    ny = (sy * fh / sh + 0.5) / fh
+    nx, ny = sx / sw, sy / sh  # sensor-mode pixels -> full sensor, normalised
     return np.stack([ny[:, 0], nx[:, 0], ny[:, 1], nx[:, 1]], axis=1)
 
 

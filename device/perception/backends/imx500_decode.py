@@ -109,14 +109,16 @@ class Geometry:
     roi: tuple[int, int, int, int] = (0, 0, *FULL_SENSOR)
 
 
-def _scaled(r: np.ndarray, num: tuple[int, int], den: tuple[int, int]) -> np.ndarray:
-    # libcamera Rectangle::scaledBy: each of x, y, w, h times num/den, truncated
-    # (x and y through int64, which truncates toward zero; all are >= 0 here).
+def _scaled(r: np.ndarray, num: tuple[float, float], den: tuple[float, float]) -> np.ndarray:
+    # libcamera Rectangle::scaledBy: x and w times num.w/den.w, y and h times
+    # num.h/den.h; on integers truncated (through int64, toward zero; all are
+    # >= 0 here), on floats exact.
     out = r.copy()
-    out[..., 0] = r[..., 0] * num[0] // den[0]
-    out[..., 1] = r[..., 1] * num[1] // den[1]
-    out[..., 2] = r[..., 2] * num[0] // den[0]
-    out[..., 3] = r[..., 3] * num[1] // den[1]
+    for i, axis in enumerate((0, 1, 0, 1)):
+        if r.dtype.kind == "i":
+            out[..., i] = r[..., i] * int(num[axis]) // int(den[axis])
+        else:
+            out[..., i] = r[..., i] * num[axis] / den[axis]
     return out
 
 
@@ -129,23 +131,32 @@ def _bounded(r: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack([x0, y0, np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)], axis=-1)
 
 
-def to_frame(boxes_yx: np.ndarray, g: Geometry) -> np.ndarray:
+def to_frame(boxes_yx: np.ndarray, g: Geometry, integer: bool = False) -> np.ndarray:
     """Normalised (y0, x0, y1, x1) boxes -> (x, y, w, h) in the ISP output's
-    pixels, as `IMX500.convert_inference_coords` (int64, (k, 4))."""
+    pixels: `IMX500.convert_inference_coords`'s steps, for many boxes.
+
+    integer=True is picamera2's result to the pixel (int64): its Rectangle
+    maths truncates x and the width separately at each scaling, so an edge
+    can land up to 2 px short. The default does the same steps in floats:
+    sub-pixel boxes, whose growth from frame to frame the time-to-collision
+    is read from (on a 640 px stream the truncation alone moved a warning by
+    0.2 s in tests/test_accel_contract.py)."""
     b = np.asarray(boxes_yx, np.float64).reshape(-1, 4)
     fw, fh = FULL_SENSOR
     y0, x0, y1, x1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    # np.maximum(...).astype(np.int32): the float product, floored at 0, then truncated
-    obj = np.maximum(np.stack([x0 * fw, y0 * fh, (x1 - x0) * fw, (y1 - y0) * fh], axis=-1), 0).astype(np.int32)
-    obj = obj.astype(np.int64)
-    roi = np.asarray(g.roi, np.int64)
+    obj = np.maximum(np.stack([x0 * fw, y0 * fh, (x1 - x0) * fw, (y1 - y0) * fh], axis=-1), 0)
+    dtype = np.int64 if integer else np.float64
+    if integer:  # np.maximum(...).astype(np.int32), as picamera2
+        obj = obj.astype(np.int32)
+    obj = obj.astype(dtype)
     if tuple(g.roi) != (0, 0, 0, 0):
-        obj = _bounded(obj, roi)
-    crop = _scaled(np.asarray(g.scaler_crop, np.int64), g.sensor_output, FULL_SENSOR)
+        obj = _bounded(obj, np.asarray(g.roi, dtype))
+    crop = _scaled(np.asarray(g.scaler_crop, dtype), g.sensor_output, FULL_SENSOR)
     sensor = _bounded(_scaled(obj, g.sensor_output, FULL_SENSOR), crop)
     sensor[:, 0] -= crop[0]
     sensor[:, 1] -= crop[1]
-    return _scaled(sensor, g.isp_output, (int(crop[2]), int(crop[3])))
+    size = (int(crop[2]), int(crop[3])) if integer else (float(crop[2]), float(crop[3]))
+    return _scaled(sensor, g.isp_output, size)
 
 
 def detections(boxes_yx: np.ndarray, scores: np.ndarray, classes: np.ndarray, g: Geometry,
