@@ -93,7 +93,7 @@ def test_probe_finds_the_devices_the_way_the_vendors_do(tmp_path: Path) -> None:
     dev.mkdir(parents=True)
     os.symlink("../../../../module/imx500", dev / "module")
     seen = probe(root, has_module=lambda m: True)
-    assert not seen.imx500.present and "apt install imx500-models" in seen.imx500.detail
+    assert not seen.imx500.present and "apt install imx500-all" in seen.imx500.detail
     for f in (IMX500_DEFAULT_MODEL, HAILO_DEFAULT_MODEL):
         (root / f.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
         (root / f.lstrip("/")).write_bytes(b"net")

@@ -51,9 +51,9 @@ def run(tmp_path: Path, cameras: str | None, scan: str | None, dev_hailo: bool =
 
 @pytest.mark.parametrize(("cameras", "scan", "dev", "want"), [
     (IMX500_LIST, None, False, ["imx500-all"]),  # an AI Camera, no HailoRT yet
-    (V3_LIST, None, True, ["hailo-all"]),  # a Camera Module 3 and the AI HAT+'s device node
-    (V3_LIST, HAILO_SCAN, False, ["hailo-all"]),  # no node (driver not loaded) but HailoRT sees it
-    (IMX500_LIST, HAILO_SCAN, False, ["imx500-all", "hailo-all"]),
+    (V3_LIST, None, True, ["hailo-all", "hailo-models"]),  # a Camera Module 3 and the AI HAT+'s device node
+    (V3_LIST, HAILO_SCAN, False, ["hailo-all", "hailo-models"]),  # no node (driver not loaded) but HailoRT sees it
+    (IMX500_LIST, HAILO_SCAN, False, ["imx500-all", "hailo-all", "hailo-models"]),
     (V3_LIST, NO_HAILO, False, []),  # "devices not found" is not a device
     ("No cameras available!\n", None, False, []),
     (None, None, False, []),  # neither program installed

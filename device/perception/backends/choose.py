@@ -16,8 +16,8 @@ from typing import Literal
 
 Backend = Literal["cpu", "imx500", "hailo"]
 
-# What the vendors' OS packages install (`apt install imx500-models`,
-# `apt install hailo-all`, which pulls in hailo-models): the permissive
+# What the vendors' OS packages install (`apt install imx500-all`, which
+# brings imx500-models; `apt install hailo-all hailo-models`): the permissive
 # detection networks among them (docs/accelerators.md).
 IMX500_DEFAULT_MODEL = "/usr/share/imx500-models/imx500_network_nanodet_plus_416x416_pp.rpk"
 HAILO_DEFAULT_MODEL = "/usr/share/hailo-models/yolox_s_leaky_h8l_rpi.hef"
@@ -99,8 +99,8 @@ def probe(root: str | os.PathLike[str] = "/", *, imx500_model: str | None = None
     hailo_path = hailo_model or HAILO_DEFAULT_MODEL
     hailo_dev = "/dev/hailo0" if (r / "dev/hailo0").exists() else None
     return Probe(
-        imx500=presence(_imx500_node(r), "AI Camera (IMX500)", imx_path, ("picamera2",), "imx500-models"),
-        hailo=presence(hailo_dev, "Hailo accelerator", hailo_path, ("picamera2", "hailo_platform"), "hailo-all"),
+        imx500=presence(_imx500_node(r), "AI Camera (IMX500)", imx_path, ("picamera2",), "imx500-all"),
+        hailo=presence(hailo_dev, "Hailo accelerator", hailo_path, ("picamera2", "hailo_platform"), "hailo-all hailo-models"),
     )
 
 
