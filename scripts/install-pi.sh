@@ -301,6 +301,23 @@ finish() {
     fi
 }
 
+# accelerator_packages: the OS packages the AI accelerators on this Pi need,
+# one a line (docs/accelerators.md): imx500-all (firmware, the imx500-models
+# networks, picamera2's IMX500 support) for an AI Camera, which
+# `rpicam-hello --list-cameras` lists as imx500; hailo-all (driver, HailoRT,
+# picamera2's Hailo support) and hailo-models (the .hef networks, named in
+# case hailo-all does not pull them in) for an AI Kit / AI HAT+: /dev/hailo0,
+# or a device that `hailortcli scan` lists. Prints nothing when neither is there.
+accelerator_packages() {
+    if cmd rpicam-hello --list-cameras 2>/dev/null | grep -qi 'imx500'; then
+        echo imx500-all
+    fi
+    if [ -e "$ROOT/dev/hailo0" ] || cmd hailortcli scan 2>/dev/null | grep -q 'Device:'; then
+        echo hailo-all
+        echo hailo-models
+    fi
+}
+
 # ---------------------------------------------------------------- install
 install() {
     local missing=() p g digest pin want restart=0

@@ -95,7 +95,8 @@ PREVIEW_HELP = ("serve a live preview page (view, boxes, distances, sensor beams
 
 def add_pace_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", metavar="NAME", default=None,
-                   help="model the detector at this board's speed (pi5, pi4, zero2w: device/perception/boards.toml, "
+                   help="model the detector at this board's speed (pi5, pi4, zero2w, or with an AI accelerator "
+                   "pi4-imx500, zero2w-imx500, pi5-hailo8l: device/perception/boards.toml, "
                    "for the configured model and input size): busy that long per frame, taking the newest frame "
                    "when free, as the device does; inline (the default) detects every frame at once")
     p.add_argument("--detector-ms", metavar="MS[,LATENCY_MS]", default=None,

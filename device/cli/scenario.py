@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--plot", metavar="OUT.png", help="draw distance, TTC and level per scenario (needs matplotlib); "
                     "with several boards one plot each, OUT-BOARD.png")
     ev.add_argument("--board", metavar="NAME[,NAME...]", default=None,
-                    help="score with the detector modelled at each board's speed (pi5, pi4, zero2w, inline; "
+                    help="score with the detector modelled at each board's speed (pi5, pi4, zero2w, inline; with an "
+                    "AI accelerator pi4-imx500, zero2w-imx500, pi5-hailo8l; "
                     "device/perception/boards.toml): a table each, and --json keyed by board")
     ev.add_argument("--detector-ms", metavar="MS[,LATENCY_MS]", default=None,
                     help="score with the detector modelled as busy MS per frame (instead of --board)")

@@ -75,6 +75,17 @@ class DetectorConfig(_Strict):
     score_threshold: float = Field(0.35, gt=0, lt=1, description="objectness x class score")
     nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which boxes merge")
     threads: int = Field(2, ge=0, le=16, description="onnxruntime intra-op threads (0 = auto)")
+    backend: Literal["auto", "cpu", "imx500", "hailo"] = Field(
+        "auto",
+        description="where the network runs: cpu (onnxruntime), imx500 (on the AI Camera's sensor), hailo "
+        "(AI Kit / AI HAT+ on a Pi 5), or auto (an accelerator that is present, else cpu, with the reason "
+        "logged); docs/accelerators.md",
+    )
+    accelerator_model: str | None = Field(
+        None,
+        description="the accelerator's network file (.rpk for imx500, .hef for hailo); unset = the file the "
+        "vendor's OS package installs (docs/accelerators.md)",
+    )
     classes: tuple[str, ...] = Field(
         coco.DEFAULT_REAR_CLASSES, min_length=1, strict=False,  # a TOML array is a list; its items stay strict
         description="COCO classes that can alert"

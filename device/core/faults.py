@@ -20,6 +20,7 @@ class Part(StrEnum):
     RECORDING = "recording"
     SENSOR = "sensor"  # one ultrasonic sensor; Fault.name says which
     LOOMING = "looming"  # the any-obstacle path beside the detector (device.perception.looming)
+    ACCELERATOR = "accelerator"  # the AI Camera or Hailo backend; detection falls back to the CPU model
 
 
 class Kind(StrEnum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -38,10 +38,21 @@ class Board:
     default_model: str | None = None
     default_input_size: int | None = None
     default_why: str = ""
+    # An accelerated board ("imx500", "hailo"): the network runs off the CPU,
+    # so its pace is the accelerator's own figure for `accelerator_model` at
+    # `accelerator_input`, whatever CPU model the config names.
+    accelerator: str | None = None
+    accelerator_model: str | None = None
+    accelerator_input: int | None = None
 
     def detect_ms(self, model: str, input_size: int, overhead: float) -> float:
         """The ms one detect() keeps the detector busy: the slow end of the
-        inference figure plus the rest of detect()."""
+        inference figure plus the rest of detect(). On an accelerated board,
+        the slow end of the accelerator's per-frame figure alone: the ISP
+        scales the frame to the network's input and the NMS runs on the chip,
+        so there is no CPU resize or decode to add."""
+        if self.accelerator is not None and self.accelerator_model is not None and self.accelerator_input is not None:
+            return round(self.inference_ms[self.accelerator_model][self.accelerator_input][1], 1)
         try:
             _, high = self.inference_ms[model][input_size]
         except KeyError:
@@ -54,13 +65,17 @@ class Board:
 @dataclass(frozen=True)
 class Boards:
     detect_overhead: float
-    boards: dict[str, Board]
+    boards: dict[str, Board]  # the CPU boards: the device tree names them, the README tables them
+    # Boards with an AI accelerator (`[accelerated.NAME]`): chosen by name only
+    # (the device tree cannot tell an AI Camera from any other camera).
+    accelerated: dict[str, Board] = field(default_factory=dict)
 
     def get(self, name: str) -> Board:
         try:
-            return self.boards[name]
+            return self.boards[name] if name in self.boards else self.accelerated[name]
         except KeyError:
-            raise BoardError(f"unknown board {name!r} (known: {', '.join([*self.boards, INLINE])})") from None
+            known = ", ".join([*self.boards, *self.accelerated, INLINE])
+            raise BoardError(f"unknown board {name!r} (known: {known})") from None
 
     def for_device_tree(self, model_line: str) -> Board | None:
         """The board a /proc/device-tree/model line names, if any."""
@@ -79,8 +94,22 @@ def _pair(v: Any, where: str) -> tuple[float, float]:
     return low, high
 
 
+def _accelerated(name: str, b: dict[str, Any], board: Board) -> Board:
+    acc, model, size = b.get("accelerator"), b.get("accelerator_model"), b.get("accelerator_input")
+    if acc not in ("imx500", "hailo") or not isinstance(model, str) or not isinstance(size, int) \
+            or size not in board.inference_ms.get(model, {}):
+        raise BoardError(f"accelerated.{name}: needs accelerator (imx500 or hailo), and accelerator_model and "
+                         "accelerator_input naming a figure the board has")
+    return Board(board.name, board.title, board.device_tree, board.status, board.source, board.inference_ms,
+                 accelerator=acc, accelerator_model=model, accelerator_input=size)
+
+
 def parse(data: dict[str, Any]) -> Boards:
     boards = {}
+    accelerated = {}
+    for name, b in data.get("accelerated", {}).items():
+        plain = {k: v for k, v in b.items() if not k.startswith("accelerator")}
+        accelerated[name] = _accelerated(name, b, parse({"detect_overhead": 0, "boards": {name: plain}}).boards[name])
     for name, b in data.get("boards", {}).items():
         models = {}
         for key, sizes in b.items():
@@ -94,7 +123,7 @@ def parse(data: dict[str, Any]) -> Boards:
             raise BoardError(f"boards.{name}: default_model and default_input_size go together, "
                              "name a model and size the board has a figure for, and default_why is text")
         boards[name] = Board(name, b["title"], b["device_tree"], b["status"], b["source"], models, dm, ds, why)
-    return Boards(float(data["detect_overhead"]), boards)
+    return Boards(float(data["detect_overhead"]), boards, accelerated)
 
 
 @lru_cache(maxsize=1)
