@@ -9,13 +9,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from device.camera_path import DetectStage
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
 from device.core.types import AlertEvent, AlertLevel, Frame, Range
-from device.pipeline import CameraStage, InlineCamera, Pipeline
+from device.pipeline import Pipeline
 from device.record.worker import STUCK_S, RecorderThread, summary
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import NoDetections, SlotFrames
+from fakes import NoDetections, SlotFrames, inline_camera
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0].name
@@ -80,7 +81,7 @@ def test_a_blocked_recorder_delays_no_loop_pass() -> None:
     frames = SlotFrames()
     ranges = [Range(i * 60_000_000, SENSOR, 3.0) for i in range(34)]
     alerts = Alerts()
-    pipe = Pipeline(CFG, clock, RecordedRanges(ranges), alerts, InlineCamera(frames, CameraStage(NoDetections(), CFG.camera), rec),
+    pipe = Pipeline(CFG, clock, RecordedRanges(ranges), alerts, inline_camera(frames, DetectStage(NoDetections(), CFG.camera), clock, rec),
                     recorder=rec)
     try:
         for i in range(100):
