@@ -25,7 +25,7 @@ from device.camera_path import NOTHING, CameraPath
 from device.core.camera import CameraResult
 from device.core.clock import Clock
 from device.core.config import Config
-from device.core.faults import Fault
+from device.core.faults import Fault, texts
 from device.core.ports import AlertSink, RangeSource, RecordSink
 from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
 from device.decision.threat import ThreatEstimator
@@ -155,10 +155,10 @@ class Pipeline:
                 source=source,
                 distance_m=threat.distance_m,
                 ttc_s=threat.ttc_s,
-                faults=threat.faults,
+                faults=texts(threat.faults),
             )
             self.events.append(event)
-            log.info("alert %s (%s) faults=%s", level.name, event.source, ",".join(threat.faults) or "-")
+            log.info("alert %s (%s) faults=%s", level.name, event.source, ",".join(event.faults) or "-")
             if self.on_event is not None:
                 self.on_event(event, threat)
         return threat

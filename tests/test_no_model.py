@@ -22,7 +22,7 @@ from device.app.replay import replay
 from device.camera_path import FramesOnlyStage, LoomingStage, ThreadedRunner
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config, from_dict
-from device.core.faults import Part
+from device.core.faults import Part, texts
 from device.core.types import AlertLevel, Frame, Range
 from device.record.format import DEFAULT_SENSOR, Recording, RecordingWriter
 from device.sensing.ultrasonic import RecordedRanges
@@ -211,7 +211,7 @@ def test_live_no_model_runs_looming_on_the_camera_and_a_stopped_camera_is_a_faul
     last = frames[-1].t_ns
     clock.set(last + round(device.cfg.camera.max_age_s * NS_PER_S) + NS_PER_S // 50)
     threat = pipe.step()
-    assert any(f.startswith("camera: no frame for") for f in threat.faults), threat.faults
+    assert any(f.startswith("camera: no frame for") for f in texts(threat.faults)), threat.faults
     assert pipe.level == AlertLevel.FAULT
 
     device.close()
@@ -231,7 +231,7 @@ def test_live_no_model_a_frozen_camera_is_a_fault(live) -> None:
         assert wait_until(lambda t=t: pipe.camera.runner.watch.last_ns == t)
         clock.set(t)
         pipe.step()
-    assert any(f.startswith("camera: image frozen") for f in pipe.threat.faults), pipe.threat.faults
+    assert any(f.startswith("camera: image frozen") for f in texts(pipe.threat.faults)), pipe.threat.faults
 
 
 def test_camera_retry_without_a_model_brings_looming_back(monkeypatch: pytest.MonkeyPatch) -> None:

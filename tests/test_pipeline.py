@@ -15,7 +15,7 @@ from device.camera_path import DetectStage, LoomingStage
 from device.camera_path.runners import IDLE_S
 from device.core.clock import ReplayClock
 from device.core.config import Config
-from device.core.faults import Fault, Kind, Part
+from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import AlertLevel, Detections, Range
 from device.decision.looming import looming_params
 from device.output.alerts import Alerter
@@ -98,7 +98,7 @@ def test_frozen_image_becomes_fault_within_half_a_second_and_clears() -> None:
         threat = pipe.step()
         if threat.faults and fault_at is None:
             fault_at = t
-            assert "frozen" in threat.faults[0]
+            assert threat.faults[0].kind is Kind.FROZEN and "frozen" in str(threat.faults[0])
     assert fault_at is not None and fault_at <= 0.3 + 0.5 + 0.1
     clock.set(ns(1.22))
     frames.put(ns(1.22), 100)
@@ -125,7 +125,7 @@ def test_detector_crash_is_a_fault_not_silence() -> None:
         detect.join(5)
         assert not detect.is_alive()
         threat = pipe.step()
-        assert any("onnxruntime exploded" in f for f in threat.faults)
+        assert any("onnxruntime exploded" in f for f in texts(threat.faults))
         assert pipe.events[-1].level == AlertLevel.FAULT
     finally:
         camera.close()
@@ -143,7 +143,8 @@ def test_static_fault_and_stale_range_is_ignored() -> None:
     threat = pipe.step()
     assert threat.level == AlertLevel.CLEAR
     assert [e.level for e in pipe.events] == [AlertLevel.DANGER, AlertLevel.FAULT]
-    assert threat.faults == ("model: missing",)  # the human text, derived from the typed fault
+    assert threat.faults == (Fault(Part.MODEL, Kind.UNAVAILABLE, "missing"),)  # typed to the pins
+    assert texts(threat.faults) == ("model: missing",)  # the human text, derived from the typed fault
     alert.close()
 
 

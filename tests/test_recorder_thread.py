@@ -12,6 +12,7 @@ import numpy as np
 from device.camera_path import DetectStage
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
+from device.core.faults import Kind, Part
 from device.core.types import AlertEvent, AlertLevel, Frame, Range
 from device.pipeline import Pipeline
 from device.record.worker import STUCK_S, RecorderThread, summary
@@ -119,6 +120,8 @@ def test_a_stuck_writer_becomes_a_fault_named_for_it() -> None:
         assert rec.fault is None  # busy, not yet stuck
         now[0] = STUCK_S + 1
         assert rec.fault == f"recording: writer stuck for {STUCK_S + 1:.0f} s (0 frames dropped)"
+        [fault] = rec.faults()  # typed where it arises: stuck is stalled, not failed
+        assert (fault.part, fault.kind) == (Part.RECORDING, Kind.STALLED) and str(fault) == rec.fault
     finally:
         sink.release.set()
         rec.close()

@@ -11,7 +11,7 @@ from device.camera_path.distance import CameraDistances
 from device.core.camera import CameraResult, CameraTrack
 from device.core.clock import NS_PER_S
 from device.core.config import AlertsConfig, Config
-from device.core.faults import Fault, Kind, Part
+from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import AlertLevel, Range
 from device.decision.threat import (
     Candidate,
@@ -238,8 +238,18 @@ def test_estimator_reports_sensor_faults() -> None:
     est = ThreatEstimator(CFG)
     est.add_ranges([Range(0, SENSOR.name, None, fault="no-echo-signal")])
     threat = est.assess(ns(0.01), (Fault(Part.CAMERA, Kind.FAILED, "stopped"),))
-    assert threat.faults == ("camera: stopped", f"{SENSOR.name}: no-echo-signal")
+    assert texts(threat.faults) == ("camera: stopped", f"{SENSOR.name}: no-echo-signal")
     assert est.sensor_faults() == (Fault(Part.SENSOR, Kind.FAILED, "no-echo-signal", name=SENSOR.name),)
+
+
+def test_sensor_faults_keep_their_kind() -> None:
+    from device.sensing.ultrasonic import ECHO_NEVER_RISES, FROZEN_VALUE, SILENT
+
+    est = ThreatEstimator(CFG)
+    for name, kind in ((SILENT, Kind.STALLED), (FROZEN_VALUE, Kind.FROZEN), (ECHO_NEVER_RISES, Kind.FAILED)):
+        est.add_ranges([Range(0, SENSOR.name, None, fault=name)])
+        assert est.sensor_faults() == (Fault(Part.SENSOR, kind, name, name=SENSOR.name),)
+        assert est.assess(ns(0.01)).faults == est.sensor_faults()  # typed in the threat too
 
 
 def test_alerts_config_rejects_unordered_thresholds() -> None:

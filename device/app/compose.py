@@ -337,12 +337,8 @@ class Device:
         recorder, pace = self.recorder, self.pace
 
         def extra_faults() -> tuple[Fault, ...]:
-            out: tuple[Fault, ...] = pace.faults() if pace is not None else ()
-            fault = recorder.fault if recorder is not None else None
-            if fault:
-                # The recorder words its fault in full ("recording: ...").
-                out += (Fault(Part.RECORDING, Kind.FAILED, fault.removeprefix("recording: ")),)
-            return out
+            return ((pace.faults() if pace is not None else ())
+                    + (recorder.faults() if recorder is not None else ()))
 
         def events(event: AlertEvent, threat: Threat) -> None:
             if recorder is not None:

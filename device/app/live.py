@@ -130,7 +130,7 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
             if pace is not None:
                 pace.observe(now)
                 if now - sent["at"] >= status_every_ns:
-                    send_status(pipeline.level.name, threat.faults, now)
+                    send_status(pipeline.level.name, texts(threat.faults), now)
             status.show(threat, pipeline.level, pipeline.stats.frames, now / NS_PER_S,
                         pace=pace.text() if pace is not None else "")
             camera = pipeline.camera

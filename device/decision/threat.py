@@ -31,12 +31,13 @@ from dataclasses import replace
 from device.core.camera import CameraResult, CameraTrack
 from device.core.clock import NS_PER_S
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
-from device.core.faults import Fault, Kind, Part, texts
+from device.core.faults import Fault, Part
 from device.core.types import AlertLevel, Range, Threat
 from device.decision.candidate import Candidate
 from device.decision.looming import LoomingTrack
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.looming import LoomingResult
+from device.sensing.ultrasonic import fault_kind
 
 CAMERA_MIN_HITS = 2
 # A camera time to collision counts only once the frames have agreed that the
@@ -264,7 +265,8 @@ class ThreatEstimator:
         return tr.ttc_s
 
     def sensor_faults(self) -> tuple[Fault, ...]:
-        return tuple(Fault(Part.SENSOR, Kind.FAILED, t.fault, name=name) for name, t in self.sensors.items() if t.fault)
+        return tuple(Fault(Part.SENSOR, fault_kind(t.fault), t.fault, name=name)
+                     for name, t in self.sensors.items() if t.fault)
 
     def candidates(self, now_ns: int) -> list[Candidate]:
         cams: list[Candidate] = []
@@ -309,7 +311,7 @@ class ThreatEstimator:
         # A sensor's distance (alone or fused) is confirmed by two agreeing pings already.
         confirmed = worst is not None and worst.source in ("ultrasonic", "fused")
         level = self.policy.update(now_ns, raw, confirmed)
-        all_faults = texts(faults + self.sensor_faults())
+        all_faults = faults + self.sensor_faults()
         if worst is None or raw == AlertLevel.CLEAR:
             # Held level with no current evidence: keep the last threat's
             # description, so the runner's alert and the log agree.
