@@ -10,7 +10,7 @@ from device.app import compose
 from device.camera_path import ThreadedRunner
 from device.core.clock import ReplayClock
 from device.core.config import Config
-from device.core.faults import Fault, Kind, Part
+from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import Frame
 from device.pipeline import Pipeline
 from device.sensing.simulated import mock_factory
@@ -61,7 +61,7 @@ def test_a_camera_that_comes_up_late_is_opened_off_the_loop(monkeypatch: pytest.
     assert str(camera.unavailable()[0]) == "camera: no camera on the ribbon"  # the text as before
     pipe, alerter = pipeline(clock, camera)
     try:
-        assert pipe.step().faults == ("camera: no camera on the ribbon",)
+        assert texts(pipe.step().faults) == ("camera: no camera on the ribbon",)
         assert not opened  # the loop's pass opened nothing
         camera.start()
         assert wait_until(lambda: len(opened) == 1)
@@ -86,7 +86,7 @@ def test_an_ended_file_is_typed() -> None:
     try:
         [fault] = ended.faults(clock.now_ns())
         assert (fault.part, fault.kind) == (Part.CAMERA, Kind.ENDED) and ended.ended
-        assert pipe.step().faults == ("camera: end of video",)
+        assert texts(pipe.step().faults) == ("camera: end of video",)
     finally:
         alerter.close()  # type: ignore[attr-defined]
 
