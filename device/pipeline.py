@@ -5,40 +5,32 @@ time comes from the injected clock. The device runs it about 50 times a
 second from `run_forever`; a replay calls it on a replay clock. Both use
 the same code, so a replay is the device's behaviour on recorded input.
 
-The camera reaches the pipeline through a `CameraFeed`: on the device the
-detector runs in its own thread (`ThreadedCamera`), so an ultrasonic DANGER
-is acted on within one loop pass, never after the next inference; in replay
-detection runs inline (`InlineCamera`) so results are deterministic.
+The camera reaches the pipeline through one `CameraPath`
+(`device.camera_path`): one `poll()` for the newest results of its stages,
+one `faults(now)`. On the device its stages run in their own threads, so an
+ultrasonic DANGER is acted on within one loop pass, never after the next
+inference; in replay they run inline (or paced) so results are deterministic.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import random
 import statistics
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
 
-import numpy as np
-
-from device.core.clock import NS_PER_S, Clock
-from device.core.config import CameraConfig, Config
-from device.core.faults import Fault, Kind, Part
-from device.core.ports import AlertSink, Detector, FrameSource, RangeSource, RecordSink
-from device.core.priority import background_thread
+from device.camera_path import NOTHING, CameraPath
+from device.core.camera import CameraResult
+from device.core.clock import Clock
+from device.core.config import Config
+from device.core.faults import Fault, texts
+from device.core.ports import AlertSink, RangeSource, RecordSink
 from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
-from device.decision.threat import CameraResult, ThreatEstimator, camera_tracks
+from device.decision.threat import ThreatEstimator
 from device.output.alerts import effective_level
-from device.perception.geometry import CameraGeometry
-from device.perception.looming import LoomingEstimator, LoomingResult
-from device.perception.tracking import IouTracker
-from device.sensing.camera import LatestSlot
+from device.perception.looming import LoomingResult
 
 log = logging.getLogger(__name__)
 
@@ -46,518 +38,6 @@ log = logging.getLogger(__name__)
 # late; after a pass that overran its slot, this much rest before the next.
 LOOP_PERIOD_S = 0.02
 MIN_REST_S = 0.002
-# How long a worker thread rests when its source says "ready" but holds
-# nothing: a closed slot (a camera that died, a source closed under it)
-# answers wait() at once, and without a rest the worker would spin a core
-# against the loop until it is closed itself.
-IDLE_S = 0.05
-
-T = TypeVar("T")
-
-
-class CameraStage:
-    """Detector, geometry and tracker for one frame at a time."""
-
-    def __init__(self, detector: Detector, camera: CameraConfig) -> None:
-        self.detector = detector
-        self.camera = camera
-        self.tracker = IouTracker()
-        self._geometry: CameraGeometry | None = None
-
-    def process(self, frame: Frame) -> CameraResult:
-        h, w = frame.image.shape[:2]
-        if self._geometry is None or (self._geometry.width, self._geometry.height) != (w, h):
-            # The configured camera (mount height, pitch) at the frames' real size.
-            self._geometry = CameraGeometry.for_camera(self.camera, w, h)
-        t0 = time.perf_counter()  # measurement only; never steers a decision
-        dets = self.detector.detect(frame.image)
-        detect_ms = (time.perf_counter() - t0) * 1e3
-        tracks = self.tracker.update(frame.t_ns, dets)
-        return CameraResult(
-            t_ns=frame.t_ns,
-            seq=frame.seq,
-            tracks=camera_tracks(tracks, self._geometry),
-            detect_ms=detect_ms,
-            frame=frame,
-        )
-
-
-class FrameStage(Protocol):
-    """What a camera feed runs on each frame it takes."""
-
-    def process(self, frame: Frame) -> CameraResult: ...
-
-
-class FramesOnlyStage:
-    """No detector (the model is missing or broken): each frame still gives
-    a result, with no tracks, so the camera is still watched (a stall or a
-    frozen image is a fault), recorded and shown, and looming reads the
-    same frames. No inference, no detect time."""
-
-    def process(self, frame: Frame) -> CameraResult:
-        return CameraResult(t_ns=frame.t_ns, seq=frame.seq, tracks=(), frame=frame)
-
-
-class CameraFeed(Protocol):
-    def poll(self) -> CameraResult | None: ...
-    def last_frame_ns(self) -> int | None: ...
-    def frozen_for_ns(self) -> int: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def ended(self) -> bool: ...
-    def close(self) -> None: ...
-
-
-def serve_newest(stop: threading.Event, wait: Callable[[float], bool], take: Callable[[], T | None],
-                 handle: Callable[[T], None]) -> None:
-    """A worker thread's loop until `stop`: wait for the newest item
-    (bounded, so close() is never kept waiting), take it, hand it on. When
-    a wake-up finds nothing (a source closed under the worker answers wait()
-    at once) it rests IDLE_S instead of spinning a core against the loop."""
-    while not stop.is_set():
-        if not wait(0.1):
-            continue
-        item = take()
-        if item is None:
-            stop.wait(IDLE_S)
-        else:
-            handle(item)
-
-
-def image_signature(image: np.ndarray) -> bytes:
-    """A cheap fingerprint: a real sensor's noise changes it every frame, a
-    frozen camera (or a driver re-sending its last buffer) does not."""
-    return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).data, digest_size=16).digest()
-
-
-class FrameWatch:
-    """When the camera path last took a frame, and since when its frames
-    have been bit-identical: the staleness and frozen-image checks of
-    every camera feed."""
-
-    def __init__(self) -> None:
-        self.last_ns: int | None = None
-        self._signature: bytes | None = None
-        self._changed_ns: int | None = None
-
-    def saw(self, frame: Frame) -> None:
-        self.last_ns = frame.t_ns
-        sig = image_signature(frame.image)
-        if sig != self._signature:
-            self._signature, self._changed_ns = sig, frame.t_ns
-
-    def frozen_for_ns(self) -> int:
-        """How long the frames have been bit-identical (0 while they change)."""
-        if self.last_ns is None or self._changed_ns is None:
-            return 0
-        return self.last_ns - self._changed_ns
-
-
-class InlineCamera:
-    """Detect synchronously on the newest frame: replays and tests."""
-
-    def __init__(self, frames: FrameSource, stage: FrameStage, recorder: RecordSink | None = None) -> None:
-        self.frames = frames
-        self.stage = stage
-        self.recorder = recorder
-        self._watch = FrameWatch()
-
-    def poll(self) -> CameraResult | None:
-        frame = self.frames.latest()
-        if frame is None:
-            return None
-        self._watch.saw(frame)
-        if self.recorder is not None:
-            self.recorder.write_frame(frame)
-        return self.stage.process(frame)
-
-    def last_frame_ns(self) -> int | None:
-        return self._watch.last_ns
-
-    def frozen_for_ns(self) -> int:
-        return self._watch.frozen_for_ns()
-
-    @property
-    def error(self) -> str | None:
-        return self.frames.error
-
-    @property
-    def ended(self) -> bool:
-        return bool(getattr(self.frames, "ended", False))  # see FrameSource
-
-    def close(self) -> None:
-        self.frames.close()
-
-
-class ThreadedCamera:
-    """Detect in a worker thread; the loop takes the newest result only."""
-
-    def __init__(self, frames: FrameSource, stage: FrameStage, recorder: RecordSink | None = None,
-                 *, name: str = "rearguard-detect") -> None:
-        self._inline = InlineCamera(frames, stage, recorder)
-        self._results: LatestSlot[CameraResult] = LatestSlot()
-        self._stop = threading.Event()
-        self._crash: str | None = None
-        self._what = "frame reader" if isinstance(stage, FramesOnlyStage) else "detector"  # in the fault text
-        self._thread = background_thread(self._work, name=name)
-        self._thread.start()
-
-    def _work(self) -> None:
-        try:
-            serve_newest(self._stop, self._inline.frames.wait, self._inline.poll, self._results.put)
-        except Exception as err:  # a crash here must become a fault, not silence
-            log.exception("%s thread stopped", self._what)
-            self._crash = f"{self._what} stopped: {err}"
-
-    def poll(self) -> CameraResult | None:
-        return self._results.take()
-
-    def last_frame_ns(self) -> int | None:
-        return self._inline.last_frame_ns()
-
-    def frozen_for_ns(self) -> int:
-        return self._inline.frozen_for_ns()
-
-    @property
-    def error(self) -> str | None:
-        return self._crash or self._inline.error
-
-    @property
-    def ended(self) -> bool:
-        return self._crash is None and self._inline.ended
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._inline.close()
-
-
-@dataclass(frozen=True)
-class DetectorPace:
-    """How long one inference keeps the detector busy, and how long after
-    its frame the result reaches the loop (normally the same). `jitter_ms`
-    adds 0 to jitter_ms more to each inference, drawn from a generator
-    seeded with `seed`: an irregular detector (a loaded CPU, a throttling
-    Pi), still the same on every replay."""
-
-    busy_ms: float
-    latency_ms: float | None = None
-    jitter_ms: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.busy_ms) and self.busy_ms > 0):
-            raise ValueError(f"detector time must be a positive number of ms (got {self.busy_ms})")
-        if not (math.isfinite(self.jitter_ms) and self.jitter_ms >= 0):
-            raise ValueError(f"detector jitter must be >= 0 ms (got {self.jitter_ms})")
-        if self.latency_ms is not None and not (math.isfinite(self.latency_ms) and self.latency_ms >= self.busy_ms):
-            raise ValueError(f"detector latency must be at least its busy time {self.busy_ms} ms "
-                             f"(got {self.latency_ms})")
-
-    @property
-    def busy_ns(self) -> int:
-        return round(self.busy_ms * 1e6)
-
-    @property
-    def latency_ns(self) -> int:
-        return round((self.latency_ms if self.latency_ms is not None else self.busy_ms) * 1e6)
-
-    @property
-    def rate_hz(self) -> float:
-        return 1e3 / self.busy_ms
-
-
-class TimedFrameSource(Protocol):
-    """Recorded frames, addressable by time (replay only)."""
-
-    def next_t_ns(self) -> int | None: ...
-    def latest_at(self, t_ns: int) -> Frame | None: ...
-    @property
-    def dropped(self) -> int: ...
-    @property
-    def error(self) -> str | None: ...
-    def close(self) -> None: ...
-
-
-class PacedCamera:
-    """The threaded device's camera path, modelled on the replay clock.
-
-    The detector is busy `pace.busy_ms` per inference. When it comes free
-    it takes the newest frame that has arrived (the ones that arrived
-    meanwhile are dropped and counted, as `ThreadedCamera` drops them), or,
-    if none is waiting, the next frame the moment it arrives; its result
-    reaches the loop `pace.latency_ms` after the inference began. Pure and
-    deterministic: the same recording and pace give the same frames
-    detected and the same results at the same times on any machine, however
-    fast it really detects. The loop (ultrasonic ranging, alerts) keeps its
-    own rate meanwhile, as on the device.
-    """
-
-    def __init__(self, frames: TimedFrameSource, stage: CameraStage, pace: DetectorPace, clock: Clock) -> None:
-        self.frames = frames
-        self.stage = stage
-        self.pace = pace
-        self.clock = clock
-        self.detected = 0  # inferences started
-        self.taken: list[int] = []  # seq of every frame detected, in order (tests, `--json`)
-        self._free_ns: int | None = None  # when the detector is next free (None: idle from the start)
-        self._rng = random.Random(pace.seed)
-        self._in_flight: deque[tuple[int, Frame, CameraResult]] = deque()
-        self._watch = FrameWatch()
-        self.last_view: tuple[Frame, CameraResult] | None = None
-
-    @property
-    def dropped(self) -> int:
-        return self.frames.dropped
-
-    def _start_due(self, now: int) -> None:
-        """Start every inference that would have started by `now`."""
-        while True:
-            nxt = self.frames.next_t_ns()
-            if nxt is None:
-                return
-            start = nxt if self._free_ns is None else max(self._free_ns, nxt)
-            if start > now:
-                return
-            frame = self.frames.latest_at(start)
-            if frame is None:  # only undecodable frames were due: they are skipped
-                continue
-            self._watch.saw(frame)
-            result = self.stage.process(frame)
-            self.detected += 1
-            self.taken.append(frame.seq)
-            extra = round(self._rng.random() * self.pace.jitter_ms * 1e6) if self.pace.jitter_ms else 0
-            self._free_ns = start + self.pace.busy_ns + extra
-            self._in_flight.append((start + self.pace.latency_ns + extra, frame, result))
-            # Results in flight are finished in order; the next inference can
-            # only start once the detector is free again.
-
-    def poll(self) -> CameraResult | None:
-        now = self.clock.now_ns()
-        self._start_due(now)
-        out = None
-        while self._in_flight and self._in_flight[0][0] <= now:
-            _, frame, out = self._in_flight.popleft()  # newest finished wins, as in LatestSlot
-            self.last_view = (frame, out)
-        return out
-
-    def last_frame_ns(self) -> int | None:
-        return self._watch.last_ns
-
-    def frozen_for_ns(self) -> int:
-        return self._watch.frozen_for_ns()
-
-    @property
-    def error(self) -> str | None:
-        return self.frames.error
-
-    @property
-    def ended(self) -> bool:
-        return bool(getattr(self.frames, "ended", False))  # as InlineCamera's
-
-    def close(self) -> None:
-        self.frames.close()
-
-
-# --- looming: its own camera-rate path, beside the detector -----------------
-
-
-class LoomingFeed(Protocol):
-    def poll(self) -> LoomingResult | None: ...
-    @property
-    def last_result(self) -> LoomingResult | None: ...
-    @property
-    def error(self) -> str | None: ...
-    def close(self) -> None: ...
-
-
-class FrameTap:
-    """A FrameSource that shows every frame it hands out to `on_frame` as
-    well: in replay the detector's inline feed and looming see the same
-    frames in the same order, deterministically."""
-
-    def __init__(self, source: FrameSource, on_frame: Callable[[Frame], None]) -> None:
-        self._source = source
-        self._on_frame = on_frame
-
-    def latest(self) -> Frame | None:
-        frame = self._source.latest()
-        if frame is not None:
-            self._on_frame(frame)
-        return frame
-
-    def wait(self, timeout: float) -> bool:
-        return self._source.wait(timeout)
-
-    @property
-    def error(self) -> str | None:
-        return self._source.error
-
-    def close(self) -> None:
-        self._source.close()
-
-    def __getattr__(self, name: str):  # width, height, fps, dropped of the source
-        return getattr(self._source, name)
-
-
-class InlineLooming:
-    """Looming on the frames offered to it, run when the loop polls: replay."""
-
-    def __init__(self, estimator: LoomingEstimator, source: FrameSource | None = None) -> None:
-        self.estimator = estimator
-        self.source = source  # its own frames (beside a paced detector), else offered ones
-        self._pending: Frame | None = None
-        self.last_result: LoomingResult | None = None
-        self.error: str | None = None
-
-    def offer(self, frame: Frame) -> None:
-        self._pending = frame
-
-    def poll(self) -> LoomingResult | None:
-        if self.source is not None:
-            self.offer_newest()
-        frame, self._pending = self._pending, None
-        if frame is None:
-            return None
-        self.last_result = self.estimator.update(frame.t_ns, frame.seq, frame.image)
-        return self.last_result
-
-    def offer_newest(self) -> None:
-        assert self.source is not None
-        frame = self.source.latest()
-        if frame is not None:
-            self._pending = frame
-
-    def close(self) -> None:
-        self._pending = None
-        if self.source is not None:
-            self.source.close()
-
-
-class FrameFanout:
-    """Every frame of one source to several consumers, each taking its own
-    newest: the detector and looming each go at their own pace, and looming
-    (a few ms) sees every frame however long an inference takes."""
-
-    def __init__(self, source: FrameSource, branches: int = 2) -> None:
-        self.source = source
-        self._slots: list[LatestSlot[Frame]] = [LatestSlot() for _ in range(branches)]
-        self._stop = threading.Event()
-        self._thread = background_thread(self._pump, name="rearguard-frames")
-        self._thread.start()
-
-    def _pump(self) -> None:
-        def share(frame: Frame) -> None:
-            for slot in self._slots:
-                slot.put(frame)
-
-        try:  # a source closed or in fault: its consumers report it
-            serve_newest(self._stop, self.source.wait, self.source.latest, share)
-        finally:
-            for slot in self._slots:
-                slot.close()
-
-    def branch(self, i: int) -> _Branch:
-        return _Branch(self, self._slots[i])
-
-    def close(self) -> None:
-        if not self._stop.is_set():
-            self._stop.set()
-            self._thread.join(timeout=5)
-            self.source.close()
-
-
-class _Branch:
-    def __init__(self, fan: FrameFanout, slot: LatestSlot[Frame]) -> None:
-        self._fan, self._slot = fan, slot
-
-    def latest(self) -> Frame | None:
-        return self._slot.take()
-
-    def wait(self, timeout: float) -> bool:
-        return self._slot.wait(timeout)
-
-    @property
-    def error(self) -> str | None:
-        return self._fan.source.error
-
-    def close(self) -> None:
-        self._fan.close()
-
-    def __getattr__(self, name: str):
-        return getattr(self._fan.source, name)
-
-
-class ThreadedLooming:
-    """Looming in its own thread on its own branch of the frames; the loop
-    takes the newest result only, so the ultrasonic path never waits for it."""
-
-    def __init__(self, frames: FrameSource, estimator: LoomingEstimator) -> None:
-        self._frames = frames
-        self.estimator = estimator
-        self._results: LatestSlot[LoomingResult] = LatestSlot()
-        self.last_result: LoomingResult | None = None
-        self._crash: str | None = None
-        self._stop = threading.Event()
-        self._thread = background_thread(self._work, name="rearguard-looming")
-        self._thread.start()
-
-    def _look(self, frame: Frame) -> None:
-        result = self.estimator.update(frame.t_ns, frame.seq, frame.image)
-        self.last_result = result
-        self._results.put(result)
-
-    def _work(self) -> None:
-        try:
-            serve_newest(self._stop, self._frames.wait, self._frames.latest, self._look)
-        except Exception as err:  # a crash here must become a fault, not silence
-            log.exception("looming thread stopped")
-            self._crash = f"stopped: {err}"
-
-    def poll(self) -> LoomingResult | None:
-        return self._results.take()
-
-    @property
-    def error(self) -> str | None:
-        return self._crash
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def threaded_with_looming(source: FrameSource, config: Config) -> tuple[FrameSource, ThreadedLooming | None]:
-    """On the device: the frames for the detector, and looming on its own
-    branch of them (None, and the source untouched, when it is off)."""
-    if not config.looming.enabled:
-        return source, None
-    from device.decision.looming import looming_params
-
-    fan = FrameFanout(source, 2)
-    return fan.branch(0), ThreadedLooming(fan.branch(1), LoomingEstimator(looming_params(config)))
-
-
-def paced_looming(source: FrameSource, config: Config) -> InlineLooming | None:
-    """In a replay at a board's pace: looming on every frame of its own
-    source, at camera rate as on the device, whatever the detector skips."""
-    if not config.looming.enabled:
-        source.close()
-        return None
-    from device.decision.looming import looming_params
-
-    return InlineLooming(LoomingEstimator(looming_params(config)), source=source)
-
-
-def inline_with_looming(source: FrameSource, config: Config) -> tuple[FrameSource, InlineLooming | None]:
-    """In replay: the frames for the inline detector, tapped for looming."""
-    if not config.looming.enabled:
-        return source, None
-    from device.decision.looming import looming_params
-
-    loom = InlineLooming(LoomingEstimator(looming_params(config)))
-    return FrameTap(source, loom.offer), loom
-
 
 @dataclass
 class StageStats:
@@ -586,7 +66,7 @@ class View:
     """
 
     frame: Frame | None
-    camera: CameraResult | None  # as judged: its distances are the decision's
+    camera: CameraResult | None  # the newest the decision took: its distances are the decided ones
     threat: Threat | None
     level: AlertLevel  # what the runner feels (`effective_level` of the threat)
     ranges: Mapping[str, Range]  # newest reading per sensor name
@@ -602,26 +82,24 @@ class Pipeline:
         clock: Clock,
         ranges: RangeSource,
         alerter: AlertSink,
-        camera: CameraFeed | None = None,
+        camera: CameraPath | None = None,
         *,
         static_faults: tuple[Fault, ...] = (),
         recorder: RecordSink | None = None,
         on_event: Callable[[AlertEvent, Threat], None] | None = None,
         extra_faults: Callable[[], tuple[Fault, ...]] | None = None,
-        looming: LoomingFeed | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.ranges = ranges
         self.alerter = alerter
-        self.camera = camera
+        self.camera = camera  # its stages' results (detector, looming) and its faults
         # Faults known at start that do not clear by themselves (no model).
         self.static_faults = static_faults
         self.recorder = recorder
         self.on_event = on_event
-        # Faults from parts outside the loop that come and go (the recorder).
+        # Faults from parts outside the loop that come and go (the recorder, the pace).
         self.extra_faults = extra_faults
-        self.looming = looming  # any upright surface, no class: its own feed beside the camera's
         self.estimator = ThreatEstimator(config)
         self.stats = StageStats()
         self.events: list[AlertEvent] = []
@@ -631,48 +109,6 @@ class Pipeline:
         # What the runner feels, computed once per pass for the pins and
         # every view; nothing at start.
         self.level = AlertLevel.CLEAR
-        self._started_ns = clock.now_ns()
-        self._stall_ns = round(config.camera.max_age_s * NS_PER_S)
-
-    def set_camera(self, camera: CameraFeed | None) -> CameraFeed | None:
-        """Swap the camera feed (a camera that came up late, or came back);
-        returns the old one for the caller to close. The stall timer
-        restarts, so the new feed gets `camera.max_age_s` to deliver."""
-        old, self.camera = self.camera, camera
-        self._started_ns = self.clock.now_ns()
-        return old
-
-    def set_looming(self, looming: LoomingFeed | None) -> LoomingFeed | None:
-        """Swap the looming feed (with a new camera); returns the old one to close."""
-        old, self.looming = self.looming, looming
-        return old
-
-    def _poll_looming(self) -> None:
-        loom = self.looming.poll() if self.looming is not None else None
-        if loom is not None:
-            self.estimator.set_looming(loom)
-            if loom.process_ms is not None:
-                self.stats.looming_ms.append(loom.process_ms)
-
-    def looming_faults(self) -> tuple[Fault, ...]:
-        if self.looming is None or not self.looming.error:
-            return ()
-        return (Fault(Part.LOOMING, Kind.FAILED, self.looming.error),)
-
-    def camera_faults(self, now_ns: int) -> tuple[Fault, ...]:
-        if self.camera is None:
-            return ()
-        if self.camera.error:
-            kind = Kind.ENDED if self.camera.ended else Kind.FAILED
-            return (Fault(Part.CAMERA, kind, self.camera.error),)
-        last = self.camera.last_frame_ns()
-        since = now_ns - (last if last is not None else self._started_ns)
-        if since > self._stall_ns:
-            return (Fault(Part.CAMERA, Kind.STALLED, f"no frame for {since / NS_PER_S:.1f} s"),)
-        frozen = self.camera.frozen_for_ns()
-        if frozen > self._stall_ns:
-            return (Fault(Part.CAMERA, Kind.FROZEN, f"image frozen for {frozen / NS_PER_S:.1f} s"),)
-        return ()
 
     def step(self) -> Threat:
         t0 = time.perf_counter()
@@ -684,11 +120,15 @@ class Pipeline:
             self.last_ranges = {**self.last_ranges, **{r.sensor: r for r in ranges}}
             if self.recorder is not None:
                 self.recorder.write_ranges(ranges)
-        result = self.camera.poll() if self.camera is not None else None
+        seen = self.camera.poll() if self.camera is not None else NOTHING
+        result = seen.camera
         if result is not None:
-            result = self.estimator.set_camera(result)
-        self._poll_looming()
-        faults = self.static_faults + self.camera_faults(now) + self.looming_faults()
+            self.estimator.set_camera(result)
+        if seen.looming is not None:
+            self.estimator.set_looming(seen.looming)
+            if seen.looming.process_ms is not None:
+                self.stats.looming_ms.append(seen.looming.process_ms)
+        faults = self.static_faults + (self.camera.faults(now) if self.camera is not None else ())
         if self.extra_faults is not None:
             faults += self.extra_faults()
         threat = self.estimator.assess(now, faults)
@@ -715,10 +155,10 @@ class Pipeline:
                 source=source,
                 distance_m=threat.distance_m,
                 ttc_s=threat.ttc_s,
-                faults=threat.faults,
+                faults=texts(threat.faults),
             )
             self.events.append(event)
-            log.info("alert %s (%s) faults=%s", level.name, event.source, ",".join(threat.faults) or "-")
+            log.info("alert %s (%s) faults=%s", level.name, event.source, ",".join(event.faults) or "-")
             if self.on_event is not None:
                 self.on_event(event, threat)
         return threat
@@ -734,7 +174,7 @@ class Pipeline:
             ranges=self.last_ranges,
             steps=self.steps,
             frames=self.stats.frames,
-            looming=self.looming.last_result if self.looming is not None else None,
+            looming=self.camera.last_looming if self.camera is not None else None,
         )
 
 

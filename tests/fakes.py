@@ -291,3 +291,27 @@ def thread_nices(pid: int | str = "self") -> dict[int, int]:
             fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
             out[int(tid)] = int(fields[16])  # stat field 19, nice
     return out
+
+
+# -- camera paths -------------------------------------------------------------------
+
+
+def inline_camera(frames: Any, stage: Any, clock: Any, recorder: Any = None, sides: Sequence[Any] = (),
+                  max_age_s: float | None = None) -> Any:
+    """A camera path that runs `stage` (and `sides`) inline on `frames`."""
+    from device.camera_path import CameraPath, InlineRunner
+    from device.core.config import Config
+
+    return CameraPath(InlineRunner(frames, stage, sides, recorder), clock,
+                      Config().camera.max_age_s if max_age_s is None else max_age_s)
+
+
+def threaded_camera(frames: Any, stage: Any, clock: Any, recorder: Any = None, sides: Sequence[Any] = (),
+                    **kw: Any) -> Any:
+    """A started camera path that runs `stage` (and `sides`) in threads of their own."""
+    from device.camera_path import CameraPath, ThreadedRunner
+    from device.core.config import Config
+
+    path = CameraPath(ThreadedRunner(frames, stage, sides, recorder, **kw), clock, Config().camera.max_age_s)
+    path.start()
+    return path

@@ -8,6 +8,7 @@ from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
 from device.core.clock import NS_PER_S
 from device.core.config import OutputsConfig
+from device.core.faults import Fault, Kind, Part
 from device.core.types import AlertLevel
 from device.output.alerts import (
     PATTERNS,
@@ -154,6 +155,10 @@ def test_fault_rhythm_is_unlike_every_other_pattern(factory):
             assert len({s.duration_s for s in pat.segments if s.haptic > 0}) <= 1
 
 
+SENSOR_FAULT = Fault(Part.SENSOR, Kind.FAILED, "no-echo-signal", name="centre")
+CAMERA_FAULT = Fault(Part.CAMERA, Kind.STALLED, "no frames")
+
+
 @pytest.mark.parametrize(
     ("level", "faults", "expected"),
     [
@@ -161,12 +166,12 @@ def test_fault_rhythm_is_unlike_every_other_pattern(factory):
         (AlertLevel.CAUTION, (), AlertLevel.CAUTION),
         (AlertLevel.WARN, (), AlertLevel.WARN),
         (AlertLevel.DANGER, (), AlertLevel.DANGER),
-        (AlertLevel.CLEAR, ("centre: no-echo-signal",), AlertLevel.FAULT),
-        (AlertLevel.CAUTION, ("camera: no frames",), AlertLevel.FAULT),
-        (AlertLevel.WARN, ("centre: no-echo-signal",), AlertLevel.WARN),
-        (AlertLevel.DANGER, ("a", "b"), AlertLevel.DANGER),
+        (AlertLevel.CLEAR, (SENSOR_FAULT,), AlertLevel.FAULT),
+        (AlertLevel.CAUTION, (CAMERA_FAULT,), AlertLevel.FAULT),
+        (AlertLevel.WARN, (SENSOR_FAULT,), AlertLevel.WARN),
+        (AlertLevel.DANGER, (SENSOR_FAULT, CAMERA_FAULT), AlertLevel.DANGER),
         (AlertLevel.FAULT, (), AlertLevel.FAULT),
-        (AlertLevel.FAULT, ("a",), AlertLevel.FAULT),
+        (AlertLevel.FAULT, (CAMERA_FAULT,), AlertLevel.FAULT),
     ],
 )
 def test_effective_level(level, faults, expected):

@@ -1,4 +1,4 @@
-"""The composition root: a late camera is swapped in through the pipeline,
+"""The composition root: a late camera is opened by the camera path's own thread,
 typed faults drive decisions, and the parts are built from the config."""
 
 from __future__ import annotations
@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 
 from device.app import compose
-from device.core.clock import NS_PER_S, ReplayClock
+from device.camera_path import ThreadedRunner
+from device.core.clock import ReplayClock
 from device.core.config import Config
-from device.core.faults import Fault, Kind, Part
+from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import Frame
-from device.pipeline import InlineCamera, Pipeline
+from device.pipeline import Pipeline
 from device.sensing.simulated import mock_factory
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import LateCamera, NoDetections, SlotFrames
+from fakes import LateCamera, NoDetections, SlotFrames, inline_camera
 
 CFG = Config()
 
@@ -35,44 +36,57 @@ def pipeline(clock: ReplayClock, camera=None) -> tuple[Pipeline, object]:
     return Pipeline(CFG, clock, RecordedRanges([]), alerter, camera), alerter
 
 
-def test_a_camera_that_comes_up_late_is_swapped_in(monkeypatch: pytest.MonkeyPatch) -> None:
+def wait_until(cond) -> bool:
+    """Bounded wait for another thread (up to 10 s, in 10 ms polls)."""
+    import threading
+
+    tick = threading.Event()
+    for _ in range(1000):
+        if cond():
+            return True
+        tick.wait(0.01)
+    return cond()
+
+
+def test_a_camera_that_comes_up_late_is_opened_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
     clock = ReplayClock(0)
     late = LateCamera(Frames)  # the first attempt fails, the retry finds it
     opened = late.opened
     monkeypatch.setattr(compose, "open_camera", late)
-    keeper = compose.CameraKeeper(CFG, "pi", clock, NoDetections(), None)
-    assert keeper.faults() == (Fault(Part.CAMERA, Kind.UNAVAILABLE, "no camera on the ribbon"),)
-    assert str(keeper.faults()[0]) == "camera: no camera on the ribbon"  # the text as before
-    pipe, alerter = pipeline(clock, keeper.feed(keeper.frames))
+    monkeypatch.setattr(compose, "CAMERA_RETRY_S", 0.05)
+    camera = compose.live_camera(CFG, "pi", clock, NoDetections(), None)
+    assert camera.unavailable() == (Fault(Part.CAMERA, Kind.UNAVAILABLE, "no camera on the ribbon"),)
+    assert str(camera.unavailable()[0]) == "camera: no camera on the ribbon"  # the text as before
+    pipe, alerter = pipeline(clock, camera)
     try:
-        assert pipe.camera is None
-        keeper.retry(pipe, clock.now_ns() + round(compose.CAMERA_RETRY_S * NS_PER_S) - 1)
-        assert not opened  # not due yet
-        keeper.retry(pipe, clock.now_ns() + round(compose.CAMERA_RETRY_S * NS_PER_S))
-        assert len(opened) == 1 and pipe.camera is not None and keeper.faults() == ()
-        # looming comes in with the camera, on its own branch of the new frames
-        assert pipe.looming is not None and pipe.looming is keeper.looming
+        assert texts(pipe.step().faults) == ("camera: no camera on the ribbon",)
+        assert not opened  # the loop's pass opened nothing
+        camera.start()
+        assert wait_until(lambda: len(opened) == 1)
+        assert late.attempts == 2
+        opener = [t for t in threading.enumerate() if t.name == "rearguard-frames"]
+        assert opener, "the retry runs in the camera path's frames thread"
+        assert wait_until(lambda: camera.faults(clock.now_ns()) == ())
+        assert pipe.step().faults == ()
+        # looming comes in with the camera, on its own thread beside the detector
+        runner = camera.runner
+        assert isinstance(runner, ThreadedRunner) and [s.slot for s in runner._stages] == ["camera", "looming"]
     finally:
-        if pipe.camera is not None:
-            pipe.camera.close()
-        # Closing the camera's frames does not stop the looming thread (the
-        # device closes both): left running, it polls its closed branch.
-        if pipe.looming is not None:
-            pipe.looming.close()
+        camera.close()  # its threads and its frames
         alerter.close()  # type: ignore[attr-defined]
     assert opened[0].closed
 
 
-def test_set_camera_returns_the_old_feed_and_an_ended_file_is_typed() -> None:
+def test_an_ended_file_is_typed() -> None:
     clock = ReplayClock(0)
-    first = InlineCamera(Frames(), compose.camera_stage(NoDetections(), CFG))
-    pipe, alerter = pipeline(clock, first)
+    ended = inline_camera(Frames(ended=True), compose.camera_stage(NoDetections(), CFG), clock)
+    pipe, alerter = pipeline(clock, ended)
     try:
-        ended = InlineCamera(Frames(ended=True), compose.camera_stage(NoDetections(), CFG))
-        assert pipe.set_camera(ended) is first
-        [fault] = pipe.camera_faults(clock.now_ns())
+        [fault] = ended.faults(clock.now_ns())
         assert (fault.part, fault.kind) == (Part.CAMERA, Kind.ENDED) and ended.ended
-        assert pipe.step().faults == ("camera: end of video",)
+        assert texts(pipe.step().faults) == ("camera: end of video",)
     finally:
         alerter.close()  # type: ignore[attr-defined]
 

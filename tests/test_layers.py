@@ -8,8 +8,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "device"
 # Top to bottom, as in docs/architecture.md.
-LAYERS = ["core", "sensing", "perception", "model_store", "decision", "output", "record", "pipeline", "view",
-          "app", "tools", "cli"]
+LAYERS = ["core", "sensing", "perception", "model_store", "decision", "output", "record", "camera_path", "pipeline",
+          "view", "app", "tools", "cli"]
 
 
 def layer_of(module: str) -> str | None:

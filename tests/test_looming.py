@@ -8,14 +8,16 @@ import math
 import numpy as np
 import pytest
 
+from device.app.compose import camera_stages
+from device.camera_path import DetectStage, LoomingStage
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import ConfigError, from_dict
 from device.core.types import AlertLevel, Detections, Frame
 from device.decision.looming import LoomingTrack, looming_params
 from device.decision.threat import ThreatEstimator
 from device.perception.looming import LoomingEstimator, LoomingResult, corridor_polygon
-from device.pipeline import CameraStage, InlineCamera, Pipeline, inline_with_looming
-from fakes import SlotFrames
+from device.pipeline import Pipeline
+from fakes import BlockedDetector, SlotFrames, inline_camera, threaded_camera
 from looming_scene import GROUND, Camera, post, render, side_wall, wall
 
 FPS = 15
@@ -122,9 +124,8 @@ def warn_lead(planes, speed: float, contact_m: float, config: dict | None = None
             break
         frames.append(Frame(i, round(t * NS_PER_S), render(CAM, planes, speed * t, **gait(t))))
     clock = ReplayClock(0)
-    source, looming = inline_with_looming(ListFrames(frames, clock), cfg)
-    pipe = Pipeline(cfg, clock, NoRanges(), Sink(), InlineCamera(source, CameraStage(NoDetections(), cfg.camera)),
-                    looming=looming)
+    main, sides = camera_stages(NoDetections(), cfg)
+    pipe = Pipeline(cfg, clock, NoRanges(), Sink(), inline_camera(ListFrames(frames, clock), main, clock, sides=sides))
     for k in range(0, frames[-1].t_ns + 1, NS_PER_S // 50):
         clock.set(k)
         pipe.step()
@@ -228,12 +229,22 @@ def test_threaded_looming_sees_every_frame_beside_a_detector_that_never_reads():
     busy with one inference (here: never reading) does not hold it back."""
     import threading
 
-    from device.pipeline import threaded_with_looming
+    class Spy(LoomingStage):
+        def __init__(self, estimator: LoomingEstimator) -> None:
+            super().__init__(estimator)
+            self.took: list[int] = []
+
+        def process(self, frame: Frame) -> LoomingResult:
+            result = super().process(frame)
+            self.took.append(frame.seq)
+            return result
 
     cfg = from_dict({"camera": {"width": CAM.width, "height": CAM.height}})
     src = SlotFrames()
-    det_frames, loom = threaded_with_looming(src, cfg)
-    assert loom is not None
+    det = BlockedDetector()
+    loom = Spy(LoomingEstimator(looming_params(cfg)))
+    clock = ReplayClock(0)
+    path = threaded_camera(src, DetectStage(det, cfg.camera), clock, sides=[loom])
     done = threading.Event()
     seen: list[int] = []
     try:
@@ -242,23 +253,19 @@ def test_threaded_looming_sees_every_frame_beside_a_detector_that_never_reads():
             src.slot.put(Frame(i, round(t * NS_PER_S), render(CAM, [GROUND, wall(9.0)], 3.0 * t, **gait(t))))
             # Wait (bounded) for looming to have taken this frame before the next.
             for _ in range(500):
-                r = loom.last_result
-                if r is not None and r.seq == i:
+                if loom.took and loom.took[-1] == i:
                     seen.append(i)
                     break
                 done.wait(0.01)
         assert seen == list(range(12))
-        assert loom.poll() is not None and loom.error is None
-        assert det_frames.latest() is not None  # the detector's branch holds the newest frame
+        assert det.entered.is_set()  # the detector is stuck in its first inference throughout
+        assert path.poll().looming is not None and path.faults(clock.now_ns()) == ()
     finally:
-        det_frames.close()
-        loom.close()
+        det.release.set()
+        path.close()
     assert src.closed
 
 
-def test_looming_off_leaves_the_frames_alone():
-    from device.pipeline import threaded_with_looming
-
-    src = SlotFrames()
-    frames, loom = threaded_with_looming(src, from_dict({"looming": {"enabled": False}}))
-    assert frames is src and loom is None
+def test_looming_off_adds_no_stage():
+    main, sides = camera_stages(None, from_dict({"looming": {"enabled": False}}))
+    assert sides == ()

@@ -19,14 +19,14 @@ import pytest
 
 from device.app import compose
 from device.app.replay import replay
+from device.camera_path import FramesOnlyStage, LoomingStage, ThreadedRunner
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config, from_dict
-from device.core.faults import Part
+from device.core.faults import Part, texts
 from device.core.types import AlertLevel, Frame, Range
-from device.pipeline import FramesOnlyStage, InlineCamera, ThreadedCamera, ThreadedLooming
 from device.record.format import DEFAULT_SENSOR, Recording, RecordingWriter
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import LateCamera, SlotFrames
+from fakes import LateCamera, SlotFrames, inline_camera
 from looming_scene import GROUND, Camera, render, wall
 from test_looming import gait
 
@@ -123,7 +123,7 @@ def test_replay_cli_with_the_configured_model_missing_replays_with_looming(tmp_p
 
 def test_replay_with_no_model_ignores_a_detector_pace(tmp_path: Path) -> None:
     """There is no detector to pace: looming reads every frame either way."""
-    from device.pipeline import DetectorPace
+    from device.camera_path import DetectorPace
 
     rec = write_recording(tmp_path / "wall", wall_run())
     cfg = no_model(tmp_path)
@@ -188,14 +188,15 @@ def test_live_no_model_runs_looming_on_the_camera_and_a_stopped_camera_is_a_faul
     device, cam, clock = live(record=str(tmp_path / "rec"))
     assert device.detector is None and [f.part for f in device.start_faults()] == [Part.MODEL]
     pipe = device.assemble()
-    assert isinstance(pipe.looming, ThreadedLooming) and isinstance(pipe.camera, ThreadedCamera)
+    runner = pipe.camera.runner
+    assert isinstance(runner, ThreadedRunner) and [type(s) for s in runner._stages] == [FramesOnlyStage, LoomingStage]
     assert device.pace is not None and not device.pace.active  # no detector: no detection pace to judge
     frames = wall_run()
     for f in frames:
         cam.put_frame(f)
         # Both branches take every frame before the next (bounded waits, no timing).
-        assert wait_until(lambda f=f: pipe.looming.last_result is not None and pipe.looming.last_result.seq == f.seq)
-        assert wait_until(lambda f=f: pipe.camera.last_frame_ns() == f.t_ns)
+        assert wait_until(lambda f=f: "looming" in runner.newest and runner.newest["looming"].seq == f.seq)
+        assert wait_until(lambda f=f: runner.watch.last_ns == f.t_ns)
         clock.set(f.t_ns)
         pipe.step()
     warn = [e for e in pipe.events if e.level in (AlertLevel.WARN, AlertLevel.DANGER)]
@@ -210,7 +211,7 @@ def test_live_no_model_runs_looming_on_the_camera_and_a_stopped_camera_is_a_faul
     last = frames[-1].t_ns
     clock.set(last + round(device.cfg.camera.max_age_s * NS_PER_S) + NS_PER_S // 50)
     threat = pipe.step()
-    assert any(f.startswith("camera: no frame for") for f in threat.faults), threat.faults
+    assert any(f.startswith("camera: no frame for") for f in texts(threat.faults)), threat.faults
     assert pipe.level == AlertLevel.FAULT
 
     device.close()
@@ -227,36 +228,30 @@ def test_live_no_model_a_frozen_camera_is_a_fault(live) -> None:
     for i in range(12):  # 0.73 s of one bit-identical image
         t = round(i / FPS * NS_PER_S)
         cam.put_frame(Frame(i, t, still))
-        assert wait_until(lambda t=t: pipe.camera.last_frame_ns() == t)
+        assert wait_until(lambda t=t: pipe.camera.runner.watch.last_ns == t)
         clock.set(t)
         pipe.step()
-    assert any(f.startswith("camera: image frozen") for f in pipe.threat.faults), pipe.threat.faults
+    assert any(f.startswith("camera: image frozen") for f in texts(pipe.threat.faults)), pipe.threat.faults
 
 
 def test_camera_retry_without_a_model_brings_looming_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    from device.output.alerts import Alerter
-    from device.pipeline import Pipeline
-    from device.sensing.simulated import mock_factory
-
     clock = ReplayClock(0)
     late = LateCamera(SlotFrames)
     opened = late.opened
     monkeypatch.setattr(compose, "open_camera", late)
+    monkeypatch.setattr(compose, "CAMERA_RETRY_S", 0.01)
     cfg = Config()
-    keeper = compose.CameraKeeper(cfg, "pi", clock, None, None)
-    alerter = Alerter(cfg.outputs, pin_factory=mock_factory())
-    pipe = Pipeline(cfg, clock, RecordedRanges([]), alerter, keeper.feed(keeper.frames), looming=keeper.looming)
+    path = compose.live_camera(cfg, "pi", clock, None, None)
     try:
-        assert pipe.camera is None and pipe.looming is None and keeper.faults()
-        keeper.retry(pipe, round(compose.CAMERA_RETRY_S * NS_PER_S))
-        assert len(opened) == 1 and keeper.faults() == ()
-        assert isinstance(pipe.camera, ThreadedCamera) and isinstance(pipe.looming, ThreadedLooming)
+        assert [f.part for f in path.faults(0)] == [Part.CAMERA] and not opened
+        path.start()  # its frames thread looks for the camera again
+        assert wait_until(lambda: len(opened) == 1 and path.faults(0) == ())
+        runner = path.runner
+        assert isinstance(runner, ThreadedRunner) and [type(s) for s in runner._stages] == [FramesOnlyStage, LoomingStage]
+        opened[0].put(0, 0)
+        assert wait_until(lambda: "looming" in runner.newest)  # looming is back on the new camera's frames
     finally:
-        if pipe.looming is not None:
-            pipe.looming.close()
-        if pipe.camera is not None:
-            pipe.camera.close()
-        alerter.close()
+        path.close()
     assert opened[0].closed
 
 
@@ -264,5 +259,5 @@ def test_frames_only_stage_gives_the_frame_and_no_tracks() -> None:
     frame = Frame(3, 5, np.zeros((4, 4, 3), np.uint8))
     src = SlotFrames()
     src.slot.put(frame)
-    result = InlineCamera(src, FramesOnlyStage()).poll()
+    result = inline_camera(src, FramesOnlyStage(), ReplayClock(0)).poll().camera
     assert result is not None and result.tracks == () and result.frame is frame and result.detect_ms is None

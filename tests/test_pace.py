@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from device.app.pace_watch import MeteredFeed, PaceWatch, choose_board
+from device.app.pace_watch import PaceWatch, choose_board
+from device.camera_path import CameraPath
+from device.camera_path.watch import FrameWatch
+from device.core.camera import CameraResult
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import BOARD_NAMES, ConfigError, from_dict
 from device.core.faults import Kind, Part
-from device.decision.threat import CameraResult
 from device.perception import boards
 from device.perception.pace import Pace, PaceLimits, PaceMeter, judge
 from device.sensing.pi_health import Health, HealthMonitor, HealthReader, parse_throttled, read_model
@@ -102,23 +104,27 @@ def test_board_from_device_tree_or_config_and_none_on_a_laptop() -> None:
     assert odd.name == "pi5" and odd.expected_ms is None and "no figure" in odd.why
 
 
-class ListFeed:
-    """A camera feed that hands over prepared results at given clock times."""
-
-    def __init__(self, clock: ReplayClock, results: dict[int, CameraResult]) -> None:
-        self.clock, self.results, self.closed = clock, results, False
-
-    def poll(self) -> CameraResult | None:
-        return self.results.pop(self.clock.now_ns(), None)
-
-    def last_frame_ns(self) -> int | None:
-        return self.clock.now_ns()
-
-    def frozen_for_ns(self) -> int:
-        return 0
+class ListRunner:
+    """A camera path's runner that hands over prepared results at given clock times."""
 
     error = None
     ended = False
+    unavailable = None
+    generation = 1
+
+    def __init__(self, clock: ReplayClock, results: dict[int, CameraResult]) -> None:
+        self.clock, self.results, self.closed = clock, results, False
+        self.watch = FrameWatch()
+
+    def start(self) -> None:
+        pass
+
+    def poll(self) -> dict[str, CameraResult]:
+        result = self.results.pop(self.clock.now_ns(), None)
+        return {"camera": result} if result is not None else {}
+
+    def side_errors(self) -> list:
+        return []
 
     def close(self) -> None:
         self.closed = True
@@ -134,8 +140,11 @@ def test_a_slow_camera_path_becomes_a_typed_fault_and_clears(tmp_path: Path, cap
     # one result every 0.6 s (1.7 a second), each 0.3 s late, 400 ms a detection
     results = {t + 300 * MS: CameraResult(t_ns=t, seq=i, tracks=(), detect_ms=400.0)
                for i, t in enumerate(range(0, 10 * NS_PER_S, 600 * MS))}
-    feed = watch.wrap(ListFeed(clock, results))
-    assert isinstance(feed, MeteredFeed)
+    runner = ListRunner(clock, results)
+    feed = CameraPath(runner, clock, 1.0, meter=watch)  # the camera path notes each result the loop takes
+    assert not watch.active
+    feed.start()
+    assert watch.active
     caplog.set_level(logging.INFO)
     for t in range(0, 6 * NS_PER_S, 20 * MS):  # the loop at 50 passes a second
         clock.set(t)
@@ -150,7 +159,7 @@ def test_a_slow_camera_path_becomes_a_typed_fault_and_clears(tmp_path: Path, cap
     assert "pace degraded" in caplog.text and "too slow to help" in caplog.text
     # the detector recovers: 10 a second, 120 ms each
     base = 6 * NS_PER_S
-    feed.feed.results = {base + k * 100 * MS: CameraResult(t_ns=base + k * 100 * MS - 130 * MS, seq=100 + k,
+    runner.results = {base + k * 100 * MS: CameraResult(t_ns=base + k * 100 * MS - 130 * MS, seq=100 + k,
                                                             tracks=(), detect_ms=120.0) for k in range(60)}
     for t in range(base, base + 5 * NS_PER_S, 20 * MS):
         clock.set(t)
@@ -159,12 +168,12 @@ def test_a_slow_camera_path_becomes_a_typed_fault_and_clears(tmp_path: Path, cap
     assert watch.faults() == () and watch.verdict.degraded is None
     assert watch.pace is not None and watch.pace.rate_hz == 10.0 and watch.pace.latency_s == 0.13
     feed.close()
-    assert feed.feed.closed
+    assert runner.closed
 
 
 def test_no_camera_no_pace_and_no_health_on_a_laptop(tmp_path: Path) -> None:
     watch = PaceWatch(from_dict({}), ReplayClock(0), model_path=tmp_path / "absent")
-    assert watch.wrap(None) is None
+    assert not watch.active  # no camera path metered it
     assert watch.health is None and not watch.on_pi and watch.board.name is None
     watch.observe(10 * NS_PER_S)
     assert watch.faults() == () and watch.text() == "no camera pace"

@@ -1,4 +1,4 @@
-"""The detector's timing model in replay (PacedCamera): deterministic, and it
+"""The detector's timing model in replay (PacedRunner): deterministic, and it
 takes and drops the same frames as the threaded device does with a detector
 that takes the same time."""
 
@@ -10,12 +10,12 @@ import threading
 import numpy as np
 import pytest
 
+from device.camera_path import DetectorPace, DetectStage, PacedRunner
 from device.core.clock import ReplayClock
 from device.core.config import Config
 from device.core.types import Detections, Frame
 from device.perception import boards
-from device.pipeline import CameraStage, DetectorPace, PacedCamera, ThreadedCamera
-from fakes import SlotFrames
+from fakes import SlotFrames, threaded_camera
 
 MS = 1_000_000
 
@@ -73,13 +73,13 @@ def arrivals(n: int, period_ms: float, jitter: list[float] | None = None) -> lis
 
 def run_paced(frames: list[Frame], pace: DetectorPace, tick_ms: float = 20.0, end_ms: float | None = None):
     clock = ReplayClock(0)
-    cam = PacedCamera(ListFrames(frames), CameraStage(Recorder(), Config().camera), pace, clock)
+    cam = PacedRunner(ListFrames(frames), DetectStage(Recorder(), Config().camera), pace, clock)
     delivered: list[tuple[int, int]] = []  # (loop time, frame seq)
     t = 0
     end = round((end_ms if end_ms is not None else frames[-1].t_ns / MS + 1000) * MS)
     while t <= end:
         clock.set(t)
-        r = cam.poll()
+        r = cam.poll().get("camera")
         if r is not None:
             delivered.append((t, r.seq))
         t += round(tick_ms * MS)
@@ -151,11 +151,21 @@ class SteppedDetector:
 
 
 def run_threaded(frames: list[Frame], busy_ms: float) -> tuple[list[int], int]:
-    """Feed frames to a ThreadedCamera at their times and end each inference
-    busy_ms after it began, in simulated time."""
+    """Feed frames to the threaded camera path at their times and end each
+    inference busy_ms after it began, in simulated time."""
     src = SlotFrames()
     det = SteppedDetector()
-    cam = ThreadedCamera(src, CameraStage(det, Config().camera))
+    cam = threaded_camera(src, DetectStage(det, Config().camera), ReplayClock(0))
+    inbox = cam.runner._inbox[0]  # noqa: SLF001 (the detector's one-slot mailbox, behind the frames thread)
+    tick = threading.Event()
+
+    def handed_on(f: Frame) -> None:  # bounded wait: the frames thread has put f in the mailbox
+        for _ in range(3000):
+            if inbox._value is f:  # noqa: SLF001
+                return
+            tick.wait(0.01)
+        raise AssertionError("the frames thread never handed the frame on")
+
     busy_ns = round(busy_ms * MS)
     taken: list[int] = []
     done_at: int | None = None  # when the running inference ends (None: idle)
@@ -164,7 +174,7 @@ def run_threaded(frames: list[Frame], busy_ms: float) -> tuple[list[int], int]:
         while i < len(frames) or done_at is not None:
             if done_at is not None and (i >= len(frames) or done_at < frames[i].t_ns):
                 now, done_at = done_at, None
-                waiting = src.slot._full  # noqa: SLF001 (a frame is in the mailbox)
+                waiting = inbox._full  # noqa: SLF001 (a frame is in the mailbox)
                 det.finish.release()
                 if waiting:  # the worker takes it straight away
                     taken.append(det.started.get(timeout=30))
@@ -176,9 +186,11 @@ def run_threaded(frames: list[Frame], busy_ms: float) -> tuple[list[int], int]:
             if done_at is None:  # idle: the worker wakes for this frame
                 taken.append(det.started.get(timeout=30))
                 done_at = f.t_ns + busy_ns
+            else:
+                handed_on(f)
     finally:
         cam.close()
-    return taken, src.slot.dropped
+    return taken, inbox.dropped
 
 
 @pytest.mark.parametrize("period_ms,busy_ms,jitter", [

@@ -11,27 +11,18 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from device.camera_path import DetectStage, LoomingStage
+from device.camera_path.runners import IDLE_S
 from device.core.clock import ReplayClock
 from device.core.config import Config
-from device.core.faults import Fault, Kind, Part
+from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import AlertLevel, Detections, Range
 from device.decision.looming import looming_params
 from device.output.alerts import Alerter
 from device.perception.looming import LoomingEstimator
-from device.pipeline import (
-    IDLE_S,
-    LOOP_PERIOD_S,
-    MIN_REST_S,
-    CameraStage,
-    FrameFanout,
-    InlineCamera,
-    Pipeline,
-    ThreadedCamera,
-    ThreadedLooming,
-    run_forever,
-)
+from device.pipeline import LOOP_PERIOD_S, MIN_REST_S, Pipeline, run_forever
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import BlockedDetector, NoDetections, SlotFrames, ns
+from fakes import BlockedDetector, NoDetections, SlotFrames, inline_camera, ns, threaded_camera
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0].name
@@ -50,7 +41,7 @@ def test_ultrasonic_danger_does_not_wait_for_the_detector() -> None:
     clock = ReplayClock(0)
     frames = SlotFrames()
     det = BlockedDetector()
-    camera = ThreadedCamera(frames, CameraStage(det, CFG.camera))
+    camera = threaded_camera(frames, DetectStage(det, CFG.camera), clock)
     alert, factory = alerter()
     try:
         pipe = Pipeline(CFG, clock, RecordedRanges(danger_ranges(0.0)), alert, camera)
@@ -70,7 +61,7 @@ def test_ultrasonic_danger_does_not_wait_for_the_detector() -> None:
 def test_camera_stall_becomes_fault_within_half_a_second_and_clears() -> None:
     clock = ReplayClock(0)
     frames = SlotFrames()
-    camera = InlineCamera(frames, CameraStage(NoDetections(), CFG.camera))
+    camera = inline_camera(frames, DetectStage(NoDetections(), CFG.camera), clock)
     alert, _ = alerter()
     pipe = Pipeline(CFG, clock, RecordedRanges([]), alert, camera)
     levels = []
@@ -95,7 +86,7 @@ def test_camera_stall_becomes_fault_within_half_a_second_and_clears() -> None:
 def test_frozen_image_becomes_fault_within_half_a_second_and_clears() -> None:
     clock = ReplayClock(0)
     frames = SlotFrames()
-    camera = InlineCamera(frames, CameraStage(NoDetections(), CFG.camera))
+    camera = inline_camera(frames, DetectStage(NoDetections(), CFG.camera), clock)
     alert, _ = alerter()
     pipe = Pipeline(CFG, clock, RecordedRanges([]), alert, camera)
     fault_at = None
@@ -107,7 +98,7 @@ def test_frozen_image_becomes_fault_within_half_a_second_and_clears() -> None:
         threat = pipe.step()
         if threat.faults and fault_at is None:
             fault_at = t
-            assert "frozen" in threat.faults[0]
+            assert threat.faults[0].kind is Kind.FROZEN and "frozen" in str(threat.faults[0])
     assert fault_at is not None and fault_at <= 0.3 + 0.5 + 0.1
     clock.set(ns(1.22))
     frames.put(ns(1.22), 100)
@@ -125,15 +116,16 @@ def test_detector_crash_is_a_fault_not_silence() -> None:
 
     clock = ReplayClock(0)
     frames = SlotFrames()
-    camera = ThreadedCamera(frames, CameraStage(Crashing(), CFG.camera))
+    camera = threaded_camera(frames, DetectStage(Crashing(), CFG.camera), clock)
     alert, _ = alerter()
     try:
         pipe = Pipeline(CFG, clock, RecordedRanges([]), alert, camera)
         frames.put(0, 0)
-        camera._thread.join(5)
-        assert not camera._thread.is_alive()
+        detect = camera.runner._threads[1]
+        detect.join(5)
+        assert not detect.is_alive()
         threat = pipe.step()
-        assert any("onnxruntime exploded" in f for f in threat.faults)
+        assert any("onnxruntime exploded" in f for f in texts(threat.faults))
         assert pipe.events[-1].level == AlertLevel.FAULT
     finally:
         camera.close()
@@ -151,7 +143,8 @@ def test_static_fault_and_stale_range_is_ignored() -> None:
     threat = pipe.step()
     assert threat.level == AlertLevel.CLEAR
     assert [e.level for e in pipe.events] == [AlertLevel.DANGER, AlertLevel.FAULT]
-    assert threat.faults == ("model: missing",)  # the human text, derived from the typed fault
+    assert threat.faults == (Fault(Part.MODEL, Kind.UNAVAILABLE, "missing"),)  # typed to the pins
+    assert texts(threat.faults) == ("model: missing",)  # the human text, derived from the typed fault
     alert.close()
 
 
@@ -220,18 +213,14 @@ class _ClosedUnder(SlotFrames):
         return super().latest()
 
 
-@pytest.mark.parametrize("worker", ["detector", "looming", "fan-out"])
-def test_a_worker_whose_source_died_rests_instead_of_spinning(worker: str) -> None:
+@pytest.mark.parametrize("stages", ["detector", "detector and looming"])
+def test_a_worker_whose_source_died_rests_instead_of_spinning(stages: str) -> None:
     # A spinning worker asks again within microseconds, taking a core from
     # the loop until it is closed; a resting one waits IDLE_S between asks.
     # Only a lower bound is checked: a loaded machine can only make it longer.
     src = _ClosedUnder()
-    if worker == "detector":
-        closer = ThreadedCamera(src, CameraStage(NoDetections(), CFG.camera))
-    elif worker == "looming":
-        closer = ThreadedLooming(src, LoomingEstimator(looming_params(CFG)))
-    else:
-        closer = FrameFanout(src, 2)
+    sides = [LoomingStage(LoomingEstimator(looming_params(CFG)))] if "looming" in stages else []
+    closer = threaded_camera(src, DetectStage(NoDetections(), CFG.camera), ReplayClock(0), sides=sides)
     try:
         assert src.thrice.wait(10), "the worker stopped asking"
         assert src.asked[2] - src.asked[0] >= 2 * IDLE_S * 0.9

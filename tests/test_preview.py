@@ -25,18 +25,19 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from device.camera_path import DetectStage
 from device.cli.main import main
+from device.core.camera import CameraTrack
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
 from device.core.types import AlertLevel, Frame, Range
-from device.decision.threat import CameraTrack
 from device.output.alerts import Alerter, effective_level
 from device.perception.geometry import CameraGeometry
-from device.pipeline import CameraStage, InlineCamera, Pipeline
+from device.pipeline import Pipeline
 from device.sensing.ultrasonic import RecordedRanges
 from device.view.annotate import LEVEL_BGR, TRACK_BGR, Overlay, column_for_bearing, draw
 from device.view.preview import PreviewError, PreviewServer, RateMeter, parse_address
-from fakes import FixedDetector, ListFrames, dets, ns
+from fakes import FixedDetector, ListFrames, dets, inline_camera, ns
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0]
@@ -171,7 +172,7 @@ def pipeline() -> Pipeline:
     clock = ReplayClock(0)
     images = [np.full((H, W, 3), 60 + i, np.uint8) for i in range(3)]
     frames = [Frame(i, ns(0.1 * i), img) for i, img in enumerate(images)]
-    cam = InlineCamera(ListFrames(frames, W, H), CameraStage(FixedDetector(dets(BOX)), CFG.camera))
+    cam = inline_camera(ListFrames(frames, W, H), DetectStage(FixedDetector(dets(BOX)), CFG.camera), clock)
     ranges = RecordedRanges([Range(ns(0.05), SENSOR.name, 1.4), Range(ns(0.15), SENSOR.name, 1.3)])
     alerter = Alerter(CFG.outputs, pin_factory=MockFactory(pin_class=MockPWMPin))
     p = Pipeline(CFG, clock, ranges, alerter, cam)
@@ -419,7 +420,7 @@ def test_the_preview_shows_the_decisions_distances() -> None:
     clock = ReplayClock(0)
     frames = [Frame(i, ns(0.1 * i), np.full((H, W, 3), 60 + i, np.uint8)) for i in range(16)]
     pipe = Pipeline(cfg, clock, RecordedRanges([]), Alerter(cfg.outputs, pin_factory=MockFactory(pin_class=MockPWMPin)),
-                    InlineCamera(ListFrames(frames, W, H), CameraStage(FixedDetector(dets(BOX)), cfg.camera)))
+                    inline_camera(ListFrames(frames, W, H), DetectStage(FixedDetector(dets(BOX)), cfg.camera), clock))
     server = PreviewServer(port=0)
     try:
         server.show(pipe)
@@ -440,7 +441,7 @@ def test_the_preview_shows_the_decisions_distances() -> None:
             seen.add(round(track.distance_m, 3))
         # The box-height distance first, the fused one once the ground plane
         # is trusted; the old hidden defaults (pitch 0) give neither.
-        assert len(seen) == 2 and pipe.estimator.ground_trusted and camera_threats > 5
+        assert len(seen) == 2 and pipe.camera.runner.main.distances.ground_trusted and camera_threats > 5
         hidden = CameraGeometry(W, H, cfg.camera.hfov_deg, 1.1, 0.0).distance_m(BOX, "person")
         assert all(abs(d - hidden) > 0.05 for d in seen)
     finally:

@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.core.clock import NS_PER_S
+from device.camera_path import DetectStage
+from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
 from device.core.types import Detections, Frame
-from device.pipeline import CameraStage, ThreadedCamera
 from device.record.format import Recording
 from device.record.incidents import DeviceRecording
 from device.record.segments import SegmentedRecorder
 from device.record.worker import RecorderThread
-from fakes import SlotFrames
+from fakes import SlotFrames, threaded_camera
 
 SENSORS = Config().ranging.sensors
 
@@ -80,15 +80,15 @@ def test_no_inode_left_for_a_segment_never_stops_the_camera(tmp_path: Path, inod
     with tmpfs(tmp_path / "disk", f"size=20m,nr_inodes={inodes}") as disk:
         rec = RecorderThread(DeviceRecording(segments(disk / "rec")))
         frames, det = SlotFrames(), CountingDetector()
-        camera = ThreadedCamera(frames, CameraStage(det, Config().camera), rec)
+        camera = threaded_camera(frames, DetectStage(det, Config().camera), ReplayClock(0), rec)
         try:
             for i in range(200):  # 20 s: the segment changes at 5 s, retries at 15 s
                 det.done.clear()
                 f = frame(i)
                 frames.slot.put(f)
-                assert det.done.wait(5.0), f"frame {i} was never detected; camera error {camera.error!r}"
+                assert det.done.wait(5.0), f"frame {i} was never detected; camera error {camera.runner.error!r}"
             assert len(det.seen) == 200
-            assert camera.error is None
+            assert camera.runner.error is None
         finally:
             camera.close()
             rec.close()

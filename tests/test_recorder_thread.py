@@ -9,13 +9,15 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from device.camera_path import DetectStage
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
+from device.core.faults import Kind, Part
 from device.core.types import AlertEvent, AlertLevel, Frame, Range
-from device.pipeline import CameraStage, InlineCamera, Pipeline
+from device.pipeline import Pipeline
 from device.record.worker import STUCK_S, RecorderThread, summary
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import NoDetections, SlotFrames
+from fakes import NoDetections, SlotFrames, inline_camera
 
 CFG = Config()
 SENSOR = CFG.ranging.sensors[0].name
@@ -80,7 +82,7 @@ def test_a_blocked_recorder_delays_no_loop_pass() -> None:
     frames = SlotFrames()
     ranges = [Range(i * 60_000_000, SENSOR, 3.0) for i in range(34)]
     alerts = Alerts()
-    pipe = Pipeline(CFG, clock, RecordedRanges(ranges), alerts, InlineCamera(frames, CameraStage(NoDetections(), CFG.camera), rec),
+    pipe = Pipeline(CFG, clock, RecordedRanges(ranges), alerts, inline_camera(frames, DetectStage(NoDetections(), CFG.camera), clock, rec),
                     recorder=rec)
     try:
         for i in range(100):
@@ -118,6 +120,8 @@ def test_a_stuck_writer_becomes_a_fault_named_for_it() -> None:
         assert rec.fault is None  # busy, not yet stuck
         now[0] = STUCK_S + 1
         assert rec.fault == f"recording: writer stuck for {STUCK_S + 1:.0f} s (0 frames dropped)"
+        [fault] = rec.faults()  # typed where it arises: stuck is stalled, not failed
+        assert (fault.part, fault.kind) == (Part.RECORDING, Kind.STALLED) and str(fault) == rec.fault
     finally:
         sink.release.set()
         rec.close()

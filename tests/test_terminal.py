@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from device.core.faults import Fault, Kind, Part
 from device.core.types import AlertLevel, Threat
 from device.view.terminal import StatusLine, describe
 
@@ -41,10 +42,11 @@ def test_a_fault_whose_figures_change_is_printed_once_not_every_pass() -> None:
     clear = Threat(t_ns=0, level=AlertLevel.CLEAR, source="none", distance_m=None, ttc_s=None, bearing_deg=None)
     for i in range(50):  # a second of passes
         age = 10.0 + i * 0.02
-        line.show(Threat(**{**clear.__dict__, "faults": (f"camera: no frame for {age:.1f} s",)}),
+        line.show(Threat(**{**clear.__dict__, "faults": (Fault(Part.CAMERA, Kind.STALLED, f"no frame for {age:.1f} s"),)}),
                   AlertLevel.FAULT, 0, i * 0.02)
     assert len(out.getvalue().splitlines()) == 1
-    line.show(Threat(**{**clear.__dict__, "faults": ("camera: no frame for 11.0 s", "centre: echo-never-rises")}),
+    line.show(Threat(**{**clear.__dict__, "faults": (Fault(Part.CAMERA, Kind.STALLED, "no frame for 11.0 s"),
+                                                     Fault(Part.SENSOR, Kind.FAILED, "echo-never-rises", name="centre"))}),
               AlertLevel.FAULT, 0, 1.0)
     line.show(clear, AlertLevel.CLEAR, 0, 1.02)
     assert [ln.split()[0] for ln in out.getvalue().splitlines()] == ["FAULT", "FAULT", "CLEAR"]

@@ -7,22 +7,27 @@ import math
 import numpy as np
 import pytest
 
+from device.camera_path.distance import CameraDistances
+from device.core.camera import CameraResult, CameraTrack
 from device.core.clock import NS_PER_S
 from device.core.config import AlertsConfig, Config
-from device.core.faults import Fault, Kind, Part
+from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import AlertLevel, Range
 from device.decision.threat import (
-    CameraResult,
     Candidate,
     SensorTrack,
     ThreatEstimator,
-    camera_tracks,
     fuse,
     level_for,
 )
 from device.perception.geometry import CameraGeometry
-from device.perception.tracking import IouTracker, ttc_from_scale_rate
+from device.perception.tracking import IouTracker, Track, ttc_from_scale_rate
 from fakes import dets, ns
+
+
+def camera_tracks(tracks: list[Track], g: CameraGeometry) -> tuple[CameraTrack, ...]:
+    """The tracks as the camera path decides them (a fresh ground check: never trusted yet)."""
+    return CameraDistances(CFG.camera).tracks(tracks, g)
 
 S = NS_PER_S
 CFG = Config()
@@ -214,15 +219,15 @@ def test_estimator_ignores_stale_camera_and_single_hit_tracks() -> None:
     tr = IouTracker()
     box = (280.0, 0.0, 360.0, 480.0)  # a person filling the frame: < 2 m away
     tracks = tr.update(0, dets(box))
-    est.set_camera(CameraResult(0, 0, camera_tracks(tracks, g)))
+    est.set_camera(CameraResult(0, 0, camera_tracks(tracks, g), interval_ns=tr.interval_ns()))
     assert est.assess(ns(0.01)).level == AlertLevel.CLEAR  # one frame is not enough
     tracks = tr.update(ns(0.1), dets(box))
-    est.set_camera(CameraResult(ns(0.1), 1, camera_tracks(tracks, g)))
+    est.set_camera(CameraResult(ns(0.1), 1, camera_tracks(tracks, g), interval_ns=tr.interval_ns()))
     # Seen twice: a candidate now, but a level sounds only once its evidence
     # has lasted alerts.persist_s.
     assert est.assess(ns(0.11)).level == AlertLevel.CLEAR
     tracks = tr.update(ns(0.2), dets(box))
-    est.set_camera(CameraResult(ns(0.2), 2, camera_tracks(tracks, g)))
+    est.set_camera(CameraResult(ns(0.2), 2, camera_tracks(tracks, g), interval_ns=tr.interval_ns()))
     assert est.assess(ns(0.21)).level == AlertLevel.WARN
     est2 = ThreatEstimator(CFG)
     est2.set_camera(CameraResult(ns(0.1), 1, camera_tracks(tracks, g)))
@@ -233,8 +238,18 @@ def test_estimator_reports_sensor_faults() -> None:
     est = ThreatEstimator(CFG)
     est.add_ranges([Range(0, SENSOR.name, None, fault="no-echo-signal")])
     threat = est.assess(ns(0.01), (Fault(Part.CAMERA, Kind.FAILED, "stopped"),))
-    assert threat.faults == ("camera: stopped", f"{SENSOR.name}: no-echo-signal")
+    assert texts(threat.faults) == ("camera: stopped", f"{SENSOR.name}: no-echo-signal")
     assert est.sensor_faults() == (Fault(Part.SENSOR, Kind.FAILED, "no-echo-signal", name=SENSOR.name),)
+
+
+def test_sensor_faults_keep_their_kind() -> None:
+    from device.sensing.ultrasonic import ECHO_NEVER_RISES, FROZEN_VALUE, SILENT
+
+    est = ThreatEstimator(CFG)
+    for name, kind in ((SILENT, Kind.STALLED), (FROZEN_VALUE, Kind.FROZEN), (ECHO_NEVER_RISES, Kind.FAILED)):
+        est.add_ranges([Range(0, SENSOR.name, None, fault=name)])
+        assert est.sensor_faults() == (Fault(Part.SENSOR, kind, name, name=SENSOR.name),)
+        assert est.assess(ns(0.01)).faults == est.sensor_faults()  # typed in the threat too
 
 
 def test_alerts_config_rejects_unordered_thresholds() -> None:
@@ -279,9 +294,22 @@ def test_fused_distance_weights_ground_near_and_height_far() -> None:
     assert fuse_distances(3.0, None, 1.1) == 3.0
 
 
-def feed_camera(est: ThreatEstimator, tr: IouTracker, g: CameraGeometry, t: float, *boxes) -> None:
-    tracks = tr.update(ns(t), dets(*boxes))
-    est.set_camera(CameraResult(ns(t), round(t * 15), camera_tracks(tracks, g)))
+class Cam:
+    """The detect stage's tracker and decided distances, fed boxes by the test."""
+
+    def __init__(self) -> None:
+        self.tracker = IouTracker()
+        self.distances = CameraDistances(CFG.camera)
+
+    @property
+    def tracks(self) -> list[Track]:
+        return self.tracker.tracks
+
+
+def feed_camera(est: ThreatEstimator, cam: Cam, g: CameraGeometry, t: float, *boxes) -> None:
+    tracks = cam.tracker.update(ns(t), dets(*boxes))
+    est.set_camera(CameraResult(ns(t), round(t * 15), cam.distances.tracks(tracks, g),
+                                interval_ns=cam.tracker.interval_ns()))
 
 
 def test_ground_plane_trusted_only_while_it_agrees_on_average() -> None:
@@ -293,13 +321,13 @@ def test_ground_plane_trusted_only_while_it_agrees_on_average() -> None:
         return (300.0, bottom - f * 1.7 / d, 340.0, bottom)
 
     ok, raised = ThreatEstimator(CFG), ThreatEstimator(CFG)
-    t_ok, t_raised = IouTracker(), IouTracker()
+    t_ok, t_raised = Cam(), Cam()
     for i in range(15):
         feed_camera(ok, t_ok, g, i / 15, box(8.0, 1.1))
         # The same person seen by a camera 3 m up: feet far lower in the image.
         feed_camera(raised, t_raised, g, i / 15, box(8.0, 3.0))
-    assert ok.ground_trusted
-    assert not raised.ground_trusted
+    assert t_ok.distances.ground_trusted
+    assert not t_raised.distances.ground_trusted
     (c,) = raised.candidates(ns(1.0))
     assert c.distance_m == pytest.approx(8.0, rel=0.01)  # box height only
 
@@ -307,7 +335,7 @@ def test_ground_plane_trusted_only_while_it_agrees_on_average() -> None:
 def test_an_object_seen_in_one_frame_never_alerts() -> None:
     g = CameraGeometry(640, 480, 66.0, 1.1, 0.0)
     close = (280.0, 0.0, 360.0, 480.0)  # fills the frame: well inside 2 m
-    est, tr = ThreatEstimator(CFG), IouTracker()
+    est, tr = ThreatEstimator(CFG), Cam()
     levels = []
     feed_camera(est, tr, g, 0.0, close)
     for t in np.arange(0.0, 1.0, 0.02):
@@ -316,7 +344,7 @@ def test_an_object_seen_in_one_frame_never_alerts() -> None:
         levels.append(est.assess(ns(t)).level)
     assert max(levels) == AlertLevel.CLEAR
     # Seen in two frames 67 ms apart (15 fps) and then gone: still shorter than persist_s.
-    est, tr = ThreatEstimator(CFG), IouTracker()
+    est, tr = ThreatEstimator(CFG), Cam()
     feed_camera(est, tr, g, 0.0, close)
     levels = []
     for t in np.arange(0.0, 1.0, 0.02):
@@ -327,7 +355,7 @@ def test_an_object_seen_in_one_frame_never_alerts() -> None:
         levels.append(est.assess(ns(t)).level)
     assert max(levels) == AlertLevel.CLEAR
     # Seen for longer: it alerts, and goes on alerting.
-    est, tr = ThreatEstimator(CFG), IouTracker()
+    est, tr = ThreatEstimator(CFG), Cam()
     levels = []
     for i in range(6):
         feed_camera(est, tr, g, i / 15, close)
@@ -368,7 +396,7 @@ def test_camera_approach_at_3mps_warns_2s_ahead_and_says_where() -> None:
     (boxes as the pinhole camera would see them, 15 fps)."""
     g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
     f = g.focal_px
-    est, tr = ThreatEstimator(CFG), IouTracker()
+    est, tr = ThreatEstimator(CFG), Cam()
     first_warn = None
     threat = None
     for i in range(int(4.6 * 15)):
@@ -424,7 +452,7 @@ def test_camera_warning_holds_at_low_detection_rates(rate_hz: float, min_lead_s:
     warns early and the warning does not drop out between results."""
     g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
     f = g.focal_px
-    est, tr = ThreatEstimator(CFG), IouTracker()
+    est, tr = ThreatEstimator(CFG), Cam()
     period = 1 / rate_hz
     contact = 14.0 / 3.0
     first_warn = None

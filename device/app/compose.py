@@ -14,12 +14,23 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from device.app.pace_watch import PaceWatch
-from device.core.clock import NS_PER_S, Clock, MonotonicClock, ReplayClock
+from device.camera_path import (
+    CameraPath,
+    DetectorPace,
+    DetectStage,
+    FramesOnlyStage,
+    InlineRunner,
+    LoomingStage,
+    MainStage,
+    PacedRunner,
+    Stage,
+    ThreadedRunner,
+)
+from device.core.clock import Clock, MonotonicClock, ReplayClock
 from device.core.coco import class_id
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
@@ -29,20 +40,7 @@ from device.core.types import AlertEvent, Threat
 from device.model_store import store as models
 from device.output.alerts import Alerter, AlertError
 from device.perception.detector import ModelError, YoloxDetector
-from device.pipeline import (
-    CameraFeed,
-    CameraStage,
-    DetectorPace,
-    FramesOnlyStage,
-    InlineCamera,
-    PacedCamera,
-    Pipeline,
-    ThreadedCamera,
-    ThreadedLooming,
-    inline_with_looming,
-    paced_looming,
-    threaded_with_looming,
-)
+from device.pipeline import Pipeline
 from device.record.format import Recording
 from device.record.sources import RecordedFrames, silence_ends
 from device.sensing.camera import CameraError, OpenCVSource, Picamera2Source
@@ -110,9 +108,22 @@ def make_pin_factory(kind: str | None, config: Config):  # -> gpiozero Factory |
     return simulated_factory([(s.trigger_pin, s.echo_pin) for s in config.ranging.sensors], SIMULATED_NO_ECHO_S)
 
 
-def camera_stage(detector: Detector, config: Config) -> CameraStage:
+def camera_stage(detector: Detector, config: Config) -> DetectStage:
     """Detector, tracker and the one camera geometry from `[camera]`."""
-    return CameraStage(detector, config.camera)
+    return DetectStage(detector, config.camera)
+
+
+def camera_stages(detector: Detector | None, config: Config) -> tuple[MainStage, tuple[Stage, ...]]:
+    """What the camera path runs on its frames: the detector (or, with no
+    model, frames-only: the frames still watched, recorded and shown), then
+    looming when it is on. The same for the device and every replay."""
+    main: MainStage = FramesOnlyStage() if detector is None else camera_stage(detector, config)
+    if not config.looming.enabled:
+        return main, ()
+    from device.decision.looming import looming_params
+    from device.perception.looming import LoomingEstimator
+
+    return main, (LoomingStage(LoomingEstimator(looming_params(config))),)
 
 
 def open_camera(source: str, cfg: Config, clock: Clock) -> FrameSource:
@@ -208,7 +219,7 @@ class ReplayParts:
     clock: ReplayClock
     pipeline: Pipeline
     alerter: Alerter
-    camera: CameraFeed | None
+    camera: CameraPath | None
     static_faults: tuple[Fault, ...]
 
     def close(self) -> None:
@@ -223,7 +234,7 @@ def compose_replay(recording: Recording, config: Config, detector: Detector | No
     a replay clock at its start, its frames detected inline, its ranges,
     and the alert patterns really driven, on simulated pins. `config` is
     already the replay's (`device.app.replay.replay_config`). With `pace`
-    the detector is modelled at that speed (`PacedCamera`) instead.
+    the detector is modelled at that speed (`PacedRunner`) instead.
 
     With no detector (the model missing or broken: a static fault) the
     frames are still read, every one, and looming runs on them, as on the
@@ -234,84 +245,48 @@ def compose_replay(recording: Recording, config: Config, detector: Detector | No
     if detector is None:
         detector, static_faults = build_detector(config)
     clock = ReplayClock(recording.start_ns)
-    camera: CameraFeed | None = None
-    looming = None
-    if detector is None:
-        frames, looming = inline_with_looming(RecordedFrames(recording, clock), config)
-        camera = InlineCamera(frames, FramesOnlyStage())
+    main, sides = camera_stages(detector, config)
+    runner: InlineRunner | PacedRunner
+    if detector is None or pace is None:
+        # Looming sees the very frames the main stage takes, in order.
+        runner = InlineRunner(RecordedFrames(recording, clock), main, sides)
     else:
-        stage = camera_stage(detector, config)
-        if pace is None:
-            # Looming sees the very frames the inline detector takes, in order.
-            frames, looming = inline_with_looming(RecordedFrames(recording, clock), config)
-            camera = InlineCamera(frames, stage)
-        else:
-            # The paced detector skips frames; looming, at camera rate on the
-            # device, reads every frame of its own copy of the recording.
-            camera = PacedCamera(RecordedFrames(recording, clock), stage, pace, clock)
-            looming = paced_looming(RecordedFrames(recording, clock), config)
+        # The paced detector skips frames; looming, at camera rate on the
+        # device, reads every frame of its own copy of the recording.
+        runner = PacedRunner(RecordedFrames(recording, clock), main, pace, clock, sides,
+                             RecordedFrames(recording, clock) if sides else None)
+    camera = CameraPath(runner, clock, config.camera.max_age_s)
     alerter = Alerter(config.outputs, pin_factory=mock_factory())
     ranges = RecordedRanges([*recording.ranges, *silence_ends(recording)])  # a log that ends is a sensor gone silent
-    pipeline = Pipeline(config, clock, ranges, alerter, camera, static_faults=static_faults, looming=looming)
+    pipeline = Pipeline(config, clock, ranges, alerter, camera, static_faults=static_faults)
     return ReplayParts(clock, pipeline, alerter, camera, static_faults)
 
 
 # ---------------------------------------------------------------- the live device
 
 
-class CameraKeeper:
-    """The live camera: opened at start and, when it is not there (a slow
-    driver, a loose ribbon), looked for again every CAMERA_RETRY_S while
-    the ultrasonic path keeps working. A new feed is handed to the pipeline
-    through `Pipeline.set_camera`.
+def live_camera(cfg: Config, source: str, clock: Clock, detector: Detector | None, recorder: Any,
+                meter: Any = None) -> CameraPath:
+    """The live camera path: opened now (the self-test and the recorder
+    need its frames before the loop starts) and, when it is not there (a
+    slow driver, a loose ribbon) or dies mid-run, looked for again every
+    CAMERA_RETRY_S by its own frames thread while the ultrasonic path keeps
+    working. A video file is opened once.
 
     With no detector (the model missing or broken) the frames still go to
     looming, to the recorder and to the preview, and are still watched for
-    a stall or a frozen image: a feed of `FramesOnlyStage` results, not
-    metered for the detector's pace (there is none)."""
-
-    def __init__(self, cfg: Config, source: str, clock: Clock, detector: Detector | None, recorder: Any) -> None:
-        self.cfg, self.source, self.clock = cfg, source, clock
-        self.detector, self.recorder = detector, recorder
-        self.wrap: Callable[[CameraFeed | None], CameraFeed | None] = lambda feed: feed  # the pace meter, once wired
-        self.fault: Fault | None = None  # the camera could not be opened (cleared when a retry succeeds)
-        self.looming: ThreadedLooming | None = None  # looming on the newest feed's own branch of frames
-        self.frames: FrameSource | None = None
-        try:
-            self.frames = open_camera(source, cfg, clock)
-        except CameraError as e:
-            self.fault = Fault(Part.CAMERA, Kind.UNAVAILABLE, str(e))
-        self._next_retry = clock.now_ns() + round(CAMERA_RETRY_S * NS_PER_S)
-
-    def feed(self, frames: FrameSource | None) -> CameraFeed | None:
-        if frames is None:
-            return None
-        frames, self.looming = threaded_with_looming(frames, self.cfg)
-        if self.detector is None:  # looming alone, and the frames watched, recorded and shown
-            return ThreadedCamera(frames, FramesOnlyStage(), self.recorder, name="rearguard-camera-watch")
-        return self.wrap(ThreadedCamera(frames, camera_stage(self.detector, self.cfg), self.recorder))
-
-    def faults(self) -> tuple[Fault, ...]:
-        return (self.fault,) if self.fault is not None else ()
-
-    def retry(self, pipeline: Pipeline, now_ns: int) -> None:
-        """Called from the loop: try the camera again when one is due."""
-        if self.fault is None or is_file_source(self.source) or now_ns < self._next_retry:
-            return
-        self._next_retry = now_ns + round(CAMERA_RETRY_S * NS_PER_S)
-        try:
-            frames = open_camera(self.source, self.cfg, self.clock)
-        except CameraError as e:
-            log.debug("camera retry failed: %s", e)
-            return
-        old = pipeline.set_camera(self.feed(frames))
-        if old is not None:
-            old.close()
-        old_looming = pipeline.set_looming(self.looming)
-        if old_looming is not None:
-            old_looming.close()
-        self.fault = None
-        log.warning("camera is back")
+    a stall or a frozen image; there is no detector's pace to meter."""
+    frames: FrameSource | None = None
+    unavailable = None
+    try:
+        frames = open_camera(source, cfg, clock)
+    except CameraError as e:
+        unavailable = str(e)
+    main, sides = camera_stages(detector, cfg)
+    opener = None if is_file_source(source) else (lambda: open_camera(source, cfg, clock))
+    runner = ThreadedRunner(frames, main, sides, recorder, opener=opener, retry_s=CAMERA_RETRY_S,
+                            unavailable=unavailable)
+    return CameraPath(runner, clock, cfg.camera.max_age_s, meter=meter if detector is not None else None)
 
 
 @dataclass
@@ -325,38 +300,45 @@ class Device:
     alerter: Alerter
     ranges: RangeSource
     detector: Detector | None
-    camera: CameraKeeper
+    camera: CameraPath
     recorder: Any
+    source: str
     static_faults: list[Fault] = field(default_factory=list)
-    pace: Any = None  # PaceWatch: detections per second, result age, the Pi's health
+    pace: PaceWatch | None = None  # detections per second, result age, the Pi's health
     guard: Any = None  # StallGuard, once assembled
     pipeline: Pipeline | None = None
 
+    @property
+    def frames(self) -> FrameSource | None:
+        """The camera's frames as opened at start (for the self-test)."""
+        return self.camera.runner.frames  # type: ignore[attr-defined]
+
     def drop_detector(self, faults: tuple[Fault, ...]) -> None:
-        """A model that cannot run one inference is not used at all."""
+        """A model that cannot run one inference is not used at all: the
+        camera path goes on with frames-only (same frames, same threads)."""
         assert self.pipeline is None, "before assemble()"
         self.static_faults += list(faults)
         if self.detector is not None:
             self.detector.close()
-        self.detector = self.camera.detector = None
+        self.detector = None
+        runner = self.camera.runner
+        assert isinstance(runner, ThreadedRunner)
+        main, sides = camera_stages(None, self.cfg)
+        self.camera = CameraPath(runner.with_stages(main, sides), self.clock, self.cfg.camera.max_age_s)
 
     def start_faults(self) -> tuple[Fault, ...]:
-        return tuple(self.static_faults) + self.camera.faults()
+        return tuple(self.static_faults) + self.camera.unavailable()
 
     def assemble(self, on_event: Any = None) -> Pipeline:
-        """The stall guard between the loop and the outputs, the camera feed
-        (its detector thread starts now) and the pipeline."""
+        """The stall guard between the loop and the outputs, the camera path
+        (its threads start now) and the pipeline."""
         from device.output.stall_guard import StallGuard
 
-        camera, recorder, pace = self.camera, self.recorder, self.pace
+        recorder, pace = self.recorder, self.pace
 
         def extra_faults() -> tuple[Fault, ...]:
-            out: tuple[Fault, ...] = camera.faults() + (pace.faults() if pace is not None else ())
-            fault = recorder.fault if recorder is not None else None
-            if fault:
-                # The recorder words its fault in full ("recording: ...").
-                out += (Fault(Part.RECORDING, Kind.FAILED, fault.removeprefix("recording: ")),)
-            return out
+            return ((pace.faults() if pace is not None else ())
+                    + (recorder.faults() if recorder is not None else ()))
 
         def events(event: AlertEvent, threat: Threat) -> None:
             if recorder is not None:
@@ -365,10 +347,10 @@ class Device:
                 on_event(event, threat)
 
         self.guard = StallGuard(self.alerter, self.clock)
-        feed = camera.feed(camera.frames)
-        self.pipeline = Pipeline(self.cfg, self.clock, self.ranges, self.guard, feed,
+        self.camera.start()
+        self.pipeline = Pipeline(self.cfg, self.clock, self.ranges, self.guard, self.camera,
                                  static_faults=tuple(self.static_faults), recorder=recorder, on_event=events,
-                                 extra_faults=extra_faults, looming=camera.looming)
+                                 extra_faults=extra_faults)
         return self.pipeline
 
     def close(self) -> None:
@@ -376,14 +358,7 @@ class Device:
             self.pace.close()
         if self.guard is not None:
             self.guard.close()
-        looming = self.pipeline.looming if self.pipeline is not None else None
-        if looming is not None:
-            looming.close()  # its thread only: the camera feed closes the frames
-        feed = self.pipeline.camera if self.pipeline is not None else None
-        if feed is not None:
-            feed.close()  # closes its frame source too
-        elif self.camera.frames is not None:
-            self.camera.frames.close()
+        self.camera.close()  # its threads and its frame source
         for part in (self.ranges, self.alerter, self.recorder):
             if part is not None:
                 part.close()
@@ -415,17 +390,18 @@ def compose_device(cfg: Config, *, source: str, mock_pins: bool, record: str | N
         ranges = RecordedRanges([])
     detector, model_faults = build_detector(cfg)
     static += model_faults
-    camera = CameraKeeper(cfg, source, clock, detector, None)
-    device = Device(cfg, clock, factory, alerter, ranges, detector, camera, None, static)
-    device.pace = PaceWatch(cfg, clock)
-    camera.wrap = device.pace.wrap
+    pace = PaceWatch(cfg, clock)
+    camera = live_camera(cfg, source, clock, detector, None, meter=pace)
+    device = Device(cfg, clock, factory, alerter, ranges, detector, camera, None, source, static, pace)
     record_dir = record or cfg.recording.directory or None
     if record_dir:
         try:
-            device.recorder = camera.recorder = build_recorder(cfg, record_dir, camera.frames, source)
+            device.recorder = build_recorder(cfg, record_dir, device.frames, source)
         except RecordingError as e:
             if record:  # asked for on the command line
                 device.close()
                 raise RecordingRefused(str(e)) from e
             static.append(Fault(Part.RECORDING, Kind.UNAVAILABLE, str(e)))
+        else:
+            device.camera.runner.recorder = device.recorder  # type: ignore[attr-defined]
     return device

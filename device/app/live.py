@@ -86,7 +86,7 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
         if opts.self_test:
             greet(device.alerter, clock, time.sleep)
             report = self_test(
-                clock=clock, sleep=time.sleep, frames=device.camera.frames, detector=device.detector,
+                clock=clock, sleep=time.sleep, frames=device.frames, detector=device.detector,
                 ranges=device.ranges, sensor_names=tuple(s.name for s in cfg.ranging.sensors),
             )
             model = tuple(f for f in report.faults if f.part is Part.MODEL)
@@ -130,13 +130,12 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
             if pace is not None:
                 pace.observe(now)
                 if now - sent["at"] >= status_every_ns:
-                    send_status(pipeline.level.name, threat.faults, now)
+                    send_status(pipeline.level.name, texts(threat.faults), now)
             status.show(threat, pipeline.level, pipeline.stats.frames, now / NS_PER_S,
                         pace=pace.text() if pace is not None else "")
             camera = pipeline.camera
             if (t_end is not None and now >= t_end) or (file_source and camera is not None and camera.ended):
                 stop.set()
-            device.camera.retry(pipeline, now)
 
         print(f"rearguard {__version__}: source {opts.source}, pins "
               f"{'simulated' if device.factory else 'gpiozero default'}; Ctrl-C to stop", file=err)

@@ -2,11 +2,11 @@
 measured on the loop's clock from the camera feed's results, held to the
 board's profile, plus the Pi's throttling flags and temperature.
 
-`MeteredFeed` wraps the camera feed the pipeline polls, so the loop itself
-is unchanged; `PaceWatch` turns the figures into a degraded warning (logged
-and shown), a too-slow fault (the FAULT pattern, through the pipeline's
-extra faults) and the text that STATUS, the terminal line and the preview
-show.
+The live camera path notes every camera result the loop takes here
+(`PaceWatch` is its `ResultMeter`); `PaceWatch` turns the figures into a
+degraded warning (logged and shown), a too-slow fault (the FAULT pattern,
+through the pipeline's extra faults) and the text that STATUS, the terminal
+line and the preview show.
 """
 
 from __future__ import annotations
@@ -19,44 +19,11 @@ from typing import Any
 from device.core.clock import Clock
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
-from device.decision.threat import CameraResult
 from device.perception import boards
 from device.perception.pace import Pace, PaceLimits, PaceMeter, Verdict, judge
-from device.pipeline import CameraFeed
 from device.sensing.pi_health import MODEL_PATH, Health, HealthMonitor, HealthReader, read_model
 
 log = logging.getLogger(__name__)
-
-
-class MeteredFeed:
-    """A camera feed that notes every result it hands the loop in a `PaceMeter`."""
-
-    def __init__(self, feed: CameraFeed, meter: PaceMeter, clock: Clock) -> None:
-        self.feed, self.meter, self.clock = feed, meter, clock
-        meter.restart(clock.now_ns())
-
-    def poll(self) -> CameraResult | None:
-        result = self.feed.poll()
-        if result is not None:
-            self.meter.note(result.t_ns, self.clock.now_ns(), result.detect_ms)
-        return result
-
-    def last_frame_ns(self) -> int | None:
-        return self.feed.last_frame_ns()
-
-    def frozen_for_ns(self) -> int:
-        return self.feed.frozen_for_ns()
-
-    @property
-    def error(self) -> str | None:
-        return self.feed.error
-
-    @property
-    def ended(self) -> bool:
-        return self.feed.ended
-
-    def close(self) -> None:
-        self.feed.close()
 
 
 @dataclass(frozen=True)
@@ -101,13 +68,18 @@ class PaceWatch:
         if health is None and self.on_pi:
             health = HealthMonitor(HealthReader(), cfg.pace.health_period_s)
         self.health = health
-        self.active = False  # a camera feed is metered (no camera, no pace to judge)
+        self.active = False  # a detector's results are metered (no camera, no pace to judge)
         self.pace: Pace | None = None
         self.verdict = Verdict()
 
-    def wrap(self, feed: CameraFeed | None) -> CameraFeed | None:
-        self.active = feed is not None
-        return MeteredFeed(feed, self.meter, self.clock) if feed is not None else None
+    def restart(self, now_ns: int) -> None:
+        """A camera (with a detector) opened, or came back: its pace is measured afresh."""
+        self.active = True
+        self.meter.restart(now_ns)
+
+    def note(self, frame_t_ns: int, now_ns: int, detect_ms: float | None = None) -> None:
+        """A camera result the loop took (from the camera path's poll)."""
+        self.meter.note(frame_t_ns, now_ns, detect_ms)
 
     def start(self) -> None:
         if self.health is not None:

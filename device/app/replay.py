@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from device.app.compose import compose_replay
+from device.camera_path import DetectorPace, PacedRunner
 from device.core.clock import NS_PER_S
 from device.core.config import Config, UltrasonicSensorConfig
 from device.core.faults import texts
 from device.core.ports import Detector
 from device.core.types import AlertEvent
 from device.perception import boards as board_profiles
-from device.pipeline import DetectorPace, PacedCamera, Pipeline
+from device.pipeline import Pipeline
 from device.record.format import Recording
 from device.record.sources import silence_ends
 
@@ -151,7 +152,7 @@ def replay(
     called now and then for long replays. `on_start(pipeline)` is called
     once before the first pass (to attach a viewer such as the preview),
     `on_step(pipeline)` after every pass. With `pace`, the detector is
-    modelled at that speed (`PacedCamera`) instead of detecting every frame
+    modelled at that speed (`PacedRunner`) instead of detecting every frame
     inline."""
     recording = Recording.open(directory)
     cfg = replay_config(config, recording)
@@ -194,7 +195,8 @@ def replay(
     finally:
         parts.close()
     notes = list(recording.warnings)
-    bad = parts.camera.frames.bad if parts.camera is not None else []  # type: ignore[attr-defined]
+    runner = parts.camera.runner if parts.camera is not None else None
+    bad = runner.frames.bad if runner is not None else []  # type: ignore[attr-defined]
     if bad:
         notes.append(f"{len(bad)} frame(s) could not be decoded and were skipped (a camera fault while "
                      f"they lasted): {', '.join(str(b.index) for b in bad[:10])}{' ...' if len(bad) > 10 else ''}")
@@ -209,10 +211,10 @@ def replay(
         static_faults=texts(parts.static_faults),
         warnings=tuple(notes),
         bad_frames=len(bad),
-        pace=None if not isinstance(parts.camera, PacedCamera) else {
-            "detector_ms": parts.camera.pace.busy_ms,
-            "latency_ms": parts.camera.pace.latency_ns / 1e6,
-            "detected": parts.camera.detected,
-            "dropped": parts.camera.dropped,
+        pace=None if not isinstance(runner, PacedRunner) else {
+            "detector_ms": runner.pace.busy_ms,
+            "latency_ms": runner.pace.latency_ns / 1e6,
+            "detected": runner.detected,
+            "dropped": runner.dropped,
         },
     )

@@ -11,6 +11,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from device.core.faults import Fault
+
 
 class AlertLevel(IntEnum):
     """What the runner is told. Ordered: a higher value is more urgent.
@@ -102,7 +104,9 @@ class Threat:
     closing_mps: float | None = None
     bearing_deg: float | None = None
     label: str | None = None
-    faults: tuple[str, ...] = field(default_factory=tuple)
+    # Typed from where they arose (`device.core.faults`) to the pins
+    # (`effective_level`); `texts(faults)` is what a person reads.
+    faults: tuple[Fault, ...] = field(default_factory=tuple)
     # "left" | "centre" | "right" of the runner (from bearing_deg and
     # alerts.centre_deg): which side motor plays, where there are two.
     direction: str | None = None
@@ -117,4 +121,4 @@ class AlertEvent:
     source: str
     distance_m: float | None
     ttc_s: float | None
-    faults: tuple[str, ...] = ()
+    faults: tuple[str, ...] = ()  # the texts, as logged and recorded (`texts` of the threat's faults)

@@ -10,10 +10,10 @@ Design choices, each for the runner:
 - A camera object alerts only once seen in two frames and an ultrasonic
   distance only once a second ping agrees: one bad frame or one spike must
   not alert.
-- Camera distance is the box height against the class's typical height,
-  fused with the bottom edge against the ground plane (camera.mount_height_m,
-  camera.pitch_deg); time to collision is the range rate where a sensor sees
-  the object and the box's growth where none does.
+- Camera distance is decided once, in the camera path
+  (`device.camera_path.distance`), and taken as it comes; time to collision
+  is the range rate where a sensor sees the object and the box's growth
+  where none does.
 - No-echo readings never erase a fresh valid reading: cheap sensors lose the
   echo from soft targets (clothing, a hand) every other ping.
 - Stale data is never acted on: a sensor whose newest ping (of any kind) is
@@ -26,21 +26,19 @@ Design choices, each for the runner:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
+from device.core.camera import CameraResult, CameraTrack
 from device.core.clock import NS_PER_S
-from device.core.coco import COCO_CLASSES
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
-from device.core.faults import Fault, Kind, Part, texts
-from device.core.types import AlertLevel, Frame, Range, Threat
+from device.core.faults import Fault, Part
+from device.core.types import AlertLevel, Range, Threat
 from device.decision.candidate import Candidate
 from device.decision.looming import LoomingTrack
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
-from device.perception.geometry import EDGE_PX, CameraGeometry, fuse_distances, ground_distance_m
 from device.perception.looming import LoomingResult
-from device.perception.tracking import Track
+from device.sensing.ultrasonic import fault_kind
 
-SCALE_WINDOW_NS = round(1.0 * NS_PER_S)
 CAMERA_MIN_HITS = 2
 # A camera time to collision counts only once the frames have agreed that the
 # object is closing in for this long without a break (a box-growth estimate is
@@ -48,82 +46,12 @@ CAMERA_MIN_HITS = 2
 # second (3 frames) as at a Pi Zero's 2-3 (2 results).
 CAMERA_TTC_STREAK_S = 0.13
 CAMERA_TTC_STREAK_NS = round(CAMERA_TTC_STREAK_S * NS_PER_S)
-# How many recent intervals between camera results give the detector's pace.
-PACE_INTERVALS = 8
 # A camera object and a sensor beam are the same thing when the object's
 # bearing is inside the beam widened by this margin (degrees) ...
 FUSE_BEARING_MARGIN_DEG = 10.0
 # ... and the two distances agree within this fraction (box-height distances
 # are good to tens of percent), or the box is clipped and the sensor nearer.
 FUSE_DISTANCE_TOLERANCE = 0.4
-# The ground-plane distance is used only while it agrees, on average over
-# recent objects, with the box-height distance: a camera mounted higher or
-# tilted more than configured, or a slope, shows as a steady disagreement
-# (of either sign, depending on where in the image the object is).
-GROUND_CHECK_WEIGHT = 0.02  # per observation, of the running mean of |ln(ground / height)|
-GROUND_CHECK_MIN = 10  # observations before the ground plane is trusted
-GROUND_CHECK_MAX = 0.3  # mean |ln ratio| above this (35 %): the ground plane is off
-
-
-@dataclass(frozen=True)
-class CameraResult:
-    """What the camera stage concluded about one frame (and, once the
-    estimator has judged it, with the distances the decision used)."""
-
-    t_ns: int
-    seq: int
-    tracks: tuple[CameraTrack, ...]
-    detect_ms: float | None = None
-    # The frame the boxes were found in, so a viewer shows boxes, distances
-    # and image that belong together. A reference, never a copy.
-    frame: Frame | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class CameraTrack:
-    track_id: int
-    label: str
-    box: tuple[float, float, float, float]
-    confidence: float
-    hits: int
-    # Best estimate with the configured geometry; after `ThreatEstimator.set_camera`
-    # the distance the decision uses (the ground plane only while trusted).
-    distance_m: float
-    bearing_deg: float
-    ttc_s: float | None
-    clipped: bool = False
-    # The two raw distance measurements, so the estimator can fuse them with
-    # the configured mount height and pitch: from the box height alone, and
-    # the angle of the box's bottom edge below the optical axis (None when
-    # the object does not stand on the ground or its bottom is cut off).
-    height_distance_m: float | None = None
-    foot_angle_deg: float | None = None
-    ttc_measure: str | None = None  # "height" or "width": what ttc_s was fitted on
-
-
-def camera_tracks(tracks: list[Track], geometry: CameraGeometry) -> tuple[CameraTrack, ...]:
-    out = []
-    for tr in tracks:
-        label = COCO_CLASSES[tr.class_id]
-        cx = (tr.box[0] + tr.box[2]) / 2
-        ttc, measure = tr.ttc_estimate(SCALE_WINDOW_NS, geometry.width, geometry.height)
-        out.append(
-            CameraTrack(
-                track_id=tr.track_id,
-                label=label,
-                box=tr.box,
-                confidence=tr.confidence,
-                hits=tr.hits,
-                distance_m=geometry.distance_m(tr.box, label),
-                bearing_deg=geometry.bearing_deg(cx),
-                ttc_s=ttc,
-                clipped=tr.box[1] <= EDGE_PX or tr.box[3] >= geometry.height - EDGE_PX,
-                height_distance_m=geometry.height_distance_m(tr.box, label),
-                foot_angle_deg=geometry.foot_angle_deg(tr.box, label),
-                ttc_measure=measure,
-            )
-        )
-    return tuple(out)
 
 
 class SensorTrack:
@@ -283,15 +211,11 @@ class ThreatEstimator:
         self.sensors = {s.name: SensorTrack(s) for s in config.ranging.sensors}
         self.range_max_age_ns = round(config.ranging.max_age_s * NS_PER_S)
         self.camera_max_age_ns = round(config.camera.max_age_s * NS_PER_S)
-        self.camera_cfg = config.camera
-        # The newest camera result as judged: its tracks carry the decided
-        # distances, which is what every view shows.
+        # The newest camera result: its tracks carry the decided distances,
+        # which is what every view shows.
         self.camera: CameraResult | None = None
         # track id -> (frame time the closing streak began, frame time of its newest result)
         self._ttc_streak: dict[int, tuple[int, int]] = {}
-        self._intervals: list[int] = []  # recent ns between camera results' frames
-        self.ground_bias = 0.0  # running mean of |ln(ground / box-height distance)|
-        self.ground_checks = 0
         self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
         self._last: Threat | None = None
         self.looming = LoomingTrack(config)  # any upright surface, no class (device.decision.looming)
@@ -302,24 +226,8 @@ class ThreatEstimator:
             if track is not None:  # recordings are checked against the config up front
                 track.add(r)
 
-    def set_camera(self, result: CameraResult) -> CameraResult:
-        """Take a camera result; returns it with the decided distances."""
-        if self.camera is not None and result.t_ns > self.camera.t_ns:
-            self._intervals = [*self._intervals[-(PACE_INTERVALS - 1):], result.t_ns - self.camera.t_ns]
-        grounds = {tr.track_id: self._ground_distance(tr) for tr in result.tracks}
-        for tr in result.tracks:
-            g = grounds[tr.track_id]
-            if g is not None and tr.height_distance_m is not None and not tr.clipped:
-                a = max(GROUND_CHECK_WEIGHT, 1 / (self.ground_checks + 1))
-                self.ground_bias += a * (abs(math.log(g / tr.height_distance_m)) - self.ground_bias)
-                self.ground_checks += 1
-        trusted = self.ground_trusted
-        result = replace(result, tracks=tuple(
-            tr if tr.height_distance_m is None
-            else replace(tr, distance_m=fuse_distances(tr.height_distance_m, grounds[tr.track_id] if trusted else None,
-                                                       self.camera_cfg.mount_height_m))
-            for tr in result.tracks
-        ))
+    def set_camera(self, result: CameraResult) -> None:
+        """Take a camera result (its distances already decided, its pace measured)."""
         self.camera = result
         streak = {}
         for tr in result.tracks:
@@ -332,14 +240,6 @@ class ThreatEstimator:
             if closing:
                 streak[tr.track_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
         self._ttc_streak = streak
-        return result
-
-    def camera_interval_ns(self) -> int:
-        """The median time between the camera's recent results (0 before two):
-        the detector's own pace, as the loop sees it."""
-        if not self._intervals:
-            return 0
-        return sorted(self._intervals)[len(self._intervals) // 2]
 
     def camera_fresh(self, now_ns: int) -> bool:
         """The newest camera result may still be acted on: no older than
@@ -351,23 +251,11 @@ class ThreatEstimator:
         max_age_s itself, so a stalled camera is still dropped."""
         if self.camera is None:
             return False
-        allowance = min(self.camera_interval_ns(), self.camera_max_age_ns)
+        allowance = min(self.camera.interval_ns, self.camera_max_age_ns)
         return now_ns - self.camera.t_ns <= self.camera_max_age_ns + allowance
 
     def set_looming(self, result: LoomingResult) -> None:
         self.looming.add(result)
-
-    @property
-    def ground_trusted(self) -> bool:
-        """The ground plane agrees with box heights on average (see GROUND_CHECK_*)."""
-        return self.ground_checks >= GROUND_CHECK_MIN and self.ground_bias <= GROUND_CHECK_MAX
-
-    def _ground_distance(self, tr: CameraTrack) -> float | None:
-        """The bottom edge against the ground, with the configured mount height and pitch."""
-        if tr.foot_angle_deg is None:
-            return None
-        cam = self.camera_cfg
-        return ground_distance_m(tr.foot_angle_deg, cam.mount_height_m, cam.pitch_deg)
 
     def _plausible_ttc(self, tr: CameraTrack) -> float | None:
         """The track's TTC unless it implies an impossible closing speed: the
@@ -377,7 +265,8 @@ class ThreatEstimator:
         return tr.ttc_s
 
     def sensor_faults(self) -> tuple[Fault, ...]:
-        return tuple(Fault(Part.SENSOR, Kind.FAILED, t.fault, name=name) for name, t in self.sensors.items() if t.fault)
+        return tuple(Fault(Part.SENSOR, fault_kind(t.fault), t.fault, name=name)
+                     for name, t in self.sensors.items() if t.fault)
 
     def candidates(self, now_ns: int) -> list[Candidate]:
         cams: list[Candidate] = []
@@ -422,7 +311,7 @@ class ThreatEstimator:
         # A sensor's distance (alone or fused) is confirmed by two agreeing pings already.
         confirmed = worst is not None and worst.source in ("ultrasonic", "fused")
         level = self.policy.update(now_ns, raw, confirmed)
-        all_faults = texts(faults + self.sensor_faults())
+        all_faults = faults + self.sensor_faults()
         if worst is None or raw == AlertLevel.CLEAR:
             # Held level with no current evidence: keep the last threat's
             # description, so the runner's alert and the log agree.

@@ -30,6 +30,7 @@ from gpiozero import Buzzer, PWMOutputDevice
 
 from device.core.clock import NS_PER_S
 from device.core.config import OutputsConfig
+from device.core.faults import Fault
 from device.core.types import AlertLevel
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def side_duties(haptic: float, direction: str | None) -> tuple[float, float]:
     return left, right
 
 
-def effective_level(level: AlertLevel, faults: tuple[str, ...]) -> AlertLevel:
+def effective_level(level: AlertLevel, faults: tuple[Fault, ...]) -> AlertLevel:
     """The level the runner feels, given the threat level and any faults.
 
     A real WARN or DANGER always plays: whatever else is broken, something

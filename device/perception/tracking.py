@@ -220,15 +220,22 @@ class IouTracker:
         self._last_update_ns: int | None = None
         self._intervals: deque[int] = deque(maxlen=8)
 
+    def interval_ns(self) -> int:
+        """The detector's own pace: the median time between the recent frames
+        it was updated with (0 before two). The one measurement of it: each
+        camera result carries it on to the decision (`CameraResult.interval_ns`)."""
+        if not self._intervals:
+            return 0
+        return sorted(self._intervals)[len(self._intervals) // 2]
+
     def gap_ns(self) -> int:
         """How long an unseen track is kept: max_gap_s, or GAP_INTERVALS of the
         detector's own interval between frames if that is longer (a detector
         at 2-3 frames a second would otherwise lose a track at one miss)."""
         if not self._intervals:
             return self.max_gap_ns
-        median = sorted(self._intervals)[len(self._intervals) // 2]
         # Floored: `t - last <= gap` cuts integer ns exactly where the float did.
-        return max(self.max_gap_ns, math.floor(GAP_INTERVALS * median))
+        return max(self.max_gap_ns, math.floor(GAP_INTERVALS * self.interval_ns()))
 
     def update(self, t_ns: int, dets: Detections) -> list[Track]:
         """Match detections to tracks; return the tracks seen in this frame."""

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from device.core.faults import Fault, Kind, Part
 from device.core.priority import background_thread
 from device.core.types import AlertEvent, Frame, Range
 
@@ -132,15 +133,22 @@ class RecorderThread:
 
     @property
     def fault(self) -> str | None:
+        """The fault's text ("recording: ..."), as the recording parts word it."""
+        faults = self.faults()
+        return str(faults[0]) if faults else None
+
+    def faults(self) -> tuple[Fault, ...]:
+        """The recording's fault, typed: a crash in the writer failed, a
+        writer stuck on a slow disk stalled, and the segments' and clips' own
+        (disk full, no inodes, a clip not saved) failed."""
         if self._crash is not None:
-            return self._crash
+            return (_recording_fault(Kind.FAILED, self._crash),)
         busy = self._busy_since
         if busy is not None and self._queue and self._monotonic() - busy > STUCK_S:
-            return (
-                f"recording: writer stuck for {self._monotonic() - busy:.0f} s "
-                f"({self.frames_dropped} frames dropped)"
-            )
-        return self.sink.fault
+            return (Fault(Part.RECORDING, Kind.STALLED, f"writer stuck for {self._monotonic() - busy:.0f} s "
+                                                         f"({self.frames_dropped} frames dropped)"),)
+        text = self.sink.fault
+        return (_recording_fault(Kind.FAILED, text),) if text else ()
 
     def stats(self) -> QueueStats:
         with self._lock:
@@ -223,3 +231,7 @@ def summary(stats: QueueStats) -> str | None:
                                           (stats.events_dropped, "alert events")) if n]
     return f"recording fell behind: dropped {', '.join(lost)}" if lost else None
 
+
+def _recording_fault(kind: Kind, text: str) -> Fault:
+    # The recording's parts word their faults in full ("recording: disk full ...").
+    return Fault(Part.RECORDING, kind, text.removeprefix(f"{Part.RECORDING.value}: "))

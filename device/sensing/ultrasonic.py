@@ -47,6 +47,7 @@ from gpiozero.exc import DistanceSensorNoEcho
 
 from device.core.clock import NS_PER_S, Clock
 from device.core.config import RangingConfig, UltrasonicSensorConfig
+from device.core.faults import Kind
 from device.core.ports import RangeSource  # noqa: F401  (the port, re-exported)
 from device.core.types import Range
 
@@ -59,6 +60,13 @@ IMPOSSIBLE_VALUE = "impossible-value"  # echoes shorter than the sensor can meas
 FROZEN_VALUE = "frozen-value"  # the same reading to a hundredth of a millimetre, again and again
 IMPOSSIBLE_JUMPS = "impossible-jumps"  # readings leaping further than any object can move
 SILENT = "silent"  # no ping has completed at all (a hung read)
+
+
+def fault_kind(name: str) -> Kind:
+    """How a sensor fault named as above failed: a sensor that has gone
+    quiet is stalled, one that repeats its reading is frozen, the rest
+    (no echo pulse, a stuck line, readings no object can give) failed."""
+    return {SILENT: Kind.STALLED, FROZEN_VALUE: Kind.FROZEN}.get(name, Kind.FAILED)
 
 # The HC-SR04's physics, for everything that simulates one (mock pins, the
 # scenario suite, the range evaluation): sound at 20 C, as gpiozero's

@@ -30,11 +30,11 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from device.camera_path import DetectorPace
 from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.ports import Detector
 from device.core.types import AlertLevel
-from device.pipeline import DetectorPace
 from device.record.format import META, Recording, RecordingError
 
 SCENARIO_META = "scenario.json"

@@ -25,10 +25,11 @@ from itertools import pairwise
 
 import numpy as np
 
+from device.camera_path import CameraPath, DetectStage, ThreadedRunner
 from device.core.clock import MonotonicClock
 from device.core.config import Config
 from device.core.types import AlertLevel, Detections, Frame, Range
-from device.pipeline import CameraStage, Pipeline, ThreadedCamera, run_forever
+from device.pipeline import Pipeline, run_forever
 from device.record.segments import SegmentedRecorder
 from device.record.worker import RecorderThread
 from device.sensing.camera import LatestSlot
@@ -140,7 +141,9 @@ def measure(direct: bool, block_s: float, seconds: float) -> dict[str, float]:
         sink = StallingSink(segments, 1.0, block_s)
         recorder = sink if direct else RecorderThread(sink)
         frames = Camera15(clock)
-        camera = ThreadedCamera(frames, CameraStage(NoDetections(), cfg.camera), recorder)
+        camera = CameraPath(ThreadedRunner(frames, DetectStage(NoDetections(), cfg.camera), (), recorder), clock,
+                            cfg.camera.max_age_s)
+        camera.start()
         alerts = TimedAlerts()
         pipe = Pipeline(cfg, clock, Sensor(cfg.ranging.sensors[0].name), alerts, camera, recorder=recorder)
         stop = threading.Event()

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from device.core.camera import CameraTrack
 from device.core.config import AlertsConfig, UltrasonicSensorConfig
 from device.core.types import AlertLevel, Range, Threat
-from device.decision.threat import CameraTrack
 from device.perception.looming import LoomingResult
 from device.view.terminal import side
 

@@ -45,6 +45,7 @@ import cv2
 
 from device.core.clock import NS_PER_S
 from device.core.config import Config
+from device.core.faults import texts
 from device.core.priority import background_thread
 from device.core.types import Threat
 from device.decision.threat import CAMERA_MIN_HITS
@@ -130,7 +131,7 @@ def _threat_json(t: Threat | None) -> dict[str, Any] | None:
         "distance_m": _num(t.distance_m),
         "ttc_s": _num(t.ttc_s),
         "bearing_deg": _num(t.bearing_deg, 1),
-        "faults": list(t.faults),
+        "faults": list(texts(t.faults)),
     }
 
 

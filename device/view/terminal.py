@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from device.core.clock import NS_PER_S
+from device.core.faults import texts
 from device.core.types import AlertEvent, AlertLevel, Threat
 
 
@@ -78,7 +79,7 @@ class StatusLine:
         elif now_s - self._t0 >= 1.0:
             self._fps = (frames - self._frames0) / (now_s - self._t0)
             self._t0, self._frames0 = now_s, frames
-        key = (level, fault_kinds(threat.faults))
+        key = (level, fault_kinds(texts(threat.faults)))
         due = self.HEARTBEAT_S if not self.tty else 0.5
         if key == self._last_key and now_s - self._last_print < due:
             return
@@ -87,7 +88,7 @@ class StatusLine:
         if pace:
             line += f"  [{pace}]"
         if threat.faults:
-            line += "  FAULT " + "; ".join(threat.faults)
+            line += "  FAULT " + "; ".join(texts(threat.faults))
         if self.tty:
             self.stream.write("\r\x1b[2K" + line[:300])
         else:

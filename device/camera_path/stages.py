@@ -1,0 +1,104 @@
+"""What the camera path runs on a frame: one stage each, independent of how
+it is run (`device.camera_path.runners`).
+
+A stage has a `slot` (the field of `Seen` its results fill), a thread name
+for when it runs in a thread of its own, and `process(frame)`. The first
+stage of a path is its main one (detect, or frames-only with no model): the
+frames it takes are the ones watched for a stall or a frozen image and
+recorded. Any further stage (looming) sees every frame at its own pace.
+
+Adding a stage: a class here, a field of `Seen` for its results, and the
+line in `Pipeline.step` that hands them to the decision.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from device.camera_path.distance import CameraDistances
+from device.core.camera import CameraResult
+from device.core.config import CameraConfig
+from device.core.faults import Part
+from device.core.ports import Detector
+from device.core.types import Frame
+from device.perception.geometry import CameraGeometry
+from device.perception.looming import LoomingEstimator, LoomingResult
+from device.perception.tracking import IouTracker
+
+
+class Stage(Protocol):
+    slot: str  # the field of `Seen` its results fill
+    thread_name: str  # when it runs in a thread of its own
+    part: Part  # the part a crash of its thread is a fault of
+    crash_prefix: str  # the fault text is f"{crash_prefix}stopped: {error}"
+
+    def process(self, frame: Frame) -> Any: ...
+
+
+class MainStage(Stage, Protocol):
+    def process(self, frame: Frame) -> CameraResult: ...
+
+
+class DetectStage:
+    """Detector, tracker, geometry and the decided distances for one frame."""
+
+    slot = "camera"
+    thread_name = "rearguard-detect"
+    part = Part.CAMERA
+    crash_prefix = "detector "
+
+    def __init__(self, detector: Detector, camera: CameraConfig) -> None:
+        self.detector = detector
+        self.camera = camera
+        self.tracker = IouTracker()
+        self.distances = CameraDistances(camera)
+        self._geometry: CameraGeometry | None = None
+
+    def process(self, frame: Frame) -> CameraResult:
+        h, w = frame.image.shape[:2]
+        if self._geometry is None or (self._geometry.width, self._geometry.height) != (w, h):
+            # The configured camera (mount height, pitch) at the frames' real size.
+            self._geometry = CameraGeometry.for_camera(self.camera, w, h)
+        t0 = time.perf_counter()  # measurement only; never steers a decision
+        dets = self.detector.detect(frame.image)
+        detect_ms = (time.perf_counter() - t0) * 1e3
+        tracks = self.tracker.update(frame.t_ns, dets)
+        return CameraResult(
+            t_ns=frame.t_ns,
+            seq=frame.seq,
+            tracks=self.distances.tracks(tracks, self._geometry),
+            detect_ms=detect_ms,
+            frame=frame,
+            interval_ns=self.tracker.interval_ns(),
+        )
+
+
+class FramesOnlyStage:
+    """No detector (the model is missing or broken): each frame still gives
+    a result, with no tracks, so the camera is still watched (a stall or a
+    frozen image is a fault), recorded and shown, and looming reads the
+    same frames. No inference, no detect time."""
+
+    slot = "camera"
+    thread_name = "rearguard-camera-watch"
+    part = Part.CAMERA
+    crash_prefix = "frame reader "
+
+    def process(self, frame: Frame) -> CameraResult:
+        return CameraResult(t_ns=frame.t_ns, seq=frame.seq, tracks=(), frame=frame)
+
+
+class LoomingStage:
+    """Looming (any upright surface, no class) on every frame it is given."""
+
+    slot = "looming"
+    thread_name = "rearguard-looming"
+    part = Part.LOOMING
+    crash_prefix = ""
+
+    def __init__(self, estimator: LoomingEstimator) -> None:
+        self.estimator = estimator
+
+    def process(self, frame: Frame) -> LoomingResult:
+        return self.estimator.update(frame.t_ns, frame.seq, frame.image)

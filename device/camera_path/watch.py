@@ -1,0 +1,37 @@
+"""Staleness and frozen-image checks of the frames a camera path takes."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from device.core.types import Frame
+
+
+def image_signature(image: np.ndarray) -> bytes:
+    """A cheap fingerprint: a real sensor's noise changes it every frame, a
+    frozen camera (or a driver re-sending its last buffer) does not."""
+    return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).data, digest_size=16).digest()
+
+
+class FrameWatch:
+    """When the camera path last took a frame, and since when its frames
+    have been bit-identical."""
+
+    def __init__(self) -> None:
+        self.last_ns: int | None = None
+        self._signature: bytes | None = None
+        self._changed_ns: int | None = None
+
+    def saw(self, frame: Frame) -> None:
+        self.last_ns = frame.t_ns
+        sig = image_signature(frame.image)
+        if sig != self._signature:
+            self._signature, self._changed_ns = sig, frame.t_ns
+
+    def frozen_for_ns(self) -> int:
+        """How long the frames have been bit-identical (0 while they change)."""
+        if self.last_ns is None or self._changed_ns is None:
+            return 0
+        return self.last_ns - self._changed_ns

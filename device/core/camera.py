@@ -1,0 +1,50 @@
+"""What the camera path concludes about one frame: the data that flows
+from the detector's stage to the decision and every view.
+
+The distances here are the decided ones (`device.camera_path.distance`):
+the decision and the views read them, nobody fuses them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from device.core.types import Frame
+
+
+@dataclass(frozen=True)
+class CameraTrack:
+    track_id: int
+    label: str
+    box: tuple[float, float, float, float]
+    confidence: float
+    hits: int
+    # The decided distance: the box height fused with the ground plane while
+    # the ground plane is trusted, else the box height alone.
+    distance_m: float
+    bearing_deg: float
+    ttc_s: float | None
+    clipped: bool = False
+    # The two raw distance measurements the decided one came from: from the
+    # box height alone, and the angle of the box's bottom edge below the
+    # optical axis (None when the object does not stand on the ground or its
+    # bottom is cut off).
+    height_distance_m: float | None = None
+    foot_angle_deg: float | None = None
+    ttc_measure: str | None = None  # "height" or "width": what ttc_s was fitted on
+
+
+@dataclass(frozen=True)
+class CameraResult:
+    """What the camera stage concluded about one frame."""
+
+    t_ns: int
+    seq: int
+    tracks: tuple[CameraTrack, ...]
+    detect_ms: float | None = None
+    # The frame the boxes were found in, so a viewer shows boxes, distances
+    # and image that belong together. A reference, never a copy.
+    frame: Frame | None = field(default=None, compare=False, repr=False)
+    # The detector's own pace: the median time between the frames it took,
+    # measured once, by the tracker (0 before two frames, or with no detector).
+    interval_ns: int = 0
