@@ -299,7 +299,7 @@ def test_a_rendered_scene_replays_through_evaluate(shared: Path, model_path: Pat
 def test_every_cut_out_in_the_suite_is_found_by_grabcut(shared: Path) -> None:
     from device.tools.scene.cutout import MIN_COVER
 
-    for c in {s.cutout for s in S.SUITE if s.cutout is not None}:
+    for c in {s.cutout for s in (*S.SUITE, *S.HAZARDS) if s.cutout is not None}:
         _, alpha = cut_out(shared / "images" / "coco" / c.file, c.box)
         assert (alpha >= 0.5).mean() > 2 * MIN_COVER, c
 
@@ -312,3 +312,100 @@ def test_scene_make_refuses_unknown_names_and_a_bad_camera(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert "camera.width" in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------- the hazards suite
+
+
+def test_hazards_cover_fast_closers_crossings_passes_same_way_and_step_ins() -> None:
+    normal = [s for s in S.HAZARDS if s.motion_scale == 1.0]
+    head_on = {s.closing_mps for s in normal if s.kind == "approach"}
+    assert head_on == {5.0, 6.5, 8.0, 10.0}
+    assert {"person", "cyclist", "dog"} <= {s.label for s in normal if s.kind == "approach"}
+    assert {s.label for s in normal if s.kind == "crossing"} == {"person", "cyclist", "dog", "car"}
+    passes = [s for s in normal if s.name.startswith("pass-")]
+    assert passes and all(0.8 <= abs(s.lateral_m) <= 1.5 and s.kind == "clear" for s in passes)
+    assert all(s.closing_mps <= 0 for s in normal if s.name.startswith("ahead-"))
+    assert all(1.0 <= s.entry_gap_m <= 1.5 for s in normal if s.kind == "step-in")
+    rough = {s.name.removesuffix("-rough") for s in S.HAZARDS if s.motion_scale == 2.0}
+    assert rough == {s.name for s in normal}
+    assert len({s.name for s in S.HAZARDS}) == len(S.HAZARDS)
+    assert not {s.name for s in S.HAZARDS} & {s.name for s in S.SUITE}
+
+
+def test_a_crossing_is_a_hazard_only_if_in_the_corridor_when_the_runner_gets_there() -> None:
+    cfg = Config()
+    c = cfg.alerts.corridor_half_width_m
+    for name in ("cross-walker", "cross-cyclist", "cross-dog", "cross-car"):
+        spec = S.suite([name], "hazards")[0]
+        m = S.motion_of(spec, cfg)
+        p = S.placement(spec, m, c)
+        tr = S.truth(spec, m, c)
+        assert tr["contact_s"] == pytest.approx(spec.entry_s)
+        # at contact the body's near edge is at the corridor's edge, the line gap_m ahead
+        assert abs(p.x_at(spec.entry_s)) - spec.half_width_m == pytest.approx(c, abs=1e-6)
+        assert p.y_m - m.distance_m(spec.entry_s) == pytest.approx(spec.entry_gap_m, abs=1e-6)
+        assert p.arrive_s is not None and abs(p.x_at(p.arrive_s)) - spec.half_width_m < c
+        assert all(b <= tr["contact_s"] - 4.0 + 1e-3 for _, b in tr["clear"])
+    for name in ("cross-walker-clear", "cross-cyclist-clear", "cross-dog-clear", "cross-car-clear"):
+        spec = S.suite([name], "hazards")[0]
+        m = S.motion_of(spec, cfg)
+        p = S.placement(spec, m, c)
+        assert S.truth(spec, m, c) == {"contact_s": None, "clear": [[0.0, round(p.end_s, 3)]]}
+        # gone from the corridor at least 1.5 s before the runner reaches its line
+        assert p.arrive_s is not None and abs(p.x_at(p.arrive_s - 1.5)) - spec.half_width_m > c
+
+
+def test_the_rough_runner_bobs_and_sways_twice_as_much() -> None:
+    cfg = Config()
+    a, b = (S.motion_of(S.suite([n], "hazards")[0], cfg) for n in ("cyclist-8mps", "cyclist-8mps-rough"))
+    assert b.bob_m == pytest.approx(2 * a.bob_m) and b.yaw_sway_deg == pytest.approx(2 * a.yaw_sway_deg)
+    assert b.roll_sway_deg == pytest.approx(2 * a.roll_sway_deg) and b.step_hz != 0
+
+
+def test_a_short_crossing_recording_says_when_the_hazard_begins(shared: Path, tmp_path: Path) -> None:
+    cfg = from_dict({"camera": {"width": 320, "height": 180, "fps": 5}})
+    spec = S.suite(["stepin-dog-1.0m"], "hazards")[0]
+    out = S.make_scene(spec, shared / "images" / "coco", tmp_path / "s", config=cfg)
+    rec = Recording.open(out)
+    assert rec.truth is not None and rec.truth.contact_s is None and rec.truth.clear == ()
+    meta = json.loads((out / "scenario.json").read_text())
+    assert meta["suite"] == "hazards" and meta["kind"] == "step-in" and meta["label"] == "dog"
+    # in the corridor first, then in the (narrower) frame, a step from the runner
+    assert spec.entry_s <= meta["hazard_s"] < spec.entry_s + 0.5
+    assert rec.frame_count == math.ceil(2.5 * 5)
+
+
+def test_hazard_rows_judge_each_kind_by_its_own_measure() -> None:
+    from device.core.types import AlertLevel
+    from device.tools.evaluate import Evaluation, Sample, Score
+
+    def sc(name: str, contact: float | None, lead: float | None, fa: float = 0.0) -> Score:
+        return Score(name, name, 5.0, contact, None, None, lead, lead, contact is not None and lead is None, fa,
+                     5.0, 0.0, 0, 0.0, None, "")
+
+    def trace(*levels: tuple[float, AlertLevel]) -> list[Sample]:
+        return [Sample(t, lv, False, None, None, "camera", None) for t, lv in levels]
+
+    ev = Evaluation(
+        (sc("x", 3.0, 1.2), sc("y", 3.0, 0.4), sc("p", None, None, 0.5), sc("s", None, None),
+         sc("a", 5.0, 1.6), sc("z", None, None)),
+        {"x": trace(), "y": trace(), "p": trace((0.0, AlertLevel.WARN)),
+         "s": trace((0.0, AlertLevel.CLEAR), (1.6, AlertLevel.WARN), (1.9, AlertLevel.DANGER)), "a": trace(),
+         "z": trace()},
+        {"x": {"suite": "hazards", "kind": "crossing", "in_view_s": 3.0},
+         "y": {"suite": "hazards", "kind": "crossing", "in_view_s": 0.5},
+         "p": {"suite": "hazards", "kind": "clear"},
+         "s": {"suite": "hazards", "kind": "step-in", "hazard_s": 1.6},
+         "a": {"suite": "hazards", "kind": "approach", "speed_mps": 10.0},
+         "z": {"suite": "scenes", "kind": "clear"}},
+    )
+    from device.tools.evaluate import hazard_rows
+
+    rows = {r["name"]: r for r in hazard_rows(ev)}
+    assert set(rows) == {"x", "y", "p", "s", "a"}  # other suites are not hazards
+    assert rows["x"]["ok"] and rows["x"]["target"] == "lead >= 1 s"
+    assert rows["y"]["ok"] and rows["y"]["target"].startswith("warned")  # seen 0.5 s: warned at all
+    assert not rows["p"]["ok"] and rows["p"]["max_level"] == "WARN"
+    assert rows["s"]["danger_after_s"] == pytest.approx(0.3) and rows["s"]["ok"]
+    assert rows["a"]["ok"] and rows["a"]["target"] == "lead >= 1.5 s"  # 10 m/s: 1.5 s

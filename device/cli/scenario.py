@@ -25,13 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`photos` (the default) zooms into a real photo about the obstacle (people crossing, clear "
         "paths); `scenes` renders a 3D world of textured planes and photo cut-outs (walls, posts, "
         "fences, benches, people, cyclists, dogs; things beside the path; a curve) through the "
-        "configured camera of a runner who bobs and sways (docs/scenes.md). "
+        "configured camera of a runner who bobs and sways (docs/scenes.md); `hazards` renders the same "
+        "way fast head-on closers, crossings, side passes, people ahead going the same way and "
+        "things stepping in close, each also with twice the bob and sway. "
         "`rearguard scenario list [--suite scenes]` names them.",
     )
     mk.add_argument("out", metavar="OUT_DIR", help="directory to write one recording per scenario into")
     mk.add_argument("--images", required=True, metavar="DIR",
                     help="the photos the suite names (the shared COCO photos: ../shared/images/coco)")
-    mk.add_argument("--suite", choices=("photos", "scenes"), default="photos",
+    mk.add_argument("--suite", choices=("photos", "scenes", "hazards"), default="photos",
                     help="which suite (default photos: the zoomed-photo suite)")
     mk.add_argument("--only", nargs="+", metavar="NAME", help="make only these scenarios")
     mk.add_argument("--size", metavar="WxH",
@@ -51,8 +53,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     mk.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     mk.set_defaults(func=cmd_make)
 
+    ft = sc_sub.add_parser(
+        "footage", help="cut labelled real footage into recordings with truth.json",
+        description="Cut the clips a labels file names (default: device/tools/labels/"
+        "market_street_1906_part2.json, a 1906 street film from the front of a cable car) out of the "
+        "video into recordings with truth.json, for `rearguard evaluate`.",
+    )
+    ft.add_argument("out", metavar="OUT_DIR", help="directory to write one recording per clip into")
+    ft.add_argument("--video", default=None, metavar="PATH",
+                    help="the video (default: ../shared/footage/ and the file the labels name)")
+    ft.add_argument("--labels", default=None, metavar="JSON", help="the labels file (default: the market street one)")
+    ft.set_defaults(func=cmd_footage)
+
     ls = sc_sub.add_parser("list", help="list a suite's scenarios")
-    ls.add_argument("--suite", choices=("photos", "scenes"), default="photos",
+    ls.add_argument("--suite", choices=("photos", "scenes", "hazards"), default="photos",
                     help="which suite (default photos)")
     ls.set_defaults(func=cmd_list)
 
@@ -82,12 +96,14 @@ def _fail(err: Exception) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if args.suite == "scenes":
-        from device.tools.scene.suite import SUITE as SCENES
+    if args.suite in ("scenes", "hazards"):
+        from device.tools.scene.suite import SUITES
 
-        for sc in SCENES:
+        for sc in SUITES[args.suite]:
             what = f"{sc.label} from {sc.start_m:g} m" if sc.kind == "approach" else (
-                f"{sc.duration_s:g} s" + (f", {sc.obstacle} at {sc.start_m:g} m" if sc.obstacle != "none" else ""))
+                f"{sc.label} at {sc.cross_mps:g} m/s, line {sc.entry_gap_m:g} m ahead at {sc.entry_s:g} s"
+                if sc.kind in ("crossing", "step-in") else
+                f"{sc.duration_s:g} s" + (f", {sc.label} at {sc.start_m:g} m" if sc.obstacle != "none" else ""))
             print(f"{sc.name:<22} {sc.kind:<9} {sc.closing_mps:>4g} m/s closing  {what:<22}"
                   + (f"  ({sc.note})" if sc.note else ""))
         return 0
@@ -120,7 +136,7 @@ def cmd_make(args: argparse.Namespace) -> int:
     progress = lambda spec, path: print(f"made {path}", file=sys.stderr)  # noqa: E731
     try:
         noise = NoiseModel.fit(args.ultrasonic_log) if args.ultrasonic_log else NoiseModel()
-        if args.suite == "scenes":
+        if args.suite in ("scenes", "hazards"):
             from device.tools.scene.suite import make_suite as make_scenes
 
             cfg = load(args.config)
@@ -136,7 +152,7 @@ def cmd_make(args: argparse.Namespace) -> int:
                 data["camera"].update(camera)
                 cfg = from_dict(data, "--size/--fps/--hfov")
             made = make_scenes(args.images, args.out, names=args.only, config=cfg, noise=noise, seed=args.seed,
-                               jobs=args.jobs, progress=progress)
+                               jobs=args.jobs, progress=progress, which=args.suite)
         else:
             w, h = size or (640, 360)
             cam = VirtualCamera(width=w, height=h, fps=args.fps or 15.0, hfov_deg=args.hfov or 66.0)
@@ -148,12 +164,28 @@ def cmd_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_footage(args: argparse.Namespace) -> int:
+    from device.record.format import RecordingError
+    from device.tools.footage import MARKET_STREET, load_labels, make_footage
+    from device.tools.scenario import ScenarioError
+
+    try:
+        labels = Path(args.labels) if args.labels else MARKET_STREET
+        video = args.video or str(Path("..") / "shared" / "footage" / str(load_labels(labels).get("video", "")))
+        made = make_footage(video, args.out, labels,
+                            progress=lambda name, path: print(f"made {path}", file=sys.stderr))
+    except (ScenarioError, RecordingError, OSError) as err:
+        return _fail(err)
+    print(f"{len(made)} footage recordings in {args.out}")
+    return 0
+
+
 def _num(x: float | None, unit: str = "") -> str:
     return "-" if x is None else f"{x:.2f}{unit}"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from device.tools.evaluate import EvaluationError, evaluate, plot
+    from device.tools.evaluate import EvaluationError, evaluate, hazard_rows, plot
 
     try:
         cfg = load(args.config)
@@ -204,6 +236,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if keyed:  # without --board the JSON keeps its old shape
             data["pace"] = ({"detector_ms": pace.busy_ms, "latency_ms": pace.latency_ns / 1e6,
                              "detections_per_s": round(pace.rate_hz, 2)} if pace is not None else None)
+        hazards = hazard_rows(ev)
+        if hazards:
+            data["hazards"] = hazards
         results[str(name)] = data
         if not args.json:
             if keyed:
@@ -212,12 +247,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        f"{cfg.detector.model} at {cfg.detector.input_size}")
                 print(f"== board {name}: {how}")
             _print_table(ev, data)
+            if hazards:
+                _print_hazards(hazards)
     if args.json:
         print(json.dumps(results if keyed else results["inline"], indent=2))
         return status
     for out in plots:
         print(f"plot: {out}")
     return status
+
+
+def _print_hazards(rows: list[dict[str, Any]]) -> None:
+    """The hazards suite, each judged by its kind's own measure (evaluate.hazard_rows)."""
+    print(f"{'hazard':<26} {'kind':<9} {'m/s':>4} {'lead':>6} {'WARN s':>6} {'DANGER':>6} {'top':<7} target")
+    for r in rows:
+        lead = "MISSED" if r["kind"] in ("approach", "crossing") and r["target"].startswith(("lead", "warned")) \
+            and r["lead_s"] is None else _num(r["lead_s"])
+        print(f"{r['name']:<26} {r['kind']:<9} {_num(r['speed_mps']):>4} {lead:>6} {r['warn_s']:6.2f} "
+              f"{_num(r.get('danger_after_s')):>6} {r['max_level']:<7} {r['target']}: "
+              + ("met" if r["ok"] else "NOT met"))
+    bad = sum(1 for r in rows if not r["ok"])
+    print(f"hazards: {len(rows) - bad} of {len(rows)} targets met")
 
 
 def _plot_name(out: str, board: str) -> str:

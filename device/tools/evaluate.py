@@ -345,3 +345,58 @@ def plot(ev: Evaluation, out: str | Path) -> Path:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+# ---------------------------------------------------------------- hazards (crossings, passes, step-ins)
+
+HAZARD_NEAR_DANGER_S = 0.3  # something close stepping into the path: DANGER within this
+HAZARD_CROSSING_LEAD_S = 1.0  # a crossing seen for 2 s: warned this long before it enters the corridor
+HAZARD_CROSSING_SEEN_S = 2.0
+HAZARD_FAST_MPS = 8.0  # head on: 2 s lead up to this closing speed, 1.5 s above it
+HAZARD_FAST_LEAD_S = 1.5
+
+
+def hazard_rows(ev: Evaluation) -> list[dict[str, Any]]:
+    """One row per recording of the `hazards` suite or of labelled footage
+    (scenario.json "suite": "hazards" or "footage"), with the measure its kind is judged by: head on, the lead
+    before contact; a crossing, the lead before its body enters the corridor
+    (and whether it was in view 2 s before that); a clear crossing, a side
+    pass or someone ahead going the same way, seconds at WARN or higher; a
+    step-in, the delay from entering the corridor and the frame to DANGER."""
+    rows: list[dict[str, Any]] = []
+    for sc in ev.scores:
+        meta = ev.metas.get(sc.name, {})
+        if meta.get("suite") not in ("hazards", "footage"):
+            continue
+        kind = str(meta.get("kind", ""))
+        samples = ev.traces[sc.name]
+        top = max((s.level for s in samples), default=AlertLevel.CLEAR)
+        row: dict[str, Any] = {"name": sc.name, "kind": kind, "label": meta.get("label"),
+                               "speed_mps": meta.get("speed_mps"), "max_level": top.name,
+                               "lead_s": None if sc.lead_s is None else round(sc.lead_s, 3),
+                               "warn_s": round(sc.false_alarm_s, 3), "target": "", "ok": True}
+        if kind == "approach":
+            speed = float(meta.get("speed_mps") or sc.speed_mps or 0.0)
+            need = TARGET_LEAD_S if speed <= HAZARD_FAST_MPS else HAZARD_FAST_LEAD_S
+            row.update(target=f"lead >= {need:g} s", ok=sc.lead_s is not None and sc.lead_s >= need)
+        elif kind == "crossing" and sc.contact_s is not None:
+            seen = meta.get("in_view_s")
+            danger = next((s.t_s for s in samples if s.t_s >= sc.contact_s and s.level >= AlertLevel.DANGER), None)
+            row["in_view_s"] = seen
+            row["danger_after_s"] = None if danger is None else round(danger - sc.contact_s, 3)
+            if seen is not None and seen >= HAZARD_CROSSING_SEEN_S:
+                row.update(target=f"lead >= {HAZARD_CROSSING_LEAD_S:g} s",
+                           ok=sc.lead_s is not None and sc.lead_s >= HAZARD_CROSSING_LEAD_S)
+            else:  # in view too briefly for a lead target: warned at all before it entered?
+                row.update(target="warned (in view < 2 s)", ok=not sc.missed)
+        elif kind == "step-in":
+            start = meta.get("hazard_s")
+            danger = next((s.t_s for s in samples if start is not None and s.t_s >= start
+                           and s.level >= AlertLevel.DANGER), None)
+            row["danger_after_s"] = None if danger is None or start is None else round(danger - float(start), 3)
+            row.update(target=f"DANGER <= {HAZARD_NEAR_DANGER_S:g} s",
+                       ok=row["danger_after_s"] is not None and row["danger_after_s"] <= HAZARD_NEAR_DANGER_S)
+        else:  # a clear crossing, a side pass, someone ahead: no WARN at all
+            row.update(target="no WARN", ok=sc.false_alarm_s == 0.0)
+        rows.append(row)
+    return rows
