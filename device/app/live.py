@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 NO_PINS_HINT = ("gpiozero found no pin library it can use (this is not a Raspberry Pi, or lgpio is missing). "
                 "On a laptop add --mock-pins (or set GPIOZERO_PIN_FACTORY=mock); on a Pi install lgpio "
                 "(sudo apt install python3-lgpio; scripts/install-pi.sh does) and see hardware.md.")
+KEEP_EVENTS = 1000  # alert changes a live run keeps (the count is of all): bounded for hours of running
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
             send_status(event.level.name, event.faults, event.t_ns)
 
         pipeline = device.assemble(on_event)
+        pipeline.keep_events = KEEP_EVENTS
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: Any) -> None:
@@ -172,7 +174,7 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
         device.close()
         notifier.close()
     secs = (clock.now_ns() - t_start) / NS_PER_S
-    print(f"stopped after {pipeline.stats.frames} frames; {len(pipeline.events)} alert changes", file=err)
+    print(f"stopped after {pipeline.stats.frames} frames; {pipeline.event_count} alert changes", file=err)
     if device.recorder is not None and (lost := recording_summary(device.recorder.stats())):
         print(lost, file=err)  # frames the recorder dropped because the disk was too slow
     if secs > 0:
