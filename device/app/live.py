@@ -16,8 +16,9 @@ import logging
 import signal
 import sys
 import threading
-import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -35,7 +36,7 @@ from device.core.types import AlertEvent, Threat
 from device.output.alerts import AlertError
 from device.pipeline import run_forever
 from device.record.worker import summary as recording_summary
-from device.view.terminal import StatusLine
+from device.view.terminal import StatusLine, Tolerant
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,45 @@ def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: 
         return _run(cfg, opts, out=out, err=err)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: the SSH session that started it closed
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """From the first moment to the last, SIGTERM, SIGINT and SIGHUP only ask
+    the device to stop: every exit then goes through the shutdown that turns
+    the outputs off (issue 23: a signal during the greeting left them on, and
+    SIGHUP killed the device with no shutdown at all)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are the main thread's; a caller in another thread handles its own
+        return
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            log.warning("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    before = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
 def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        # The device never depends on its terminal: a closed stdout or stderr is
+        # logged once and then written to /dev/null (device.view.terminal.Tolerant).
+        return _run_until(cfg, opts, stop, out=Tolerant(out), err=Tolerant(err))
+
+
+def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any, err: Any) -> int:
     from device.view.preview import PreviewError
+
+    def pause(seconds: float) -> None:  # start-up waits end early when asked to stop
+        stop.wait(seconds)
 
     notifier = Notifier()
     try:
@@ -84,10 +122,11 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
         return 1
     clock = device.clock
     try:
-        if opts.self_test:
-            greet(device.alerter, clock, time.sleep)
+        if opts.self_test and not stop.is_set():
+            greet(device.alerter, clock, pause)
+        if opts.self_test and not stop.is_set():
             report = self_test(
-                clock=clock, sleep=time.sleep, frames=device.camera.frames, detector=device.detector,
+                clock=clock, sleep=pause, frames=device.camera.frames, detector=device.detector,
                 ranges=device.ranges, sensor_names=tuple(s.name for s in cfg.ranging.sensors),
             )
             model = tuple(f for f in report.faults if f.part is Part.MODEL)
@@ -113,13 +152,6 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
 
         pipeline = device.assemble(on_event)
         pipeline.keep_events = KEEP_EVENTS
-        stop = threading.Event()
-
-        def on_signal(signum: int, _frame: Any) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
         status = StatusLine(out)
         pinger = WatchdogPinger(notifier)
         t_start = clock.now_ns()
