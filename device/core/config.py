@@ -9,6 +9,7 @@ hardware.md.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tomllib
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from device.core import coco
+from device.core.files import MB, FileRefused, read_regular
 
 # BCM numbers of the 40-pin header's general-purpose lines.
 Pin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")]
@@ -36,6 +38,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        # Every text here is a path or a name: a NUL crashed `run` deep in os (issue 23).
+        if isinstance(v, str) and "\x00" in v:
+            raise ValueError("a NUL character cannot be in a path or a name")
+        return v
 
 
 DEFAULT_INPUT_SIZE = 416  # YOLOX-Nano's own export size; the detector's and the model tools' default
@@ -406,6 +416,7 @@ class Config(_Strict):
 
 
 DEFAULT_PATHS = (Path("/etc/rearguard/config.toml"),)
+CONFIG_LIMIT = 1 * MB  # a config is a few KB
 
 
 def _format(err: ValidationError, origin: str) -> str:
@@ -444,21 +455,31 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
             return Config()
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        # A regular file of at most 1 MB: a FIFO or /dev/zero hung or filled the memory.
+        data = tomllib.loads(read_regular(p, CONFIG_LIMIT).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
+    except FileRefused as err:
+        raise ConfigError(f"cannot read config file: {err}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read config file {p}: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
-    return from_dict(data, str(p))
+    except RecursionError:
+        raise ConfigError(f"config file {p}: nested too deeply (no setting here is nested)") from None
+    try:
+        return from_dict(data, str(p))
+    except RecursionError:
+        raise ConfigError(f"config file {p}: nested too deeply (no setting here is nested)") from None
 
 
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # JSON's string escapes are TOML's (\n, \t, \uXXXX for control characters),
+        # but for DEL, which TOML wants escaped too: `config show` reads back.
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return repr(v)
