@@ -249,3 +249,47 @@ def test_absurd_durations_and_thread_counts_are_usage_errors(capsys: pytest.Capt
         assert exc.value.code == 2, argv
         err = capsys.readouterr().err
         assert "Traceback" not in err and ("--duration" in err or "--threads" in err), err
+
+
+# ---------------------------------------------------------------- 15: minor
+
+
+def test_a_bad_config_is_exit_2_for_evaluate_and_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[camera]\nfps = true\n")
+    assert main(["evaluate", str(tmp_path), "--config", str(bad)]) == 2
+    assert main(["bench", "--config", str(bad)]) == 2
+    assert main(["scenario", "make", str(tmp_path / "out"), "--images", str(tmp_path), "--config", str(bad)]) == 2
+    assert capsys.readouterr().err.count("camera.fps") == 3
+
+
+def test_scenario_make_photos_honours_the_configs_camera(tmp_path: Path, shared: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[camera]\nwidth = 320\nheight = 240\nfps = 10\nhfov_deg = 80.0\n")
+    assert main(["scenario", "make", str(tmp_path / "out"), "--images", str(shared / "images" / "coco"),
+                 "--only", "person-2mps", "--config", str(cfg)]) == 0
+    cam = Recording.open(tmp_path / "out" / "person-2mps").meta.camera
+    assert (cam.width, cam.height, cam.fps, cam.hfov_deg) == (320, 240, 10, 80.0)
+
+
+def test_no_ultrasonic_sensor_must_be_an_explicit_choice(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[ranging]\nsensors = []\n")
+    assert main(["config", "show", "--config", str(cfg)]) == 2
+    assert "ranging.camera_only" in capsys.readouterr().err
+    cfg.write_text("[ranging]\nsensors = []\ncamera_only = true\n")
+    assert main(["config", "show", "--config", str(cfg)]) == 0
+    assert "camera_only = true" in capsys.readouterr().out
+
+
+def test_config_show_prints_toml_that_reads_back(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from device.core.config import load
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[recording]\ndirectory = "/srv/a\\nb\\u0001c\\u007fd\\"e\\\\f"\n')
+    assert main(["config", "show", "--config", str(cfg)]) == 0
+    shown = tmp_path / "shown.toml"
+    shown.write_text(capsys.readouterr().out)
+    assert load(shown) == load(cfg)
+    assert load(shown).recording.directory == '/srv/a\nb\x01c\x7fd"e\\f'

@@ -218,3 +218,16 @@ def test_a_segment_this_run_did_not_make_is_never_deleted(tmp_path: Path) -> Non
     assert (theirs / "video.avi").read_bytes() == b"their footage"
     assert rec.fault is None
     assert Recording.open(tmp_path / "rec" / "seg-000002").frame_count == 1
+
+
+def test_a_small_empty_disk_is_low_on_space_not_full(tmp_path: Path) -> None:
+    """An empty 3 MB filesystem said "disk full (3 MB free)" where the README
+    promises "low disk space" (issue 23): full is a disk that is nearly all used."""
+    rec = recorder(tmp_path, min_free_mb=500, free=lambda p: 3 * MB, total=lambda p: 3 * MB)
+    rec.write_frame(frame(0))
+    assert rec.fault is not None and rec.fault.startswith("recording: low disk space (3 MB free"), rec.fault
+    rec.close()
+    rec = recorder(tmp_path / "b", min_free_mb=500, free=lambda p: 3 * MB, total=lambda p: 32_000 * MB)
+    rec.write_frame(frame(0))
+    assert rec.fault == "recording: disk full (3 MB free): recording stopped, footage kept"
+    rec.close()

@@ -150,10 +150,10 @@ sys.exit(code)
 
 
 def run_harness(tmp_path: Path, when: str, sig: str, *args: str, stdout=subprocess.PIPE,
-                timeout: float = 60) -> tuple[int, str]:
+                timeout: float = 60, **more_env: str) -> tuple[int, str]:
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[detector]\nmodel = "{tmp_path / "missing.onnx"}"\n')
-    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock", REARGUARD_CONFIG=str(cfg))
+    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock", REARGUARD_CONFIG=str(cfg), **more_env)
     env.pop("NOTIFY_SOCKET", None)
     proc = subprocess.Popen([sys.executable, "-c", HARNESS, when, sig, "run", "--source", str(tmp_path / "none.avi"),
                              *args], env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
@@ -193,3 +193,17 @@ def test_a_stop_during_the_greeting_turns_the_outputs_off(tmp_path: Path, sig: s
     assert code == 0, err
     assert "Traceback" not in err
     assert "pins 12=0 25=0" in err
+
+
+def test_under_systemd_a_recording_in_tmp_and_a_preview_for_all_are_said_at_start(tmp_path: Path) -> None:
+    """The unit's PrivateTmp=yes deletes a /tmp recording when it stops, and its
+    IPAddressDeny keeps other machines off a 0.0.0.0 preview (issue 23): said."""
+    import socket as sk
+
+    with sk.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, err = run_harness(tmp_path, "loop", "SIGTERM", "--no-self-test", "--record", str(tmp_path / "rec"),
+                            "--preview", f"0.0.0.0:{port}", stdout=subprocess.DEVNULL, INVOCATION_ID="0123abcd")
+    assert code == 0, err
+    assert "PrivateTmp=yes" in err and "IPAddressDeny=any" in err

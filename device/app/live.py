@@ -28,6 +28,7 @@ from device import __version__
 from device.app.compose import RecordingRefused, compose_device, is_file_source, start_preview
 from device.app.selftest import greet, self_test
 from device.app.systemd_notify import Notifier, WatchdogPinger
+from device.app.unit_notes import unit_notes
 from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.faults import Part, texts
@@ -174,6 +175,8 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
 
         print(f"rearguard {__version__}: source {opts.source}, pins "
               f"{'simulated' if device.factory else 'gpiozero default'}; Ctrl-C to stop", file=err)
+        for note in unit_notes(opts.record or cfg.recording.directory or None, opts.preview):
+            print(f"warning: {note}", file=err)  # what the installed unit's sandbox undoes
         start_faults = texts(device.start_faults())
         for f in start_faults:
             print(f"fault: {f}", file=err)

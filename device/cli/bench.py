@@ -83,7 +83,10 @@ def _resolve(setting: str) -> Path:
 def cmd_bench(args: argparse.Namespace) -> int:
     try:
         return _bench(args)
-    except (BenchError, ModelError, ConfigError) as err:
+    except ConfigError as err:  # a bad config is a usage error, as for every command
+        _fail(str(err))
+        return 2
+    except (BenchError, ModelError) as err:
         return _fail(str(err))
     except ValueError as err:  # e.g. an input size the detector refuses
         return _fail(str(err))

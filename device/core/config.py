@@ -172,6 +172,12 @@ class RangingConfig(_Strict):
         "1 / (N x this) pings a second each",
     )
 
+    camera_only: bool = Field(
+        False,
+        description="true: no ultrasonic sensor, on purpose (with sensors = []); the device then warns "
+        "from the camera alone, and an empty sensor list is otherwise an error",
+    )
+
     @field_validator("sensors")
     @classmethod
     def _unique_names(cls, v: tuple[UltrasonicSensorConfig, ...]) -> tuple[UltrasonicSensorConfig, ...]:
@@ -180,6 +186,17 @@ class RangingConfig(_Strict):
         if dup:
             raise ValueError(f"sensor names must be unique, repeated: {', '.join(sorted(dup))}")
         return v
+
+    @model_validator(mode="after")
+    def _explicit_camera_only(self) -> RangingConfig:
+        # `sensors = []` left the device showing CLEAR with no sensor at all (issue 23).
+        if not self.sensors and not self.camera_only:
+            raise ValueError("sensors is empty: the device would warn from the camera alone, with no "
+                             "ultrasonic sensor; set ranging.camera_only = true if that is meant")
+        if self.sensors and self.camera_only:
+            raise ValueError(f"camera_only = true, but {len(self.sensors)} sensor(s) are configured: "
+                             "remove them, or camera_only")
+        return self
 
     @model_validator(mode="after")
     def _fresh_enough(self) -> RangingConfig:

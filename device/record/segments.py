@@ -86,6 +86,13 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+def total_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).total
+
+
+FULL_FRACTION = 0.05  # "disk full" only when less than this much of the disk is free
+
+
 def free_inodes(path: Path) -> int | None:
     """Inodes an unprivileged writer may still create, or None where unknown."""
     try:
@@ -110,6 +117,7 @@ class SegmentedRecorder:
         budget_mb: float = 2000.0,
         min_free_mb: float = 500.0,
         free: Callable[[Path], int] = free_bytes,
+        total: Callable[[Path], int] = total_bytes,
         inodes: Callable[[Path], int | None] = free_inodes,
         writer: Callable[..., RecordingWriter] = RecordingWriter,
     ) -> None:
@@ -125,6 +133,7 @@ class SegmentedRecorder:
         self.budget = round(budget_mb * MB)
         self.min_free = round(min_free_mb * MB)
         self._free = free
+        self._total = total
         self._inodes = inodes
         self._new_writer = writer
         self._lock = threading.Lock()  # only the recorder thread and close() take it
@@ -293,8 +302,17 @@ class SegmentedRecorder:
         log.info("%s: deleting %s", why, segment)
         shutil.rmtree(segment, ignore_errors=True)
 
+    def _full(self, free: int) -> bool:
+        """Little free, and little of the disk: an empty 3 MB filesystem is small, not full."""
+        if free >= max(self.min_free // 10, 1 * MB):
+            return False
+        try:
+            return free < FULL_FRACTION * self._total(self.directory)
+        except OSError:
+            return True
+
     def _space_fault(self, free: int) -> str:
-        if free < max(self.min_free // 10, 1 * MB):
+        if self._full(free):
             return f"recording: disk full ({free / MB:.0f} MB free): recording stopped, footage kept"
         return (
             f"recording: low disk space ({free / MB:.0f} MB free, recording keeps "
