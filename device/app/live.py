@@ -16,8 +16,9 @@ import logging
 import signal
 import sys
 import threading
-import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -27,6 +28,7 @@ from device import __version__
 from device.app.compose import RecordingRefused, compose_device, is_file_source, start_preview
 from device.app.selftest import greet, self_test
 from device.app.systemd_notify import Notifier, WatchdogPinger
+from device.app.unit_notes import unit_notes
 from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.faults import Part, texts
@@ -35,13 +37,14 @@ from device.core.types import AlertEvent, Threat
 from device.output.alerts import AlertError
 from device.pipeline import run_forever
 from device.record.worker import summary as recording_summary
-from device.view.terminal import StatusLine
+from device.view.terminal import StatusLine, Tolerant
 
 log = logging.getLogger(__name__)
 
 NO_PINS_HINT = ("gpiozero found no pin library it can use (this is not a Raspberry Pi, or lgpio is missing). "
                 "On a laptop add --mock-pins (or set GPIOZERO_PIN_FACTORY=mock); on a Pi install lgpio "
                 "(sudo apt install python3-lgpio; scripts/install-pi.sh does) and see hardware.md.")
+KEEP_EVENTS = 1000  # alert changes a live run keeps (the count is of all): bounded for hours of running
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,45 @@ def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: 
         return _run(cfg, opts, out=out, err=err)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: the SSH session that started it closed
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """From the first moment to the last, SIGTERM, SIGINT and SIGHUP only ask
+    the device to stop: every exit then goes through the shutdown that turns
+    the outputs off (issue 23: a signal during the greeting left them on, and
+    SIGHUP killed the device with no shutdown at all)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are the main thread's; a caller in another thread handles its own
+        return
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            log.warning("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    before = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
 def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        # The device never depends on its terminal: a closed stdout or stderr is
+        # logged once and then written to /dev/null (device.view.terminal.Tolerant).
+        return _run_until(cfg, opts, stop, out=Tolerant(out), err=Tolerant(err))
+
+
+def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any, err: Any) -> int:
     from device.view.preview import PreviewError
+
+    def pause(seconds: float) -> None:  # start-up waits end early when asked to stop
+        stop.wait(seconds)
 
     notifier = Notifier()
     try:
@@ -83,10 +123,11 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
         return 1
     clock = device.clock
     try:
-        if opts.self_test:
-            greet(device.alerter, clock, time.sleep)
+        if opts.self_test and not stop.is_set():
+            greet(device.alerter, clock, pause)
+        if opts.self_test and not stop.is_set():
             report = self_test(
-                clock=clock, sleep=time.sleep, frames=device.frames, detector=device.detector,
+                clock=clock, sleep=pause, frames=device.frames, detector=device.detector,
                 ranges=device.ranges, sensor_names=tuple(s.name for s in cfg.ranging.sensors),
             )
             model = tuple(f for f in report.faults if f.part is Part.MODEL)
@@ -111,13 +152,7 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
             send_status(event.level.name, event.faults, event.t_ns)
 
         pipeline = device.assemble(on_event)
-        stop = threading.Event()
-
-        def on_signal(signum: int, _frame: Any) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        pipeline.keep_events = KEEP_EVENTS
         status = StatusLine(out)
         pinger = WatchdogPinger(notifier)
         t_start = clock.now_ns()
@@ -139,6 +174,8 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
 
         print(f"rearguard {__version__}: source {opts.source}, pins "
               f"{'simulated' if device.factory else 'gpiozero default'}; Ctrl-C to stop", file=err)
+        for note in unit_notes(opts.record or cfg.recording.directory or None, opts.preview):
+            print(f"warning: {note}", file=err)  # what the installed unit's sandbox undoes
         start_faults = texts(device.start_faults())
         for f in start_faults:
             print(f"fault: {f}", file=err)
@@ -171,7 +208,7 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
         device.close()
         notifier.close()
     secs = (clock.now_ns() - t_start) / NS_PER_S
-    print(f"stopped after {pipeline.stats.frames} frames; {len(pipeline.events)} alert changes", file=err)
+    print(f"stopped after {pipeline.stats.frames} frames; {pipeline.event_count} alert changes", file=err)
     if device.recorder is not None and (lost := recording_summary(device.recorder.stats())):
         print(lost, file=err)  # frames the recorder dropped because the disk was too slow
     if secs > 0:

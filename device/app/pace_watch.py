@@ -62,7 +62,11 @@ class PaceWatch:
         self.clock = clock
         self.meter = PaceMeter(cfg.pace.window_s, clock.now_ns())
         self.limits = PaceLimits(cfg.pace.degraded_factor, cfg.pace.min_rate_hz, cfg.camera.max_age_s)
-        model_line = read_model(model_path)
+        try:
+            model_line = read_model(model_path)
+        except OSError as err:  # not a regular file: no board known, the device runs on
+            log.warning("pace: %s", err)
+            model_line = None
         self.board = choose_board(cfg, model_line)
         self.on_pi = bool(model_line and model_line.startswith("Raspberry Pi"))
         if health is None and self.on_pi:

@@ -53,6 +53,16 @@ def _list(kind: Callable[[str], T], what: str) -> Callable[[str], list[T]]:
     return parse
 
 
+MAX_THREADS = 16  # as detector.threads: 9999 ran for minutes (issue 23)
+
+
+def _threads(text: str) -> int:
+    n = int(text)
+    if not 0 <= n <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"--threads {n}: must be 0 (auto) to {MAX_THREADS}")
+    return n
+
+
 def _spin(text: str) -> bool | None:
     t = text.strip().lower()
     if t in ("on", "1", "true", "yes"):
@@ -73,7 +83,10 @@ def _resolve(setting: str) -> Path:
 def cmd_bench(args: argparse.Namespace) -> int:
     try:
         return _bench(args)
-    except (BenchError, ModelError, ConfigError) as err:
+    except ConfigError as err:  # a bad config is a usage error, as for every command
+        _fail(str(err))
+        return 2
+    except (BenchError, ModelError) as err:
         return _fail(str(err))
     except ValueError as err:  # e.g. an input size the detector refuses
         return _fail(str(err))
@@ -265,8 +278,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model name or .onnx path (default: detector.model)")
     p.add_argument("--input-size", type=_list(int, "sizes"), default=None, metavar="N[,...]",
                    help="input size, a multiple of 32 (default: detector.input_size)")
-    p.add_argument("--threads", type=_list(int, "thread counts"), default=None, metavar="N[,...]",
-                   help="onnxruntime intra-op threads (default: detector.threads)")
+    p.add_argument("--threads", type=_list(_threads, "thread counts"), default=None, metavar="N[,...]",
+                   help=f"onnxruntime intra-op threads, 0 (auto) to {MAX_THREADS} (default: detector.threads)")
     p.add_argument("--spin", type=_list(_spin, "on/off/auto values"), default=None, metavar="on|off|auto[,...]",
                    help="let idle onnxruntime threads spin; auto = only with 2 cores to spare (default: auto)")
     p.add_argument("--load", action="store_true",

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from device.cli.main import _duration
 from device.core.clock import NS_PER_S
 
 EXIT_OK = 0
@@ -46,7 +47,7 @@ def _register_ranging(csub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="PATH", help="config file (default: as for `run`)")
     p.add_argument("--mock-pins", action="store_true", help="simulated sensors (same as GPIOZERO_PIN_FACTORY=mock)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--trace", metavar="CSV", help="measure the filter on a log: an HC-SR04 log "
                    "(Timestamp,Distance_cm) or a recording's ranges.csv")
     p.add_argument("--simulated", action="store_true", help="measure the filter on simulated traces")

@@ -44,7 +44,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
                           "the built-in defaults", file=sys.stderr)
             else:
                 board = known.get(args.for_board)
-        except boards.BoardError as err:
+        except (boards.BoardError, OSError) as err:  # OSError: --device-tree a FIFO or /dev/zero
             print(f"rearguard: {err}", file=sys.stderr)
             return EXIT_USAGE
         if board is not None:

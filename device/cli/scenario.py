@@ -37,14 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="which suite (default photos: the zoomed-photo suite)")
     mk.add_argument("--only", nargs="+", metavar="NAME", help="make only these scenarios")
     mk.add_argument("--size", metavar="WxH",
-                    help="frame size (default 640x360; scenes: the config's camera size)")
-    mk.add_argument("--fps", type=float, help="frame rate (default 15; scenes: the config's camera fps)")
+                    help="frame size (default: the config's camera size, 640x360 built in)")
+    mk.add_argument("--fps", type=float, help="frame rate (default: the config's camera fps, 15 built in)")
     mk.add_argument("--hfov", type=float, metavar="DEG",
-                    help="virtual camera's horizontal field of view (default 66, the Camera Module 3; "
-                    "scenes: the config's camera.hfov_deg)")
+                    help="virtual camera's horizontal field of view (default: the config's camera.hfov_deg, "
+                    "66 built in: the Camera Module 3)")
     mk.add_argument("--config", metavar="PATH",
-                    help="scenes: the camera (size, fps, hfov, mount height, pitch) and ultrasonic beam "
-                    "to render for (default: as for `run`)")
+                    help="the camera (size, fps, hfov; scenes also its mount height and pitch, and the "
+                    "ultrasonic beam) to make the recordings for (default: as for `run`)")
     mk.add_argument("--jobs", type=int, default=1, metavar="N",
                     help="scenes: render N scenes at a time (default 1)")
     mk.add_argument("--ultrasonic-log", metavar="CSV",
@@ -90,9 +90,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
 
-def _fail(err: Exception) -> int:
+def _fail(err: Exception, code: int = 1) -> int:
     print(f"rearguard: {err}", file=sys.stderr)
-    return 1
+    return code
+
+
+EXIT_USAGE = 2  # a bad config, as for every command
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -135,11 +138,14 @@ def cmd_make(args: argparse.Namespace) -> int:
         return _fail(ValueError(f"--jobs must be at least 1, got {args.jobs}"))
     progress = lambda spec, path: print(f"made {path}", file=sys.stderr)  # noqa: E731
     try:
+        cfg = load(args.config)  # photos too: the configured camera is the default (issue 23)
+    except ConfigError as err:
+        return _fail(err, EXIT_USAGE)
+    try:
         noise = NoiseModel.fit(args.ultrasonic_log) if args.ultrasonic_log else NoiseModel()
         if args.suite in ("scenes", "hazards"):
             from device.tools.scene.suite import make_suite as make_scenes
 
-            cfg = load(args.config)
             camera: dict[str, object] = {}
             if size is not None:
                 camera["width"], camera["height"] = size
@@ -154,8 +160,9 @@ def cmd_make(args: argparse.Namespace) -> int:
             made = make_scenes(args.images, args.out, names=args.only, config=cfg, noise=noise, seed=args.seed,
                                jobs=args.jobs, progress=progress, which=args.suite)
         else:
-            w, h = size or (640, 360)
-            cam = VirtualCamera(width=w, height=h, fps=args.fps or 15.0, hfov_deg=args.hfov or 66.0)
+            c = cfg.camera
+            w, h = size or (c.width, c.height)
+            cam = VirtualCamera(width=w, height=h, fps=args.fps or float(c.fps), hfov_deg=args.hfov or c.hfov_deg)
             made = make_suite(args.images, args.out, names=args.only, cam=cam, noise=noise, seed=args.seed,
                               progress=progress)
     except (ScenarioError, RecordingError, ConfigError, OSError) as err:
@@ -190,7 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         cfg = load(args.config)
     except ConfigError as err:
-        return _fail(err)
+        return _fail(err, EXIT_USAGE)
     if args.plot:  # fail before a long replay, not after it
         try:
             import matplotlib  # noqa: F401

@@ -9,6 +9,7 @@ hardware.md.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tomllib
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from device.core import coco
+from device.core.files import MB, FileRefused, read_regular
 
 # BCM numbers of the 40-pin header's general-purpose lines.
 Pin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")]
@@ -36,6 +38,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        # Every text here is a path or a name: a NUL crashed `run` deep in os (issue 23).
+        if isinstance(v, str) and "\x00" in v:
+            raise ValueError("a NUL character cannot be in a path or a name")
+        return v
 
 
 DEFAULT_INPUT_SIZE = 416  # YOLOX-Nano's own export size; the detector's and the model tools' default
@@ -174,6 +184,12 @@ class RangingConfig(_Strict):
         "1 / (N x this) pings a second each",
     )
 
+    camera_only: bool = Field(
+        False,
+        description="true: no ultrasonic sensor, on purpose (with sensors = []); the device then warns "
+        "from the camera alone, and an empty sensor list is otherwise an error",
+    )
+
     @field_validator("sensors")
     @classmethod
     def _unique_names(cls, v: tuple[UltrasonicSensorConfig, ...]) -> tuple[UltrasonicSensorConfig, ...]:
@@ -182,6 +198,17 @@ class RangingConfig(_Strict):
         if dup:
             raise ValueError(f"sensor names must be unique, repeated: {', '.join(sorted(dup))}")
         return v
+
+    @model_validator(mode="after")
+    def _explicit_camera_only(self) -> RangingConfig:
+        # `sensors = []` left the device showing CLEAR with no sensor at all (issue 23).
+        if not self.sensors and not self.camera_only:
+            raise ValueError("sensors is empty: the device would warn from the camera alone, with no "
+                             "ultrasonic sensor; set ranging.camera_only = true if that is meant")
+        if self.sensors and self.camera_only:
+            raise ValueError(f"camera_only = true, but {len(self.sensors)} sensor(s) are configured: "
+                             "remove them, or camera_only")
+        return self
 
     @model_validator(mode="after")
     def _fresh_enough(self) -> RangingConfig:
@@ -418,6 +445,7 @@ class Config(_Strict):
 
 
 DEFAULT_PATHS = (Path("/etc/rearguard/config.toml"),)
+CONFIG_LIMIT = 1 * MB  # a config is a few KB
 
 
 def _format(err: ValidationError, origin: str) -> str:
@@ -456,21 +484,31 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
             return Config()
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        # A regular file of at most 1 MB: a FIFO or /dev/zero hung or filled the memory.
+        data = tomllib.loads(read_regular(p, CONFIG_LIMIT).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
+    except FileRefused as err:
+        raise ConfigError(f"cannot read config file: {err}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read config file {p}: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
-    return from_dict(data, str(p))
+    except RecursionError:
+        raise ConfigError(f"config file {p}: nested too deeply (no setting here is nested)") from None
+    try:
+        return from_dict(data, str(p))
+    except RecursionError:
+        raise ConfigError(f"config file {p}: nested too deeply (no setting here is nested)") from None
 
 
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # JSON's string escapes are TOML's (\n, \t, \uXXXX for control characters),
+        # but for DEL, which TOML wants escaped too: `config show` reads back.
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return repr(v)

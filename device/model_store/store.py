@@ -38,6 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from device.core.files import FileRefused, open_regular
 from device.perception.detector import ModelError
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,11 @@ def verify(path: str | os.PathLike[str]) -> str:
     """The file's sha256 (hex)."""
     p = Path(path)
     try:
-        with p.open("rb") as f:
+        # A regular file only: a FIFO or /dev/zero would be hashed forever (issue 23).
+        with os.fdopen(open_regular(p), "rb") as f:
             return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileRefused as err:
+        raise ModelError(str(err)) from None
     except FileNotFoundError:
         raise ModelError(f"no such file: {p}") from None
     except IsADirectoryError:

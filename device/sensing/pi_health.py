@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from device.core.files import FileRefused, read_regular
 from device.core.priority import background_thread
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def read_model(path: Path = MODEL_PATH) -> str | None:
     """The device tree's model line ("Raspberry Pi 4 Model B Rev 1.4"), or
     None where there is none (a laptop)."""
     try:
-        text = path.read_bytes().decode("utf-8", "replace")
+        text = read_regular(path, 4096).decode("utf-8", "replace")
+    except FileRefused:
+        raise  # a FIFO or /dev/zero named as the model file: said, not waited on
     except OSError:
         return None
     return text.strip("\x00 \n") or None

@@ -59,6 +59,7 @@ MAX_FPS = 10.0  # frames encoded per second at most, shared by all viewers
 JPEG_QUALITY = 75
 MAX_CONNECTIONS = 16  # a few viewers (a browser opens up to 6 each); each holds a thread
 CLIENT_TIMEOUT_S = 10.0  # a client silent this long is dropped
+EVICT_WAIT_S = 1.0  # a new viewer waits this long for an evicted slow client's slot
 
 
 class PreviewError(Exception):
@@ -167,6 +168,11 @@ class PreviewServer:
         # asking again before the next encoding waits for it.
         self.last_sent: dict[str, int] = {}
         self._conns = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # Connections waiting for (the rest of) a request, since when: when
+        # every slot is taken, the one waiting longest makes room (issue 23:
+        # 16 clients trickling bytes locked real viewers out indefinitely).
+        self.waiting: dict[socket.socket, float] = {}
+        self.waiting_lock = threading.Lock()
         try:
             self._httpd = _HTTPServer(host, port, self)
         except socket.gaierror as err:
@@ -314,11 +320,29 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.preview._conns.acquire(blocking=False):
-            log.debug("preview: too many connections, refusing %s", client_address)
-            self.shutdown_request(request)
-            return
+        conns = self.preview._conns
+        if not conns.acquire(blocking=False):
+            if not self._evict_slowest() or not conns.acquire(timeout=EVICT_WAIT_S):
+                log.debug("preview: too many connections, refusing %s", client_address)
+                self.shutdown_request(request)
+                return
         super().process_request(request, client_address)
+
+    def _evict_slowest(self) -> bool:
+        """Close the connection waiting longest for its request (a slow or
+        idle client; a browser just reconnects); False if none waits."""
+        p = self.preview
+        with p.waiting_lock:
+            if not p.waiting:
+                return False
+            sock = min(p.waiting, key=p.waiting.__getitem__)
+            del p.waiting[sock]
+        log.debug("preview: all slots taken; closing the connection waiting longest for a request")
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # its thread's read ends, and its slot is freed
+        except OSError:
+            pass
+        return True
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -340,6 +364,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("preview %s: " + format, self.address_string(), *args)
+
+    def handle_one_request(self) -> None:
+        p = self.server.preview
+        with p.waiting_lock:
+            p.waiting[self.connection] = time.monotonic()
+        try:
+            super().handle_one_request()
+        finally:
+            with p.waiting_lock:
+                p.waiting.pop(self.connection, None)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()  # the request line and headers are in: no longer waiting
+        p = self.server.preview
+        with p.waiting_lock:
+            p.waiting.pop(self.connection, None)
+        return ok
 
     def _send(self, status: HTTPStatus, body: bytes, ctype: str, head: bool = False) -> None:
         self.send_response(status)
