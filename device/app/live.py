@@ -32,7 +32,7 @@ from device.core.config import Config
 from device.core.faults import Part, texts
 from device.core.priority import lowering
 from device.core.types import AlertEvent, Threat
-from device.output.alerts import AlertError
+from device.output.alerts import READY, AlertError
 from device.pipeline import run_forever
 from device.record.worker import summary as recording_summary
 from device.view.terminal import StatusLine
@@ -159,6 +159,10 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
                 pace.start()
                 print(f"pace: board {pace.board.why}", file=err)
             device.guard.start()
+            if opts.self_test:
+                # Felt once the loop runs: played over CLEAR only, so a start
+                # fault's FAULT rhythm (or a threat) is never hidden by it.
+                device.alerter.cue(READY)
             notifier.ready("running" + (f", faults: {'; '.join(start_faults)}" if start_faults else "")
                            + "".join(f", {n}" for n in notes))
             run_forever(pipeline, stop, on_step=on_step)
