@@ -11,7 +11,7 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from device.core.clock import NS_PER_S
 from device.core.config import OutputsConfig
 from device.core.types import AlertLevel
-from device.output.alerts import CUES, PATTERNS, READY, Alerter
+from device.output.alerts import CUES, NOT_PROTECTING, PATTERNS, READY, Alerter
 from device.tools.card import feel, render, sound
 from device.tools.outputs_check import GAP_S, plan, play_all
 
@@ -38,7 +38,7 @@ def test_every_level_and_cue_is_on_the_card() -> None:
     card = render()
     for level in AlertLevel:
         assert f"| {level.name} |" in card
-    for cue in CUES:
+    for cue in (*CUES, NOT_PROTECTING):
         assert f"| {cue.name} |" in card
 
 
@@ -66,7 +66,7 @@ def test_check_outputs_plays_each_rhythm_named_with_its_pin_levels() -> None:
     n = play_all(alerter, clock, clock.sleep, out, each_s=1.0, pins=pins)
     text = out.getvalue()
     items = plan(1.0)
-    assert n == len(items) == 4 + len(CUES)
+    assert n == len(items) == 4 + len(CUES) + 1  # and one round of not protecting
     for i, item in enumerate(items, 1):
         assert f"[{i}/{n}] {item.name}:" in text
     # WARN is the second item: 2 s of it (each 1 s < two 0.25 s periods? no: max(1, 0.5) = 1 s)

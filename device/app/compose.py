@@ -46,6 +46,7 @@ from device.pipeline import (
 from device.record.format import Recording
 from device.record.sources import RecordedFrames, silence_ends
 from device.sensing.camera import CameraError, OpenCVSource, Picamera2Source
+from device.sensing.fuel_gauge import GaugeError, Max1704x, open_max1704x
 from device.sensing.ultrasonic import NO_ECHO_S, RangingError, RecordedRanges, UltrasonicRanger
 
 log = logging.getLogger(__name__)
@@ -391,6 +392,18 @@ class Device:
             self.detector.close()
 
 
+def open_gauge(cfg: Config) -> Max1704x | None:
+    """The UPS HAT's fuel gauge if one is configured; one that cannot be
+    opened is logged and left out (the battery is information, not protection)."""
+    if cfg.power.fuel_gauge == "none":
+        return None
+    try:
+        return open_max1704x(cfg.power.i2c_bus, cfg.power.i2c_address)
+    except GaugeError as e:
+        log.error("running without the battery gauge: %s", e)
+        return None
+
+
 class RecordingRefused(Exception):
     """--record was given and the recorder cannot start: a usage error."""
 
@@ -417,7 +430,7 @@ def compose_device(cfg: Config, *, source: str, mock_pins: bool, record: str | N
     static += model_faults
     camera = CameraKeeper(cfg, source, clock, detector, None)
     device = Device(cfg, clock, factory, alerter, ranges, detector, camera, None, static)
-    device.pace = PaceWatch(cfg, clock)
+    device.pace = PaceWatch(cfg, clock, gauge=open_gauge(cfg))
     camera.wrap = device.pace.wrap
     record_dir = record or cfg.recording.directory or None
     if record_dir:

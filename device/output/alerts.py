@@ -31,6 +31,7 @@ from gpiozero import Buzzer, PWMOutputDevice
 from device.core.clock import NS_PER_S
 from device.core.config import OutputsConfig
 from device.core.types import AlertLevel
+from device.fallback import NOT_PROTECTING as FALLBACK_RHYTHM
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,42 @@ READY = Cue(
     "the self-test passed and the device is watching behind you", "run",
 )
 
-CUES: tuple[Cue, ...] = (READY,)
+# Two quick ticks, both outputs, 0.2 s in all: shorter than any level's
+# pulse train, and the only rhythm of two equal blips.
+POWER_LOW = Cue(
+    "power low", _pattern((0.05, 1.0, True), (0.1, 0.0, False), (0.05, 1.0, True)),
+    "the supply is failing (the Pi's under-voltage flag) or the UPS battery is low; repeated every "
+    "power.cue_every_s (60 s) while it lasts", "head home or change the power bank: the device may stop soon",
+)
+
+# The button's acknowledgements (device.output.button), motor only: a pause
+# at a crossing or a water stop needs no noise. Paused falls (long-short),
+# resumed rises (short-long); shutting down is long-long with the buzzer.
+PAUSED = Cue(
+    "paused", _pattern((0.4, 1.0, False), (0.15, 0.0, False), (0.1, 1.0, False)),
+    "the button was pressed: alerts are paused for button.pause_s (60 s); DANGER still plays",
+    "press again to resume early; stay put or look behind you yourself",
+)
+RESUMED = Cue(
+    "resumed", _pattern((0.1, 1.0, False), (0.15, 0.0, False), (0.4, 1.0, False)),
+    "the pause is over (its time ran out, or the button was pressed again): alerts are back", "run",
+)
+SHUTTING_DOWN = Cue(
+    "shutting down", _pattern((0.8, 1.0, True), (0.2, 0.0, False), (0.8, 1.0, True)),
+    "the button was held for button.hold_s (3 s): the Pi shuts down safely",
+    "wait until the Pi's green light stops (about 20 s) before pulling the power",
+)
+
+CUES: tuple[Cue, ...] = (READY, POWER_LOW, PAUSED, RESUMED, SHUTTING_DOWN)
+
+# Played by device.fallback (its own tiny program, started by systemd when
+# the service has failed), looping; here as a Cue for the card and
+# `rearguard check outputs`, which play one round of it.
+NOT_PROTECTING = Cue(
+    "not protecting", _pattern(*((d, 1.0 if motor else 0.0, buzz) for d, motor, buzz in FALLBACK_RHYTHM)),
+    "the device's program cannot run (a config error, a crash loop): nothing is watching behind you; "
+    "repeats until the program runs again", "do not run with it; the journal says why (journalctl -u rearguard)",
+)
 
 
 def pattern_output(pattern: Pattern, elapsed_ns: int) -> tuple[float, bool]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from device.app.selftest import READY_WITHIN_S
 from device.core.types import AlertLevel
-from device.output.alerts import CUES, LEVEL_MEANING, PATTERNS, Pattern
+from device.output.alerts import CUES, LEVEL_MEANING, NOT_PROTECTING, PATTERNS, Pattern
 
 _LEVEL_ORDER = (AlertLevel.CLEAR, AlertLevel.CAUTION, AlertLevel.WARN, AlertLevel.DANGER, AlertLevel.FAULT)
 
@@ -83,6 +83,15 @@ def render() -> str:
     for cue in CUES:
         lines.append(f"| {cue.name} | {feel(cue.pattern, False)} | {sound(cue.pattern, False)} "
                      f"| {cue.meaning} | {cue.action} |")
+    np = NOT_PROTECTING
+    lines += [
+        "",
+        "## When the device cannot run (played by a small fallback program, for as long as it lasts)",
+        "",
+        "| rhythm | feel (motor) | sound (buzzer) | means | what to do |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {np.name} | {feel(np.pattern)} | {sound(np.pattern)} | {np.meaning} | {np.action} |",
+    ]
     lines += [
         "",
         "## After power-on",
@@ -92,7 +101,8 @@ def render() -> str:
         "most for a camera frame and for every sensor) plus the model's first inference, "
         "after the Pi's own boot. "
         "No `ready` but the FAULT rhythm: the device runs without a part; it is not fully protecting you. "
-        "Neither: it is not protecting you at all; do not run with it.",
+        "`not protecting`: the program cannot run at all. Neither within a minute of power-on: the device "
+        "is not protecting you and cannot say so (no power to the outputs, a wiring fault); do not run with it.",
         "",
     ]
     return "\n".join(lines)

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from device.core.clock import NS_PER_S, Clock
 from device.core.types import AlertLevel
-from device.output.alerts import CUES, LEVEL_MEANING, PATTERNS, Alerter, Cue
+from device.output.alerts import CUES, LEVEL_MEANING, NOT_PROTECTING, PATTERNS, Alerter, Cue
 from device.tools.card import feel, sound
 
 STEP_S = 0.02  # the device loop's 50 Hz
@@ -40,9 +40,10 @@ def plan(each_s: float) -> list[Item]:
         secs = max(each_s, 2 * pat.period_ns / NS_PER_S)
         items.append(Item(level.name, level, None, secs,
                           f"feel: {feel(pat)}; sound: {sound(pat)}. Means {means}: {action}."))
-    for cue in CUES:
+    for cue in (*CUES, NOT_PROTECTING):  # not protecting: one round of the fallback's loop
+        loops = cue is NOT_PROTECTING
         items.append(Item(cue.name, None, cue, cue.pattern.period_ns / NS_PER_S,
-                          f"feel: {feel(cue.pattern, False)}; sound: {sound(cue.pattern, False)}. "
+                          f"feel: {feel(cue.pattern, loops)}; sound: {sound(cue.pattern, loops)}. "
                           f"Means {cue.meaning}: {cue.action}."))
     return items
 
