@@ -35,6 +35,7 @@ from device.core.priority import background_thread
 from device.core.types import AlertEvent, AlertLevel, Frame, Range, Threat
 from device.decision.threat import CameraResult, ThreatEstimator, camera_tracks
 from device.output.alerts import effective_level
+from device.perception.blind import BlindWatch
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingEstimator, LoomingResult
 from device.perception.tracking import IouTracker
@@ -102,6 +103,7 @@ class CameraFeed(Protocol):
     def poll(self) -> CameraResult | None: ...
     def last_frame_ns(self) -> int | None: ...
     def frozen_for_ns(self) -> int: ...
+    def lens_fault(self) -> str | None: ...  # covered, dark or fogged lens (BlindWatch), else None
     @property
     def error(self) -> str | None: ...
     @property
@@ -134,15 +136,17 @@ def image_signature(image: np.ndarray) -> bytes:
 class FrameWatch:
     """When the camera path last took a frame, and since when its frames
     have been bit-identical: the staleness and frozen-image checks of
-    every camera feed."""
+    every camera feed; and whether the lens sees anything (`lens`)."""
 
     def __init__(self) -> None:
         self.last_ns: int | None = None
         self._signature: bytes | None = None
         self._changed_ns: int | None = None
+        self.lens = BlindWatch()
 
     def saw(self, frame: Frame) -> None:
         self.last_ns = frame.t_ns
+        self.lens.saw(frame.t_ns, frame.image)
         sig = image_signature(frame.image)
         if sig != self._signature:
             self._signature, self._changed_ns = sig, frame.t_ns
@@ -177,6 +181,9 @@ class InlineCamera:
 
     def frozen_for_ns(self) -> int:
         return self._watch.frozen_for_ns()
+
+    def lens_fault(self) -> str | None:
+        return self._watch.lens.fault_text()
 
     @property
     def error(self) -> str | None:
@@ -218,6 +225,9 @@ class ThreadedCamera:
 
     def frozen_for_ns(self) -> int:
         return self._inline.frozen_for_ns()
+
+    def lens_fault(self) -> str | None:
+        return self._inline.lens_fault()
 
     @property
     def error(self) -> str | None:
@@ -347,6 +357,9 @@ class PacedCamera:
 
     def frozen_for_ns(self) -> int:
         return self._watch.frozen_for_ns()
+
+    def lens_fault(self) -> str | None:
+        return self._watch.lens.fault_text()
 
     @property
     def error(self) -> str | None:
@@ -672,6 +685,8 @@ class Pipeline:
         frozen = self.camera.frozen_for_ns()
         if frozen > self._stall_ns:
             return (Fault(Part.CAMERA, Kind.FROZEN, f"image frozen for {frozen / NS_PER_S:.1f} s"),)
+        if (lens := self.camera.lens_fault()) is not None:
+            return (Fault(Part.CAMERA, Kind.BLIND, lens),)
         return ()
 
     def step(self) -> Threat:

@@ -117,6 +117,9 @@ class ListFeed:
     def frozen_for_ns(self) -> int:
         return 0
 
+    def lens_fault(self) -> str | None:
+        return None
+
     error = None
     ended = False
 

@@ -48,6 +48,9 @@ class MeteredFeed:
     def frozen_for_ns(self) -> int:
         return self.feed.frozen_for_ns()
 
+    def lens_fault(self) -> str | None:
+        return self.feed.lens_fault()
+
     @property
     def error(self) -> str | None:
         return self.feed.error
