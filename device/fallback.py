@@ -35,6 +35,7 @@ NOT_PROTECTING: tuple[tuple[float, bool, bool], ...] = (
 PERIOD_S = sum(d for d, _, _ in NOT_PROTECTING)
 DEFAULT_PINS = (12, 25)  # device.core.config.OutputsConfig's haptic_pin, buzzer_pin
 DEFAULT_CONFIG = "/etc/rearguard/config.toml"
+POWER_OFF_STATUS = 75  # device.app.live.EXIT_POWER_OFF: the button held, not a failure to signal
 
 
 def output_at(elapsed_s: float) -> tuple[bool, bool]:
@@ -87,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=os.environ.get("REARGUARD_CONFIG", DEFAULT_CONFIG))
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until SIGTERM)")
     args = p.parse_args(argv)
+    if os.environ.get("MONITOR_EXIT_STATUS") == str(POWER_OFF_STATUS):
+        # systemd's OnFailure= passes the failed service's status: the runner held
+        # the button and the Pi is powering off (rearguard-poweroff.service)
+        print("rearguard-fallback: the device stopped for the button's shutdown: nothing to play",
+              file=sys.stderr, flush=True)
+        return 0
     motor_pin, buzzer_pin, where = read_pins(args.config)
     mock = os.environ.get("GPIOZERO_PIN_FACTORY", "").strip().lower() == "mock"
     from gpiozero import DigitalOutputDevice  # after the config: a missing gpiozero still says the pins

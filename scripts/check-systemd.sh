@@ -8,7 +8,8 @@
 #   the sandbox (a probe run by systemd as ExecStartPost= under the same
 #   settings), `systemd-analyze security` <= 2.0, no onnxruntime files in
 #   the state directory, a config typo ending in the not-protecting
-#   fallback with its rhythm on the (simulated) pins, uninstall and purge.
+#   fallback with its rhythm on the (simulated) pins, uninstall and purge,
+#   and last the button's hold (exit 75) powering the container off.
 #
 #   sudo scripts/check-systemd.sh [--first-install chroot|booted]
 #
@@ -523,5 +524,22 @@ for p in /etc/rearguard /usr/local/share/rearguard /var/lib/rearguard; do
 done
 ! inside getent passwd rearguard >/dev/null || fail "purge: the user is still there"
 ok "uninstall kept config and model; purge removed them and the user"
+
+# ---------------------------------------------------------------- the button's hold: exit 75 powers off
+# Last, as it ends the container: a stand-in service that exits as the
+# device does after a hold (75), with the device's OnFailure= units. The
+# power-off unit acts only on MONITOR_EXIT_STATUS=75, so this proves
+# systemd passes it; the container must power off by itself.
+inside cp /mnt/rearguard/systemd/rearguard-fallback.service /mnt/rearguard/systemd/rearguard-poweroff.service \
+    /etc/systemd/system/
+inside sh -c 'printf "%s\n" "[Unit]" "OnFailure=rearguard-fallback.service rearguard-poweroff.service" \
+    "[Service]" "ExecStart=/bin/sh -c \"exit 75\"" > /etc/systemd/system/rgcheck-hold.service'
+inside systemctl daemon-reload
+t=$(date +%s.%N)
+inside systemctl start --no-block rgcheck-hold.service
+for _ in $(seq 300); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$NSPAWN" 2>/dev/null && fail "exit 75 (the button held): the container did not power off within 30 s"
+NSPAWN=""
+ok "button hold (exit 75): rearguard-poweroff.service powered the container off in $(elapsed "$t") s"
 
 say "PASS in $(elapsed "$T0") s"

@@ -77,3 +77,10 @@ def test_it_imports_nothing_of_the_device_and_plays_on_simulated_pins(tmp_path: 
     # the first beats, in order (their timing is the pure test's), and off at the end
     assert levels[:3] == [["GPIO12=1", "GPIO25=1"], ["GPIO12=0", "GPIO25=0"], ["GPIO12=1", "GPIO25=1"]]
     assert levels[-1] == ["GPIO12=0", "GPIO25=0"]
+
+
+def test_after_the_buttons_shutdown_it_plays_nothing() -> None:
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "MONITOR_EXIT_STATUS": "75"}
+    r = subprocess.run([sys.executable, "-m", "device.fallback", "--duration", "1.0"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
+    assert r.returncode == 0 and "nothing to play" in r.stderr and "pins " not in r.stdout

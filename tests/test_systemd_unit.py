@@ -213,12 +213,24 @@ def test_a_held_button_powers_off_through_its_own_unit_and_not_the_fallback(
     assert "75" in one(unit["Service"], "RestartPreventExitStatus").split()
     assert one(unit["Unit"], "OnFailure").split() == ["rearguard-fallback.service", "rearguard-poweroff.service"]
     off, fb = parse_unit(POWEROFF.read_text()), parse_unit(FALLBACK.read_text())
-    assert one(off["Service"], "ExecCondition") == """/bin/sh -c 'test "$$MONITOR_EXIT_STATUS" = 75'"""
-    assert one(fb["Service"], "ExecCondition") == """/bin/sh -c 'test "$$MONITOR_EXIT_STATUS" != 75'"""
-    assert one(off["Service"], "ExecStart") == "/usr/bin/systemctl --no-block poweroff"
+    # systemd passes MONITOR_EXIT_STATUS to ExecStart= only, never to ExecCondition=
+    assert not values(off["Service"], "ExecCondition") and not values(fb["Service"], "ExecCondition")
+    assert one(off["Service"], "ExecStart") == (
+        """/bin/sh -c 'if [ "$$MONITOR_EXIT_STATUS" = 75 ]; then exec /usr/bin/systemctl --no-block poweroff; fi'""")
     assert "Install" not in off
     from device.app.live import EXIT_POWER_OFF
-    assert EXIT_POWER_OFF == 75
+    from device.fallback import POWER_OFF_STATUS
+    assert EXIT_POWER_OFF == POWER_OFF_STATUS == 75
+
+
+def test_the_power_off_command_acts_on_status_75_only(tmp_path: Path) -> None:
+    # the unit's ExecStart= as systemd runs it ($$ -> $), with systemctl a stand-in
+    command = one(parse_unit(POWEROFF.read_text())["Service"], "ExecStart").replace("$$", "$")
+    script = command.removeprefix("/bin/sh -c '").removesuffix("'").replace("/usr/bin/systemctl", "echo")
+    for status, out in (("75", "--no-block poweroff"), ("2", ""), (None, ""), ("1", "")):
+        env = {"PATH": "/usr/bin:/bin", **({"MONITOR_EXIT_STATUS": status} if status else {})}
+        r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env, timeout=10)
+        assert r.returncode == 0 and r.stdout.strip() == out, (status, r)
 
 
 def test_a_failed_service_hands_the_pins_to_the_not_protecting_fallback(unit: dict[str, list[tuple[str, str]]]) -> None:

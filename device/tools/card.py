@@ -13,6 +13,14 @@ from device.app.selftest import READY_WITHIN_S
 from device.core.types import AlertLevel
 from device.output.alerts import CUES, LEVEL_MEANING, NOT_PROTECTING, PATTERNS, Pattern
 
+# Measured under the real systemd (scripts/check-systemd.sh: a Bookworm
+# container on a loaded 2-core x86 machine, simulated pins, 2026-12-07):
+# from systemd's start to READY, and to the not-protecting rhythm after a
+# config typo. A Pi adds its firmware and kernel boot before systemd, and its
+# slower CPU loads the model more slowly.
+MEASURED_READY_S = 8.2
+MEASURED_NOT_PROTECTING_S = 4.3
+
 _LEVEL_ORDER = (AlertLevel.CLEAR, AlertLevel.CAUTION, AlertLevel.WARN, AlertLevel.DANGER, AlertLevel.FAULT)
 
 
@@ -100,6 +108,9 @@ def render() -> str:
         f"`ready`: at most {READY_WITHIN_S:g} s after the greeting (the self-test waits that long at "
         "most for a camera frame and for every sensor) plus the model's first inference, "
         "after the Pi's own boot. "
+        f"Measured under the real systemd (a container on a PC, scripts/check-systemd.sh): `ready` "
+        f"{MEASURED_READY_S:g} s after systemd started, `not protecting` {MEASURED_NOT_PROTECTING_S:g} s "
+        "after it for a config typo; on a Pi add its own boot (firmware and kernel) and a slower model load. "
         "No `ready` but the FAULT rhythm: the device runs without a part; it is not fully protecting you. "
         "`not protecting`: the program cannot run at all. Neither within a minute of power-on: the device "
         "is not protecting you and cannot say so (no power to the outputs, a wiring fault); do not run with it.",
