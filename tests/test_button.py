@@ -102,3 +102,19 @@ def test_button_config_is_off_by_default_and_its_pin_is_checked() -> None:
         from_dict({"button": {"pin": 12}})
     with pytest.raises(ConfigError, match="button.hold_s"):
         from_dict({"button": {"pin": 16, "hold_s": 0.5}})
+
+
+def test_the_device_opens_the_configured_button_and_runs_on_without_a_broken_one() -> None:
+    from device.app.live import open_button
+
+    factory = MockFactory(pin_class=MockPWMPin)
+    notes: list[str] = []
+    assert open_button(Config(), factory, notes) == (None, None)  # no pin: no button
+    button, control = open_button(from_dict({"button": {"pin": PIN}}), factory, notes)
+    assert control is not None and not button.is_pressed
+    factory.pin(PIN).drive_low()
+    assert button.is_pressed  # to ground, through the internal pull-up
+    # the same pin again cannot be claimed: said in STATUS, the device goes on
+    assert open_button(from_dict({"button": {"pin": PIN}}), factory, notes) == (None, None)
+    assert notes and notes[0].startswith(f"button off: GPIO{PIN}")
+    button.close()
