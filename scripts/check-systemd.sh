@@ -7,7 +7,9 @@
 #   the watchdog restarting a stalled (SIGSTOPped) loop, a clean stop,
 #   the sandbox (a probe run by systemd as ExecStartPost= under the same
 #   settings), `systemd-analyze security` <= 2.0, no onnxruntime files in
-#   the state directory, uninstall and purge.
+#   the state directory, a config typo ending in the not-protecting
+#   fallback with its rhythm on the (simulated) pins, uninstall and purge,
+#   and last the button's hold (exit 75) powering the container off.
 #
 #   sudo scripts/check-systemd.sh [--first-install chroot|booted]
 #
@@ -244,6 +246,12 @@ ExecStart=
 ExecStart=/opt/rearguard/.venv/bin/rearguard run --source /var/lib/rearguard-check/loop.avi --quiet
 ExecStartPost=/usr/bin/python3 /var/lib/rearguard-check/probe.py $TEST_HOST_IP $TEST_PORT
 EOF
+# the not-protecting fallback on simulated pins too: it prints their levels
+mkdir -p "$ROOT/etc/systemd/system/rearguard-fallback.service.d"
+cat > "$ROOT/etc/systemd/system/rearguard-fallback.service.d/check.conf" <<EOF
+[Service]
+Environment=GPIOZERO_PIN_FACTORY=mock
+EOF
 # visible to root in the container, but never to the service's private /tmp
 echo marker > "$ROOT/tmp/rearguard-check-marker"
 ok "fresh root ($([ "$OVERLAY" = 1 ] && echo overlay || echo copy)) in $(elapsed "$t") s"
@@ -374,6 +382,15 @@ wait_ready 90 || fail "rearguard.service not READY after 90 s (state $(show Acti
 ready_s=$(awk -v a="$(show ExecMainStartTimestampMonotonic)" -v b="$(show ActiveEnterTimestampMonotonic)" \
     'BEGIN { printf "%.2f", (b - a) / 1e6 }')
 ok "READY ${ready_s} s after $([ "$FIRST" = chroot ] && echo "systemd started it at boot" || echo start), STATUS: $(show StatusText)"
+# from the container's systemd starting (the Pi's power-on, less its
+# firmware and kernel boot) to the service starting, and to READY (the
+# ready cue plays then: the journal says so)
+userspace_us="$(inside systemctl show -p UserspaceTimestampMonotonic --value)"
+boot_start_s=$(awk -v a="$userspace_us" -v b="$(show ExecMainStartTimestampMonotonic)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+if [ "$FIRST" = chroot ]; then
+    journal_has "ready: self-test done, loop running; the ready cue plays" || fail "no ready cue in the journal"
+    ok "power-on to ready: $(awk -v s="$boot_start_s" -v r="$ready_s" 'BEGIN { printf "%.2f", s + r }') s after the container's systemd started (${boot_start_s} s to the service's start, then ${ready_s} s); the ready cue played"
+fi
 [ "$(inside systemctl is-enabled rearguard.service)" = enabled ] || fail "the unit is not enabled"
 
 before="$(digest)"
@@ -445,6 +462,54 @@ tail -20 "$CACHE/journal.txt" | grep "stopped after" > /dev/null \
     || fail "stop: the shutdown path (outputs off) did not finish"
 ok "stop in ${stop_s} s: exit 0 through the shutdown path (outputs off)"
 
+# ---------------------------------------------------------------- not protecting: a config typo
+# The service cannot start (exit 2, not retried): OnFailure= starts the
+# fallback, which plays the not-protecting rhythm on the pins; fixing the
+# config and starting the service hands the pins back.
+fb() { inside systemctl show rearguard-fallback.service -p "$1" --value; }
+inside cp /etc/rearguard/config.toml /etc/rearguard/config.toml.good
+inside sed -i 's/^\[camera\]$/[camera]\nmount_hieght_m = 1.2/' /etc/rearguard/config.toml
+inside grep -q '^mount_hieght_m = 1.2$' /etc/rearguard/config.toml || fail "typo case: could not put the typo in the config"
+inside systemctl reset-failed rearguard.service 2>/dev/null || true
+restarts_before="$(inside journalctl -u rearguard.service -o cat --no-pager | grep -c "Scheduled restart job" || true)"
+inside systemctl start --no-block rearguard.service
+for _ in $(seq 600); do [ "$(fb ActiveState)" = active ] && break; sleep 0.1; done
+[ "$(fb ActiveState)" = active ] || fail "typo case: no fallback 60 s after the start (rearguard.service: $(show ActiveState)/$(show Result), exit $(show ExecMainStatus))"
+[ "$(show ExecMainStatus)" = 2 ] || fail "typo case: the service exited $(show ExecMainStatus), not 2 (a config error)"
+restarts_after="$(inside journalctl -u rearguard.service -o cat --no-pager | grep -c "Scheduled restart job" || true)"
+[ "$restarts_after" = "$restarts_before" ] || fail "typo case: a config error was retried"
+journal_has "mount_hieght_m: unknown key" || fail "typo case: the journal does not name the bad key"
+np_s=$(awk -v a="$(show ExecMainStartTimestampMonotonic)" -v b="$(fb ActiveEnterTimestampMonotonic)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+sleep 8  # more than two rounds of the 3 s rhythm
+inside journalctl -u rearguard-fallback.service -o cat --no-pager > "$CACHE/fallback.txt"
+grep -q "NOT PROTECTING" "$CACHE/fallback.txt" || { cat "$CACHE/fallback.txt" >&2; fail "typo case: the fallback did not say NOT PROTECTING"; }
+# the pin levels it printed: every on and off as long as the rhythm's
+# (0.3 on, 0.3 off, 0.3 on, 0.3 off, 0.3 on, 1.5 off), within 0.15 s
+rhythm="$(python3 - "$CACHE/fallback.txt" <<'EOF'
+import sys
+rows = [line.split() for line in open(sys.argv[1]) if line.startswith("pins ")]
+edges = [(float(r[1]), r[2].endswith("=1"), r[3].endswith("=1")) for r in rows]
+if not edges or any(m != b for _, m, b in edges):
+    sys.exit("motor and buzzer must go together: %s" % edges[:6])
+want = [0.3, 0.3, 0.3, 0.3, 0.3, 1.5]
+got = [round(b[0] - a[0], 3) for a, b in zip(edges, edges[1:])]
+if len(got) < 12:
+    sys.exit("fewer than two rounds: %s" % got)
+bad = [(i, g, want[i % 6]) for i, g in enumerate(got) if abs(g - want[i % 6]) > 0.15]
+if bad or not edges[0][1]:
+    sys.exit("rhythm off (index, seconds, wanted): %s" % bad[:5])
+print("%d edges on %s and %s, %d rounds of 3 s" % (len(edges), rows[0][2].split("=")[0],
+      rows[0][3].split("=")[0], len(got) // 6))
+EOF
+)" || { head -20 "$CACHE/fallback.txt" >&2; fail "typo case: the pins do not play the not-protecting rhythm"; }
+ok "config typo: exit 2 naming the key, no retry; fallback after ${np_s} s (power-on to not protecting: $(awk -v s="$boot_start_s" -v n="$np_s" 'BEGIN { printf "%.2f", s + n }') s); pins: $rhythm"
+inside mv /etc/rearguard/config.toml.good /etc/rearguard/config.toml
+inside systemctl start rearguard.service
+wait_ready 90 || fail "typo fixed: the service is not READY again"
+[ "$(fb ActiveState)" = inactive ] || fail "typo fixed: the fallback still runs beside the service ($(fb ActiveState))"
+ok "config fixed: the service is READY again and the fallback stopped (the pins are the device's)"
+inside systemctl stop rearguard.service
+
 # ---------------------------------------------------------------- uninstall, purge
 inside bash /mnt/rearguard/scripts/install-pi.sh --uninstall > "$CACHE/uninstall.log" 2>&1 \
     || { cat "$CACHE/uninstall.log" >&2; fail "uninstall failed"; }
@@ -459,5 +524,22 @@ for p in /etc/rearguard /usr/local/share/rearguard /var/lib/rearguard; do
 done
 ! inside getent passwd rearguard >/dev/null || fail "purge: the user is still there"
 ok "uninstall kept config and model; purge removed them and the user"
+
+# ---------------------------------------------------------------- the button's hold: exit 75 powers off
+# Last, as it ends the container: a stand-in service that exits as the
+# device does after a hold (75), with the device's OnFailure= units. The
+# power-off unit acts only on MONITOR_EXIT_STATUS=75, so this proves
+# systemd passes it; the container must power off by itself.
+inside cp /mnt/rearguard/systemd/rearguard-fallback.service /mnt/rearguard/systemd/rearguard-poweroff.service \
+    /etc/systemd/system/
+inside sh -c 'printf "%s\n" "[Unit]" "OnFailure=rearguard-fallback.service rearguard-poweroff.service" \
+    "[Service]" "ExecStart=/bin/sh -c \"exit 75\"" > /etc/systemd/system/rgcheck-hold.service'
+inside systemctl daemon-reload
+t=$(date +%s.%N)
+inside systemctl start --no-block rgcheck-hold.service
+for _ in $(seq 300); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$NSPAWN" 2>/dev/null && fail "exit 75 (the button held): the container did not power off within 30 s"
+NSPAWN=""
+ok "button hold (exit 75): rearguard-poweroff.service powered the container off in $(elapsed "$t") s"
 
 say "PASS in $(elapsed "$T0") s"

@@ -107,6 +107,12 @@ MODELS="$SHARE/models"
 OLD_MODELS="$STATE/models"
 UNIT_SRC="$SRC/systemd/$NAME.service"
 UNIT="$ROOT/etc/systemd/system/$NAME.service"
+# started by the service's OnFailure= (never enabled): the not-protecting
+# signal, and the power-off when the button was held
+FALLBACK_SRC="$SRC/systemd/$NAME-fallback.service"
+FALLBACK="$ROOT/etc/systemd/system/$NAME-fallback.service"
+POWEROFF_SRC="$SRC/systemd/$NAME-poweroff.service"
+POWEROFF="$ROOT/etc/systemd/system/$NAME-poweroff.service"
 # The model commands below act on the installed models directory.
 export REARGUARD_MODELS="$MODELS"
 unset REARGUARD_CONFIG
@@ -209,9 +215,13 @@ pip_install() {
 
 write_unit() {
     mkdir -p "$(dirname "$UNIT")"
-    cp "$UNIT_SRC" "$UNIT.tmp"
-    chmod 0644 "$UNIT.tmp"
-    mv "$UNIT.tmp" "$UNIT"
+    local src dst
+    for src in "$UNIT_SRC" "$FALLBACK_SRC" "$POWEROFF_SRC"; do
+        dst="$ROOT/etc/systemd/system/$(basename "$src")"
+        cp "$src" "$dst.tmp"
+        chmod 0644 "$dst.tmp"
+        mv "$dst.tmp" "$dst"
+    done
 }
 
 write_config() {
@@ -262,6 +272,11 @@ uninstall() {
     elif unit_enabled; then
         act "disable $NAME.service (offline: systemd is not running here)" offline_systemctl disable "$NAME.service"
     fi
+    if [ -e "$FALLBACK" ]; then
+        if systemd_running; then act "stop $NAME-fallback.service" cmd systemctl stop "$NAME-fallback.service"; fi
+        act "remove $FALLBACK" rm -f "$FALLBACK"
+    fi
+    if [ -e "$POWEROFF" ]; then act "remove $POWEROFF" rm -f "$POWEROFF"; fi
     if [ -e "$UNIT" ]; then
         act "remove $UNIT" rm -f "$UNIT"
         if systemd_running; then act "reload systemd" cmd systemctl daemon-reload; fi
@@ -416,7 +431,8 @@ install() {
     fi
 
     # 5. the service
-    if [ ! -f "$UNIT" ] || ! cmp -s "$UNIT_SRC" "$UNIT"; then
+    if [ ! -f "$UNIT" ] || ! cmp -s "$UNIT_SRC" "$UNIT" || ! cmp -s "$FALLBACK_SRC" "$FALLBACK" \
+        || ! cmp -s "$POWEROFF_SRC" "$POWEROFF"; then
         act "install $UNIT" write_unit
         if systemd_running; then act "reload systemd" cmd systemctl daemon-reload; fi
         restart=1

@@ -141,6 +141,7 @@ case "$1" in
     loaded || { echo "systemctl stub: unit changed on disk without daemon-reload" >&2; exit 1; }
     touch "$S/systemd/active"; echo x >> "$S/systemd/starts" ;;
   disable) rm -f "$S/systemd/enabled"; if [ "$2" = --now ]; then rm -f "$S/systemd/active"; fi ;;
+  stop) [ "$2" = rearguard-fallback.service ] || { echo "systemctl stub: unexpected $*" >&2; exit 1; } ;;
   *) echo "systemctl stub: unexpected $*" >&2; exit 1 ;;
 esac
 ''',
@@ -345,6 +346,10 @@ def test_install_performs_every_step(pi: Pi) -> None:
     # the unit exactly as in the repository, loaded, enabled and started once
     unit = pi.root / "etc/systemd/system/rearguard.service"
     assert unit.read_bytes() == (REPO / "systemd" / "rearguard.service").read_bytes()
+    fallback = pi.root / "etc/systemd/system/rearguard-fallback.service"  # OnFailure=, never enabled
+    assert fallback.read_bytes() == (REPO / "systemd" / "rearguard-fallback.service").read_bytes()
+    poweroff = pi.root / "etc/systemd/system/rearguard-poweroff.service"  # the button's hold
+    assert poweroff.read_bytes() == (REPO / "systemd" / "rearguard-poweroff.service").read_bytes()
     assert oct(unit.stat().st_mode & 0o777) == "0o644"
     assert calls.index("systemctl daemon-reload") < calls.index("systemctl enable --now rearguard.service")
     assert pi.systemd("enabled") and pi.systemd("active")
@@ -462,6 +467,10 @@ def test_uninstall_removes_what_install_made_and_keeps_config_and_data(pi: Pi) -
     assert "systemctl disable --now rearguard.service" in pi.changing_calls()
     assert not pi.systemd("enabled") and not pi.systemd("active") and not pi.systemd("loaded")
     assert not (pi.root / "etc/systemd/system/rearguard.service").exists()
+    # the not-protecting fallback goes too, stopped first (it may be playing)
+    assert "systemctl stop rearguard-fallback.service" in pi.changing_calls()
+    assert not (pi.root / "etc/systemd/system/rearguard-fallback.service").exists()
+    assert not (pi.root / "etc/systemd/system/rearguard-poweroff.service").exists()
     assert not (pi.root / "opt/rearguard").exists()
     assert config.is_file() and model.is_file() and recording.is_file()
     assert pi.user_groups == {"gpio", "video"}

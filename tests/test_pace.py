@@ -107,6 +107,9 @@ def test_board_from_device_tree_or_config_and_none_on_a_laptop() -> None:
 class ListRunner:
     """A camera path's runner that hands over prepared results at given clock times."""
 
+    def lens_fault(self) -> str | None:
+        return None
+
     error = None
     ended = False
     unavailable = None

@@ -44,6 +44,7 @@ from device.pipeline import Pipeline
 from device.record.format import Recording
 from device.record.sources import RecordedFrames, silence_ends
 from device.sensing.camera import CameraError, OpenCVSource, Picamera2Source
+from device.sensing.fuel_gauge import GaugeError, Max1704x, open_max1704x
 from device.sensing.ultrasonic import NO_ECHO_S, RangingError, RecordedRanges, UltrasonicRanger
 
 log = logging.getLogger(__name__)
@@ -366,6 +367,18 @@ class Device:
             self.detector.close()
 
 
+def open_gauge(cfg: Config) -> Max1704x | None:
+    """The UPS HAT's fuel gauge if one is configured; one that cannot be
+    opened is logged and left out (the battery is information, not protection)."""
+    if cfg.power.fuel_gauge == "none":
+        return None
+    try:
+        return open_max1704x(cfg.power.i2c_bus, cfg.power.i2c_address)
+    except GaugeError as e:
+        log.error("running without the battery gauge: %s", e)
+        return None
+
+
 class RecordingRefused(Exception):
     """--record was given and the recorder cannot start: a usage error."""
 
@@ -390,7 +403,7 @@ def compose_device(cfg: Config, *, source: str, mock_pins: bool, record: str | N
         ranges = RecordedRanges([])
     detector, model_faults = build_detector(cfg)
     static += model_faults
-    pace = PaceWatch(cfg, clock)
+    pace = PaceWatch(cfg, clock, gauge=open_gauge(cfg))
     camera = live_camera(cfg, source, clock, detector, None, meter=pace)
     device = Device(cfg, clock, factory, alerter, ranges, detector, camera, None, source, static, pace)
     record_dir = record or cfg.recording.directory or None

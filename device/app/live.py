@@ -34,12 +34,19 @@ from device.core.config import Config
 from device.core.faults import Part, texts
 from device.core.priority import lowering
 from device.core.types import AlertEvent, Threat
-from device.output.alerts import AlertError
+from device.output.alerts import READY, AlertError
+from device.output.button import ButtonControl, GatedSink
+from device.output.power_cue import PowerCues
 from device.pipeline import run_forever
 from device.record.worker import summary as recording_summary
 from device.view.terminal import StatusLine, Tolerant
 
 log = logging.getLogger(__name__)
+
+# The button was held: the device stopped cleanly (outputs off) and asks
+# systemd to power the Pi off (rearguard.service: OnFailure= runs
+# rearguard-poweroff.service for this status only; it is not restarted).
+EXIT_POWER_OFF = 75
 
 NO_PINS_HINT = ("gpiozero found no pin library it can use (this is not a Raspberry Pi, or lgpio is missing). "
                 "On a laptop add --mock-pins (or set GPIOZERO_PIN_FACTORY=mock); on a Pi install lgpio "
@@ -122,6 +129,8 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
             print(f"rearguard: {e}", file=err)
         return 1
     clock = device.clock
+    button: Any = None
+    power_off = threading.Event()  # the button was held: exit EXIT_POWER_OFF once the outputs are off
     try:
         if opts.self_test and not stop.is_set():
             greet(device.alerter, clock, pause)
@@ -153,17 +162,25 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
 
         pipeline = device.assemble(on_event)
         pipeline.keep_events = KEEP_EVENTS
+        button, control = open_button(cfg, device.factory, notes)
+        if control is not None:
+            pipeline.alerter = GatedSink(pipeline.alerter, control)  # a pause reaches the pins, not the log
         status = StatusLine(out)
         pinger = WatchdogPinger(notifier)
         t_start = clock.now_ns()
         t_end = t_start + round(opts.duration * NS_PER_S) if opts.duration else None
         file_source = is_file_source(opts.source)
 
+        power = PowerCues(cfg.power)
+
         def on_step(threat: Threat) -> None:
             now = clock.now_ns()
             pinger.beat(now)
             if pace is not None:
                 pace.observe(now)
+                if (h := pace.health_now) is not None and \
+                        (cue := power.due(now, pipeline.level, h.under_voltage, h.battery_pct)) is not None:
+                    device.alerter.cue(cue)
                 if now - sent["at"] >= status_every_ns:
                     send_status(pipeline.level.name, texts(threat.faults), now)
             status.show(threat, pipeline.level, pipeline.stats.frames, now / NS_PER_S,
@@ -171,6 +188,14 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
             camera = pipeline.camera
             if (t_end is not None and now >= t_end) or (file_source and camera is not None and camera.ended):
                 stop.set()
+            if control is not None and button is not None:
+                act = control.update(now, button.is_pressed)
+                if act.cue is not None:
+                    device.alerter.cue(act.cue)
+                if act.power_off:
+                    print("button held: shutting down", file=err, flush=True)
+                    power_off.set()
+                    stop.set()
 
         print(f"rearguard {__version__}: source {opts.source}, pins "
               f"{'simulated' if device.factory else 'gpiozero default'}; Ctrl-C to stop", file=err)
@@ -195,6 +220,14 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
                 pace.start()
                 print(f"pace: board {pace.board.why}", file=err)
             device.guard.start()
+            if opts.self_test:
+                # Felt once the loop runs: played over CLEAR only, so a start
+                # fault's FAULT rhythm (or a threat) is never hidden by it.
+                device.alerter.cue(READY)
+            # in the journal too: when the runner felt "ready" (or, with a start
+            # fault, FAULT instead: the cue is dropped under it)
+            print("ready: self-test done, loop running; " + ("FAULT plays (a part is missing)" if start_faults
+                  else "the ready cue plays" if opts.self_test else "no self-test"), file=err, flush=True)
             notifier.ready("running" + (f", faults: {'; '.join(start_faults)}" if start_faults else "")
                            + "".join(f", {n}" for n in notes))
             run_forever(pipeline, stop, on_step=on_step)
@@ -205,6 +238,8 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
             if preview is not None:
                 preview.close()
     finally:
+        if button is not None:
+            button.close()
         device.close()
         notifier.close()
     secs = (clock.now_ns() - t_start) / NS_PER_S
@@ -215,4 +250,20 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
         med = pipeline.stats.summary()["detect_ms"]
         print(f"loop {pipeline.steps / secs:.1f} passes/s, camera {pipeline.stats.frames / secs:.1f} fps over "
               f"{secs:.1f} s; median detect {'-' if med is None else f'{med:.1f}'} ms", file=err)
-    return 0
+    return EXIT_POWER_OFF if power_off.is_set() else 0
+
+
+def open_button(cfg: Config, factory: Any, notes: list[str]) -> tuple[Any, ButtonControl | None]:
+    """The configured button (gpiozero Button, to ground, the internal pull-up) and its
+    control; none configured, or one that cannot be set up (said in STATUS): (None, None)."""
+    if cfg.button.pin is None:
+        return None, None
+    from gpiozero import Button
+
+    try:
+        button = Button(cfg.button.pin, pull_up=True, pin_factory=factory)
+    except Exception as e:  # a broken button must not stop the device: it still warns
+        log.error("running without the button: GPIO%d: %s", cfg.button.pin, e)
+        notes.append(f"button off: GPIO{cfg.button.pin}: {e}")
+        return None, None
+    return button, ButtonControl(cfg.button)

@@ -21,6 +21,7 @@ from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
 from device.perception import boards
 from device.perception.pace import Pace, PaceLimits, PaceMeter, Verdict, judge
+from device.sensing.fuel_gauge import Max1704x
 from device.sensing.pi_health import MODEL_PATH, Health, HealthMonitor, HealthReader, read_model
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def choose_board(cfg: Config, model_line: str | None) -> BoardChoice:
 
 class PaceWatch:
     def __init__(self, cfg: Config, clock: Clock, *, model_path: Path = MODEL_PATH,
-                 health: HealthMonitor | None = None) -> None:
+                 health: HealthMonitor | None = None, gauge: Max1704x | None = None) -> None:
         self.clock = clock
         self.meter = PaceMeter(cfg.pace.window_s, clock.now_ns())
         self.limits = PaceLimits(cfg.pace.degraded_factor, cfg.pace.min_rate_hz, cfg.camera.max_age_s)
@@ -69,8 +70,10 @@ class PaceWatch:
             model_line = None
         self.board = choose_board(cfg, model_line)
         self.on_pi = bool(model_line and model_line.startswith("Raspberry Pi"))
-        if health is None and self.on_pi:
-            health = HealthMonitor(HealthReader(), cfg.pace.health_period_s)
+        self.gauge = gauge  # a UPS HAT's fuel gauge, read with the health (closed here)
+        if health is None and (self.on_pi or gauge is not None):
+            battery = (lambda: gauge.read().percent) if gauge is not None else None
+            health = HealthMonitor(HealthReader(battery=battery), cfg.pace.health_period_s)
         self.health = health
         self.active = False  # a detector's results are metered (no camera, no pace to judge)
         self.pace: Pace | None = None
@@ -152,3 +155,5 @@ class PaceWatch:
     def close(self) -> None:
         if self.health is not None:
             self.health.close()
+        if self.gauge is not None:
+            self.gauge.close()

@@ -9,11 +9,12 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 
 from device import __version__
-from device.core.config import Config, ConfigError, load, to_toml
+from device.core.config import DEFAULT_PATHS, Config, ConfigError, load, to_toml
 from device.view.terminal import format_event
 
 EXIT_FAILURE = 1
@@ -25,6 +26,16 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 # ---------------------------------------------------------------- config
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """Only the config: fast (no onnxruntime import), as it runs before every start.
+    A missing model does not stop the device (it runs on what works, with FAULT)."""
+    _config(args)  # a bad config raises ConfigError: main() names the key, exit 2
+    where = (getattr(args, "config", None) or os.environ.get("REARGUARD_CONFIG")
+             or next((str(p) for p in DEFAULT_PATHS if p.is_file()), "built-in defaults"))
+    print(f"config ok ({where})")
+    return 0
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
@@ -244,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--device-tree", metavar="FILE", type=Path, default=Path("/proc/device-tree/model"),
                       help="the device tree's model file, for --for-board auto (default: %(default)s)")
     show.set_defaults(func=cmd_config_show)
+
+    check = csub.add_parser(
+        "check", parents=[common], help="check the config; exit 2 naming the key if it is bad",
+        description="Load the config as `run` would and say what is wrong with it (exit 2, one line per bad "
+        "key). The service runs it before the device "
+        "(ExecStartPre=), so a typo is named in the journal; systemd then starts the not-protecting fallback.")
+    check.set_defaults(func=cmd_config_check)
 
     for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check):
         module.register(sub)

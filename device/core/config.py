@@ -407,6 +407,37 @@ class PaceConfig(_Strict):
     )
 
 
+class PowerConfig(_Strict):
+    """Power reaching the runner: the Pi's under-voltage flag (always read on
+    a Pi) and, on a UPS HAT with one, the battery's fuel gauge."""
+
+    fuel_gauge: Literal["none", "max1704x"] = Field(
+        "none",
+        description="a UPS HAT's battery fuel gauge: none, or max1704x (a MAX17040/17043/17048/17049 "
+        "on I2C, read with smbus2; see hardware.md for the HATs)",
+    )
+    i2c_bus: int = Field(1, ge=0, le=31, description="the gauge's I2C bus number (/dev/i2c-N)")
+    i2c_address: int = Field(0x36, ge=0x03, le=0x77, description="the gauge's 7-bit I2C address (0x36 = 54)")
+    low_battery_pct: float = Field(
+        15.0, ge=1, le=90, description="a state of charge at or below this, in %, plays the power-low cue"
+    )
+    cue_every_s: float = Field(
+        60.0, ge=10, le=3600,
+        description="while power is low the power-low cue repeats this often, in seconds (over CLEAR only)",
+    )
+
+
+class ButtonConfig(_Strict):
+    """One push button between a GPIO and ground (hardware.md): a press pauses
+    the alerts (DANGER still plays), a hold shuts the Pi down."""
+
+    pin: Pin | None = Field(None, description="the button's GPIO (BCM), wired to ground; none = no button")
+    pause_s: float = Field(60.0, ge=10, le=900, description="a press pauses the alerts for this long, in seconds")
+    hold_s: float = Field(
+        3.0, ge=1.5, le=10, description="held this long, in seconds, the button shuts the Pi down"
+    )
+
+
 class Config(_Strict):
     camera: CameraConfig = CameraConfig()
     detector: DetectorConfig = DetectorConfig()
@@ -416,6 +447,8 @@ class Config(_Strict):
     outputs: OutputsConfig = OutputsConfig()
     recording: RecordingConfig = RecordingConfig()
     pace: PaceConfig = PaceConfig()
+    power: PowerConfig = PowerConfig()
+    button: ButtonConfig = ButtonConfig()
 
     @field_validator("recording")
     @classmethod
@@ -437,6 +470,8 @@ class Config(_Strict):
                 (f"ranging.sensors.{i}.trigger_pin", s.trigger_pin),
                 (f"ranging.sensors.{i}.echo_pin", s.echo_pin),
             ]
+        if self.button.pin is not None:
+            claims.append(("button.pin", self.button.pin))
         for key, pin in claims:
             if pin in used:
                 raise ValueError(f"GPIO{pin} is used twice: {used[pin]} and {key}")

@@ -52,6 +52,7 @@ def parse_throttled(text: str) -> int:
 class Health:
     throttled: int | None  # the firmware's bits, None when unreadable
     temp_c: float | None
+    battery_pct: float | None = None  # a UPS HAT's fuel gauge, None without one or when unreadable
 
     def _names(self, shift: int) -> tuple[str, ...]:
         if self.throttled is None:
@@ -74,6 +75,8 @@ class Health:
         parts = []
         if self.temp_c is not None:
             parts.append(f"cpu {self.temp_c:.0f} C")
+        if self.battery_pct is not None:
+            parts.append(f"battery {self.battery_pct:.0f} %")
         if self.throttled is not None:
             parts.append(", ".join(f"{n.upper() if n == 'under-voltage' else n} now" for n in self.now) or "power ok")
             since = [n for n in self.occurred if n not in self.now]
@@ -83,7 +86,7 @@ class Health:
 
     def as_json(self) -> dict[str, object]:
         return {"throttled": None if self.throttled is None else hex(self.throttled), "temp_c": self.temp_c,
-                "now": list(self.now), "occurred": list(self.occurred), "under_voltage": self.under_voltage}
+                "battery_pct": self.battery_pct, "now": list(self.now), "occurred": list(self.occurred), "under_voltage": self.under_voltage}
 
 
 Runner = Callable[[list[str]], str]
@@ -98,9 +101,11 @@ class HealthReader:
     from `vcgencmd get_throttled`; the temperature from thermal_zone0."""
 
     def __init__(self, throttled_path: Path = THROTTLED_PATH, temp_path: Path = TEMP_PATH,
-                 run: Runner | None = _vcgencmd, which: Callable[[str], str | None] = shutil.which) -> None:
+                 run: Runner | None = _vcgencmd, which: Callable[[str], str | None] = shutil.which,
+                 battery: Callable[[], float] | None = None) -> None:
         self.throttled_path, self.temp_path = throttled_path, temp_path
         self.run = run if run is not None and which("vcgencmd") else None
+        self.battery = battery  # state of charge in %, from a fuel gauge; raises when unreadable
 
     def throttled(self) -> int | None:
         try:
@@ -121,8 +126,17 @@ class HealthReader:
         except (OSError, ValueError):
             return None
 
+    def battery_pct(self) -> float | None:
+        if self.battery is None:
+            return None
+        try:
+            return self.battery()
+        except Exception as err:  # a gauge that fails is reported, never takes the device down
+            log.warning("battery unreadable: %s", err)
+            return None
+
     def read(self) -> Health:
-        return Health(self.throttled(), self.temp_c())
+        return Health(self.throttled(), self.temp_c(), self.battery_pct())
 
 
 class HealthMonitor:
