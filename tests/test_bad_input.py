@@ -293,3 +293,11 @@ def test_config_show_prints_toml_that_reads_back(tmp_path: Path, capsys: pytest.
     shown.write_text(capsys.readouterr().out)
     assert load(shown) == load(cfg)
     assert load(shown).recording.directory == '/srv/a\nb\x01c\x7fd"e\\f'
+
+
+def test_dev_null_is_still_the_empty_config() -> None:
+    """The one device that reads as an empty file: `--config /dev/null` (every
+    default) is how the installer writes its first config; /dev/zero stays refused."""
+    done = _rearguard("config", "show", "--config", "/dev/null", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "[camera]" in done.stdout

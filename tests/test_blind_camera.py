@@ -14,10 +14,11 @@ from device.core.config import Config
 from device.core.faults import Kind, Part
 from device.core.types import AlertLevel, Frame
 from device.perception.blind import BlindWatch, lens_stats
-from device.pipeline import CameraStage, InlineCamera, Pipeline
+from device.camera_path import DetectStage
+from device.pipeline import Pipeline
 from device.sensing.ultrasonic import RecordedRanges
 from device.tools.blind_eval import cover, darken, flattest_quarter, fog
-from fakes import NoDetections, SlotFrames
+from fakes import NoDetections, SlotFrames, inline_camera
 
 CFG = Config()
 FPS = 15
@@ -73,7 +74,7 @@ def test_blind_watch_names_it_after_a_second_and_clears_at_the_first_good_frame(
 def test_a_dark_lens_is_a_camera_fault_in_the_loop_within_2_s_and_clears(scene) -> None:
     clock = ReplayClock(0)
     frames = SlotFrames()
-    camera = InlineCamera(frames, CameraStage(NoDetections(), CFG.camera))
+    camera = inline_camera(frames, DetectStage(NoDetections(), CFG.camera), clock)
 
     class Sink:
         def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None:
@@ -93,8 +94,9 @@ def test_a_dark_lens_is_a_camera_fault_in_the_loop_within_2_s_and_clears(scene) 
             assert threat.faults == ()
         elif named is None and threat.faults:
             named = t
-            assert pipe.camera_faults(t)[0].part is Part.CAMERA and pipe.camera_faults(t)[0].kind is Kind.BLIND
-            assert threat.faults[0].startswith("camera: lens dark")
+            fault = threat.faults[0]
+            assert fault.part is Part.CAMERA and fault.kind is Kind.BLIND
+            assert str(fault).startswith("camera: lens dark")
             assert pipe.level is AlertLevel.FAULT
     assert named is not None and (named - NS_PER_S) / NS_PER_S <= 2.0
     clock.set(5 * NS_PER_S)

@@ -19,12 +19,21 @@ class FileRefused(OSError):
     """Not a regular file, or larger than the reader allows (str: the reason, naming the file)."""
 
 
+def _is_devnull(st: os.stat_result) -> bool:
+    if not stat.S_ISCHR(st.st_mode):
+        return False
+    null = os.stat(os.devnull)
+    return st.st_rdev == null.st_rdev
+
+
 def open_regular(path: str | Path) -> int:
     """A descriptor on `path` (blocking again), which must be a regular file; raises OSError."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        # /dev/null stays allowed: the conventional empty file (`--config
+        # /dev/null`: every default), and it ends at once, never hangs
+        if not stat.S_ISREG(st.st_mode) and not _is_devnull(st):
             kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
                     else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket")
             raise FileRefused(f"{path} is {kind}, not a regular file")
