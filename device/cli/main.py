@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from device import __version__
-from device.core.config import Config, ConfigError, load, to_toml
+from device.core import config as config_file
+from device.core.config import Config, ConfigError, config_path, load, to_toml
 from device.view.terminal import format_event
 
 EXIT_FAILURE = 1
@@ -29,7 +30,10 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    head = ""
+    read = config_path(getattr(args, "config", None))
+    head = ("# the built-in defaults\n" if read == Path("/dev/null") else f"# read from {read}\n" if read is not None else
+            f"# no config file ($REARGUARD_CONFIG unset, {' '.join(str(p) for p in config_file.DEFAULT_PATHS)} absent): "
+            "the built-in defaults\n")
     if args.for_board is not None:
         from device.perception import boards
         from device.sensing.pi_health import read_model
@@ -50,14 +54,14 @@ def cmd_config_show(args: argparse.Namespace) -> int:
         if board is not None:
             new = boards.with_defaults(cfg, board)
             if board.default_model is None:
-                head = f"# {board.title}: no defaults of its own in device/perception/boards.toml\n"
+                head += f"# {board.title}: no defaults of its own in device/perception/boards.toml\n"
             elif new is cfg:
-                head = f"# {board.title}: detector.model and input_size as this config sets them\n"
+                head += f"# {board.title}: detector.model and input_size as this config sets them\n"
             else:
-                head = (f"# {board.title}: detector.model and detector.input_size are its defaults "
+                head += (f"# {board.title}: detector.model and detector.input_size are its defaults "
                         f"(device/perception/boards.toml: {board.default_why}); edit them to choose your own\n")
             cfg = new
-    print(head + to_toml(cfg), end="")
+    print(head + to_toml(cfg, described=True), end="")
     return 0
 
 
