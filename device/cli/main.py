@@ -174,11 +174,38 @@ def cmd_replay(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- run
 
 
+def _video_problem(source: str) -> str | None:
+    """Why a --source that names a video file cannot be played, or None.
+    Said before the device starts: a typo would otherwise run as a camera
+    FAULT and exit 0 at the file's "end"."""
+    import cv2
+
+    from device.app.compose import is_file_source
+
+    if not is_file_source(source):
+        return None  # a camera that is missing is a fault the device lives with (and retries)
+    path = Path(source)
+    if not path.exists():
+        return f"video file not found: {path}"
+    if not path.is_file():
+        return f"not a video file: {path}"
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return f"cannot read video file {path}: not a video OpenCV can decode"
+    finally:
+        cap.release()
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from device.app.live import RunOptions, run_device
     from device.view.preview import PreviewError
 
     cfg = _config(args)
+    if (problem := _video_problem(args.source)) is not None:
+        print(f"rearguard: --source: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     logging.getLogger().setLevel(logging.INFO if not args.quiet else logging.WARNING)
     opts = RunOptions(source=args.source, record=args.record, mock_pins=args.mock_pins,
                       duration=args.duration, preview=args.preview, self_test=not args.no_self_test)
