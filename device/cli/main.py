@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from device import __version__
 from device.core import config as config_file
@@ -111,6 +112,46 @@ def add_pace_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for --detector-jitter (default 0)")
 
 
+def recordings_in(directory: str) -> list[Path]:
+    """The recordings DIR stands for: itself, or, for a directory that
+    `run --record DIR` wrote (segments and no meta.json of its own), its
+    segments in order."""
+    from device.record.format import META
+    from device.record.segments import SEGMENT_GLOB, segment_index
+
+    d = Path(directory)
+    if not d.is_dir() or (d / META).exists():
+        return [d]
+    segments = sorted((s for s in d.glob(SEGMENT_GLOB) if s.is_dir()), key=segment_index)
+    return segments or [d]
+
+
+VIEWER_GONE_S = 5.0  # a page that has asked nothing this long was closed (it asks twice a second)
+FIRST_VIEWER_S = 60.0  # after a replay nobody watched, how long the preview waits for a first look
+
+
+def linger(preview: Any, err: Any = sys.stderr, clock: Any = None, sleep: Any = None) -> None:
+    """Keep the preview of a finished replay up (its last frame) while a
+    viewer is looking: until the page has been closed for VIEWER_GONE_S,
+    or, if nobody looked yet, FIRST_VIEWER_S for a first look. Ctrl-C stops."""
+    import time
+
+    clock = clock or time.monotonic
+    sleep = sleep or time.sleep
+    start = clock()
+    print(f"replay done; the preview at {preview.url} keeps showing its last frame until the page is closed "
+          "(Ctrl-C to stop; --exit-at-end not to wait)", file=err, flush=True)
+    while True:
+        seen = preview.last_request
+        now = clock()
+        if seen is None or seen < start:
+            if now - start >= FIRST_VIEWER_S:
+                return
+        elif now - seen >= VIEWER_GONE_S:
+            return
+        sleep(0.25)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from device.app.compose import start_preview
     from device.app.replay import pace_for, replay
@@ -133,28 +174,53 @@ def cmd_replay(args: argparse.Namespace) -> int:
     def progress(done: float, total: float) -> None:
         print(f"replay: {done:6.1f} / {total:.1f} s", file=sys.stderr, flush=True)
 
+    targets = recordings_in(args.recording)
     preview = None
     try:
         preview = start_preview(args.preview)
     except PreviewError as err:  # the preview is optional: replay without it
         print(f"rearguard: replaying without the preview: {err}", file=sys.stderr)
+    results = []
     try:
-        # A preview shows the recording at its own pace: as fast as the CPU
-        # allows would be over before anyone saw it.
-        result = replay(args.recording, cfg, realtime=args.realtime or preview is not None, progress=progress,
-                        on_start=preview.show if preview is not None else None, pace=pace)
+        for target in targets:
+            if len(targets) > 1:
+                print(f"replay: segment {target}", file=sys.stderr, flush=True)
+            # A preview shows the recording at its own pace: as fast as the CPU
+            # allows would be over before anyone saw it.
+            results.append(replay(target, cfg, realtime=args.realtime or preview is not None, progress=progress,
+                                  on_start=preview.show if preview is not None else None, pace=pace))
+        if preview is not None and not args.exit_at_end:
+            linger(preview)
     except (RecordingError, PreviewError) as err:
         print(f"rearguard: {err}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         if preview is not None:
             preview.close()
+    if args.json:
+        if len(targets) == 1:
+            _print_warnings(results[0])
+            print(json.dumps(results[0].to_json(), indent=2))
+        else:  # a directory of segments: one object each, in order
+            for r in results:
+                _print_warnings(r)
+            print(json.dumps({"segments": [{"recording": str(t), **r.to_json()} for t, r in zip(targets, results,
+                                                                                                  strict=True)]},
+                             indent=2))
+        return 0
+    for target, result in zip(targets, results, strict=True):
+        _print_replay(Path(target) if len(targets) > 1 else Path(args.recording), result)
+    return 0
+
+
+def _print_warnings(result: Any) -> None:
     for w in result.warnings:  # what `recording info` would warn of, and what the replay skipped
         print(f"warning: {w}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-        return 0
-    print(f"replayed {args.recording}: {result.duration_s:.1f} s, {result.frames} frames")
+
+
+def _print_replay(recording: Path, result: Any) -> None:
+    _print_warnings(result)
+    print(f"replayed {recording}: {result.duration_s:.1f} s, {result.frames} frames")
     if result.pace is not None:
         p = result.pace
         print(f"detector paced at {p['detector_ms']:g} ms a frame (result {p['latency_ms']:g} ms after it): "
@@ -168,7 +234,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     s = result.stats
     print(f"median detect {s['detect_ms'] if s['detect_ms'] is not None else '-'} ms, "
           f"median step with a frame {s['total_ms'] if s['total_ms'] is not None else '-'} ms")
-    return 0
 
 
 # ---------------------------------------------------------------- run
@@ -256,11 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", parents=[common], help="replay a recording through the full pipeline",
                        description="Replay a recording through the same pipeline the device runs, on a "
                        "replay clock and simulated pins: the same recording gives the same alerts every time.")
-    p.add_argument("recording", metavar="DIR")
+    p.add_argument("recording", metavar="DIR", help="a recording, or a directory `run --record` wrote "
+                   "(its segments are replayed in order)")
     p.add_argument("--json", action="store_true", help="print one JSON object: frames, events, stats")
     p.add_argument("--realtime", action="store_true", help="pace the replay to the recording's own time")
     p.add_argument("--preview", type=_preview_address, metavar="[ADDR:]PORT",
-                   help=PREVIEW_HELP + "; the replay then runs at the recording's own pace")
+                   help=PREVIEW_HELP + "; the replay then runs at the recording's own pace, and its last frame "
+                   "stays up until the page is closed")
+    p.add_argument("--exit-at-end", action="store_true",
+                   help="with --preview: stop serving as soon as the replay ends")
     add_pace_options(p)
     p.set_defaults(func=cmd_replay)
 

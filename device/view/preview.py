@@ -162,6 +162,7 @@ class PreviewServer:
         self._loop_rate = RateMeter()
         self.encoded = 0  # frames drawn and encoded
         self.served = 0  # frames sent
+        self.last_request: float | None = None  # wall time of the last request: is a page still open?
         # The id of the last frame sent to each client address: a client
         # asking again before the next encoding waits for it.
         self.last_sent: dict[str, int] = {}
@@ -354,6 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, head: bool) -> None:
         path = self.path.split("?", 1)[0]
         preview = self.server.preview
+        preview.last_request = preview._clock()
         if path in ("/", "/index.html"):
             page = PAGE.replace("{period_ms}", str(round(1000 / preview.max_fps)))
             self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", head)
