@@ -716,9 +716,13 @@ class Pipeline:
                 distance_m=threat.distance_m,
                 ttc_s=threat.ttc_s,
                 faults=threat.faults,
+                label=threat.label,
+                bearing_deg=threat.bearing_deg,
+                direction=threat.direction,
             )
             self.events.append(event)
-            log.info("alert %s (%s) faults=%s", level.name, event.source, ",".join(threat.faults) or "-")
+            log.info("alert %s %s%s", level.name, event.what(),
+                     f" faults={','.join(threat.faults)}" if threat.faults and event.source != "fault" else "")
             if self.on_event is not None:
                 self.on_event(event, threat)
         return threat

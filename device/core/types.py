@@ -118,3 +118,27 @@ class AlertEvent:
     distance_m: float | None
     ttc_s: float | None
     faults: tuple[str, ...] = ()
+    # What it was and where: the threat's class (a sensor's name for an
+    # echo), bearing (negative = the runner's left) and side (`Threat.direction`).
+    label: str | None = None
+    bearing_deg: float | None = None
+    direction: str | None = None
+
+    def what(self) -> str:
+        """What and which side, for a person: "person 2.6 m, 10 deg left (camera)",
+        "echo 0.9 m, behind (ultrasonic centre)"; the faults for FAULT."""
+        if self.source == "fault":
+            return "faults: " + ("; ".join(self.faults) or "-")
+        if self.level == AlertLevel.CLEAR or (self.distance_m is None and self.label is None):
+            return f"nothing in the way ({self.source})"
+        thing = "echo" if self.source == "ultrasonic" else self.label or "object"
+        via = f"{self.source} {self.label}" if self.source == "ultrasonic" and self.label else self.source
+        parts = [thing + (f" {self.distance_m:.1f} m" if self.distance_m is not None else "")]
+        if self.direction in ("left", "right") and self.bearing_deg is not None:
+            parts.append(f"{abs(self.bearing_deg):.0f} deg {self.direction}")
+        elif self.direction == "centre":
+            parts.append("behind")
+        text = ", ".join(parts)
+        if self.ttc_s is not None:
+            text += f", ttc {self.ttc_s:.1f} s"
+        return f"{text} ({via})"

@@ -35,9 +35,10 @@ def describe(threat: Threat) -> str:
 
 
 def format_event(e: AlertEvent, start_ns: int) -> str:
+    """"  12.34 s  CAUTION person 2.6 m, 10 deg left, ttc 3.1 s (camera)": what and which side."""
     t = (e.t_ns - start_ns) / NS_PER_S
-    line = f"{t:8.2f} s  {e.level.name:<7} {e.source:<10} distance {fmt(e.distance_m, 'm'):>8}  ttc {fmt(e.ttc_s, 's'):>8}"
-    if e.faults:
+    line = f"{t:8.2f} s  {e.level.name:<7} {e.what()}"
+    if e.faults and e.source != "fault":
         line += "  faults: " + "; ".join(e.faults)
     return line
 
