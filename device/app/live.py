@@ -26,6 +26,7 @@ from gpiozero.exc import BadPinFactory, PinFactoryFallback
 from device import __version__
 from device.app.compose import RecordingRefused, compose_device, is_file_source, start_preview
 from device.app.selftest import greet, self_test
+from device.app.service_hint import hint as service_hint
 from device.app.systemd_notify import Notifier, WatchdogPinger
 from device.core.clock import NS_PER_S
 from device.core.config import Config
@@ -80,6 +81,8 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
             print(f"rearguard: no GPIO pins here: {NO_PINS_HINT}", file=err)
         else:
             print(f"rearguard: {e}", file=err)
+            if not opts.mock_pins and (h := service_hint(str(e))):
+                print(f"rearguard: {h}", file=err)
         return 1
     clock = device.clock
     try:
@@ -143,6 +146,8 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
         start_faults = texts(device.start_faults())
         for f in start_faults:
             print(f"fault: {f}", file=err)
+        if any(f.startswith("camera") for f in start_faults) and opts.source == "pi" and (h := service_hint()):
+            print(f"rearguard: {h}", file=err)
         preview = None
         try:
             try:
