@@ -62,7 +62,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
                 head += (f"# {board.title}: detector.model and detector.input_size are its defaults "
                         f"(device/perception/boards.toml: {board.default_why}); edit them to choose your own\n")
             cfg = new
-    print(head + to_toml(cfg, described=True), end="")
+    text = to_toml(cfg, described=True)
+    if args.set:
+        from device.core.config_edit import parse_assignment, set_values
+
+        text = set_values(text, dict(parse_assignment(s) for s in args.set), "config show --set")
+    print(head + text, end="")
     return 0
 
 
@@ -342,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "--device-tree names (scripts/install-pi.sh writes its config this way)")
     show.add_argument("--device-tree", metavar="FILE", type=Path, default=Path("/proc/device-tree/model"),
                       help="the device tree's model file, for --for-board auto (default: %(default)s)")
+    show.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                      help="print it with KEY (section.key) set to VALUE, a TOML value or a plain string; "
+                      "repeatable (scripts/install-pi.sh sets the recording defaults this way)")
     show.set_defaults(func=cmd_config_show)
 
     for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check):
