@@ -62,3 +62,28 @@ def test_run_says_stop_the_service_first_when_its_pins_are_held(monkeypatch: pyt
     err = io.StringIO()
     assert live.run_device(Config(), live.RunOptions(), out=io.StringIO(), err=err) == 1
     assert "stop it first (sudo systemctl stop rearguard)" in err.getvalue()
+
+
+def test_a_person_running_the_device_does_not_record_into_the_services_directory(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """hardware.md's live test, as the login user with the installed config: no recording FAULT."""
+    import os
+
+    from device.cli.main import _not_the_services_recordings
+    from device.core.config import from_dict
+
+    service_dir = tmp_path / "var-lib-rearguard"
+    service_dir.mkdir(mode=0o750)
+    cfg = from_dict({"recording": {"directory": str(service_dir / "recordings")}})
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
+    monkeypatch.setattr(os, "access", lambda p, mode: not str(p).startswith(str(service_dir)))
+    out = _not_the_services_recordings(cfg, None)
+    assert out.recording.directory == "" and out.recording.model_copy(update={"directory": cfg.recording.directory}) \
+        == cfg.recording
+    assert "not recording: " in capsys.readouterr().err
+    assert _not_the_services_recordings(cfg, str(tmp_path / "mine")) is cfg  # --record DIR: as asked
+    monkeypatch.setenv("INVOCATION_ID", "1")
+    assert _not_the_services_recordings(cfg, None) is cfg  # the service itself: a fault if it cannot
+    monkeypatch.delenv("INVOCATION_ID")
+    monkeypatch.setattr(os, "access", lambda p, mode: True)
+    assert _not_the_services_recordings(cfg, None) is cfg  # writable: recorded

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,29 @@ def _video_problem(source: str) -> str | None:
     return None
 
 
+def _writable(directory: Path) -> bool:
+    d = directory
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    return os.access(d, os.W_OK | os.X_OK)
+
+
+def _not_the_services_recordings(cfg: Config, record: str | None) -> Config:
+    """A person running `rearguard run` on an installed Pi (hardware.md's live
+    test) reads the service's config, whose recording.directory is the
+    service's own (/var/lib/rearguard/recordings, not writable by them):
+    run without recording and say so, rather than play a recording FAULT.
+    Under the service an unwritable directory stays a fault."""
+    from device.app.service_hint import under_the_service
+
+    directory = cfg.recording.directory
+    if record or not directory or under_the_service() or _writable(Path(directory)):
+        return cfg
+    print(f"rearguard: not recording: {directory} (recording.directory) is not writable by you (the service's "
+          "own?); --record DIR records elsewhere", file=sys.stderr)
+    return cfg.model_copy(update={"recording": cfg.recording.model_copy(update={"directory": ""})})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from device.app.live import RunOptions, run_device
     from device.view.preview import PreviewError
@@ -276,6 +300,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (problem := _video_problem(args.source)) is not None:
         print(f"rearguard: --source: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    cfg = _not_the_services_recordings(cfg, args.record)
     logging.getLogger().setLevel(logging.INFO if not args.quiet else logging.WARNING)
     opts = RunOptions(source=args.source, record=args.record, mock_pins=args.mock_pins,
                       duration=args.duration, preview=args.preview, self_test=not args.no_self_test)
