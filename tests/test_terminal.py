@@ -15,9 +15,9 @@ def threat(bearing: float, direction: str | None) -> Threat:
 
 def test_side_is_the_decisions_direction() -> None:
     # 7 degrees is inside alerts.centre_deg (10): centre, so no side shown.
-    assert describe(threat(7.0, "centre")) == "person (camera) at 3.00 m, ttc 2.00 s"
-    assert describe(threat(-12.0, "left")).endswith(" 12 deg left")
-    assert describe(threat(25.0, "right")).endswith(" 25 deg right")
+    assert describe(threat(7.0, "centre")) == "person 3.0 m, behind, ttc 2.0 s (camera)"
+    assert describe(threat(-12.0, "left")) == "person 3.0 m, 12 deg left, ttc 2.0 s (camera)"
+    assert describe(threat(25.0, "right")) == "person 3.0 m, 25 deg right, ttc 2.0 s (camera)"
 
 
 def test_status_line_prints_the_level_it_is_given() -> None:

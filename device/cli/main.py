@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     from device.cli import check as cli_check
     from device.cli import models as cli_models
     from device.cli import recording as cli_recording
+    from device.cli import runs as cli_runs
     from device.cli import scenario as cli_scenario
 
     common = argparse.ArgumentParser(add_help=False)
@@ -377,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "repeatable (scripts/install-pi.sh sets the recording defaults this way)")
     show.set_defaults(func=cmd_config_show)
 
-    for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check):
+    for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check, cli_runs):
         module.register(sub)
     return parser
 

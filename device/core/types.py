@@ -131,14 +131,21 @@ class AlertEvent:
             return "faults: " + ("; ".join(self.faults) or "-")
         if self.level == AlertLevel.CLEAR or (self.distance_m is None and self.label is None):
             return f"nothing in the way ({self.source})"
-        thing = "echo" if self.source == "ultrasonic" else self.label or "object"
-        via = f"{self.source} {self.label}" if self.source == "ultrasonic" and self.label else self.source
-        parts = [thing + (f" {self.distance_m:.1f} m" if self.distance_m is not None else "")]
-        if self.direction in ("left", "right") and self.bearing_deg is not None:
-            parts.append(f"{abs(self.bearing_deg):.0f} deg {self.direction}")
-        elif self.direction == "centre":
-            parts.append("behind")
-        text = ", ".join(parts)
-        if self.ttc_s is not None:
-            text += f", ttc {self.ttc_s:.1f} s"
-        return f"{text} ({via})"
+        return describe_thing(self.source, self.label, self.distance_m, self.ttc_s, self.bearing_deg, self.direction)
+
+
+def describe_thing(source: str, label: str | None, distance_m: float | None, ttc_s: float | None,
+                   bearing_deg: float | None, direction: str | None) -> str:
+    """"person 2.6 m, 10 deg left, ttc 3.1 s (camera)": the one wording of a
+    threat, in the terminal's status line, the event lines and the journal."""
+    thing = "echo" if source == "ultrasonic" else label or "object"
+    via = f"{source} {label}" if source == "ultrasonic" and label else source
+    parts = [thing + (f" {distance_m:.1f} m" if distance_m is not None else "")]
+    if direction in ("left", "right") and bearing_deg is not None:
+        parts.append(f"{abs(bearing_deg):.0f} deg {direction}")
+    elif direction == "centre":
+        parts.append("behind")
+    text = ", ".join(parts)
+    if ttc_s is not None:
+        text += f", ttc {ttc_s:.1f} s"
+    return f"{text} ({via})"
