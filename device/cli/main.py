@@ -316,6 +316,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from device.cli import bench as cli_bench
+    from device.cli import calibrate as cli_calibrate
     from device.cli import check as cli_check
     from device.cli import models as cli_models
     from device.cli import recording as cli_recording
@@ -378,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "repeatable (scripts/install-pi.sh sets the recording defaults this way)")
     show.set_defaults(func=cmd_config_show)
 
-    for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check, cli_runs):
+    for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check, cli_runs, cli_calibrate):
         module.register(sub)
     return parser
 

@@ -223,6 +223,8 @@ class PreviewServer:
             loop_hz=self._loop_rate.rate,
             min_hits=CAMERA_MIN_HITS,
             looming=v.looming,
+            mount_height_m=cfg.camera.mount_height_m,
+            pitch_deg=cfg.camera.pitch_deg,
         )
 
     def frame_jpeg(self, after: int | None = None) -> tuple[int, bytes] | None:
