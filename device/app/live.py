@@ -53,6 +53,7 @@ class RunOptions:
     duration: float | None = None
     preview: tuple[str, int] | None = None
     self_test: bool = True
+    preview_for: float | None = None  # seconds the preview is served, then closed (`rearguard aim`)
 
 
 def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -160,6 +161,8 @@ def _run(cfg: Config, opts: RunOptions, *, out: TextIO, err: TextIO) -> int:
                 notes.append(f"preview off: {e}")
             if preview is not None:
                 preview.show(pipeline, extra=(lambda: {"pace": pace.as_json()}) if pace is not None else None)
+                if opts.preview_for is not None:
+                    preview.stop_after(opts.preview_for)
             if pace is not None:
                 pace.start()
                 print(f"pace: board {pace.board.why}", file=err)

@@ -303,7 +303,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _not_the_services_recordings(cfg, args.record)
     logging.getLogger().setLevel(logging.INFO if not args.quiet else logging.WARNING)
     opts = RunOptions(source=args.source, record=args.record, mock_pins=args.mock_pins,
-                      duration=args.duration, preview=args.preview, self_test=not args.no_self_test)
+                      duration=args.duration, preview=args.preview, self_test=not args.no_self_test,
+                      preview_for=args.preview_for)
     try:
         return run_device(cfg, opts)
     except PreviewError as err:
@@ -315,6 +316,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from device.cli import aim as cli_aim
     from device.cli import bench as cli_bench
     from device.cli import calibrate as cli_calibrate
     from device.cli import check as cli_check
@@ -348,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (S > 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     p.add_argument("--preview", type=_preview_address, metavar="[ADDR:]PORT", help=PREVIEW_HELP)
+    p.add_argument("--preview-for", type=_duration, metavar="S",
+                   help="with --preview: stop serving it after S seconds (the device runs on; `rearguard aim`)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("replay", parents=[common], help="replay a recording through the full pipeline",
@@ -379,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "repeatable (scripts/install-pi.sh sets the recording defaults this way)")
     show.set_defaults(func=cmd_config_show)
 
-    for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check, cli_runs, cli_calibrate):
+    for module in (cli_models, cli_recording, cli_scenario, cli_bench, cli_check, cli_runs, cli_calibrate, cli_aim):
         module.register(sub)
     return parser
 

@@ -193,7 +193,22 @@ class PreviewServer:
         self._source = source
         self._extra = extra
 
+    def stop_after(self, seconds: float) -> None:
+        """Stop serving after `seconds` (aiming from a phone is for a while only)."""
+        timer = threading.Timer(seconds, self._expire)
+        timer.daemon = True
+        timer.start()
+        self._timer = timer
+
+    def _expire(self) -> None:
+        log.warning("preview on %s closed: its time is up", self.url)
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
     def close(self) -> None:
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
