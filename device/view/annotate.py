@@ -82,6 +82,7 @@ class Overlay:
     looming: LoomingResult | None = None
     mount_height_m: float | None = None  # with pitch_deg: draw the horizon and ground marks
     pitch_deg: float = 0.0
+    text_scale: float = 1.0  # labels this much larger (a page showing the frame small, on a phone)
 
 
 def column_for_bearing(bearing_deg: float, width: int, hfov_deg: float) -> float:
@@ -266,7 +267,7 @@ def _scale(img: np.ndarray) -> float:
 def draw(image: np.ndarray, ov: Overlay) -> np.ndarray:
     """A copy of `image` (HxWx3 BGR) with the overlays drawn on it."""
     img = np.array(image, dtype=np.uint8, copy=True)
-    s = _scale(img)
+    s = _scale(img) * ov.text_scale
     _draw_geometry(img, ov, s)
     _draw_beams(img, ov, s)
     _draw_sides(img, s)
