@@ -24,7 +24,7 @@ from pathlib import Path
 
 UNIT = "rearguard.service"
 DROPIN_DIR = Path("/run/systemd/system/rearguard.service.d")
-DROPIN = "50-aim.conf"
+DROPIN = "zz-aim.conf"  # last of the unit's drop-ins (they apply in name order): its ExecStart= wins
 EXEC = "/opt/rearguard/.venv/bin/rearguard"
 # The local networks a phone may be on: RFC 1918, link-local, IPv6 unique-local and link-local.
 LOCAL_NETWORKS = "10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 169.254.0.0/16 fc00::/7 fe80::/10"
