@@ -1,8 +1,14 @@
 """Rearguard: a rear-obstacle alert for people who run backwards."""
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+# One source for the version: pyproject.toml's, read from the installed
+# package's metadata (a changed version takes effect at the next install).
+try:
+    __version__ = version("rearguard")
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 # onnxruntime (1.2x+ on Linux) writes a telemetry device id and database to
 # $XDG_CACHE_HOME or ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ as soon

@@ -6,8 +6,9 @@
 #   Bookworm: Python 3.11, glibc 2.36, numpy pinned to the OS's 1.24.2
 #   Trixie:   Python 3.13, glibc 2.41, numpy pinned to the OS's 2.2.4
 #
-# with the numpy pin install-pi.sh applies (the OS's numpy, which
-# python3-picamera2 is built against) and the [pi] extra's markers. It
+# with the project's lock (constraints.txt) and the numpy pin install-pi.sh
+# applies (the OS's numpy, which python3-picamera2 is built against) and the
+# [pi] extra's markers. It
 # fails if anything does not resolve, if a placeholder wheel slips in (the
 # bare `lgpio` name resolves to an empty 0.0.0.2 wheel), or if a wheel is not
 # for aarch64. Prints the versions pip picked.
@@ -54,12 +55,33 @@ for text in meta["dependencies"] + meta["optional-dependencies"]["pi"]:
 EOF
 }
 
+# the lock's lines for an aarch64 Pi with this Python, markers evaluated
+# there (pip evaluates them on this machine: platform_machine would be x86_64)
+lock_for() {
+    "$PY" - "$REPO/constraints.txt" "$1" <<'EOF'
+import sys
+from packaging.requirements import Requirement
+
+env = {"python_version": sys.argv[2], "python_full_version": sys.argv[2] + ".0", "platform_machine": "aarch64",
+       "sys_platform": "linux", "platform_system": "Linux", "implementation_name": "cpython",
+       "platform_python_implementation": "CPython"}
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if line:
+        r = Requirement(line)
+        if r.marker is None or r.marker.evaluate(env):
+            r.marker = None
+            print(r)
+EOF
+}
+
 check() {  # check NAME PYTHON GLIBC_MINOR NUMPY
     local name="$1" python="$2" glibc="$3" numpy="$4" dir="$CACHE/$1" t
     t=$(date +%s.%N)
     mkdir -p "$dir"
     requirements "$python" > "$dir/requirements.txt"
-    echo "numpy==$numpy" > "$dir/constraints.txt"
+    # the project's lock, with the OS's numpy as install-pi.sh uses it
+    { lock_for "$python" | grep -v '^numpy=='; echo "numpy==$numpy"; } > "$dir/constraints.txt"
     # shellcheck disable=SC2046
     if ! env -u PIP_FIND_LINKS -u PIP_NO_INDEX "$PY" -m pip download --quiet --disable-pip-version-check \
         --only-binary=:all: --implementation cp --python-version "$python" $(platforms "$glibc") \
@@ -92,6 +114,8 @@ for pkg, (version, wheel) in sorted(picked.items()):
         bad.append(f"{pkg}: not an aarch64 wheel: {wheel}")
     if version.startswith("0.0.0"):
         bad.append(f"{pkg} {version}: a placeholder wheel ({wheel})")
+if picked.get("onnxruntime", ("",))[0] == "1.21.0":
+    bad.append("onnxruntime 1.21.0 dies with 'Illegal instruction' on ARMv8.0 cores (Pi 4, Zero 2 W)")
 if picked.get("numpy", ("",))[0] != numpy:
     bad.append(f"numpy {picked.get('numpy')} is not the OS's {numpy}")
 if python < "3.13" and "lgpio" not in picked:

@@ -47,7 +47,7 @@ APT_PACKAGES=(python3-picamera2 python3-lgpio python3-venv)
 GROUPS_NEEDED=(gpio video)
 # What is copied from the checkout to /opt/rearguard (and hashed to see
 # whether the installed copy is current).
-SOURCE_ITEMS=(pyproject.toml README.md hardware.md device models docs systemd scripts)
+SOURCE_ITEMS=(pyproject.toml constraints.txt README.md LICENSE CHANGELOG.md hardware.md device models docs systemd scripts)
 
 usage() {
     cat <<'EOF'
@@ -205,12 +205,22 @@ numpy_pin() {
     if [ -n "$v" ]; then echo "numpy==$v"; fi
 }
 
-# pip_install CONSTRAINTS STAMP: install /opt/rearguard into the venv, then
-# record STAMP so the next run knows it is current.
+# pip_install NUMPY_PIN STAMP: install /opt/rearguard into the venv with the
+# project's lock (constraints.txt: every version a fresh machine gets, so a
+# new release of a dependency cannot change a Pi the day it is installed;
+# it also keeps onnxruntime off 1.21.0, which dies with "Illegal
+# instruction" on a Pi 4 or Zero 2 W, and the venv's own onnxruntime shadows
+# any python3-onnxruntime of the OS). The OS's numpy, when there is one,
+# replaces the lock's numpy line; then record STAMP so the next run knows
+# it is current.
 pip_install() {
-    local constraints="$1" stamp="$2"
+    local numpy_pin="$1" stamp="$2"
     local cfile="$VENV/.rearguard-constraints.txt"
-    printf '%s\n' "$constraints" > "$cfile"
+    if [ -n "$numpy_pin" ]; then
+        { grep -v '^numpy==' "$OPT/constraints.txt"; printf '%s\n' "$numpy_pin"; } > "$cfile"
+    else
+        cp "$OPT/constraints.txt" "$cfile"
+    fi
     # stale setuptools build output could carry deleted modules along
     rm -rf "$OPT/build" "$OPT"/*.egg-info
     cmd "$VENV/bin/python" -m pip install --quiet --constraint "$cfile" "$OPT"
@@ -411,6 +421,7 @@ install() {
             cmd python3 -m venv --clear --system-site-packages "$VENV"
     fi
     pin="$(numpy_pin)"
+    # (the digest covers constraints.txt: a new lock reinstalls)
     want="$digest ${pin:-numpy-unpinned}"
     local keep=""
     [ -z "$pin" ] || keep=" (keeping the system $pin)"

@@ -18,15 +18,17 @@ SCRIPTS = [REPO / "scripts" / "check-systemd.sh", REPO / "scripts" / "check-arm6
 # only that its scripts parse and pass shellcheck, that CI does not run it,
 # and that its line sampler measures what the lines show.
 GPIO_VM = [REPO / "scripts" / "check-gpio-vm.sh", REPO / "scripts" / "check-gpio-vm-inside.sh"]
+# Run by hand, never by CI: the lock's generator and the newest-releases check.
+BY_HAND = [REPO / "scripts" / "lock.sh", REPO / "scripts" / "check-latest.sh"]
 
 
-@pytest.mark.parametrize("script", SCRIPTS + GPIO_VM, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS + GPIO_VM + BY_HAND, ids=lambda p: p.name)
 def test_check_script_is_valid_bash(script: Path) -> None:
     subprocess.run(["bash", "-n", str(script)], check=True)
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
-@pytest.mark.parametrize("script", SCRIPTS + GPIO_VM, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS + GPIO_VM + BY_HAND, ids=lambda p: p.name)
 def test_check_script_passes_shellcheck(script: Path) -> None:
     r = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout

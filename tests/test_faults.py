@@ -1,6 +1,6 @@
 """Faults and bad input (issue 13): each test reproduces one attack and pins
-down what the device does instead. The README's "Faults and bad input"
-table is backed by these tests."""
+down what the device does instead. The "Faults and bad input"
+table of docs/troubleshooting.md is backed by these tests."""
 
 from __future__ import annotations
 

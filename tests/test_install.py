@@ -27,7 +27,10 @@ from device.core.config import load
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "install-pi.sh"
-CHECKOUT_ITEMS = ["pyproject.toml", "README.md", "hardware.md", "device", "models", "docs", "systemd", "scripts"]
+CHECKOUT_ITEMS = [
+    "pyproject.toml", "constraints.txt", "README.md", "LICENSE", "CHANGELOG.md", "hardware.md", "device", "models",
+    "docs", "systemd", "scripts",
+]
 
 # Each stub logs its argv (one line per call) to $STUB_STATE/calls.log.
 LOG = 'printf "%s" "$(basename "$0")" >> "$STUB_STATE/calls.log"; printf " %s" "$@" >> "$STUB_STATE/calls.log"; echo >> "$STUB_STATE/calls.log"\n'
@@ -330,8 +333,12 @@ def test_install_performs_every_step(pi: Pi) -> None:
     assert not list(opt.rglob("__pycache__"))
     assert "include-system-site-packages = true" in (opt / ".venv" / "pyvenv.cfg").read_text()
     assert (pi.state / "pip-installs").read_text().split() == [str(opt)]
-    # numpy stays the OS's (picamera2's simplejpeg is built against it)
-    assert (pi.state / "pip-constraints").read_text().strip() == "numpy==1.24.2"
+    # every version from the project's lock, but numpy stays the OS's
+    # (picamera2's simplejpeg is built against it)
+    lock = (REPO / "constraints.txt").read_text().splitlines()
+    used = (pi.state / "pip-constraints").read_text().splitlines()
+    assert used == [line for line in lock if not line.startswith("numpy==")] + ["numpy==1.24.2"]
+    assert any(line.startswith("onnxruntime==") for line in used)
     # the model, fetched since no --model was given
     assert "rearguard models fetch" in calls
     assert (pi.root / "usr/local/share/rearguard/models/yolox_nano.onnx").is_file()

@@ -206,7 +206,7 @@ REAL = ["person-2mps", "cross-3.5m-runner-still", "hydrant-1.5mps"]
 def test_suite_scenarios_meet_the_targets(shared: Path, model_path: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     """Three scenarios of the suite, made from the shared photos and scored
-    through the CLI with the real detector: the full suite is in the README."""
+    through the CLI with the real detector: the full suite is in docs/evaluation.md."""
     root = tmp_path / "suite"
     assert main(["scenario", "make", str(root), "--images", str(shared / "images" / "coco"),
                  "--only", *REAL]) == 0

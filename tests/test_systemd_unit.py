@@ -1,4 +1,4 @@
-"""systemd/rearguard.service: it verifies, its sandbox scores what the README
+"""systemd/rearguard.service: it verifies, its sandbox scores what docs/install-pi.md
 reports, and it has what the device relies on (notify + watchdog, restart,
 the unprivileged user, the devices).
 
@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "rearguard.service"
 EXEC = "/opt/rearguard/.venv/bin/rearguard"
-# The value reported in README.md ("On the Raspberry Pi") for systemd 252
+# The value reported in docs/install-pi.md for systemd 252
 # (Debian/Raspberry Pi OS Bookworm); the issue asks for 4.0 or lower.
 REPORTED_EXPOSURE = 1.5
 

@@ -307,7 +307,7 @@ def test_cli_builds_and_resolves_the_dynamic_model(
 # int8: calibrated on 8 photos here (the CLI default is 50), then compared on
 # photos it never saw and on vtest frames. Bounds: person recall and
 # precision against fp32 >= 0.85 (the 8-photo build measured ~0.95 on 50
-# held-out photos and ~0.99 on vtest; README.md has the full figures).
+# held-out photos and ~0.99 on vtest; docs/performance.md has the full figures).
 INT8_MIN_RECALL = 0.85
 INT8_MIN_PRECISION = 0.85
 

@@ -109,9 +109,9 @@ SENSOR_MIN_DISTANCE_M = {"hc-sr04": 0.02, "jsn-sr04t": 0.23, "generic": 0.02}
 
 class UltrasonicSensorConfig(_Strict):
     name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$",
-                      description="the sensor's name in faults, logs and recordings (letters, digits, _ and -)")
-    trigger_pin: Pin
-    echo_pin: Pin
+                      description="the sensor's name in faults, logs and recordings")
+    trigger_pin: Pin = Field(description="BCM GPIO number wired to the sensor's Trig")
+    echo_pin: Pin = Field(description="BCM GPIO number wired to the sensor's Echo (through the divider)")
     bearing_deg: float = Field(0.0, ge=-90, le=90, description="0 = straight back, negative = left")
     beam_deg: float = Field(15.0, gt=0, le=120, description="full beam width, degrees")
     type: Literal["hc-sr04", "jsn-sr04t", "generic"] = Field(
@@ -264,8 +264,8 @@ class LoomingConfig(_Strict):
 
 
 class OutputsConfig(_Strict):
-    haptic_pin: Pin = 12
-    buzzer_pin: Pin = 25
+    haptic_pin: Pin = Field(12, description="BCM GPIO number driving the vibration motor (PWM)")
+    buzzer_pin: Pin = Field(25, description="BCM GPIO number driving the buzzer")
     haptic_strength: float = Field(1.0, gt=0, le=1, description="PWM duty at full vibration")
     buzzer: bool = Field(True, description="sound the buzzer as well as vibrating")
     haptic_left_pin: Pin | None = Field(

@@ -53,7 +53,7 @@ from device.core.types import Range
 @dataclass(frozen=True)
 class FilterParams:
     """The filter's judgement, in physical units. The defaults are what the
-    figures in the README were measured with."""
+    figures in docs/ranging.md were measured with."""
 
     # Two pings of a standing object agree within this (HC-SR04 echoes
     # jitter by millimetres; Python's timing adds centimetres at worst) ...

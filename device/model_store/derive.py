@@ -285,7 +285,7 @@ def _dims(info: onnx.ValueInfoProto) -> list[int | str]:
 
 # --- int8 -----------------------------------------------------------------------
 #
-# The recipe, and why (figures in README.md, "Detector speed"):
+# The recipe, and why (figures in docs/performance.md, "Detector speed"):
 # - QDQ, int8 per-channel weights, uint8 per-tensor activations; MinMax
 #   calibration with a moving average (streams image by image: the histogram
 #   methods held ~6.5 GB for 50 images, more than a Pi has).

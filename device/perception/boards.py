@@ -104,7 +104,7 @@ def load() -> Boards:
 
 
 def estimate_table(boards: Boards | None = None, model: str = "yolox_nano") -> str:
-    """The README's "Expected on a Raspberry Pi" table, from the file."""
+    """The "Expected on a Raspberry Pi" table of docs/performance.md, from the file."""
     boards = boards or load()
     sizes = sorted({s for b in boards.boards.values() for s in b.inference_ms.get(model, {})}, reverse=True)
     rows = ["| board | " + " | ".join(map(str, sizes)) + " |", "|---|" + "---|" * len(sizes)]

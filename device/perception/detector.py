@@ -171,7 +171,7 @@ def grids(size: int, strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np
 # --- the onnxruntime backend -------------------------------------------------
 
 # Chosen with `rearguard bench --load` (ranging and alert threads running;
-# figures in README.md, "Detector speed"). Two intra-op threads. Idle pool
+# figures in docs/performance.md, "Threads"). Two intra-op threads. Idle pool
 # threads spin (busy-wait for the next piece of work) only when the machine
 # has at least SPARE_CORES_TO_SPIN cores beyond them: spinning made inference
 # ~1.4x faster on an otherwise idle 2-core machine, but there it took the

@@ -10,7 +10,7 @@ Two kinds of input:
   nothing is known but the readings: both methods see the same pings.
 
 `rearguard check ranging --trace CSV` and `--simulated` print these tables;
-the README's "Ultrasonic ranging" section quotes them.
+docs/ranging.md quotes them.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The README's command table and the argument parser describe the same
-commands: every command the parser has is a row, every row is a command,
+"""The command table in docs/commands.md and the argument parser describe
+the same commands: every command the parser has is a row, every row is a command,
 and each row names every option and argument of its command."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from device.cli.main import build_parser
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "commands.md"
 COMMON = {"--config"}  # every command that reads the config: said once, above the table
 
 
@@ -37,8 +37,8 @@ def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dic
     return out
 
 
-def readme_rows() -> dict[tuple[str, ...], str]:
-    text = README.read_text()
+def doc_rows() -> dict[tuple[str, ...], str]:
+    text = DOC.read_text()
     table = text[text.index("| command | what it does |"):]
     rows: dict[tuple[str, ...], str] = {}
     for line in table.splitlines()[2:]:
@@ -51,12 +51,12 @@ def readme_rows() -> dict[tuple[str, ...], str]:
 
 
 def test_every_command_has_a_row_and_every_row_is_a_command() -> None:
-    parser, rows = commands(build_parser()), readme_rows()
+    parser, rows = commands(build_parser()), doc_rows()
     assert sorted(rows) == sorted(parser)
 
 
 def test_each_row_names_every_option_of_its_command() -> None:
-    rows = readme_rows()
+    rows = doc_rows()
     missing = {
         " ".join(path) or "rearguard": [w for w in words if not re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])",
                                                                          rows.get(path, ""))]
@@ -66,4 +66,4 @@ def test_each_row_names_every_option_of_its_command() -> None:
 
 
 def test_the_common_config_option_is_explained() -> None:
-    assert "`--config PATH`" in README.read_text()
+    assert "`--config PATH`" in DOC.read_text()
