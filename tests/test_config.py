@@ -112,7 +112,7 @@ def test_config_show_says_which_file_it_read_and_what_each_key_means(
     # every key carries its field's description, units included
     assert "mount_height_m = 1.1  # camera height above the ground, metres\n" in shown
     assert "warn_ttc_s = 2.5  # warning time to collision\n" in shown
-    assert "trigger_pin = 23  # BCM GPIO number (2-27)\n" in shown
+    assert "trigger_pin = 23  # BCM GPIO number wired to the sensor's Trig\n" in shown
     keys = [ln for ln in shown.splitlines() if " = " in ln]
     assert len(keys) > 50 and [ln for ln in keys if "  # " not in ln] == []
     assert config.from_dict(tomllib.loads(shown)) == config.Config()
