@@ -168,12 +168,16 @@ class Pipeline:
                 distance_m=threat.distance_m,
                 ttc_s=threat.ttc_s,
                 faults=texts(threat.faults),
+                label=threat.label,
+                bearing_deg=threat.bearing_deg,
+                direction=threat.direction,
             )
             self.events.append(event)
             self.event_count += 1
             if self.keep_events is not None and len(self.events) > 2 * self.keep_events:
                 del self.events[:-self.keep_events]
-            log.info("alert %s (%s) faults=%s", level.name, event.source, ",".join(event.faults) or "-")
+            log.info("alert %s %s%s", level.name, event.what(),
+                     f" faults={','.join(event.faults)}" if event.faults and event.source != "fault" else "")
             if self.on_event is not None:
                 self.on_event(event, threat)
         return threat

@@ -7,7 +7,12 @@
 #   the watchdog restarting a stalled (SIGSTOPped) loop, a clean stop,
 #   the sandbox (a probe run by systemd as ExecStartPost= under the same
 #   settings), `systemd-analyze security` <= 2.0, no onnxruntime files in
-#   the state directory, a config typo ending in the not-protecting
+#   the state directory, the maker's path (issue 22: a login user's bare
+#   `rearguard` on PATH finding the installed config and model, "stop
+#   rearguard.service first" when the service holds the pins, recordings
+#   readable through group rearguard, a persistent journal, `rearguard runs`,
+#   `rearguard aim` serving the preview to another host on a local network
+#   for its minutes only), a config typo ending in the not-protecting
 #   fallback with its rhythm on the (simulated) pins, uninstall and purge,
 #   and last the button's hold (exit 75) powering the container off.
 #
@@ -432,6 +437,48 @@ cache_files="$(inside find /var/lib/rearguard -path '*/.cache*' | head -5)"
 [ -z "$cache_files" ] || fail "files under the state directory nobody asked for: $cache_files"
 [ "$(inside stat -c %U /usr/local/share/rearguard/models/yolox_nano.onnx)" = root ] || fail "the model is not root's"
 ok "no ~/.cache in /var/lib/rearguard; the model is root's"
+
+# ---------------------------------------------------------------- the maker's path (issue 22)
+t=$(date +%s.%N)
+inside useradd --create-home --shell /bin/bash maker
+inside env SUDO_USER=maker bash /mnt/rearguard/scripts/install-pi.sh > "$CACHE/install-maker.log" 2>&1 \
+    || { cat "$CACHE/install-maker.log" >&2; fail "the installer run for the login user failed"; }
+grep -q "add maker to group rearguard" "$CACHE/install-maker.log" \
+    || { cat "$CACHE/install-maker.log" >&2; fail "the installer did not add the login user to group rearguard"; }
+as_maker() { inside runuser -u maker -- "$@"; }
+[ "$(as_maker sh -c 'command -v rearguard')" = /usr/local/bin/rearguard ] || fail "a bare rearguard is not on the login user's PATH"
+as_maker rearguard config show > "$CACHE/maker-config.txt" 2>&1 || { cat "$CACHE/maker-config.txt" >&2; fail "rearguard config show as the login user"; }
+head -1 "$CACHE/maker-config.txt" | grep -q "^# read from /etc/rearguard/config.toml" || fail "config show does not say it read /etc/rearguard/config.toml"
+grep -q "^directory = \"/var/lib/rearguard/recordings\"" "$CACHE/maker-config.txt" || fail "the installed config does not record"
+as_maker rearguard models verify > "$CACHE/maker-models.txt" 2>&1 || { cat "$CACHE/maker-models.txt" >&2; fail "the login user's rearguard does not find the installed model"; }
+grep -q "yolox_nano: ok /usr/local/share/rearguard/models/yolox_nano.onnx" "$CACHE/maker-models.txt" || fail "models verify: $(cat "$CACHE/maker-models.txt")"
+as_maker rearguard check ranging --duration 1 > "$CACHE/maker-check.txt" 2>&1 && fail "check ranging ran beside the service"
+grep -q "rearguard.service is running and holds the GPIO pins and the camera: stop it first (sudo systemctl stop rearguard)" \
+    "$CACHE/maker-check.txt" || { cat "$CACHE/maker-check.txt" >&2; fail "check ranging did not say to stop the service first"; }
+for _ in $(seq 100); do inside test -d /var/lib/rearguard/recordings && break; sleep 0.1; done
+as_maker ls /var/lib/rearguard/recordings > /dev/null || fail "the login user cannot read the recordings (group rearguard)"
+inside test -d "/var/log/journal/$(inside cat /etc/machine-id)" || fail "the journal is not persistent (/var/log/journal)"
+inside rearguard runs > "$CACHE/runs.txt" 2>&1 || { cat "$CACHE/runs.txt" >&2; fail "rearguard runs failed"; }
+grep -q "^run 1: " "$CACHE/runs.txt" || { cat "$CACHE/runs.txt" >&2; fail "rearguard runs lists no run"; }
+ok "maker's path: bare rearguard on PATH, config and model found, 'stop it first', recordings readable, persistent journal, runs: $(grep -c '^run ' "$CACHE/runs.txt") run(s) in $(elapsed "$t") s"
+
+# aim: the preview reaches the test host (another address on a local
+# network) while aiming, and not before or after
+reach() { ip netns exec "$NETNS" python3 -c "import socket,sys; socket.create_connection((sys.argv[1], 8080), 2).close()" "$HOST_IP" 2>/dev/null; }
+reach && fail "something answers on $HOST_IP:8080 before aiming"
+t=$(date +%s.%N)
+inside rearguard aim --minutes 0.75 > "$CACHE/aim.log" 2>&1 &
+AIM=$!
+reached=""
+for _ in $(seq 400); do if reach; then reached=$(elapsed "$t"); break; fi; sleep 0.1; done
+[ -n "$reached" ] || { cat "$CACHE/aim.log" >&2; fail "aim: the preview never answered the test host"; }
+ip netns exec "$NETNS" python3 -c "import urllib.request,sys; r = urllib.request.urlopen(f'http://{sys.argv[1]}:8080/status.json', timeout=5); assert r.status == 200" "$HOST_IP" \
+    || fail "aim: status.json did not answer the test host"
+wait "$AIM" || { cat "$CACHE/aim.log" >&2; fail "aim failed"; }
+inside test ! -e /run/systemd/system/rearguard.service.d/zz-aim.conf || fail "aim left its drop-in behind"
+wait_ready 90 || fail "not READY after aiming"
+reach && fail "the preview still answers the test host after aiming"
+ok "aim: the preview answered $TEST_HOST_IP after ${reached} s, for the minutes asked only; the drop-in is gone and the service READY as installed"
 
 # ---------------------------------------------------------------- watchdog
 restarts="$(show NRestarts)"

@@ -54,7 +54,8 @@ def test_config_show_for_the_board_the_device_tree_names(tmp_path: Path) -> None
     z = boards.load().get("zero2w")
     cfg = load(out)
     assert (cfg.detector.model, cfg.detector.input_size) == (z.default_model, z.default_input_size)
-    assert r.stdout.startswith("# Pi Zero 2 W: detector.model and detector.input_size are its defaults")
+    assert r.stdout.startswith("# the built-in defaults\n"
+                               "# Pi Zero 2 W: detector.model and detector.input_size are its defaults")
     laptop = config_show("--config", "/dev/null", "--for-board", "auto", "--device-tree", str(tmp_path / "absent"))
     assert laptop.returncode == 0 and "built-in defaults" in laptop.stderr
     assert laptop.stdout == config_show("--config", "/dev/null").stdout

@@ -120,9 +120,9 @@ def test_recording_incidents_lists_them(tmp_path: Path, capsys: pytest.CaptureFi
     rec.close()
     assert main(["recording", "incidents", str(tmp_path / "rec")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["time", "(UTC)", "level", "source", "length", "path"]
+    assert lines[0].split() == ["time", "(UTC)", "level", "source", "length", "path", "what"]
     assert [ln.split()[2:5] for ln in lines[1:]] == [["WARN", "camera", "15.0s"], ["DANGER", "ultrasonic", "15.0s"]]
-    assert lines[2].endswith("inc-000002")
+    assert lines[2].endswith("inc-000002  echo 2.0 m, ttc 1.4 s (ultrasonic)")
     assert main(["recording", "incidents", str(tmp_path / "nothing")]) == 1
 
 

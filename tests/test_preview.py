@@ -308,7 +308,8 @@ def chromium() -> str:
     raise AssertionError("unreachable")
 
 
-def screenshot(browser: str, url: str, out: Path, profile: Path, limit_s: float = 60) -> None:
+def screenshot(browser: str, url: str, out: Path, profile: Path, limit_s: float = 60, size: str = "800,800",
+               budget_ms: int = 3000) -> None:
     """Chromium's own --screenshot. Headless Chromium under a virtual time
     budget now and then hangs, before the capture or after writing it
     (a known Chromium behaviour): each try gets a wall-clock limit, a
@@ -321,9 +322,9 @@ def screenshot(browser: str, url: str, out: Path, profile: Path, limit_s: float 
             browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--hide-scrollbars", f"--user-data-dir={profile}-{attempt}", f"--screenshot={out}",
-            "--window-size=800,800",
+            f"--window-size={size}",
             # Virtual time: the page's timers run this long, waiting for each fetch.
-            "--virtual-time-budget=3000", url,
+            f"--virtual-time-budget={budget_ms}", url,
         ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)

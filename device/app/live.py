@@ -27,6 +27,7 @@ from gpiozero.exc import BadPinFactory, PinFactoryFallback
 from device import __version__
 from device.app.compose import RecordingRefused, compose_device, is_file_source, start_preview
 from device.app.selftest import greet, self_test
+from device.app.service_hint import hint as service_hint
 from device.app.systemd_notify import Notifier, WatchdogPinger
 from device.app.unit_notes import unit_notes
 from device.core.clock import NS_PER_S
@@ -62,6 +63,7 @@ class RunOptions:
     duration: float | None = None
     preview: tuple[str, int] | None = None
     self_test: bool = True
+    preview_for: float | None = None  # seconds the preview is served, then closed (`rearguard aim`)
 
 
 def run_device(cfg: Config, opts: RunOptions, *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -127,6 +129,8 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
             print(f"rearguard: no GPIO pins here: {NO_PINS_HINT}", file=err)
         else:
             print(f"rearguard: {e}", file=err)
+            if not opts.mock_pins and (h := service_hint(str(e))):
+                print(f"rearguard: {h}", file=err)
         return 1
     clock = device.clock
     button: Any = None
@@ -204,6 +208,8 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
         start_faults = texts(device.start_faults())
         for f in start_faults:
             print(f"fault: {f}", file=err)
+        if any(f.startswith("camera") for f in start_faults) and opts.source == "pi" and (h := service_hint()):
+            print(f"rearguard: {h}", file=err)
         preview = None
         try:
             try:
@@ -216,6 +222,8 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
                 notes.append(f"preview off: {e}")
             if preview is not None:
                 preview.show(pipeline, extra=(lambda: {"pace": pace.as_json()}) if pace is not None else None)
+                if opts.preview_for is not None:
+                    preview.stop_after(opts.preview_for)
             if pace is not None:
                 pace.start()
                 print(f"pace: board {pace.board.why}", file=err)

@@ -126,6 +126,10 @@ class ReplayResult:
                     "source": e.source,
                     "distance_m": num(e.distance_m),
                     "ttc_s": num(e.ttc_s),
+                    "label": e.label,
+                    "bearing_deg": None if e.bearing_deg is None else round(e.bearing_deg, 1),
+                    "direction": e.direction,
+                    "what": e.what(),
                     **({"faults": list(e.faults)} if e.faults else {}),
                 }
                 for e in self.events

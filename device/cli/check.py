@@ -136,7 +136,11 @@ def _live(args: argparse.Namespace, cfg) -> int:
     try:
         parts = compose_ranging(cfg, mock_pins=args.mock_pins)
     except RangingError as err:
+        from device.app.service_hint import hint
+
         print(f"rearguard: {err}", file=sys.stderr)
+        if not args.mock_pins and (h := hint(str(err))):
+            print(f"rearguard: {h}", file=sys.stderr)
         return EXIT_FAILURE
     clock, factory, ranger = parts.clock, parts.factory, parts.ranger
     tracks = {s.name: SensorTrack(s) for s in sensors}

@@ -138,12 +138,13 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no incident clips in {args.dir}")
         return status
-    print(f"{'time (UTC)':<23}  {'level':<6}  {'source':<10}  {'length':>7}  path")
+    print(f"{'time (UTC)':<23}  {'level':<6}  {'source':<10}  {'length':>7}  path  what")
     for info, path in rows:
         try:
             length = Recording.open(path).duration_s  # what the clip holds (less if recording began later)
         except RecordingError as err:
             print(f"warning    {err}", file=sys.stderr)
             length = (info.end_ns - info.start_ns) / NS_PER_S
-        print(f"{info.time[:23].replace('T', ' '):<23}  {info.level:<6}  {info.source:<10}  {length:>6.1f}s  {path}")
+        print(f"{info.time[:23].replace('T', ' '):<23}  {info.level:<6}  {info.source:<10}  {length:>6.1f}s  {path}"
+              + (f"  {info.what}" if info.what else ""))
     return status

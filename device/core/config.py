@@ -9,6 +9,7 @@ hardware.md.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -492,13 +493,33 @@ def _format(err: ValidationError, origin: str) -> str:
         if e["type"] == "recording_budget":
             pass  # says what fits; the input is the whole section
         elif e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + _did_you_mean(loc)
         elif e["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")
         elif "input" in e and not isinstance(e["input"], dict | list | tuple):
             msg += f" (got {e['input']!r})"
         lines.append(f"  {key}: {msg}")
     return "\n".join(lines)
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """`; did you mean 'warn_ttc_s'?` for a misspelt key: the close matches
+    among the keys its section has (list indices in `loc` are skipped)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return ""
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())  # tuple[UltrasonicSensorConfig, ...] -> the item's model
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return ""
+    known = list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def from_dict(data: dict[str, Any], origin: str = "config") -> Config:
@@ -508,16 +529,22 @@ def from_dict(data: dict[str, Any], origin: str = "config") -> Config:
         raise ConfigError(_format(err, origin)) from None
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """The effective config: PATH, else $REARGUARD_CONFIG, else /etc/rearguard/config.toml
-    if it exists, else the built-in defaults."""
+def config_path(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The file `load(path)` reads: PATH, else $REARGUARD_CONFIG, else
+    /etc/rearguard/config.toml if it exists; None = the built-in defaults."""
     if path is None and os.environ.get("REARGUARD_CONFIG"):
         path = os.environ["REARGUARD_CONFIG"]
     if path is None:
-        path = next((p for p in DEFAULT_PATHS if p.is_file()), None)
-        if path is None:
-            return Config()
-    p = Path(path)
+        return next((p for p in DEFAULT_PATHS if p.is_file()), None)
+    return Path(path)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """The effective config: PATH, else $REARGUARD_CONFIG, else /etc/rearguard/config.toml
+    if it exists, else the built-in defaults."""
+    p = config_path(path)
+    if p is None:
+        return Config()
     try:
         # A regular file of at most 1 MB: a FIFO or /dev/zero hung or filled the memory.
         data = tomllib.loads(read_regular(p, CONFIG_LIMIT).decode("utf-8"))
@@ -549,21 +576,32 @@ def _toml_value(v: Any) -> str:
     return repr(v)
 
 
-def to_toml(cfg: Config) -> str:
-    """The config as TOML that `load` reads back to an equal Config."""
+def _line(model: type[BaseModel], key: str, value: Any, described: bool) -> str:
+    line = f"{key} = {_toml_value(value)}"
+    field = model.model_fields.get(key)
+    if described and field is not None and field.description:
+        line += f"  # {field.description}"
+    return line
+
+
+def to_toml(cfg: Config, *, described: bool = False) -> str:
+    """The config as TOML that `load` reads back to an equal Config;
+    `described`: each key followed by its field's description (units,
+    meaning) as a comment, as `rearguard config show` prints it."""
     data = cfg.model_dump(mode="python")
     out: list[str] = []
     for section, body in data.items():
+        smodel = type(getattr(cfg, section))
         # TOML has no null: an unset optional key is left out (load gives it back as None).
         body = {k: v for k, v in body.items() if v is not None}
         scalars = {k: v for k, v in body.items() if not (isinstance(v, tuple | list) and v and isinstance(v[0], dict))}
         tables = {k: v for k, v in body.items() if k not in scalars}
         out.append(f"[{section}]")
-        out += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+        out += [_line(smodel, k, v, described) for k, v in scalars.items()]
         out.append("")
         for k, items in tables.items():
-            for item in items:
+            for obj, item in zip(getattr(getattr(cfg, section), k), items, strict=True):
                 out.append(f"[[{section}.{k}]]")
-                out += [f"{ik} = {_toml_value(iv)}" for ik, iv in item.items()]
+                out += [_line(type(obj), ik, iv, described) for ik, iv in item.items()]
                 out.append("")
     return "\n".join(out)

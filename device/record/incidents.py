@@ -61,6 +61,7 @@ class IncidentInfo:
     alerts: int  # WARN/DANGER alerts within the clip
     distance_m: float | None
     ttc_s: float | None
+    what: str = ""  # what and which side (`AlertEvent.what`); "" in clips kept before it was written
 
 
 @dataclass
@@ -135,8 +136,9 @@ class IncidentClips:
             alerts=1,
             distance_m=event.distance_m,
             ttc_s=event.ttc_s,
+            what=event.what(),
         ))
-        log.info("incident: %s (%s); keeping a clip", event.level.name, event.source)
+        log.info("incident: %s %s; keeping a clip", event.level.name, event.what())
 
     def after_frame(self, frame: Frame) -> None:
         self._last_t = frame.t_ns

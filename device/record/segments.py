@@ -153,10 +153,7 @@ class SegmentedRecorder:
 
     @staticmethod
     def _index(d: Path) -> int:
-        try:
-            return int(d.name.split("-")[1])
-        except (IndexError, ValueError):
-            return 0
+        return segment_index(d)
 
     def segments(self) -> list[Path]:
         return sorted((d for d in self.directory.glob(SEGMENT_GLOB) if d.is_dir()), key=self._index)
@@ -346,6 +343,14 @@ class SegmentedRecorder:
             if self._claim is not None:  # the directory is free for the next run
                 self._claim.close()
                 self._claim = None
+
+
+def segment_index(d: Path) -> int:
+    """seg-000012 -> 12 (0 for a name without a number): the order segments were written in."""
+    try:
+        return int(d.name.split("-")[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 def segment_span(segment: Path) -> tuple[int, int] | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from device.core.clock import NS_PER_S
 from device.core.faults import texts
-from device.core.types import AlertEvent, AlertLevel, Threat
+from device.core.types import AlertEvent, AlertLevel, Threat, describe_thing
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,18 @@ def side(threat: Threat) -> str:
 
 
 def describe(threat: Threat) -> str:
+    """The threat as the event lines word it ("person 2.6 m, 10 deg left, ttc 3.1 s (camera)")."""
     if threat.source == "none":
         return "nothing in the way"
-    where = side(threat)
-    return (f"{threat.label or '?'} ({threat.source}) at {fmt(threat.distance_m, 'm')}, "
-            f"ttc {fmt(threat.ttc_s, 's')}" + (f" {where}" if where else ""))
+    return describe_thing(threat.source, threat.label, threat.distance_m, threat.ttc_s, threat.bearing_deg,
+                          threat.direction)
 
 
 def format_event(e: AlertEvent, start_ns: int) -> str:
+    """"  12.34 s  CAUTION person 2.6 m, 10 deg left, ttc 3.1 s (camera)": what and which side."""
     t = (e.t_ns - start_ns) / NS_PER_S
-    line = f"{t:8.2f} s  {e.level.name:<7} {e.source:<10} distance {fmt(e.distance_m, 'm'):>8}  ttc {fmt(e.ttc_s, 's'):>8}"
-    if e.faults:
+    line = f"{t:8.2f} s  {e.level.name:<7} {e.what()}"
+    if e.faults and e.source != "fault":
         line += "  faults: " + "; ".join(e.faults)
     return line
 
