@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from device.camera_path import DetectStage
 from device.core.clock import NS_PER_S, ReplayClock
 from device.core.config import Config
 from device.core.faults import Kind, Part
 from device.core.types import AlertLevel, Frame
 from device.perception.blind import BlindWatch, lens_stats
-from device.camera_path import DetectStage
 from device.pipeline import Pipeline
 from device.sensing.ultrasonic import RecordedRanges
 from device.tools.blind_eval import cover, darken, flattest_quarter, fog

@@ -300,7 +300,10 @@ def read_incident(clip: Path) -> IncidentInfo:
         value = data.get(name)
         if name not in data or isinstance(value, bool) or not isinstance(value, types):
             raise RecordingError(f"{path}: not a valid incident description ({name}: {value!r})")
-    return IncidentInfo(**{name: data[name] for name in _INCIDENT_TYPES})
+    what = data.get("what", "")  # optional: clips kept before it was written have none
+    if not isinstance(what, str):
+        raise RecordingError(f"{path}: not a valid incident description (what: {what!r})")
+    return IncidentInfo(**{name: data[name] for name in _INCIDENT_TYPES}, what=what)
 
 
 def find_clips(directory: str | Path) -> list[Path]:
