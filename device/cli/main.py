@@ -137,9 +137,12 @@ def recordings_in(directory: str) -> list[Path]:
     from device.record.segments import SEGMENT_GLOB, segment_index
 
     d = Path(directory)
-    if not d.is_dir() or (d / META).exists():
+    try:
+        if not d.is_dir() or (d / META).exists():
+            return [d]
+        segments = sorted((s for s in d.glob(SEGMENT_GLOB) if s.is_dir()), key=segment_index)
+    except OSError:  # a name too long, no permission: opening it says so, naming the file
         return [d]
-    segments = sorted((s for s in d.glob(SEGMENT_GLOB) if s.is_dir()), key=segment_index)
     return segments or [d]
 
 
