@@ -175,9 +175,9 @@ class LoomingEstimator:
         if self._prev is None or len(self._pts) == 0:
             return
         p0 = self._pts.reshape(-1, 1, 2)
-        # nextPts=None: cv2 allocates it.
-        p1, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, p0, None, **LK_PARAMS)
-        pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev, p1, None, **LK_PARAMS)
+        # nextPts=None (cv2 allocates it) is valid; OpenCV 4's stubs do not allow it.
+        p1, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, p0, None, **LK_PARAMS)  # type: ignore[call-overload]
+        pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev, p1, None, **LK_PARAMS)  # type: ignore[call-overload]
         fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
         sw, sh = self._size  # type: ignore[misc]
         q = p1.reshape(-1, 2)
@@ -191,7 +191,7 @@ class LoomingEstimator:
             return
         mask = self._mask.copy()
         for x, y in self._pts:
-            cv2.circle(mask, (int(x), int(y)), 4, 0, -1)
+            cv2.circle(mask, (int(x), int(y)), 4, (0,), -1)
         new = cv2.goodFeaturesToTrack(grey, maxCorners=room, qualityLevel=0.01, minDistance=4, mask=mask,
                                       blockSize=5)
         if new is None:
@@ -269,7 +269,7 @@ class LoomingEstimator:
         # last few: a runner cannot change speed within a third of a second,
         # a person walking across the lower image can fool one fit.
         self._speeds.append(k * self.p.mount_height_m * self.f / (self.cos2 * dt))
-        speed = float(np.median(self._speeds))
+        speed = float(np.median(np.asarray(self._speeds)))
         k = speed * self.cos2 * dt / (self.p.mount_height_m * self.f)
         base = LoomingResult(
             t_ns=t_ns, seq=seq, ttc_s=None, speed_mps=float(speed), features=len(self._pts),

@@ -19,8 +19,9 @@ def noise(rng: np.random.Generator, h: int, w: int, beta: float = 1.6, cutoff: f
     """Periodic 1/f^beta noise, zero mean, unit std. cutoff < 1 removes the
     finest detail (a fraction of the Nyquist frequency)."""
     white = rng.standard_normal((h, w))
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
+    # numpy 1.24's stubs want an array for n; an int is what fftfreq takes
+    fy = np.fft.fftfreq(h)[:, None]  # type: ignore[call-overload]
+    fx = np.fft.fftfreq(w)[None, :]  # type: ignore[call-overload]
     f = np.hypot(fx, fy)
     f[0, 0] = 1.0
     amp = f ** (-beta / 2) * (f <= 0.5 * cutoff)
