@@ -19,7 +19,7 @@ from device.camera_path import DetectStage, ThreadedRunner
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part, texts
 from device.core.types import AlertLevel, Detections
-from device.perception.backends import FallbackDetector, Presence, Probe
+from device.perception.backends import BackendError, FallbackDetector, Presence, Probe
 from device.perception.backends import probe as real_probe
 from device.perception.backends.imx500 import AttachedDetector, Imx500Source
 from device.sensing.camera import OpenCVSource
@@ -99,9 +99,9 @@ def test_the_ai_camera_is_the_live_frame_source_with_its_detections(monkeypatch:
         again = runner.opener()
         try:
             assert isinstance(again, Imx500Source) and det._primary.source is again
+            det._primary.follow(runner.frames)
         finally:
             again.close()
-        det._primary.source = runner.frames
         pipeline = device.assemble()
         assert wait_until(lambda: runner.newest.get("camera") is not None)
         result = runner.newest["camera"]
@@ -111,6 +111,32 @@ def test_the_ai_camera_is_the_live_frame_source_with_its_detections(monkeypatch:
     finally:
         device.close()
     assert state.closed  # the camera path closed the AI Camera
+
+
+class Attached:
+    """An Imx500Source's detections_for: each image known, with what `script` says."""
+
+    def __init__(self, script: list[Detections | None]) -> None:
+        self.script = script
+
+    def detections_for(self, image: np.ndarray) -> tuple[bool, Detections | None]:
+        return True, self.script.pop(0)
+
+
+def test_the_ai_camera_may_take_its_time_to_upload_its_network_but_not_to_stop() -> None:
+    image = np.zeros((4, 4, 3), np.uint8)
+    det = AttachedDetector(Attached([None] * 99 + [PERSON] + [None] * 3), max_missing=3, max_waiting=100)
+    for _ in range(99):  # the firmware uploading: frames, no output yet
+        assert len(det.detect(image)) == 0
+    assert det.detect(image) is PERSON
+    assert det.detect(image) is PERSON and det.detect(image) is PERSON  # dropped: the last kept
+    with pytest.raises(BackendError, match="no network output with the last 3 frames"):
+        det.detect(image)
+    det.follow(Attached([None] * 100))  # reopened: the network uploads again
+    for _ in range(99):
+        det.detect(image)
+    with pytest.raises(BackendError, match="no network output in the first 100 frames"):
+        det.detect(image)
 
 
 def test_a_hailo_failing_while_running_is_the_named_fault_and_the_cpu_takes_over(

@@ -77,7 +77,7 @@ def open_backend(choice: Choice, config: Config, make_cpu: Callable[[], Detector
 
             def reopen() -> Imx500Source:
                 new = make_source()  # raises BackendError while the camera is not back
-                attached.source = new
+                attached.follow(new)
                 return new
 
             return Opened("imx500", FallbackDetector(attached, "imx500", make_cpu), source=src, reopen=reopen)
