@@ -396,15 +396,16 @@ accelerator_packages() {
 
 # ---------------------------------------------------------------- install
 install() {
-    local missing=() p g digest pin want restart=0
+    local missing=() accel=() p g digest pin want restart=0
 
     case "$(cmd uname -m)" in
         armv6l|armv7l) die "Rearguard needs 64-bit Raspberry Pi OS (onnxruntime has no 32-bit ARM build)" ;;
     esac
     [ -f "$UNIT_SRC" ] || die "$UNIT_SRC is missing: run this script from a Rearguard checkout"
 
-    # 1. OS packages
-    for p in "${APT_PACKAGES[@]}"; do
+    # 1. OS packages, with those of an AI Camera or a Hailo found on this Pi
+    mapfile -t accel < <(accelerator_packages)
+    for p in "${APT_PACKAGES[@]}" "${accel[@]}"; do
         pkg_installed "$p" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then

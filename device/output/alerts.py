@@ -30,7 +30,7 @@ from gpiozero import Buzzer, PWMOutputDevice
 
 from device.core.clock import NS_PER_S
 from device.core.config import OutputsConfig
-from device.core.faults import Fault
+from device.core.faults import Fault, Part
 from device.core.types import AlertLevel
 from device.fallback import NOT_PROTECTING as FALLBACK_RHYTHM
 
@@ -185,10 +185,15 @@ def effective_level(level: AlertLevel, faults: tuple[Fault, ...]) -> AlertLevel:
     the one thing still known. Below that, a fault wins over CLEAR or
     CAUTION, because with a blind sensor or camera "all clear" is no longer
     a promise the device can keep, and the runner must know that.
+
+    An accelerator's fault alone plays no FAULT: detection goes on on the
+    CPU model, so "all clear" still holds; it is named (log, STATUS,
+    preview) like the pace's `degraded`. Should the CPU be too slow to
+    help, the pace watch's own camera fault plays FAULT.
     """
     if level in (AlertLevel.WARN, AlertLevel.DANGER):
         return level
-    if faults:
+    if any(f.part is not Part.ACCELERATOR for f in faults):
         return AlertLevel.FAULT
     return level
 
