@@ -74,7 +74,8 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
         # start there too and never outbid the loop (device.core.priority).
         det = build_in_background(lambda: YoloxDetector(
             path,
-            input_size=d.input_size,
+            input_size=d.input_geometry,
+            fill=d.fill,
             score_threshold=d.score_threshold,
             nms_iou=d.nms_iou,
             class_ids=[class_id(c) for c in d.classes],

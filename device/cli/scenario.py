@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from device.core.config import ConfigError, from_dict, load
+from device.perception.boards import size_label
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -208,7 +209,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if keyed:
                 how = ("inline: every frame detected at once" if pace is None else
                        f"detector {pace.busy_ms:g} ms a frame ({pace.rate_hz:.1f} detections/s at most), "
-                       f"{cfg.detector.model} at {cfg.detector.input_size}")
+                       f"{cfg.detector.model} at {size_label(cfg.detector.input_geometry)}")
                 print(f"== board {name}: {how}")
             _print_table(ev, data)
     if args.json:
