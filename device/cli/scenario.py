@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     mk.add_argument("out", metavar="OUT_DIR", help="directory to write one recording per scenario into")
     mk.add_argument("--images", required=True, metavar="DIR",
                     help="the photos the suite names (the shared COCO photos: ../shared/images/coco)")
-    mk.add_argument("--suite", choices=("photos", "scenes"), default="photos",
+    mk.add_argument("--suite", choices=("photos", "scenes", "far"), default="photos",
                     help="which suite (default photos: the zoomed-photo suite)")
     mk.add_argument("--only", nargs="+", metavar="NAME", help="make only these scenarios")
     mk.add_argument("--size", metavar="WxH",
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     mk.set_defaults(func=cmd_make)
 
     ls = sc_sub.add_parser("list", help="list a suite's scenarios")
-    ls.add_argument("--suite", choices=("photos", "scenes"), default="photos",
+    ls.add_argument("--suite", choices=("photos", "scenes", "far"), default="photos",
                     help="which suite (default photos)")
     ls.set_defaults(func=cmd_list)
 
@@ -82,10 +82,11 @@ def _fail(err: Exception) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if args.suite == "scenes":
+    if args.suite in ("scenes", "far"):
+        from device.tools.scene.far import FAR
         from device.tools.scene.suite import SUITE as SCENES
 
-        for sc in SCENES:
+        for sc in (SCENES if args.suite == "scenes" else FAR):
             what = f"{sc.label} from {sc.start_m:g} m" if sc.kind == "approach" else (
                 f"{sc.duration_s:g} s" + (f", {sc.obstacle} at {sc.start_m:g} m" if sc.obstacle != "none" else ""))
             print(f"{sc.name:<22} {sc.kind:<9} {sc.closing_mps:>4g} m/s closing  {what:<22}"
@@ -120,7 +121,8 @@ def cmd_make(args: argparse.Namespace) -> int:
     progress = lambda spec, path: print(f"made {path}", file=sys.stderr)  # noqa: E731
     try:
         noise = NoiseModel.fit(args.ultrasonic_log) if args.ultrasonic_log else NoiseModel()
-        if args.suite == "scenes":
+        if args.suite in ("scenes", "far"):
+            from device.tools.scene.far import make_far
             from device.tools.scene.suite import make_suite as make_scenes
 
             cfg = load(args.config)
@@ -135,8 +137,12 @@ def cmd_make(args: argparse.Namespace) -> int:
                 data = cfg.model_dump(mode="python")
                 data["camera"].update(camera)
                 cfg = from_dict(data, "--size/--fps/--hfov")
-            made = make_scenes(args.images, args.out, names=args.only, config=cfg, noise=noise, seed=args.seed,
-                               jobs=args.jobs, progress=progress)
+            if args.suite == "far":  # far approaches, for the acquisition distances
+                made = make_far(args.images, args.out, names=args.only, config=cfg, noise=noise, seed=args.seed,
+                                progress=progress)
+            else:
+                made = make_scenes(args.images, args.out, names=args.only, config=cfg, noise=noise,
+                                   seed=args.seed, jobs=args.jobs, progress=progress)
         else:
             w, h = size or (640, 360)
             cam = VirtualCamera(width=w, height=h, fps=args.fps or 15.0, hfov_deg=args.hfov or 66.0)
@@ -225,6 +231,18 @@ def _plot_name(out: str, board: str) -> str:
     return str(p.with_name(f"{p.stem}-{board}{p.suffix or '.png'}"))
 
 
+def _print_acquisition(ev: Any) -> None:
+    """True distance of each approach when it first became an in-path camera
+    candidate and when WARN first came."""
+    rows = [s for s in ev.scores if s.contact_s is not None]
+    if not rows:
+        return
+    print(f"{'acquisition':<26} {'label':>8} {'m/s':>5} {'camera at':>9} {'WARN at':>8}")
+    for s in rows:
+        print(f"{s.name:<26} {str(s.label or '-'):>8} {_num(s.speed_mps):>5} "
+              f"{_num(s.first_candidate_m, ' m'):>9} {_num(s.first_warn_m, ' m'):>8}")
+
+
 def _print_table(ev: Any, data: dict[str, Any]) -> None:
     print(f"{'scenario':<26} {'contact':>8} {'1st WARN':>8} {'lead':>6} {'false':>6} {'clear':>6} {'flick/min':>9}")
     for s in ev.scores:
@@ -235,6 +253,7 @@ def _print_table(ev: Any, data: dict[str, Any]) -> None:
     print(f"min lead {_num(sm['min_lead_s'], ' s')}, median lead {_num(sm['median_lead_s'], ' s')}, "
           f"missed {sm['missed']}, false alarms {sm['false_alarm_s']:.2f} s of {sm['clear_s']:.1f} s clear, "
           f"{sm['flicker_per_min']:.1f} level changes/min")
+    _print_acquisition(ev)
     tg = sm["targets"]
     print("targets: lead >= 2 s at <= 3 m/s " + ("met" if tg["lead_at_or_below_3mps_ok"] else f"NOT met ({', '.join(tg['short_lead'])})")
           + "; no missed contact " + ("met" if tg["no_missed_contact"] else "NOT met")
