@@ -339,8 +339,8 @@ def cmd_recall(args: argparse.Namespace) -> int:
         bad = [f for f in fills if f not in FILLS]
         if bad:
             return _fail(f"--fill {bad[0]!r}: one of {', '.join(FILLS)}")
-        if (bad := _bad_size(args.input_size or [])) is not None:
-            return _fail(bad)
+        if (bad_size := _bad_size(args.input_size or [])) is not None:
+            return _fail(bad_size)
         photos = recall.load_labels(directory)[: args.limit]
         path = _resolve(args.model or d.model)
         results = []
