@@ -83,7 +83,7 @@ def choose_board(cfg: Config, model_line: str | None) -> BoardChoice:
     else:
         board, how = known.get(setting), f"{setting} from pace.board"
     try:
-        ms = board.detect_ms(cfg.detector.model, cfg.detector.input_geometry, known.detect_overhead)
+        ms = boards.config_detect_ms(board, cfg, known.detect_overhead)
     except boards.BoardError:
         return BoardChoice(board.name, None, f"{how}, but its profile has no figure for {cfg.detector.model} "
                                              f"at {size_label(cfg.detector.input_geometry)}: no degraded check")

@@ -90,6 +90,19 @@ class DetectorConfig(_Strict):
         description="how a frame goes into the input: letterbox (one scale, grey padding) or stretch "
         "(x and y scaled apart to fill it, no padding)",
     )
+    # A far object is a few pixels at the full frame's scale; where it comes
+    # from (the path at the horizon) is known, so a crop there is magnified.
+    lookahead_every: int = Field(
+        0, ge=0, le=10,
+        description="also detect on a magnified crop where the path meets the horizon (from camera "
+        "mount_height_m and pitch_deg): 0 = never, 1 = beside the full frame on every detection, "
+        "N = on every Nth; each crop costs one more inference at the input size",
+    )
+    lookahead_width: float = Field(
+        0.5, ge=0.2, le=0.9,
+        description="the look-ahead crop's width as a fraction of the frame's (0.5 = twice the full "
+        "frame's scale); its height follows the input's aspect",
+    )
     score_threshold: float = Field(0.35, gt=0, lt=1, description="objectness x class score")
     nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which boxes merge")
     threads: int = Field(2, ge=0, le=16, description="onnxruntime intra-op threads (0 = auto)")

@@ -79,6 +79,15 @@ class Board:
         return round(high * (1 + overhead), 1)
 
 
+def config_detect_ms(board: Board, cfg: Config, overhead: float, model: str | None = None) -> float:
+    """The ms one detection keeps `board` busy with `cfg`'s detector: its
+    model at its input geometry, plus the look-ahead crop's inference (the
+    same input) on every `lookahead_every`th detection."""
+    d = cfg.detector
+    ms = board.detect_ms(model or d.model, d.input_geometry, overhead)
+    return round(ms * (1 + 1 / d.lookahead_every), 1) if d.lookahead_every else ms
+
+
 @dataclass(frozen=True)
 class Boards:
     detect_overhead: float
