@@ -60,3 +60,22 @@ def test_config_show_for_the_board_the_device_tree_names(tmp_path: Path) -> None
     assert laptop.stdout == config_show("--config", "/dev/null").stdout
     bad = config_show("--config", "/dev/null", "--for-board", "pi3")
     assert bad.returncode == 2 and "unknown board 'pi3'" in bad.stderr
+
+
+def test_a_width_by_height_default_with_its_fill() -> None:
+    data = {"detect_overhead": 0.1, "boards": {"x": {
+        "title": "X", "device_tree": "X", "status": "estimate", "source": "s",
+        "yolox_nano_dynamic": {"256": [1, 2], "320x192": [1, 2]}, "default_model": "yolox_nano_dynamic",
+        "default_input_size": "320x192", "default_fill": "stretch", "default_why": "w"}}}
+    x = boards.parse(data).get("x")
+    assert x.default_input_size == (320, 192) and x.detect_ms("yolox_nano_dynamic", (320, 192), 0.1) == 2.2
+    cfg = boards.with_defaults(from_dict({}), x)
+    assert cfg.detector.input_geometry == (320, 192) and cfg.detector.fill == "stretch"
+    own = from_dict({"detector": {"fill": "letterbox"}})
+    assert boards.with_defaults(own, x) is own  # a config that sets any size key keeps its own
+    data["boards"]["x"]["default_fill"] = "crop"  # type: ignore[index]
+    with pytest.raises(boards.BoardError, match="default_fill"):
+        boards.parse(data)
+    data["boards"]["x"]["yolox_nano_dynamic"] = {"320x190": [1, 2]}  # type: ignore[index]
+    with pytest.raises(boards.BoardError, match="multiples of 32"):
+        boards.parse(data)
