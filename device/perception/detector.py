@@ -383,7 +383,9 @@ class YoloxDetector:
             fixed = h if isinstance(h, int) else w
             raise ModelError(
                 f"{name} takes {h}x{w} images but detector.input_size is "
-                f"{self.size_label}; set detector.input_size = {fixed}, or use a dynamic-input "
+                f"{self.size_label}; set detector.input_size = {fixed}"
+                f"{'' if self.input_width == self.input_height else ' (without input_width/input_height)'}"
+                ", or use a dynamic-input "
                 f"model: build one with `rearguard models dynamic` and set detector.model = "
                 f"\"yolox_nano_dynamic\""
             )
