@@ -23,7 +23,7 @@ def test_every_board_names_a_default_it_has_a_figure_for() -> None:
 def test_the_config_wins_over_the_boards_defaults() -> None:
     pi4 = boards.load().get("pi4")
     plain = boards.with_defaults(from_dict({}), pi4)
-    assert (plain.detector.model, plain.detector.input_size) == (pi4.default_model, pi4.default_input_size)
+    assert (plain.detector.model, plain.detector.input_geometry) == (pi4.default_model, pi4.default_input_size)
     for own in ({"input_size": 416}, {"model": "yolox_nano"}):
         cfg = from_dict({"detector": own})
         assert boards.with_defaults(cfg, pi4) is cfg  # either key set: the builder's choice stands
@@ -53,8 +53,8 @@ def test_config_show_for_the_board_the_device_tree_names(tmp_path: Path) -> None
     out.write_text(r.stdout)
     z = boards.load().get("zero2w")
     cfg = load(out)
-    assert (cfg.detector.model, cfg.detector.input_size) == (z.default_model, z.default_input_size)
-    assert r.stdout.startswith("# Pi Zero 2 W: detector.model and detector.input_size are its defaults")
+    assert (cfg.detector.model, cfg.detector.input_geometry) == (z.default_model, z.default_input_size)
+    assert r.stdout.startswith("# Pi Zero 2 W: detector.model and its input size are its defaults")
     laptop = config_show("--config", "/dev/null", "--for-board", "auto", "--device-tree", str(tmp_path / "absent"))
     assert laptop.returncode == 0 and "built-in defaults" in laptop.stderr
     assert laptop.stdout == config_show("--config", "/dev/null").stdout

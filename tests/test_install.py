@@ -648,7 +648,8 @@ def test_install_writes_the_boards_detector_defaults(pi: Pi, line: str, board: s
     assert line in r.stdout  # says which board the config is for
     config = pi.root / "etc/rearguard/config.toml"
     cfg = load(config)
-    assert (cfg.detector.model, cfg.detector.input_size) == (want.default_model, want.default_input_size)
+    assert (cfg.detector.model, cfg.detector.input_geometry) == (want.default_model, want.default_input_size)
+    assert cfg.detector.fill == want.default_fill
     assert cfg.model_copy(update={"detector": load("/dev/null").detector}) == load("/dev/null")  # nothing else
     assert config.read_text().startswith(f"# {want.title}: ")
     derived = want.default_model == "yolox_nano_dynamic"
