@@ -678,7 +678,8 @@ def test_install_writes_the_boards_detector_defaults(pi: Pi, line: str, board: s
     assert line in r.stdout  # says which board the config is for
     config = pi.root / "etc/rearguard/config.toml"
     cfg = load(config)
-    assert (cfg.detector.model, cfg.detector.input_size) == (want.default_model, want.default_input_size)
+    assert (cfg.detector.model, cfg.detector.input_geometry) == (want.default_model, want.default_input_size)
+    assert cfg.detector.fill == want.default_fill
     plain = load("/dev/null")
     # nothing else but the installer's recording defaults
     assert cfg.model_copy(update={"detector": plain.detector, "recording": plain.recording}) == plain

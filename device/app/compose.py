@@ -74,7 +74,8 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
         # start there too and never outbid the loop (device.core.priority).
         det = build_in_background(lambda: YoloxDetector(
             path,
-            input_size=d.input_size,
+            input_size=d.input_geometry,
+            fill=d.fill,
             score_threshold=d.score_threshold,
             nms_iou=d.nms_iou,
             class_ids=[class_id(c) for c in d.classes],
@@ -89,6 +90,11 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
         det.close()
         log.error("detector unavailable: %s", err)
         return None, (Fault(Part.MODEL, Kind.FAILED, str(err)),)
+    if d.lookahead_every:  # a stage around the detector: the magnified look where the path goes
+        from device.perception.lookahead import LookaheadDetector
+
+        return LookaheadDetector(det, config.camera, every=d.lookahead_every, width_frac=d.lookahead_width,
+                                 aspect=det.input_width / det.input_height, nms_iou=d.nms_iou), ()
     return det, ()
 
 

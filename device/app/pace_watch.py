@@ -20,6 +20,7 @@ from device.core.clock import Clock
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
 from device.perception import boards
+from device.perception.boards import size_label
 from device.perception.pace import Pace, PaceLimits, PaceMeter, Verdict, judge
 from device.sensing.fuel_gauge import Max1704x
 from device.sensing.pi_health import MODEL_PATH, Health, HealthMonitor, HealthReader, read_model
@@ -50,10 +51,10 @@ def choose_board(cfg: Config, model_line: str | None) -> BoardChoice:
     else:
         board, how = known.get(setting), f"{setting} from pace.board"
     try:
-        ms = board.detect_ms(cfg.detector.model, cfg.detector.input_size, known.detect_overhead)
+        ms = boards.config_detect_ms(board, cfg, known.detect_overhead)
     except boards.BoardError:
         return BoardChoice(board.name, None, f"{how}, but its profile has no figure for {cfg.detector.model} "
-                                             f"at {cfg.detector.input_size}: no degraded check")
+                                             f"at {size_label(cfg.detector.input_geometry)}: no degraded check")
     return BoardChoice(board.name, ms, f"{how}: profile {ms:g} ms per detection ({board.status})")
 
 

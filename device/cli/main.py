@@ -68,9 +68,9 @@ def cmd_config_show(args: argparse.Namespace) -> int:
             if board.default_model is None:
                 head += f"# {board.title}: no defaults of its own in device/perception/boards.toml\n"
             elif new is cfg:
-                head += f"# {board.title}: detector.model and input_size as this config sets them\n"
+                head += f"# {board.title}: detector.model and input size as this config sets them\n"
             else:
-                head += (f"# {board.title}: detector.model and detector.input_size are its defaults "
+                head += (f"# {board.title}: detector.model and its input size are its defaults "
                         f"(device/perception/boards.toml: {board.default_why}); edit them to choose your own\n")
             cfg = new
     text = to_toml(cfg, described=True)

@@ -83,6 +83,37 @@ class DetectorConfig(_Strict):
         "or a path to an .onnx file",
     )
     input_size: int = Field(DEFAULT_INPUT_SIZE, ge=128, le=1280, description="square input, multiple of 32")
+    # A camera frame is 16:9; a square input spends 44 % of itself on grey
+    # padding. A width x height near the frame's aspect spends those pixels on
+    # the picture (the dynamic model takes any multiple of 32).
+    input_width: int | None = Field(
+        None, ge=128, le=1280,
+        description="input width in pixels, multiple of 32, set together with input_height for a "
+        "non-square input near the camera's aspect (e.g. 416 x 256 for 16:9); unset = input_size square",
+    )
+    input_height: int | None = Field(
+        None, ge=96, le=1280,
+        description="input height in pixels, multiple of 32, set together with input_width; "
+        "unset = input_size square",
+    )
+    fill: Literal["letterbox", "stretch"] = Field(
+        "letterbox",
+        description="how a frame goes into the input: letterbox (one scale, grey padding) or stretch "
+        "(x and y scaled apart to fill it, no padding)",
+    )
+    # A far object is a few pixels at the full frame's scale; where it comes
+    # from (the path at the horizon) is known, so a crop there is magnified.
+    lookahead_every: int = Field(
+        0, ge=0, le=10,
+        description="also detect on a magnified crop where the path meets the horizon (from camera "
+        "mount_height_m and pitch_deg): 0 = never, 1 = beside the full frame on every detection, "
+        "N = on every Nth; each crop costs one more inference at the input size",
+    )
+    lookahead_width: float = Field(
+        0.5, ge=0.2, le=0.9,
+        description="the look-ahead crop's width as a fraction of the frame's (0.5 = twice the full "
+        "frame's scale); its height follows the input's aspect",
+    )
     score_threshold: float = Field(0.35, gt=0, lt=1, description="objectness x class score")
     nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which boxes merge")
     threads: int = Field(2, ge=0, le=16, description="onnxruntime intra-op threads (0 = auto)")
@@ -102,12 +133,29 @@ class DetectorConfig(_Strict):
         description="COCO classes that can alert"
     )
 
-    @field_validator("input_size")
+    @field_validator("input_size", "input_width", "input_height")
     @classmethod
-    def _multiple_of_32(cls, v: int) -> int:
-        if v % 32:
+    def _multiple_of_32(cls, v: int | None) -> int | None:
+        if v is not None and v % 32:
             raise ValueError(f"must be a multiple of 32 (got {v})")
         return v
+
+    @model_validator(mode="after")
+    def _width_with_height(self) -> DetectorConfig:
+        if (self.input_width is None) != (self.input_height is None):
+            raise PydanticCustomError(
+                "input_pair", "input_width and input_height go together (set both, or neither for a "
+                "square input_size)")
+        return self
+
+    @property
+    def input_geometry(self) -> int | tuple[int, int]:
+        """The model input: input_size (square), or (input_width, input_height)."""
+        if self.input_width is not None and self.input_height is not None:
+            if self.input_width == self.input_height:
+                return self.input_width
+            return (self.input_width, self.input_height)
+        return self.input_size
 
     @field_validator("classes")
     @classmethod
