@@ -595,7 +595,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         return Config()
     try:
         # A regular file of at most 1 MB: a FIFO or /dev/zero hung or filled the memory.
-        data = tomllib.loads(read_regular(p, CONFIG_LIMIT).decode("utf-8"))
+        data = tomllib.loads(read_regular(p, CONFIG_LIMIT, allow_devnull=True).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
     except FileRefused as err:

@@ -20,20 +20,22 @@ class FileRefused(OSError):
 
 
 def _is_devnull(st: os.stat_result) -> bool:
-    if not stat.S_ISCHR(st.st_mode):
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
         return False
-    null = os.stat(os.devnull)
-    return st.st_rdev == null.st_rdev
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev
 
 
-def open_regular(path: str | Path) -> int:
-    """A descriptor on `path` (blocking again), which must be a regular file; raises OSError."""
+def open_regular(path: str | Path, *, allow_devnull: bool = False) -> int:
+    """A descriptor on `path` (blocking again), which must be a regular file
+    (or, with `allow_devnull`, /dev/null: empty); raises OSError."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
-        # /dev/null stays allowed: the conventional empty file (`--config
-        # /dev/null`: every default), and it ends at once, never hangs
-        if not stat.S_ISREG(st.st_mode) and not _is_devnull(st):
+        if allow_devnull and _is_devnull(st):
+            pass  # `--config /dev/null`: the built-in defaults (scripts/install-pi.sh uses it)
+        elif not stat.S_ISREG(st.st_mode):
             kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
                     else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket")
             raise FileRefused(f"{path} is {kind}, not a regular file")
@@ -44,9 +46,9 @@ def open_regular(path: str | Path) -> int:
     return fd
 
 
-def read_regular(path: str | Path, limit: int) -> bytes:
+def read_regular(path: str | Path, limit: int, *, allow_devnull: bool = False) -> bytes:
     """The bytes of `path`, a regular file of at most `limit` bytes; raises OSError."""
-    fd = open_regular(path)
+    fd = open_regular(path, allow_devnull=allow_devnull)
     with os.fdopen(fd, "rb") as f:
         data = f.read(limit + 1)  # a file that grows while read is bounded too
     if len(data) > limit:
