@@ -14,6 +14,11 @@ Design choices, each for the runner:
   fused with the bottom edge against the ground plane (camera.mount_height_m,
   camera.pitch_deg); time to collision is the range rate where a sensor sees
   the object and the box's growth where none does.
+- The near field: a box the frame's bottom edge cuts stands nearer than the
+  ground there (once the ground plane is trusted), and a box that fills the
+  frame with its inner side inside the corridor is DANGER whatever its
+  distance estimate: a
+  clipped box understates its object, so its height alone would say "far".
 - No-echo readings never erase a fresh valid reading: cheap sensors lose the
   echo from soft targets (clothing, a hand) every other ping.
 - Stale data is never acted on: a sensor whose newest ping (of any kind) is
@@ -99,6 +104,12 @@ class CameraTrack:
     height_distance_m: float | None = None
     foot_angle_deg: float | None = None
     ttc_measure: str | None = None  # "height" or "width": what ttc_s was fitted on
+    # Fills the frame (geometry.fills_frame): the bearing of its side nearest
+    # the runner's line (0 when it spans the image's centre column); else None.
+    near_bearing_deg: float | None = None
+    # The ground at the frame's bottom edge when that edge cuts the box: the
+    # object stands nearer (its box height alone would put it further away).
+    bottom_ground_m: float | None = None
 
 
 def camera_tracks(tracks: list[Track], geometry: CameraGeometry) -> tuple[CameraTrack, ...]:
@@ -121,9 +132,18 @@ def camera_tracks(tracks: list[Track], geometry: CameraGeometry) -> tuple[Camera
                 height_distance_m=geometry.height_distance_m(tr.box, label),
                 foot_angle_deg=geometry.foot_angle_deg(tr.box, label),
                 ttc_measure=measure,
+                near_bearing_deg=_inner_bearing_deg(tr.box, geometry) if geometry.fills_frame(tr.box) else None,
+                bottom_ground_m=geometry.bottom_ground_m() if geometry.cut_at_bottom(tr.box) else None,
             )
         )
     return tuple(out)
+
+
+def _inner_bearing_deg(box: tuple[float, float, float, float], geometry: CameraGeometry) -> float:
+    """Bearing of the box's side nearest the image's centre column (0 if it spans it)."""
+    mid = geometry.width / 2
+    inner = mid if box[0] <= mid <= box[2] else (box[0] if box[0] > mid else box[2])
+    return geometry.bearing_deg(inner)
 
 
 class SensorTrack:
@@ -170,6 +190,8 @@ def level_for(c: Candidate, cfg: AlertsConfig, current: AlertLevel = AlertLevel.
     wobbling about a threshold does not switch the alert on and off."""
     if not c.in_path:
         return AlertLevel.CLEAR
+    if c.near:  # fills the frame across the runner's line: no estimate needed
+        return AlertLevel.DANGER
     ttc = c.ttc_s if c.ttc_s is not None else math.inf
     for level, ttc_max, dist_max in (
         (AlertLevel.DANGER, cfg.danger_ttc_s, cfg.danger_distance_m),
@@ -316,8 +338,8 @@ class ThreatEstimator:
         trusted = self.ground_trusted
         result = replace(result, tracks=tuple(
             tr if tr.height_distance_m is None
-            else replace(tr, distance_m=fuse_distances(tr.height_distance_m, grounds[tr.track_id] if trusted else None,
-                                                       self.camera_cfg.mount_height_m))
+            else replace(tr, distance_m=self._near_bound(trusted, tr, fuse_distances(
+                tr.height_distance_m, grounds[tr.track_id] if trusted else None, self.camera_cfg.mount_height_m)))
             for tr in result.tracks
         ))
         self.camera = result
@@ -362,6 +384,15 @@ class ThreatEstimator:
         """The ground plane agrees with box heights on average (see GROUND_CHECK_*)."""
         return self.ground_checks >= GROUND_CHECK_MIN and self.ground_bias <= GROUND_CHECK_MAX
 
+    @staticmethod
+    def _near_bound(trusted: bool, tr: CameraTrack, distance: float) -> float:
+        """A box the frame's bottom edge cuts stands nearer than the ground
+        there (the near field), once the ground plane is trusted: a camera
+        mounted higher than configured sees far feet cut off too."""
+        if trusted and tr.bottom_ground_m is not None:
+            return min(distance, tr.bottom_ground_m)
+        return distance
+
     def _ground_distance(self, tr: CameraTrack) -> float | None:
         """The bottom edge against the ground, with the configured mount height and pitch."""
         if tr.foot_angle_deg is None:
@@ -387,6 +418,10 @@ class ThreatEstimator:
                     continue
                 distance = tr.distance_m
                 lateral = distance * math.sin(math.radians(tr.bearing_deg))
+                # Filling the frame with its inner side inside the corridor: the near field.
+                # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
+                near = tr.near_bearing_deg is not None and (
+                    abs(distance * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
                 cams.append(
                     Candidate(
                         source="camera",
@@ -398,8 +433,9 @@ class ThreatEstimator:
                             if _streak_held(self._ttc_streak.get(tr.track_id))
                             else None
                         ),
-                        in_path=abs(lateral) <= self.cfg.corridor_half_width_m,
+                        in_path=near or abs(lateral) <= self.cfg.corridor_half_width_m,
                         clipped=tr.clipped,
+                        near=near,
                     )
                 )
         sensors = []
