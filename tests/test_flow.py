@@ -147,3 +147,111 @@ def test_scale_step_is_rotation_free() -> None:
     step = scale_step(p0, p1, 5)
     assert step == pytest.approx(np.log(1.05), abs=1e-6)
     assert scale_step(p0[:3], p1[:3], 5) is None
+
+
+# -- in the camera path and the threat ----------------------------------------------
+
+class SpyStage:
+    """A side stage that notes when each camera result reached it."""
+
+    slot = "flow"
+    thread_name = "spy"
+    part = None
+    crash_prefix = ""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.camera: CameraResult | None = None
+        self.seen: list[tuple[int, int]] = []  # (clock time it came, its frame time)
+        self.processed: list[tuple[int, int | None]] = []  # (frame seq, camera seq it had)
+
+    def see_camera(self, result: CameraResult) -> None:
+        self.camera = result
+        self.seen.append((self.clock.now_ns(), result.t_ns))
+
+    def process(self, frame: Frame):
+        self.processed.append((frame.seq, self.camera.seq if self.camera is not None else None))
+        return None
+
+
+def test_paced_flow_gets_a_camera_result_only_when_the_loop_would() -> None:
+    from device.camera_path import DetectorPace, DetectStage, PacedRunner
+    from device.core.clock import ReplayClock
+    from device.core.config import Config
+    from fakes import FixedDetector, ListFrames
+    from test_paced_camera import ListFrames as TimedFrames
+    from test_paced_camera import arrivals
+
+    frames = arrivals(20, 1000 / FPS)
+    clock = ReplayClock(0)
+    spy = SpyStage(clock)
+    pace = DetectorPace(busy_ms=200.0, latency_ms=250.0)
+    runner = PacedRunner(TimedFrames(frames), DetectStage(FixedDetector(), Config().camera), pace, clock,
+                         [spy], ListFrames(list(frames)))
+    t = 0
+    while t <= frames[-1].t_ns + 500 * 1_000_000:
+        clock.set(t)
+        runner.poll()
+        t += 20 * 1_000_000
+    assert len(spy.seen) >= 3
+    for came, frame_t in spy.seen:
+        assert came >= frame_t + 250 * 1_000_000
+
+
+def test_inline_flow_follows_the_very_frame_detected() -> None:
+    from device.camera_path import DetectStage, InlineRunner
+    from device.core.config import Config
+    from fakes import FixedDetector, ListFrames
+
+    frames = [Frame(t_ns=round(i * NS / FPS), seq=i, image=np.zeros((48, 64, 3), np.uint8)) for i in range(4)]
+    spy = SpyStage(None)
+    spy.clock = type("C", (), {"now_ns": staticmethod(lambda: 0)})()
+    runner = InlineRunner(ListFrames(frames), DetectStage(FixedDetector(), Config().camera), [spy])
+    for _ in frames:
+        runner.poll()
+    assert spy.processed == [(0, 0), (1, 1), (2, 2), (3, 3)]
+
+
+def test_the_threat_takes_a_camera_rate_ttc_once_it_has_held() -> None:
+    from device.core.config import Config
+    from device.decision.threat import ThreatEstimator
+    from device.perception.flow import FlowResult, FlowTrack
+
+    est = ThreatEstimator(Config())
+    box = (150.0, 100.0, 170.0, 160.0)
+    est.set_camera(CameraResult(t_ns=0, seq=0, tracks=(_track(box),)))
+    cand = est.candidates(0)[0]
+    assert cand.ttc_s is None and cand.distance_m == pytest.approx(10.0)
+
+    def flow(t_s: float, ttc: float, scale: float) -> None:
+        t = round(t_s * NS)
+        est.set_flow(FlowResult(t, 0, (FlowTrack(7, box, scale, ttc, 20, 0),)))
+
+    flow(0.066, 2.0, 1.1)
+    cand = est.candidates(round(0.066 * NS))[0]
+    assert cand.ttc_s is None  # one word is not yet a streak
+    assert cand.distance_m == pytest.approx(10.0 / 1.1)  # nearer by the growth since the detection
+    flow(0.133, 1.9, 1.2)
+    flow(0.2, 1.8, 1.3)
+    assert est.candidates(round(0.2 * NS))[0].ttc_s == pytest.approx(1.8)
+    # An implausible closing speed (distance / ttc) is not taken.
+    flow(0.266, 0.1, 1.3)
+    assert est.candidates(round(0.266 * NS))[0].ttc_s is None
+    # A stale flow result is not acted on.
+    flow(0.3, 1.7, 1.3)
+    late = round((0.3 + Config().camera.max_age_s + 0.01) * NS)
+    est.set_camera(CameraResult(t_ns=late, seq=1, tracks=(_track(box),)))
+    assert est.candidates(late)[0].ttc_s is None
+
+
+def test_flow_is_a_stage_only_when_on_and_with_a_detector() -> None:
+    from device.app.compose import camera_stages
+    from device.camera_path import FlowStage
+    from device.core.config import from_dict
+    from fakes import FixedDetector
+
+    off = from_dict({})
+    on = from_dict({"flow": {"enabled": True}})
+    assert not any(isinstance(s, FlowStage) for s in camera_stages(FixedDetector(), off)[1])
+    assert any(isinstance(s, FlowStage) for s in camera_stages(FixedDetector(), on)[1])
+    assert not any(isinstance(s, FlowStage) for s in camera_stages(None, on)[1])  # no tracks to follow

@@ -167,7 +167,7 @@ class FlowEstimator:
             self.reset()  # time went backwards (a new recording): start over
             grey = self._grey(frame.image)
         if self._prev is not None:
-            self._follow(grey, frame.t_ns)
+            self._follow(self._prev, grey, frame.t_ns)
         if camera is not None and camera.t_ns != self._camera_t:
             self._take(camera)
         for trail in self._trails.values():
@@ -177,13 +177,13 @@ class FlowEstimator:
         return FlowResult(frame.t_ns, frame.seq, tracks, (time.perf_counter() - t0) * 1e3)
 
     # -- one frame's flow ---------------------------------------------------
-    def _follow(self, grey: np.ndarray, t_ns: int) -> None:
-        trails = [tr for tr in self._trails.values()]
+    def _follow(self, prev: np.ndarray, grey: np.ndarray, t_ns: int) -> None:
+        trails = list(self._trails.values())
         counts = [len(tr.pts) for tr in trails]
         if sum(counts):
             p0 = np.concatenate([tr.pts for tr in trails]).reshape(-1, 1, 2)
-            p1, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, p0, None, **LK_PARAMS)
-            pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev, p1, None, **LK_PARAMS)
+            p1, st, _ = cv2.calcOpticalFlowPyrLK(prev, grey, p0, None, **LK_PARAMS)
+            pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, prev, p1, None, **LK_PARAMS)
             fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
             ok_all = (st.ravel() == 1) & (stb.ravel() == 1) & (fb < FB_MAX_PX)
             q_all = p1.reshape(-1, 2)
