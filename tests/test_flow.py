@@ -225,7 +225,7 @@ def test_the_threat_takes_a_camera_rate_ttc_once_it_has_held() -> None:
 
     def flow(t_s: float, ttc: float, scale: float) -> None:
         t = round(t_s * NS)
-        est.set_flow(FlowResult(t, 0, (FlowTrack(7, box, scale, ttc, 20, 0),)))
+        est.set_flow(FlowResult(t, 0, (FlowTrack(7, box, scale, ttc, 20, 0, trail_id=1),)))
 
     flow(0.066, 2.0, 1.1)
     cand = est.candidates(round(0.066 * NS))[0]

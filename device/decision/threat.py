@@ -254,10 +254,10 @@ class ThreatEstimator:
         once it has said closing for CAMERA_TTC_STREAK_S, like the box's."""
         self.flow = result
         streak = {}
-        for ft in result.tracks:
-            before = self._flow_streak.get(ft.track_id)
+        for ft in result.tracks:  # by the flow's own id: it outlives a tracker's new track id
+            before = self._flow_streak.get(ft.trail_id)
             if ft.ttc_s is not None and ft.ttc_s < self.cfg.caution_ttc_s:
-                streak[ft.track_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
+                streak[ft.trail_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
         self._flow_streak = streak
 
     def _flow_of(self, tr: CameraTrack, now_ns: int) -> FlowTrack | None:
@@ -298,15 +298,17 @@ class ThreatEstimator:
         cams: list[Candidate] = []
         if self.camera is not None and self.camera_fresh(now_ns):
             for tr in self.camera.tracks:
-                if tr.hits < CAMERA_MIN_HITS:
+                ft = self._flow_of(tr, now_ns)
+                # An object the flow has followed unbroken since before the
+                # tracker renamed it has been seen in more than two frames.
+                if tr.hits < CAMERA_MIN_HITS and (ft is None or not _streak_held(self._flow_streak.get(ft.trail_id))):
                     continue
                 distance = tr.distance_m
                 ttc = self._plausible_ttc(tr) if _streak_held(self._ttc_streak.get(tr.track_id)) else None
-                ft = self._flow_of(tr, now_ns)
                 if ft is not None:
                     if ft.detection_t_ns == self.camera.t_ns and FLOW_SCALE_MIN <= ft.scale <= FLOW_SCALE_MAX:
                         distance = tr.distance_m / ft.scale  # nearer by the growth since the detection's frame
-                    if (ft.ttc_s is not None and _streak_held(self._flow_streak.get(tr.track_id))
+                    if (ft.ttc_s is not None and _streak_held(self._flow_streak.get(ft.trail_id))
                             and distance / ft.ttc_s <= self.cfg.max_closing_mps):
                         ttc = ft.ttc_s if ttc is None else min(ttc, ft.ttc_s)
                 lateral = tr.distance_m * math.sin(math.radians(tr.bearing_deg))

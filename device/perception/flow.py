@@ -53,6 +53,7 @@ KEEP_MARGIN = 0.1  # a point further than this fraction outside the carried box 
 MIN_STEP_COVER = 0.7  # a span's steps measured at least this fraction of its frames, or no ttc
 MAX_TTC_S = 30.0  # slower than this: not closing, as far as an alert is concerned
 MAX_STEP = 0.25  # |log scale| of one frame step above this is a tracking failure, not motion
+INHERIT_IOU = 0.3  # a new track whose box overlaps a vanished track's carried box this much is the same object
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,17 @@ class FlowParams:
 class FlowTrack:
     """One camera track as the flow followed it to this frame."""
 
-    track_id: int
+    track_id: int  # the camera track's id now
     box: Box  # carried to this frame, in the frame's pixels
     scale: float  # the box's scale now over at the detection it came from (>1: nearer)
     ttc_s: float | None  # time to collision from the scale over span_s; None: not closing or unmeasured
     points: int  # features followed inside it
     detection_t_ns: int  # frame time of the detection the box was last set from
+    # The flow's own id for the object: kept when the tracker gives it a new
+    # track id (a box jump at a slow detector's pace) but the flow-carried box
+    # and the new detection agree, so its scale history and streak go on.
+    trail_id: int = 0
+    followed_s: float = 0.0  # how long the flow has followed it without a break
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,8 @@ class _Trail:
 
     box: Box
     detection_t_ns: int
+    trail_id: int
+    since_ns: int  # first frame time followed
     pts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     # Per frame: (frame time, log scale step or None when unmeasured, dx, dy in frame px)
     steps: deque[tuple[int, float | None, float, float]] = field(default_factory=deque)
@@ -110,6 +118,23 @@ def _scaled(box: Box, log_s: float, dx: float, dy: float) -> Box:
     cx, cy = (x1 + x2) / 2 + dx, (y1 + y2) / 2 + dy
     hw, hh = (x2 - x1) / 2 * s, (y2 - y1) / 2 * s
     return (cx - hw, cy - hh, cx + hw, cy + hh)
+
+
+def _brought_up(box: Box, t_ns: int, trail: _Trail) -> Box:
+    """A box of the frame at t_ns moved on by the trail's steps since."""
+    for t, step, dx, dy in trail.steps:
+        if t > t_ns:
+            box = _scaled(box, step or 0.0, dx, dy)
+    return box
+
+
+def _iou(a: Box, b: Box) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def scale_step(p0: np.ndarray, p1: np.ndarray, min_points: int) -> float | None:
@@ -139,6 +164,7 @@ class FlowEstimator:
         self._k = 1.0  # frame px per small-image px
         self._trails: dict[int, _Trail] = {}
         self._camera_t: int | None = None  # frame time of the newest camera result taken
+        self._next_trail = 1
 
     def reset(self) -> None:
         self._prev, self._prev_t, self._camera_t = None, None, None
@@ -212,21 +238,33 @@ class FlowEstimator:
 
     def _take(self, camera: CameraResult) -> None:
         """A new detection result: its boxes, brought up to now by the steps
-        since its frame, replace the carried ones; tracks gone are dropped."""
+        since its frame, replace the carried ones; a new track id whose box
+        is where a vanished track's carried box is continues that trail;
+        the other tracks gone are dropped."""
         self._camera_t = camera.t_ns
         ids = {t.track_id for t in camera.tracks}
-        for tid in [t for t in self._trails if t not in ids]:
+        gone = {tid: tr for tid, tr in self._trails.items() if tid not in ids}
+        for tid in gone:
             del self._trails[tid]
         for tr in camera.tracks:
             trail = self._trails.get(tr.track_id)
             if trail is None:
-                trail = self._trails[tr.track_id] = _Trail(tr.box, camera.t_ns)
+                trail = self._inherit(tr.box, camera.t_ns, gone)
+            if trail is None:
+                self._trails[tr.track_id] = _Trail(tr.box, camera.t_ns, self._next_trail, camera.t_ns)
+                self._next_trail += 1
                 continue
-            box = tr.box
-            for t, step, dx, dy in trail.steps:
-                if t > camera.t_ns:
-                    box = _scaled(box, step or 0.0, dx, dy)
-            trail.box, trail.detection_t_ns = box, camera.t_ns
+            self._trails[tr.track_id] = trail
+            trail.box, trail.detection_t_ns = _brought_up(tr.box, camera.t_ns, trail), camera.t_ns
+
+    @staticmethod
+    def _inherit(box: Box, t_ns: int, gone: dict[int, _Trail]) -> _Trail | None:
+        best, best_iou = None, INHERIT_IOU
+        for tid, trail in gone.items():
+            iou = _iou(_brought_up(box, t_ns, trail), trail.box)
+            if iou >= best_iou:
+                best, best_iou = tid, iou
+        return gone.pop(best) if best is not None else None
 
     def _seed(self, grey: np.ndarray, trail: _Trail) -> None:
         if len(trail.pts) >= self.p.max_points // 2:
@@ -249,7 +287,7 @@ class FlowEstimator:
     def _result(self, tid: int, trail: _Trail, t_ns: int) -> FlowTrack:
         since = sum(s or 0.0 for t, s, _, _ in trail.steps if t > trail.detection_t_ns)
         return FlowTrack(tid, trail.box, math.exp(since), self._ttc(trail, t_ns), len(trail.pts),
-                         trail.detection_t_ns)
+                         trail.detection_t_ns, trail.trail_id, (t_ns - trail.since_ns) / NS_PER_S)
 
     def _ttc(self, trail: _Trail, t_ns: int) -> float | None:
         """dt / (s - 1) over the steps of the last span_s."""
