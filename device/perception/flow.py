@@ -275,14 +275,17 @@ class FlowEstimator:
         c2, r2 = min(sw, int(math.ceil(x2))), min(sh, int(math.ceil(y2)))
         if c2 - c1 < 3 or r2 - r1 < 3:
             return
-        mask = np.zeros((sh, sw), np.uint8)
-        mask[r1:r2, c1:c2] = 255
+        # Corners of the box's inner part only: the response over the whole
+        # image for every track would cost as much as an inference.
+        roi = grey[r1:r2, c1:c2]
+        mask = np.full(roi.shape, 255, np.uint8)
         for x, y in trail.pts:
-            cv2.circle(mask, (int(x), int(y)), 2, 0, -1)
-        new = cv2.goodFeaturesToTrack(grey, maxCorners=self.p.max_points - len(trail.pts), qualityLevel=0.01,
+            cv2.circle(mask, (int(x) - c1, int(y) - r1), 2, 0, -1)
+        new = cv2.goodFeaturesToTrack(roi, maxCorners=self.p.max_points - len(trail.pts), qualityLevel=0.01,
                                       minDistance=2, mask=mask, blockSize=3)
         if new is not None:
-            trail.pts = np.concatenate([trail.pts, new.reshape(-1, 2).astype(np.float32)])
+            new = new.reshape(-1, 2).astype(np.float32) + np.float32([c1, r1])
+            trail.pts = np.concatenate([trail.pts, new])
 
     def _result(self, tid: int, trail: _Trail, t_ns: int) -> FlowTrack:
         since = sum(s or 0.0 for t, s, _, _ in trail.steps if t > trail.detection_t_ns)
