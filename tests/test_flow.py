@@ -255,3 +255,29 @@ def test_flow_is_a_stage_only_when_on_and_with_a_detector() -> None:
     assert not any(isinstance(s, FlowStage) for s in camera_stages(FixedDetector(), off)[1])
     assert any(isinstance(s, FlowStage) for s in camera_stages(FixedDetector(), on)[1])
     assert not any(isinstance(s, FlowStage) for s in camera_stages(None, on)[1])  # no tracks to follow
+
+
+def test_a_renamed_track_keeps_its_trail_and_a_new_object_does_not() -> None:
+    # The tracker renames the object (7 -> 9) at frame 8, after a box jump;
+    # the flow carries its box there, so its scale history goes on. An
+    # object elsewhere (11) starts a trail of its own.
+    est = FlowEstimator()
+    ttc0 = 2.5
+    camera = None
+    for i in range(12):
+        t = i / FPS
+        frame, box = _frame(i, 40 * ttc0 / (ttc0 - t))
+        if i == 0:
+            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track(box, 7),))
+        if i == 8:
+            far = (10.0, 10.0, 30.0, 50.0)
+            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track(box, 9), _track(far, 11)))
+        res = est.process(frame, camera)
+        if i == 7:
+            before = res.track(7)
+    assert before is not None
+    renamed, other = res.track(9), res.track(11)
+    assert renamed is not None and other is not None and res.track(7) is None
+    assert renamed.trail_id == before.trail_id and other.trail_id != before.trail_id
+    assert renamed.ttc_s is not None and abs(renamed.ttc_s - (ttc0 - 11 / FPS)) <= 0.2 * (ttc0 - 11 / FPS)
+    assert renamed.followed_s == pytest.approx(11 / FPS) and other.followed_s == pytest.approx(3 / FPS)

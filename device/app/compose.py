@@ -133,7 +133,7 @@ def camera_stages(detector: Detector | None, config: Config) -> tuple[MainStage,
 
 def flow_params(config: Config) -> FlowParams:
     f = config.flow
-    return FlowParams(width=f.width, max_points=f.max_points, span_s=f.span_s)
+    return FlowParams(width=f.width, max_points=f.max_points, span_s=f.span_s, max_tracks=f.max_tracks)
 
 
 def open_camera(source: str, cfg: Config, clock: Clock) -> FrameSource:

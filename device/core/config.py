@@ -283,6 +283,9 @@ class FlowConfig(_Strict):
     )
     width: int = Field(320, ge=80, le=1280, description="width of the small grey image flow works on, pixels")
     max_points: int = Field(40, ge=8, le=500, description="features followed per track at most")
+    max_tracks: int = Field(
+        4, ge=1, le=50, description="tracks followed at most, the largest boxes (nearest objects) first"
+    )
     span_s: float = Field(
         0.27, gt=0.05, le=2, description="baseline of the time to collision from scale, seconds (longer: steadier, later)"
     )

@@ -62,6 +62,7 @@ class FlowParams:
     max_points: int = 40  # per track
     min_points: int = 5  # per track, for a scale step
     span_s: float = 0.27  # baseline of the time to collision (steps multiplied over it)
+    max_tracks: int = 4  # the largest boxes (the nearest objects) are followed; the cost is per track
 
 
 @dataclass(frozen=True)
@@ -242,11 +243,13 @@ class FlowEstimator:
         is where a vanished track's carried box is continues that trail;
         the other tracks gone are dropped."""
         self._camera_t = camera.t_ns
-        ids = {t.track_id for t in camera.tracks}
+        # The nearest objects are the largest boxes; only they can be about to hit.
+        tracks = sorted(camera.tracks, key=lambda t: t.box[3] - t.box[1], reverse=True)[:self.p.max_tracks]
+        ids = {t.track_id for t in tracks}
         gone = {tid: tr for tid, tr in self._trails.items() if tid not in ids}
         for tid in gone:
             del self._trails[tid]
-        for tr in camera.tracks:
+        for tr in tracks:
             trail = self._trails.get(tr.track_id)
             if trail is None:
                 trail = self._inherit(tr.box, camera.t_ns, gone)
@@ -267,7 +270,9 @@ class FlowEstimator:
         return gone.pop(best) if best is not None else None
 
     def _seed(self, grey: np.ndarray, trail: _Trail) -> None:
-        if len(trail.pts) >= self.p.max_points // 2:
+        # Topped up only once it runs low: the corner search is most of a
+        # track's cost, and the points it has are the ones with history.
+        if len(trail.pts) >= max(2 * self.p.min_points, self.p.max_points // 4):
             return
         sw, sh = self._small  # type: ignore[misc]
         x1, y1, x2, y2 = (v / self._k for v in _grow(trail.box, -SEED_INSET))
