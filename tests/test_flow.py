@@ -281,3 +281,32 @@ def test_a_renamed_track_keeps_its_trail_and_a_new_object_does_not() -> None:
     assert renamed.trail_id == before.trail_id and other.trail_id != before.trail_id
     assert renamed.ttc_s is not None and abs(renamed.ttc_s - (ttc0 - 11 / FPS)) <= 0.2 * (ttc0 - 11 / FPS)
     assert renamed.followed_s == pytest.approx(11 / FPS) and other.followed_s == pytest.approx(3 / FPS)
+
+
+def test_threaded_flow_is_handed_the_detect_threads_results() -> None:
+    import threading
+
+    from device.camera_path import DetectStage
+    from device.core.clock import ReplayClock
+    from device.core.config import Config
+    from fakes import FixedDetector, SlotFrames, dets, threaded_camera
+
+    frames = SlotFrames()
+    clock = ReplayClock(0)
+    spy = SpyStage(clock)
+    got = threading.Event()
+    see = spy.see_camera
+
+    def noted(result: CameraResult) -> None:
+        see(result)
+        got.set()
+
+    spy.see_camera = noted  # type: ignore[method-assign]
+    path = threaded_camera(frames, DetectStage(FixedDetector(dets((10, 10, 30, 40))), Config().camera), clock,
+                           sides=[spy])
+    try:
+        frames.put(0, 0)
+        assert got.wait(10), "the detect thread never handed its result on"
+        assert spy.camera is not None and spy.camera.seq == 0 and len(spy.camera.tracks) == 1
+    finally:
+        path.close()
