@@ -289,7 +289,7 @@ class FlowEstimator:
         new = cv2.goodFeaturesToTrack(roi, maxCorners=self.p.max_points - len(trail.pts), qualityLevel=0.01,
                                       minDistance=2, mask=mask, blockSize=3)
         if new is not None:
-            new = new.reshape(-1, 2).astype(np.float32) + np.float32([c1, r1])
+            new = new.reshape(-1, 2).astype(np.float32) + np.array([c1, r1], np.float32)
             trail.pts = np.concatenate([trail.pts, new])
 
     def _result(self, tid: int, trail: _Trail, t_ns: int) -> FlowTrack:
