@@ -136,6 +136,8 @@ class Pipeline:
         result = seen.camera
         if result is not None:
             self.estimator.set_camera(result)
+        if seen.flow is not None:
+            self.estimator.set_flow(seen.flow)
         if seen.looming is not None:
             self.estimator.set_looming(seen.looming)
             if seen.looming.process_ms is not None:

@@ -22,6 +22,7 @@ from device.camera_path import (
     CameraPath,
     DetectorPace,
     DetectStage,
+    FlowStage,
     FramesOnlyStage,
     InlineRunner,
     LoomingStage,
@@ -41,6 +42,7 @@ from device.model_store import store as models
 from device.output.alerts import Alerter, AlertError
 from device.perception.backends import Choice, FallbackDetector, choose_backend, open_backend, probe
 from device.perception.detector import ModelError, YoloxDetector
+from device.perception.flow import FlowEstimator, FlowParams
 from device.pipeline import Pipeline
 from device.record.format import Recording
 from device.record.sources import RecordedFrames, silence_ends
@@ -165,14 +167,22 @@ def camera_stage(detector: Detector, config: Config) -> DetectStage:
 def camera_stages(detector: Detector | None, config: Config) -> tuple[MainStage, tuple[Stage, ...]]:
     """What the camera path runs on its frames: the detector (or, with no
     model, frames-only: the frames still watched, recorded and shown), then
-    looming when it is on. The same for the device and every replay."""
+    looming and flow (which follows the detector's tracks) when they are on. The same for the device and every replay."""
     main: MainStage = FramesOnlyStage() if detector is None else camera_stage(detector, config)
-    if not config.looming.enabled:
-        return main, ()
-    from device.decision.looming import looming_params
-    from device.perception.looming import LoomingEstimator
+    sides: list[Stage] = []
+    if config.looming.enabled:
+        from device.decision.looming import looming_params
+        from device.perception.looming import LoomingEstimator
 
-    return main, (LoomingStage(LoomingEstimator(looming_params(config))),)
+        sides.append(LoomingStage(LoomingEstimator(looming_params(config))))
+    if config.flow.enabled and detector is not None:
+        sides.append(FlowStage(FlowEstimator(flow_params(config))))
+    return main, tuple(sides)
+
+
+def flow_params(config: Config) -> FlowParams:
+    f = config.flow
+    return FlowParams(width=f.width, max_points=f.max_points, span_s=f.span_s, max_tracks=f.max_tracks)
 
 
 def open_camera(source: str, cfg: Config, clock: Clock) -> FrameSource:

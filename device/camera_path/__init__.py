@@ -13,9 +13,9 @@ from device.camera_path.runners import (
     ThreadedRunner,
     TimedFrameSource,
 )
-from device.camera_path.stages import DetectStage, FramesOnlyStage, LoomingStage, MainStage, Stage
+from device.camera_path.stages import DetectStage, FlowStage, FramesOnlyStage, LoomingStage, MainStage, Stage
 
 __all__ = [
-    "NOTHING", "CameraPath", "DetectStage", "DetectorPace", "FramesOnlyStage", "InlineRunner", "LoomingStage",
+    "NOTHING", "CameraPath", "DetectStage", "DetectorPace", "FlowStage", "FramesOnlyStage", "InlineRunner", "LoomingStage",
     "MainStage", "PacedRunner", "ResultMeter", "Runner", "Seen", "Stage", "ThreadedRunner", "TimedFrameSource",
 ]

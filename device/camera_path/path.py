@@ -11,6 +11,7 @@ from device.camera_path.runners import Runner
 from device.core.camera import CameraResult
 from device.core.clock import NS_PER_S, Clock
 from device.core.faults import Fault, Kind, Part
+from device.perception.flow import FlowResult
 from device.perception.looming import LoomingResult
 
 
@@ -20,6 +21,7 @@ class Seen:
 
     camera: CameraResult | None = None  # the main stage: detect, or frames-only
     looming: LoomingResult | None = None
+    flow: FlowResult | None = None  # each track's box and scale at camera rate
 
 
 NOTHING = Seen()

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from device.camera_path.stages import MainStage, Stage
+from device.camera_path.stages import MainStage, Stage, share_camera
 from device.camera_path.watch import FrameWatch
 from device.core.camera import CameraResult
 from device.core.clock import Clock
@@ -105,6 +105,7 @@ class InlineRunner:
         if self.recorder is not None:
             self.recorder.write_frame(frame)
         out = {self.main.slot: self.main.process(frame)}
+        share_camera(self.sides, out[self.main.slot])
         for stage in self.sides:  # the very frames the main stage takes, in order
             out[stage.slot] = stage.process(frame)
         return out
@@ -238,6 +239,8 @@ class ThreadedRunner:
                 if self.recorder is not None:
                     self.recorder.write_frame(frame)
             result = stage.process(frame)
+            if main:
+                share_camera(self.sides, result)
             self.newest[stage.slot] = result
             outbox.put(result)
 
@@ -407,6 +410,7 @@ class PacedRunner:
         out: dict[str, Any] = {}
         while self._in_flight and self._in_flight[0][0] <= now:
             out[self.main.slot] = self._in_flight.popleft()[1]  # newest finished wins, as in LatestSlot
+            share_camera(self.sides, out[self.main.slot])  # when the device's loop would have it
         if self.side_frames is not None:
             frame = self.side_frames.latest()
             if frame is not None:

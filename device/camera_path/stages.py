@@ -7,6 +7,10 @@ stage of a path is its main one (detect, or frames-only with no model): the
 frames it takes are the ones watched for a stall or a frozen image and
 recorded. Any further stage (looming) sees every frame at its own pace.
 
+A stage that follows the detector's tracks (flow) has `see_camera(result)`:
+the runner hands it each camera result when the loop would have it (inline:
+at once; threaded: when the inference ends; paced: when its latency is up).
+
 Adding a stage: a class here, a field of `Seen` for its results, and the
 line in `Pipeline.step` that hands them to the decision.
 """
@@ -22,6 +26,7 @@ from device.core.config import CameraConfig
 from device.core.faults import Part
 from device.core.ports import Detector
 from device.core.types import Frame
+from device.perception.flow import FlowEstimator, FlowResult
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingEstimator, LoomingResult
 from device.perception.tracking import IouTracker
@@ -102,3 +107,33 @@ class LoomingStage:
 
     def process(self, frame: Frame) -> LoomingResult:
         return self.estimator.update(frame.t_ns, frame.seq, frame.image)
+
+
+class FlowStage:
+    """Each camera track's box followed by flow on every frame it is given
+    (device.perception.flow), from the newest camera result handed to it."""
+
+    slot = "flow"
+    thread_name = "rearguard-flow"
+    part = Part.CAMERA
+    crash_prefix = "flow "
+
+    def __init__(self, estimator: FlowEstimator) -> None:
+        self.estimator = estimator
+        # Set by the main stage's thread, read by this one: one reference,
+        # swapped whole (a frozen result), so no lock is needed.
+        self._camera: CameraResult | None = None
+
+    def see_camera(self, result: CameraResult) -> None:
+        self._camera = result
+
+    def process(self, frame: Frame) -> FlowResult:
+        return self.estimator.process(frame, self._camera)
+
+
+def share_camera(sides: tuple[Stage, ...], result: CameraResult) -> None:
+    """Hand a camera result to the stages that follow its tracks."""
+    for stage in sides:
+        see = getattr(stage, "see_camera", None)
+        if see is not None:
+            see(result)

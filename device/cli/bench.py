@@ -155,6 +155,12 @@ def _bench(args: argparse.Namespace) -> int:
         from device.perception.looming import LoomingEstimator
 
         looming = bench.LoomingTiming(LoomingEstimator(looming_params(cfg)), fps=cfg.camera.fps)
+    flow = None
+    if args.flow:
+        from device.app.compose import flow_params
+        from device.perception.flow import FlowEstimator
+
+        flow = bench.FlowTiming(FlowEstimator(flow_params(cfg)), fps=cfg.camera.fps)
     load_ctx: Any = bench.Load(cfg) if args.load else contextlib.nullcontext()
     # With the load, the cases run as the device's detector does: in a
     # lowered thread (device.core.priority), their onnxruntime pools made
@@ -172,13 +178,14 @@ def _bench(args: argparse.Namespace) -> int:
             images=bench.image_frames(images),
             progress=progress,
             looming=looming,
+            flow=flow,
         ), name="bench-cases")
     load_info = None
     if args.load:
         load_info = {"alert_updates": loaded.updates, "ranges": loaded.ranges}
         for r in results:
             r.load = loaded.during(r.windows)
-    report = bench.BenchResult(results, str(video), load_info, looming)
+    report = bench.BenchResult(results, str(video), load_info, looming, flow)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -270,6 +277,14 @@ def format_table(report: bench.BenchResult) -> str:
             f"{bench.ratio(lm.ms, ref.total):.3f} of one {ref.case.label} detect "
             f"({bench.ratio(lm.ms, ref.inference):.3f} of session.run alone)"
         )
+    if report.flow is not None and report.flow.ms:
+        fl = report.flow
+        per = fl.tracks / len(fl.ms)
+        lines.append(
+            f"flow ({fl.estimator.p.width} px grey, same frames, {per:.1f} tracks/frame): {mp(fl.ms)} ms med/p90 = "
+            f"{bench.ratio(fl.ms, ref.total):.3f} of one {ref.case.label} detect "
+            f"({bench.ratio(fl.ms, ref.inference):.3f} of session.run alone)"
+        )
     lines.append("ratio = median total / median session.run alone on the same input")
     return "\n".join(lines)
 
@@ -308,6 +323,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also compare person detections against the first case on these photos (untimed)")
     p.add_argument("--no-looming", action="store_true",
                    help="do not time looming (any-obstacle expansion) beside the detector")
+    p.add_argument("--flow", action="store_true",
+                   help="time flow (each track's scale at camera rate, [flow]) beside the detector, "
+                        "on the first case's tracks")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_bench)
 

@@ -349,6 +349,24 @@ class LoomingConfig(_Strict):
     )
 
 
+class FlowConfig(_Strict):
+    """Flow (`device.perception.flow`): each camera track's box followed by
+    feature flow on every frame, so its time to collision is known at camera
+    rate whatever the detector's pace."""
+
+    enabled: bool = Field(
+        False, description="measure each track's scale change at camera rate from the flow inside its box"
+    )
+    width: int = Field(320, ge=80, le=1280, description="width of the small grey image flow works on, pixels")
+    max_points: int = Field(40, ge=8, le=500, description="features followed per track at most")
+    max_tracks: int = Field(
+        4, ge=1, le=50, description="tracks followed at most, the largest boxes (nearest objects) first"
+    )
+    span_s: float = Field(
+        0.27, gt=0.05, le=2, description="baseline of the time to collision from scale, seconds (longer: steadier, later)"
+    )
+
+
 class OutputsConfig(_Strict):
     haptic_pin: Pin = Field(12, description="BCM GPIO number driving the vibration motor (PWM)")
     buzzer_pin: Pin = Field(25, description="BCM GPIO number driving the buzzer")
@@ -493,6 +511,7 @@ class Config(_Strict):
     ranging: RangingConfig = RangingConfig()
     alerts: AlertsConfig = AlertsConfig()
     looming: LoomingConfig = LoomingConfig()
+    flow: FlowConfig = FlowConfig()
     outputs: OutputsConfig = OutputsConfig()
     recording: RecordingConfig = RecordingConfig()
     pace: PaceConfig = PaceConfig()

@@ -41,6 +41,7 @@ from device.core.types import AlertLevel, Range, Threat
 from device.decision.candidate import Candidate
 from device.decision.looming import LoomingTrack
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
+from device.perception.flow import FlowResult, FlowTrack
 from device.perception.looming import LoomingResult
 from device.sensing.ultrasonic import fault_kind
 
@@ -57,6 +58,9 @@ FUSE_BEARING_MARGIN_DEG = 10.0
 # ... and the two distances agree within this fraction (box-height distances
 # are good to tens of percent), or the box is clipped and the sensor nearer.
 FUSE_DISTANCE_TOLERANCE = 0.4
+# The flow's scale since a detection shrinks that detection's distance only
+# within these bounds: beyond them the flow has lost the object, not found it.
+FLOW_SCALE_MIN, FLOW_SCALE_MAX = 0.5, 3.0
 
 
 class SensorTrack:
@@ -226,6 +230,10 @@ class ThreatEstimator:
         self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
         self._last: Threat | None = None
         self.looming = LoomingTrack(config)  # any upright surface, no class (device.decision.looming)
+        # The newest flow result (device.perception.flow: each track's scale at
+        # camera rate) and, per track id, its own closing streak.
+        self.flow: FlowResult | None = None
+        self._flow_streak: dict[int, tuple[int, int]] = {}
 
     def add_ranges(self, ranges: list[Range]) -> None:
         for r in ranges:
@@ -247,6 +255,24 @@ class ThreatEstimator:
             if closing:
                 streak[tr.track_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
         self._ttc_streak = streak
+
+    def set_flow(self, result: FlowResult) -> None:
+        """Take a flow result: a track's camera-rate time to collision counts
+        once it has said closing for CAMERA_TTC_STREAK_S, like the box's."""
+        self.flow = result
+        streak = {}
+        for ft in result.tracks:  # by the flow's own id: it outlives a tracker's new track id
+            before = self._flow_streak.get(ft.trail_id)
+            if ft.ttc_s is not None and ft.ttc_s < self.cfg.caution_ttc_s:
+                streak[ft.trail_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
+        self._flow_streak = streak
+
+    def _flow_of(self, tr: CameraTrack, now_ns: int) -> FlowTrack | None:
+        """The flow's newest word on a track, if fresh."""
+        flow = self.flow
+        if flow is None or now_ns - flow.t_ns > self.camera_max_age_ns:
+            return None
+        return flow.track(tr.track_id)
 
     def camera_fresh(self, now_ns: int) -> bool:
         """The newest camera result may still be acted on: no older than
@@ -279,10 +305,20 @@ class ThreatEstimator:
         cams: list[Candidate] = []
         if self.camera is not None and self.camera_fresh(now_ns):
             for tr in self.camera.tracks:
-                if tr.hits < CAMERA_MIN_HITS:
+                ft = self._flow_of(tr, now_ns)
+                # An object the flow has followed unbroken since before the
+                # tracker renamed it has been seen in more than two frames.
+                if tr.hits < CAMERA_MIN_HITS and (ft is None or not _streak_held(self._flow_streak.get(ft.trail_id))):
                     continue
                 distance = tr.distance_m
-                lateral = distance * math.sin(math.radians(tr.bearing_deg))
+                ttc = self._plausible_ttc(tr) if _streak_held(self._ttc_streak.get(tr.track_id)) else None
+                if ft is not None:
+                    if ft.detection_t_ns == self.camera.t_ns and FLOW_SCALE_MIN <= ft.scale <= FLOW_SCALE_MAX:
+                        distance = tr.distance_m / ft.scale  # nearer by the growth since the detection's frame
+                    if (ft.ttc_s is not None and _streak_held(self._flow_streak.get(ft.trail_id))
+                            and distance / ft.ttc_s <= self.cfg.max_closing_mps):
+                        ttc = ft.ttc_s if ttc is None else min(ttc, ft.ttc_s)
+                lateral = tr.distance_m * math.sin(math.radians(tr.bearing_deg))
                 # Filling the frame with its inner side inside the corridor: the near field.
                 # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
                 near = tr.near_bearing_deg is not None and (
@@ -293,11 +329,7 @@ class ThreatEstimator:
                         label=tr.label,
                         distance_m=distance,
                         bearing_deg=tr.bearing_deg,
-                        ttc_s=(
-                            self._plausible_ttc(tr)
-                            if _streak_held(self._ttc_streak.get(tr.track_id))
-                            else None
-                        ),
+                        ttc_s=ttc,
                         in_path=near or abs(lateral) <= self.cfg.corridor_half_width_m,
                         clipped=tr.clipped,
                         near=near,

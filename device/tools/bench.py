@@ -34,10 +34,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from device.core.types import Detections
+from device.core.camera import CameraResult, CameraTrack
+from device.core.types import Detections, Frame
 from device.perception.boards import size_label
 from device.perception.detector import YoloxDetector, choose_spin
-from device.perception.tracking import iou_matrix
+from device.perception.tracking import IouTracker, iou_matrix
 
 PERSON = 0  # COCO class id
 DEFAULT_BLOCK = 10
@@ -336,6 +337,45 @@ class LoomingTiming:
         }
 
 
+@dataclass
+class FlowTiming:
+    """Flow (`device.perception.flow`) timed on the same frames as the
+    detector, following the tracks of the first case's detections of those
+    frames (tracking untimed: the detector's stage pays for it)."""
+
+    estimator: Any  # FlowEstimator
+    fps: float = 15.0
+    ms: list[float] = field(default_factory=list)
+    tracks: int = 0  # tracks followed, summed over the frames timed
+    _seq: int = 0
+    _tracker: Any = None
+
+    def step(self, frame: np.ndarray, dets: Detections, record: bool) -> None:
+        if self._tracker is None:
+            self._tracker = IouTracker()
+        t_ns = round(self._seq * 1e9 / self.fps)
+        found = self._tracker.update(t_ns, dets)
+        # Only the box and id matter to the flow; the rest is the detect stage's.
+        camera = CameraResult(t_ns, self._seq, tuple(
+            CameraTrack(tr.track_id, str(tr.class_id), tr.box, tr.confidence, tr.hits, 0.0, 0.0, None)
+            for tr in found))
+        t = time.perf_counter()
+        self.estimator.process(Frame(self._seq, t_ns, frame), camera)
+        if record:
+            self.ms.append((time.perf_counter() - t) * 1e3)
+            self.tracks += len(found)
+        self._seq += 1
+
+    def to_json(self, reference: CaseResult) -> dict[str, Any]:
+        return {
+            "width": self.estimator.p.width,
+            "flow_ms": stats(self.ms),
+            "tracks_per_frame": self.tracks / len(self.ms) if self.ms else None,
+            "vs_detector_total": ratio(self.ms, reference.total),
+            "vs_inference": ratio(self.ms, reference.inference),
+        }
+
+
 # --- running ---------------------------------------------------------------------------
 
 
@@ -345,12 +385,14 @@ class BenchResult:
     video: str | None
     load: dict[str, int] | None = None
     looming: LoomingTiming | None = None
+    flow: FlowTiming | None = None
 
     def to_json(self) -> dict[str, Any]:
         ref = self.cases[0]
         items = [c.to_json(ref) for c in self.cases]
         extra = {"video": self.video, "load_totals": self.load,
-                 "looming": self.looming.to_json(ref) if self.looming is not None else None}
+                 "looming": self.looming.to_json(ref) if self.looming is not None else None,
+                 "flow": self.flow.to_json(ref) if self.flow is not None else None}
         if len(items) == 1:
             return {**items[0], **extra}
         return {"cases": items, "reference": ref.case.label, **extra}
@@ -368,6 +410,7 @@ def run(
     images: Iterable[np.ndarray] = (),
     progress: Callable[[int], None] | None = None,
     looming: LoomingTiming | None = None,
+    flow: FlowTiming | None = None,
 ) -> list[CaseResult]:
     """Run every case on every frame (side by side) and, untimed, on `images`.
 
@@ -381,7 +424,8 @@ def run(
     inputs in a pass of its own, before or after (alternating by block).
     The first `warmup` frames run but are not recorded. Agreement is
     against the first case. `looming`, if given, runs on each block's frames
-    too, in order, before the cases or after them (alternating by block).
+    too, in order, before the cases or after them (alternating by block);
+    `flow`, if given, after them, on the first case's detections.
     """
     if not cases:
         raise BenchError("nothing to benchmark: no cases")
@@ -452,6 +496,9 @@ def run(
                     res.windows.append((w0, time.monotonic_ns()))
             if b % 2 == 0:
                 loom(chunk, seen)
+            if flow is not None:
+                for j, frame in enumerate(chunk):
+                    flow.step(frame, found[0][j], seen + j >= warmup)
             for j in range(len(chunk)):
                 if seen + j < warmup:
                     continue

@@ -27,6 +27,7 @@ SECTIONS = {
                "table per sensor",
     "alerts": "when a threat becomes CAUTION, WARN or DANGER, and how a level rises, holds and falls",
     "looming": "the class-free source that warns of any upright surface closing in (posts, walls)",
+    "flow": "each camera track's box followed by feature flow on every frame: its time to collision at camera rate",
     "outputs": "the haptic motor(s) and the buzzer",
     "recording": "recording segments within a disk budget, and incident clips around every WARN and DANGER",
     "pace": "how the live device judges its own detector's pace against the board's profile",
