@@ -38,6 +38,16 @@ def ns(t: float) -> int:
 # -- detections -----------------------------------------------------------------
 
 
+def wait_until(cond: Callable[[], bool]) -> bool:
+    """Bounded wait for another thread (up to 10 s, in 10 ms polls)."""
+    tick = threading.Event()
+    for _ in range(1000):
+        if cond():
+            return True
+        tick.wait(0.01)
+    return cond()
+
+
 def dets(*boxes: tuple[float, float, float, float], cls: int = 0, score: float = 0.9) -> Detections:
     """Detections of the given xyxy boxes, all one class and score."""
     n = len(boxes)

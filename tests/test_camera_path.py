@@ -16,7 +16,7 @@ from device.core.types import Frame
 from device.output.alerts import Alerter
 from device.pipeline import Pipeline
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import NoDetections, SlotFrames
+from fakes import NoDetections, SlotFrames, wait_until
 
 CFG = Config()
 
@@ -36,15 +36,6 @@ class FailsAfter(SlotFrames):
                 self.error = "camera stopped delivering"
         return frame
 
-
-def wait_until(cond) -> bool:
-    """Bounded wait for another thread (up to 10 s, in 10 ms polls)."""
-    tick = threading.Event()
-    for _ in range(1000):
-        if cond():
-            return True
-        tick.wait(0.01)
-    return cond()
 
 
 def test_a_camera_that_dies_mid_run_is_reopened_off_the_loop() -> None:

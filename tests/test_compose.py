@@ -15,7 +15,7 @@ from device.core.types import Frame
 from device.pipeline import Pipeline
 from device.sensing.simulated import mock_factory
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import LateCamera, NoDetections, SlotFrames, inline_camera
+from fakes import LateCamera, NoDetections, SlotFrames, inline_camera, wait_until
 
 CFG = Config()
 
@@ -35,17 +35,6 @@ def pipeline(clock: ReplayClock, camera=None) -> tuple[Pipeline, object]:
     alerter = Alerter(CFG.outputs, pin_factory=mock_factory())
     return Pipeline(CFG, clock, RecordedRanges([]), alerter, camera), alerter
 
-
-def wait_until(cond) -> bool:
-    """Bounded wait for another thread (up to 10 s, in 10 ms polls)."""
-    import threading
-
-    tick = threading.Event()
-    for _ in range(1000):
-        if cond():
-            return True
-        tick.wait(0.01)
-    return cond()
 
 
 def test_a_camera_that_comes_up_late_is_opened_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:

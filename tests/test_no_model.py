@@ -11,7 +11,6 @@ for (bounded) frame by frame, never timed.
 from __future__ import annotations
 
 import functools
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from device.core.faults import Part, texts
 from device.core.types import AlertLevel, Frame, Range
 from device.record.format import DEFAULT_SENSOR, Recording, RecordingWriter
 from device.sensing.ultrasonic import RecordedRanges
-from fakes import LateCamera, SlotFrames, inline_camera
+from fakes import LateCamera, SlotFrames, inline_camera, wait_until
 from looming_scene import GROUND, Camera, render, wall
 from test_looming import gait
 
@@ -141,15 +140,6 @@ class Camera320(SlotFrames):
     def put_frame(self, frame: Frame) -> None:
         self.slot.put(frame)
 
-
-def wait_until(cond) -> bool:
-    """Bounded wait for another thread (up to 10 s, in 10 ms polls)."""
-    tick = threading.Event()
-    for _ in range(1000):
-        if cond():
-            return True
-        tick.wait(0.01)
-    return cond()
 
 
 @pytest.fixture
