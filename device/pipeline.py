@@ -18,6 +18,7 @@ import logging
 import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -39,17 +40,25 @@ log = logging.getLogger(__name__)
 LOOP_PERIOD_S = 0.02
 MIN_REST_S = 0.002
 
+STATS_WINDOW = 10_000  # frames whose times are kept: a live run must not grow for hours
+
+
+def _window() -> deque[float]:
+    return deque(maxlen=STATS_WINDOW)
+
+
 @dataclass
 class StageStats:
-    """Per-stage wall times in ms, for `replay --json` and the status line."""
+    """Per-stage wall times in ms over the newest STATS_WINDOW frames, for
+    `replay --json` and the status line."""
 
-    detect_ms: list[float] = field(default_factory=list)
-    looming_ms: list[float] = field(default_factory=list)
-    total_ms: list[float] = field(default_factory=list)
+    detect_ms: deque[float] = field(default_factory=_window)
+    looming_ms: deque[float] = field(default_factory=_window)
+    total_ms: deque[float] = field(default_factory=_window)
     frames: int = 0
 
     def summary(self) -> dict[str, float | None]:
-        def med(xs: list[float]) -> float | None:
+        def med(xs: deque[float]) -> float | None:
             return round(statistics.median(xs), 3) if xs else None
 
         return {"detect_ms": med(self.detect_ms), "looming_ms": med(self.looming_ms), "total_ms": med(self.total_ms)}
@@ -103,6 +112,9 @@ class Pipeline:
         self.estimator = ThreatEstimator(config)
         self.stats = StageStats()
         self.events: list[AlertEvent] = []
+        self.event_count = 0  # every change, also those no longer in `events`
+        # A live run keeps only the newest this many (None: all, as a replay must).
+        self.keep_events: int | None = None
         self.threat: Threat | None = None
         self.steps = 0
         self.last_ranges: Mapping[str, Range] = {}
@@ -158,9 +170,16 @@ class Pipeline:
                 distance_m=threat.distance_m,
                 ttc_s=threat.ttc_s,
                 faults=texts(threat.faults),
+                label=threat.label,
+                bearing_deg=threat.bearing_deg,
+                direction=threat.direction,
             )
             self.events.append(event)
-            log.info("alert %s (%s) faults=%s", level.name, event.source, ",".join(event.faults) or "-")
+            self.event_count += 1
+            if self.keep_events is not None and len(self.events) > 2 * self.keep_events:
+                del self.events[:-self.keep_events]
+            log.info("alert %s %s%s", level.name, event.what(),
+                     f" faults={','.join(event.faults)}" if event.faults and event.source != "fault" else "")
             if self.on_event is not None:
                 self.on_event(event, threat)
         return threat

@@ -7,7 +7,14 @@
 #   the watchdog restarting a stalled (SIGSTOPped) loop, a clean stop,
 #   the sandbox (a probe run by systemd as ExecStartPost= under the same
 #   settings), `systemd-analyze security` <= 2.0, no onnxruntime files in
-#   the state directory, uninstall and purge.
+#   the state directory, the maker's path (issue 22: a login user's bare
+#   `rearguard` on PATH finding the installed config and model, "stop
+#   rearguard.service first" when the service holds the pins, recordings
+#   readable through group rearguard, a persistent journal, `rearguard runs`,
+#   `rearguard aim` serving the preview to another host on a local network
+#   for its minutes only), a config typo ending in the not-protecting
+#   fallback with its rhythm on the (simulated) pins, uninstall and purge,
+#   and last the button's hold (exit 75) powering the container off.
 #
 #   sudo scripts/check-systemd.sh [--first-install chroot|booted]
 #
@@ -244,6 +251,12 @@ ExecStart=
 ExecStart=/opt/rearguard/.venv/bin/rearguard run --source /var/lib/rearguard-check/loop.avi --quiet
 ExecStartPost=/usr/bin/python3 /var/lib/rearguard-check/probe.py $TEST_HOST_IP $TEST_PORT
 EOF
+# the not-protecting fallback on simulated pins too: it prints their levels
+mkdir -p "$ROOT/etc/systemd/system/rearguard-fallback.service.d"
+cat > "$ROOT/etc/systemd/system/rearguard-fallback.service.d/check.conf" <<EOF
+[Service]
+Environment=GPIOZERO_PIN_FACTORY=mock
+EOF
 # visible to root in the container, but never to the service's private /tmp
 echo marker > "$ROOT/tmp/rearguard-check-marker"
 ok "fresh root ($([ "$OVERLAY" = 1 ] && echo overlay || echo copy)) in $(elapsed "$t") s"
@@ -374,6 +387,15 @@ wait_ready 90 || fail "rearguard.service not READY after 90 s (state $(show Acti
 ready_s=$(awk -v a="$(show ExecMainStartTimestampMonotonic)" -v b="$(show ActiveEnterTimestampMonotonic)" \
     'BEGIN { printf "%.2f", (b - a) / 1e6 }')
 ok "READY ${ready_s} s after $([ "$FIRST" = chroot ] && echo "systemd started it at boot" || echo start), STATUS: $(show StatusText)"
+# from the container's systemd starting (the Pi's power-on, less its
+# firmware and kernel boot) to the service starting, and to READY (the
+# ready cue plays then: the journal says so)
+userspace_us="$(inside systemctl show -p UserspaceTimestampMonotonic --value)"
+boot_start_s=$(awk -v a="$userspace_us" -v b="$(show ExecMainStartTimestampMonotonic)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+if [ "$FIRST" = chroot ]; then
+    journal_has "ready: self-test done, loop running; the ready cue plays" || fail "no ready cue in the journal"
+    ok "power-on to ready: $(awk -v s="$boot_start_s" -v r="$ready_s" 'BEGIN { printf "%.2f", s + r }') s after the container's systemd started (${boot_start_s} s to the service's start, then ${ready_s} s); the ready cue played"
+fi
 [ "$(inside systemctl is-enabled rearguard.service)" = enabled ] || fail "the unit is not enabled"
 
 before="$(digest)"
@@ -416,6 +438,48 @@ cache_files="$(inside find /var/lib/rearguard -path '*/.cache*' | head -5)"
 [ "$(inside stat -c %U /usr/local/share/rearguard/models/yolox_nano.onnx)" = root ] || fail "the model is not root's"
 ok "no ~/.cache in /var/lib/rearguard; the model is root's"
 
+# ---------------------------------------------------------------- the maker's path (issue 22)
+t=$(date +%s.%N)
+inside useradd --create-home --shell /bin/bash maker
+inside env SUDO_USER=maker bash /mnt/rearguard/scripts/install-pi.sh > "$CACHE/install-maker.log" 2>&1 \
+    || { cat "$CACHE/install-maker.log" >&2; fail "the installer run for the login user failed"; }
+grep -q "add maker to group rearguard" "$CACHE/install-maker.log" \
+    || { cat "$CACHE/install-maker.log" >&2; fail "the installer did not add the login user to group rearguard"; }
+as_maker() { inside runuser -u maker -- "$@"; }
+[ "$(as_maker sh -c 'command -v rearguard')" = /usr/local/bin/rearguard ] || fail "a bare rearguard is not on the login user's PATH"
+as_maker rearguard config show > "$CACHE/maker-config.txt" 2>&1 || { cat "$CACHE/maker-config.txt" >&2; fail "rearguard config show as the login user"; }
+head -1 "$CACHE/maker-config.txt" | grep -q "^# read from /etc/rearguard/config.toml" || fail "config show does not say it read /etc/rearguard/config.toml"
+grep -q "^directory = \"/var/lib/rearguard/recordings\"" "$CACHE/maker-config.txt" || fail "the installed config does not record"
+as_maker rearguard models verify > "$CACHE/maker-models.txt" 2>&1 || { cat "$CACHE/maker-models.txt" >&2; fail "the login user's rearguard does not find the installed model"; }
+grep -q "yolox_nano: ok /usr/local/share/rearguard/models/yolox_nano.onnx" "$CACHE/maker-models.txt" || fail "models verify: $(cat "$CACHE/maker-models.txt")"
+as_maker rearguard check ranging --duration 1 > "$CACHE/maker-check.txt" 2>&1 && fail "check ranging ran beside the service"
+grep -q "rearguard.service is running and holds the GPIO pins and the camera: stop it first (sudo systemctl stop rearguard)" \
+    "$CACHE/maker-check.txt" || { cat "$CACHE/maker-check.txt" >&2; fail "check ranging did not say to stop the service first"; }
+for _ in $(seq 100); do inside test -d /var/lib/rearguard/recordings && break; sleep 0.1; done
+as_maker ls /var/lib/rearguard/recordings > /dev/null || fail "the login user cannot read the recordings (group rearguard)"
+inside test -d "/var/log/journal/$(inside cat /etc/machine-id)" || fail "the journal is not persistent (/var/log/journal)"
+inside rearguard runs > "$CACHE/runs.txt" 2>&1 || { cat "$CACHE/runs.txt" >&2; fail "rearguard runs failed"; }
+grep -q "^run 1: " "$CACHE/runs.txt" || { cat "$CACHE/runs.txt" >&2; fail "rearguard runs lists no run"; }
+ok "maker's path: bare rearguard on PATH, config and model found, 'stop it first', recordings readable, persistent journal, runs: $(grep -c '^run ' "$CACHE/runs.txt") run(s) in $(elapsed "$t") s"
+
+# aim: the preview reaches the test host (another address on a local
+# network) while aiming, and not before or after
+reach() { ip netns exec "$NETNS" python3 -c "import socket,sys; socket.create_connection((sys.argv[1], 8080), 2).close()" "$HOST_IP" 2>/dev/null; }
+reach && fail "something answers on $HOST_IP:8080 before aiming"
+t=$(date +%s.%N)
+inside rearguard aim --minutes 0.75 > "$CACHE/aim.log" 2>&1 &
+AIM=$!
+reached=""
+for _ in $(seq 400); do if reach; then reached=$(elapsed "$t"); break; fi; sleep 0.1; done
+[ -n "$reached" ] || { cat "$CACHE/aim.log" >&2; fail "aim: the preview never answered the test host"; }
+ip netns exec "$NETNS" python3 -c "import urllib.request,sys; r = urllib.request.urlopen(f'http://{sys.argv[1]}:8080/status.json', timeout=5); assert r.status == 200" "$HOST_IP" \
+    || fail "aim: status.json did not answer the test host"
+wait "$AIM" || { cat "$CACHE/aim.log" >&2; fail "aim failed"; }
+inside test ! -e /run/systemd/system/rearguard.service.d/zz-aim.conf || fail "aim left its drop-in behind"
+wait_ready 90 || fail "not READY after aiming"
+reach && fail "the preview still answers the test host after aiming"
+ok "aim: the preview answered $TEST_HOST_IP after ${reached} s, for the minutes asked only; the drop-in is gone and the service READY as installed"
+
 # ---------------------------------------------------------------- watchdog
 restarts="$(show NRestarts)"
 pid="$(show MainPID)"
@@ -445,6 +509,54 @@ tail -20 "$CACHE/journal.txt" | grep "stopped after" > /dev/null \
     || fail "stop: the shutdown path (outputs off) did not finish"
 ok "stop in ${stop_s} s: exit 0 through the shutdown path (outputs off)"
 
+# ---------------------------------------------------------------- not protecting: a config typo
+# The service cannot start (exit 2, not retried): OnFailure= starts the
+# fallback, which plays the not-protecting rhythm on the pins; fixing the
+# config and starting the service hands the pins back.
+fb() { inside systemctl show rearguard-fallback.service -p "$1" --value; }
+inside cp /etc/rearguard/config.toml /etc/rearguard/config.toml.good
+inside sed -i 's/^\[camera\]$/[camera]\nmount_hieght_m = 1.2/' /etc/rearguard/config.toml
+inside grep -q '^mount_hieght_m = 1.2$' /etc/rearguard/config.toml || fail "typo case: could not put the typo in the config"
+inside systemctl reset-failed rearguard.service 2>/dev/null || true
+restarts_before="$(inside journalctl -u rearguard.service -o cat --no-pager | grep -c "Scheduled restart job" || true)"
+inside systemctl start --no-block rearguard.service
+for _ in $(seq 600); do [ "$(fb ActiveState)" = active ] && break; sleep 0.1; done
+[ "$(fb ActiveState)" = active ] || fail "typo case: no fallback 60 s after the start (rearguard.service: $(show ActiveState)/$(show Result), exit $(show ExecMainStatus))"
+[ "$(show ExecMainStatus)" = 2 ] || fail "typo case: the service exited $(show ExecMainStatus), not 2 (a config error)"
+restarts_after="$(inside journalctl -u rearguard.service -o cat --no-pager | grep -c "Scheduled restart job" || true)"
+[ "$restarts_after" = "$restarts_before" ] || fail "typo case: a config error was retried"
+journal_has "mount_hieght_m: unknown key" || fail "typo case: the journal does not name the bad key"
+np_s=$(awk -v a="$(show ExecMainStartTimestampMonotonic)" -v b="$(fb ActiveEnterTimestampMonotonic)" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+sleep 8  # more than two rounds of the 3 s rhythm
+inside journalctl -u rearguard-fallback.service -o cat --no-pager > "$CACHE/fallback.txt"
+grep -q "NOT PROTECTING" "$CACHE/fallback.txt" || { cat "$CACHE/fallback.txt" >&2; fail "typo case: the fallback did not say NOT PROTECTING"; }
+# the pin levels it printed: every on and off as long as the rhythm's
+# (0.3 on, 0.3 off, 0.3 on, 0.3 off, 0.3 on, 1.5 off), within 0.15 s
+rhythm="$(python3 - "$CACHE/fallback.txt" <<'EOF'
+import sys
+rows = [line.split() for line in open(sys.argv[1]) if line.startswith("pins ")]
+edges = [(float(r[1]), r[2].endswith("=1"), r[3].endswith("=1")) for r in rows]
+if not edges or any(m != b for _, m, b in edges):
+    sys.exit("motor and buzzer must go together: %s" % edges[:6])
+want = [0.3, 0.3, 0.3, 0.3, 0.3, 1.5]
+got = [round(b[0] - a[0], 3) for a, b in zip(edges, edges[1:])]
+if len(got) < 12:
+    sys.exit("fewer than two rounds: %s" % got)
+bad = [(i, g, want[i % 6]) for i, g in enumerate(got) if abs(g - want[i % 6]) > 0.15]
+if bad or not edges[0][1]:
+    sys.exit("rhythm off (index, seconds, wanted): %s" % bad[:5])
+print("%d edges on %s and %s, %d rounds of 3 s" % (len(edges), rows[0][2].split("=")[0],
+      rows[0][3].split("=")[0], len(got) // 6))
+EOF
+)" || { head -20 "$CACHE/fallback.txt" >&2; fail "typo case: the pins do not play the not-protecting rhythm"; }
+ok "config typo: exit 2 naming the key, no retry; fallback after ${np_s} s (power-on to not protecting: $(awk -v s="$boot_start_s" -v n="$np_s" 'BEGIN { printf "%.2f", s + n }') s); pins: $rhythm"
+inside mv /etc/rearguard/config.toml.good /etc/rearguard/config.toml
+inside systemctl start rearguard.service
+wait_ready 90 || fail "typo fixed: the service is not READY again"
+[ "$(fb ActiveState)" = inactive ] || fail "typo fixed: the fallback still runs beside the service ($(fb ActiveState))"
+ok "config fixed: the service is READY again and the fallback stopped (the pins are the device's)"
+inside systemctl stop rearguard.service
+
 # ---------------------------------------------------------------- uninstall, purge
 inside bash /mnt/rearguard/scripts/install-pi.sh --uninstall > "$CACHE/uninstall.log" 2>&1 \
     || { cat "$CACHE/uninstall.log" >&2; fail "uninstall failed"; }
@@ -459,5 +571,22 @@ for p in /etc/rearguard /usr/local/share/rearguard /var/lib/rearguard; do
 done
 ! inside getent passwd rearguard >/dev/null || fail "purge: the user is still there"
 ok "uninstall kept config and model; purge removed them and the user"
+
+# ---------------------------------------------------------------- the button's hold: exit 75 powers off
+# Last, as it ends the container: a stand-in service that exits as the
+# device does after a hold (75), with the device's OnFailure= units. The
+# power-off unit acts only on MONITOR_EXIT_STATUS=75, so this proves
+# systemd passes it; the container must power off by itself.
+inside cp /mnt/rearguard/systemd/rearguard-fallback.service /mnt/rearguard/systemd/rearguard-poweroff.service \
+    /etc/systemd/system/
+inside sh -c 'printf "%s\n" "[Unit]" "OnFailure=rearguard-fallback.service rearguard-poweroff.service" \
+    "[Service]" "ExecStart=/bin/sh -c \"exit 75\"" > /etc/systemd/system/rgcheck-hold.service'
+inside systemctl daemon-reload
+t=$(date +%s.%N)
+inside systemctl start --no-block rgcheck-hold.service
+for _ in $(seq 300); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$NSPAWN" 2>/dev/null && fail "exit 75 (the button held): the container did not power off within 30 s"
+NSPAWN=""
+ok "button hold (exit 75): rearguard-poweroff.service powered the container off in $(elapsed "$t") s"
 
 say "PASS in $(elapsed "$T0") s"

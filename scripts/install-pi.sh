@@ -17,13 +17,21 @@
 #                  must never be able to replace its own model
 #   /etc/rearguard/config.toml the default config, only if there is none,
 #                  with the detector model and input size for the board
-#                  /proc/device-tree/model names (device/perception/boards.toml);
+#                  /proc/device-tree/model names (device/perception/boards.toml),
+#                  recording on within a small budget (RECORDING_SETS below:
+#                  incident clips around every WARN/DANGER to review after a run);
 #                  and that model built, if it is a derived one
-#   user rearguard (system, no login) in groups gpio and video
+#   user rearguard (system, no login) in groups gpio and video; the login
+#                  user who ran sudo ($SUDO_USER) in group rearguard, so the
+#                  recordings in /var/lib/rearguard are readable to them
+#   /usr/local/bin/rearguard  a link to the venv's, so `rearguard` is on PATH
+#   /etc/systemd/journald.conf.d/rearguard.conf  Storage=persistent, so
+#                  `journalctl -u rearguard -b -1` has the run before a power-cycle
 #   /etc/systemd/system/rearguard.service, enabled and started
 #   (in a chroot, e.g. building an SD-card image, where systemd is not
 #   running: enabled offline with `systemctl --root`, started on first boot)
-# --uninstall stops and removes the service and /opt/rearguard; the config,
+# --uninstall stops and removes the service, /opt/rearguard, the link and the
+# journald drop-in; the config,
 # the models and /var/lib/rearguard (recordings) stay unless --purge, which
 # also removes them and the user. Apt packages are never removed.
 #
@@ -105,8 +113,26 @@ SHARE="$ROOT/usr/local/share/$NAME"
 MODELS="$SHARE/models"
 # where versions before 0.1 kept them (moved on update)
 OLD_MODELS="$STATE/models"
+# The maker's path (issue 22): `rearguard` on PATH, a journal that survives
+# a power-cycle, recordings to review.
+LINK="$ROOT/usr/local/bin/$NAME"
+LINK_TARGET="/opt/$NAME/.venv/bin/$NAME"
+JOURNALD_DROPIN="$ROOT/etc/systemd/journald.conf.d/$NAME.conf"
+JOURNALD_CONF=$'# written by rearguard\'s scripts/install-pi.sh: keep the journal across reboots,\n# so `journalctl -u rearguard -b -1` shows the last run after a power-cycle\n[Journal]\nStorage=persistent\n'
+LOGIN_USER="${SUDO_USER:-}"
+[ "$LOGIN_USER" != root ] || LOGIN_USER=""
+# Incident clips on by default: a 60 s ring of ~270 MB at the default camera
+# (two segments, as the config requires) and up to ~20 clips of 15 s.
+RECORDING_SETS=(--set "recording.directory=/var/lib/$NAME/recordings" --set recording.segment_s=60
+                --set recording.budget_mb=300 --set recording.incident_budget_mb=300)
 UNIT_SRC="$SRC/systemd/$NAME.service"
 UNIT="$ROOT/etc/systemd/system/$NAME.service"
+# started by the service's OnFailure= (never enabled): the not-protecting
+# signal, and the power-off when the button was held
+FALLBACK_SRC="$SRC/systemd/$NAME-fallback.service"
+FALLBACK="$ROOT/etc/systemd/system/$NAME-fallback.service"
+POWEROFF_SRC="$SRC/systemd/$NAME-poweroff.service"
+POWEROFF="$ROOT/etc/systemd/system/$NAME-poweroff.service"
 # The model commands below act on the installed models directory.
 export REARGUARD_MODELS="$MODELS"
 unset REARGUARD_CONFIG
@@ -209,9 +235,13 @@ pip_install() {
 
 write_unit() {
     mkdir -p "$(dirname "$UNIT")"
-    cp "$UNIT_SRC" "$UNIT.tmp"
-    chmod 0644 "$UNIT.tmp"
-    mv "$UNIT.tmp" "$UNIT"
+    local src dst
+    for src in "$UNIT_SRC" "$FALLBACK_SRC" "$POWEROFF_SRC"; do
+        dst="$ROOT/etc/systemd/system/$(basename "$src")"
+        cp "$src" "$dst.tmp"
+        chmod 0644 "$dst.tmp"
+        mv "$dst.tmp" "$dst"
+    done
 }
 
 write_config() {
@@ -219,7 +249,7 @@ write_config() {
     # The board's detector model and input size (boards.toml); on a machine
     # with no known board, the built-in defaults.
     cmd "$VENV/bin/rearguard" config show --config /dev/null --for-board auto \
-        --device-tree "$ROOT/proc/device-tree/model" > "$CONFIG.tmp"
+        --device-tree "$ROOT/proc/device-tree/model" "${RECORDING_SETS[@]}" > "$CONFIG.tmp"
     chmod 0644 "$CONFIG.tmp"
     mv "$CONFIG.tmp" "$CONFIG"
 }
@@ -251,6 +281,43 @@ restart_service() {
     fi
 }
 
+link_command() {
+    mkdir -p "$(dirname "$LINK")"
+    ln -sfn "$LINK_TARGET" "$LINK"
+}
+
+write_journald_dropin() {
+    mkdir -p "$(dirname "$JOURNALD_DROPIN")"
+    printf '%s' "$JOURNALD_CONF" > "$JOURNALD_DROPIN.tmp"
+    chmod 0644 "$JOURNALD_DROPIN.tmp"
+    mv "$JOURNALD_DROPIN.tmp" "$JOURNALD_DROPIN"
+}
+
+# The maker's path: each step separate, idempotent.
+install_maker_path() {
+    if [ -L "$LINK" ] && [ "$(readlink "$LINK")" = "$LINK_TARGET" ]; then
+        :
+    elif [ -e "$LINK" ] && [ ! -L "$LINK" ]; then
+        say "left $LINK alone: it is not a link (another rearguard?); use $LINK_TARGET"
+    else
+        act "link $LINK -> $LINK_TARGET (rearguard on PATH)" link_command
+    fi
+    if [ -n "$LOGIN_USER" ] && cmd getent passwd "$LOGIN_USER" >/dev/null 2>&1; then
+        local have
+        have=" $(cmd id -nG "$LOGIN_USER" 2>/dev/null || true) "
+        if [[ "$have" != *" $NAME "* ]] && group_exists "$NAME"; then
+            act "add $LOGIN_USER to group $NAME (recordings readable; takes effect at the next login)" \
+                cmd usermod -a -G "$NAME" "$LOGIN_USER"
+        fi
+    fi
+    if [ "$(cat "$JOURNALD_DROPIN" 2>/dev/null || true)" != "${JOURNALD_CONF%$'\n'}" ]; then
+        act "write $JOURNALD_DROPIN (Storage=persistent: the journal survives a power-cycle)" write_journald_dropin
+        if systemd_running; then
+            act "restart systemd-journald (to keep the journal from now on)" cmd systemctl restart systemd-journald
+        fi
+    fi
+}
+
 # ---------------------------------------------------------------- uninstall
 uninstall() {
     local in_place=0
@@ -262,6 +329,11 @@ uninstall() {
     elif unit_enabled; then
         act "disable $NAME.service (offline: systemd is not running here)" offline_systemctl disable "$NAME.service"
     fi
+    if [ -e "$FALLBACK" ]; then
+        if systemd_running; then act "stop $NAME-fallback.service" cmd systemctl stop "$NAME-fallback.service"; fi
+        act "remove $FALLBACK" rm -f "$FALLBACK"
+    fi
+    if [ -e "$POWEROFF" ]; then act "remove $POWEROFF" rm -f "$POWEROFF"; fi
     if [ -e "$UNIT" ]; then
         act "remove $UNIT" rm -f "$UNIT"
         if systemd_running; then act "reload systemd" cmd systemctl daemon-reload; fi
@@ -271,6 +343,10 @@ uninstall() {
         if [ -e "$VENV" ]; then act "remove $VENV" rm -rf "$VENV"; fi
     elif [ -e "$OPT" ]; then
         act "remove $OPT" rm -rf "$OPT"
+    fi
+    if [ -L "$LINK" ] && [ "$(readlink "$LINK")" = "$LINK_TARGET" ]; then act "remove $LINK" rm -f "$LINK"; fi
+    if [ -e "$JOURNALD_DROPIN" ]; then
+        act "remove $JOURNALD_DROPIN (the journal is kept; back to volatile at the next boot)" rm -f "$JOURNALD_DROPIN"
     fi
     if [ "$PURGE" = 1 ]; then
         if [ -e "$ETC" ]; then act "remove $ETC (config)" rm -rf "$ETC"; fi
@@ -320,15 +396,16 @@ accelerator_packages() {
 
 # ---------------------------------------------------------------- install
 install() {
-    local missing=() p g digest pin want restart=0
+    local missing=() accel=() p g digest pin want restart=0
 
     case "$(cmd uname -m)" in
         armv6l|armv7l) die "Rearguard needs 64-bit Raspberry Pi OS (onnxruntime has no 32-bit ARM build)" ;;
     esac
     [ -f "$UNIT_SRC" ] || die "$UNIT_SRC is missing: run this script from a Rearguard checkout"
 
-    # 1. OS packages
-    for p in "${APT_PACKAGES[@]}"; do
+    # 1. OS packages, with those of an AI Camera or a Hailo found on this Pi
+    mapfile -t accel < <(accelerator_packages)
+    for p in "${APT_PACKAGES[@]}" "${accel[@]}"; do
         pkg_installed "$p" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -416,7 +493,8 @@ install() {
     fi
 
     # 5. the service
-    if [ ! -f "$UNIT" ] || ! cmp -s "$UNIT_SRC" "$UNIT"; then
+    if [ ! -f "$UNIT" ] || ! cmp -s "$UNIT_SRC" "$UNIT" || ! cmp -s "$FALLBACK_SRC" "$FALLBACK" \
+        || ! cmp -s "$POWEROFF_SRC" "$POWEROFF"; then
         act "install $UNIT" write_unit
         if systemd_running; then act "reload systemd" cmd systemctl daemon-reload; fi
         restart=1
@@ -432,6 +510,9 @@ install() {
     elif [ "$restart" = 1 ]; then
         act "restart $NAME.service" restart_service
     fi
+
+    # 6. the maker's path: rearguard on PATH, recordings readable, a persistent journal
+    install_maker_path
 
     finish "installed" "already installed and up to date: nothing to do"
     if [ "$DRY_RUN" = 0 ] && [ "$CHANGES" -gt 0 ]; then

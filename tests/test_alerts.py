@@ -157,6 +157,7 @@ def test_fault_rhythm_is_unlike_every_other_pattern(factory):
 
 SENSOR_FAULT = Fault(Part.SENSOR, Kind.FAILED, "no-echo-signal", name="centre")
 CAMERA_FAULT = Fault(Part.CAMERA, Kind.STALLED, "no frames")
+ACCEL_FAULT = Fault(Part.ACCELERATOR, Kind.FAILED, "hailo failed (x); detecting with the CPU model instead")
 
 
 @pytest.mark.parametrize(
@@ -172,6 +173,10 @@ CAMERA_FAULT = Fault(Part.CAMERA, Kind.STALLED, "no frames")
         (AlertLevel.DANGER, (SENSOR_FAULT, CAMERA_FAULT), AlertLevel.DANGER),
         (AlertLevel.FAULT, (), AlertLevel.FAULT),
         (AlertLevel.FAULT, (CAMERA_FAULT,), AlertLevel.FAULT),
+        # the CPU model took over: named, but no FAULT rhythm of its own
+        (AlertLevel.CLEAR, (ACCEL_FAULT,), AlertLevel.CLEAR),
+        (AlertLevel.CAUTION, (ACCEL_FAULT,), AlertLevel.CAUTION),
+        (AlertLevel.CLEAR, (ACCEL_FAULT, CAMERA_FAULT), AlertLevel.FAULT),
     ],
 )
 def test_effective_level(level, faults, expected):

@@ -23,7 +23,7 @@ def test_every_board_names_a_default_it_has_a_figure_for() -> None:
 def test_the_config_wins_over_the_boards_defaults() -> None:
     pi4 = boards.load().get("pi4")
     plain = boards.with_defaults(from_dict({}), pi4)
-    assert (plain.detector.model, plain.detector.input_size) == (pi4.default_model, pi4.default_input_size)
+    assert (plain.detector.model, plain.detector.input_geometry) == (pi4.default_model, pi4.default_input_size)
     for own in ({"input_size": 416}, {"model": "yolox_nano"}):
         cfg = from_dict({"detector": own})
         assert boards.with_defaults(cfg, pi4) is cfg  # either key set: the builder's choice stands
@@ -53,10 +53,30 @@ def test_config_show_for_the_board_the_device_tree_names(tmp_path: Path) -> None
     out.write_text(r.stdout)
     z = boards.load().get("zero2w")
     cfg = load(out)
-    assert (cfg.detector.model, cfg.detector.input_size) == (z.default_model, z.default_input_size)
-    assert r.stdout.startswith("# Pi Zero 2 W: detector.model and detector.input_size are its defaults")
+    assert (cfg.detector.model, cfg.detector.input_geometry) == (z.default_model, z.default_input_size)
+    assert r.stdout.startswith("# the built-in defaults\n"
+                               "# Pi Zero 2 W: detector.model and its input size are its defaults")
     laptop = config_show("--config", "/dev/null", "--for-board", "auto", "--device-tree", str(tmp_path / "absent"))
     assert laptop.returncode == 0 and "built-in defaults" in laptop.stderr
     assert laptop.stdout == config_show("--config", "/dev/null").stdout
     bad = config_show("--config", "/dev/null", "--for-board", "pi3")
     assert bad.returncode == 2 and "unknown board 'pi3'" in bad.stderr
+
+
+def test_a_width_by_height_default_with_its_fill() -> None:
+    data = {"detect_overhead": 0.1, "boards": {"x": {
+        "title": "X", "device_tree": "X", "status": "estimate", "source": "s",
+        "yolox_nano_dynamic": {"256": [1, 2], "320x192": [1, 2]}, "default_model": "yolox_nano_dynamic",
+        "default_input_size": "320x192", "default_fill": "stretch", "default_why": "w"}}}
+    x = boards.parse(data).get("x")
+    assert x.default_input_size == (320, 192) and x.detect_ms("yolox_nano_dynamic", (320, 192), 0.1) == 2.2
+    cfg = boards.with_defaults(from_dict({}), x)
+    assert cfg.detector.input_geometry == (320, 192) and cfg.detector.fill == "stretch"
+    own = from_dict({"detector": {"fill": "letterbox"}})
+    assert boards.with_defaults(own, x) is own  # a config that sets any size key keeps its own
+    data["boards"]["x"]["default_fill"] = "crop"  # type: ignore[index]
+    with pytest.raises(boards.BoardError, match="default_fill"):
+        boards.parse(data)
+    data["boards"]["x"]["yolox_nano_dynamic"] = {"320x190": [1, 2]}  # type: ignore[index]
+    with pytest.raises(boards.BoardError, match="multiples of 32"):
+        boards.parse(data)

@@ -324,3 +324,33 @@ def test_picamera2_no_camera_is_camera_error(fake_picamera2) -> None:
     fake_picamera2.fail_open = True
     with pytest.raises(CameraError, match="no Raspberry Pi camera 0 .*Camera\\(s\\) not found"):
         Picamera2Source(MonotonicClock(), width=640, height=480, fps=15)
+
+
+def test_a_capture_still_grabbing_at_close_is_not_released_under_it() -> None:
+    """close() released the capture even when its thread was still inside a
+    grab past the bound (a loaded machine): freed under the reader, and a
+    thread left in OpenCV at exit (issue 23, the native abort)."""
+    from device.sensing.camera import GrabberThread, _ThreadedSource
+
+    inside, leave = threading.Event(), threading.Event()
+    released: list[bool] = []
+
+    def grab():
+        inside.set()
+        leave.wait(30)
+        return None
+
+    class Stuck(_ThreadedSource):
+        def __init__(self) -> None:
+            self._grabber = GrabberThread(grab, MonotonicClock(), name="stuck").start()
+
+        def _release(self) -> None:
+            released.append(True)
+
+    src = Stuck()
+    assert inside.wait(10)
+    src._grabber.close = lambda timeout=0.1: GrabberThread.close(src._grabber, timeout)  # type: ignore[method-assign]
+    src.close()
+    assert released == []
+    leave.set()
+    src._grabber._thread.join(10)

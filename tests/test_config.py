@@ -64,6 +64,9 @@ type = "jsn-sr04t"
         ("[alerts]\nwarn_ttc_s = -1\n", "alerts.warn_ttc_s"),
         ("[alerts]\nwarn_ttc_s = 9\n", "danger_ttc_s < warn_ttc_s < caution_ttc_s"),
         ("[detector]\ninput_size = 400\n", "detector.input_size: must be a multiple of 32"),
+        ("[detector]\ninput_width = 416\n", "input_width and input_height go together"),
+        ("[detector]\ninput_width = 416\ninput_height = 250\n", "detector.input_height: must be a multiple of 32"),
+        ('[detector]\nfill = "crop"\n', "detector.fill"),
         ('[detector]\nclasses = ["unicorn"]\n', "'unicorn' is not a COCO class name"),
         ("[outputs]\nbuzzer_pin = 24\n", "GPIO24 is used twice"),
         ("[outputs]\nhaptic_pin = 40\n", "outputs.haptic_pin"),
@@ -99,3 +102,43 @@ def test_cli_config_show_and_exit_status(tmp_path: Path, capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert "alerts.warn_distance: unknown key" in err
     assert "Traceback" not in err
+
+
+def test_config_show_says_which_file_it_read_and_what_each_key_means(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REARGUARD_CONFIG", raising=False)
+    monkeypatch.setattr(config, "DEFAULT_PATHS", (tmp_path / "absent.toml",))
+    assert main(["config", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.splitlines()[0] == (f"# no config file ($REARGUARD_CONFIG unset, {tmp_path / 'absent.toml'} "
+                                     "absent): the built-in defaults")
+    # every key carries its field's description, units included
+    assert "mount_height_m = 1.1  # camera height above the ground, metres\n" in shown
+    assert "warn_ttc_s = 2.5  # warning time to collision\n" in shown
+    assert "trigger_pin = 23  # BCM GPIO number wired to the sensor's Trig\n" in shown
+    keys = [ln for ln in shown.splitlines() if " = " in ln]
+    assert len(keys) > 50 and [ln for ln in keys if "  # " not in ln] == []
+    assert config.from_dict(tomllib.loads(shown)) == config.Config()
+
+    mine = write(tmp_path, "[camera]\nhfov_deg = 102.0\n")
+    monkeypatch.setenv("REARGUARD_CONFIG", str(mine))
+    assert main(["config", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.splitlines()[0] == f"# read from {mine}"
+    assert "hfov_deg = 102.0  #" in shown
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[alerts]\nwarn_tc_s = 2.0\n", "alerts.warn_tc_s: unknown key; did you mean 'warn_ttc_s'"),
+        ("[alertz]\n", "alertz: unknown key; did you mean 'alerts'?"),
+        ("[[ranging.sensors]]\nname = 'c'\ntrigger_pin = 23\necho_pin = 24\nbearng_deg = 5.0\n",
+         "ranging.sensors.0.bearng_deg: unknown key; did you mean 'bearing_deg'"),
+        ("[camera]\nzzz = 1\n", "camera.zzz: unknown key\n"),
+    ],
+)
+def test_an_unknown_key_suggests_the_close_ones(tmp_path: Path, text: str, needle: str) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.load(write(tmp_path, text))
+    assert needle in str(err.value) + "\n"

@@ -587,3 +587,58 @@ def test_postprocess_rejects_output_of_another_size(tmp_path: Path) -> None:
         det.postprocess(np.zeros((1, N_ANCHORS + 4, 85), np.float32), 1.0, 64, 64)
     with pytest.raises(ModelError, match="output has shape"):
         det.postprocess(np.zeros((1, 85, N_ANCHORS), np.float32), 1.0, 64, 64)  # the other layout
+
+
+# --- non-square input (width x height) and stretch ------------------------------
+
+
+def test_grids_for_a_width_by_height_input() -> None:
+    g, st = grids((96, 64))  # 12x8 + 6x4 + 3x2 cells, row-major within each stride
+    assert len(g) == 96 + 24 + 6
+    assert g[:13].tolist()[12] == [0, 1]  # the 13th stride-8 cell starts the second row of 12
+    assert g[96].tolist() == [0, 0] and st[96, 0] == 16
+
+
+def test_letterboxers_fill_a_wide_input_without_padding_at_its_aspect() -> None:
+    img = np.full((36, 64, 3), 9, np.uint8)  # 16:9
+    for lb in (Letterboxer((64, 32), "stretch"), CanvasLetterboxer((64, 32), "stretch")):
+        scale = lb(img)
+        assert scale == (1.0, 32 / 36)
+        inp = lb.input
+        assert (inp == 9).all() and inp.shape in ((1, 3, 32, 64), (1, 32, 64, 3))
+    lb2 = CanvasLetterboxer((64, 32))  # letterbox: one scale, a grey strip on the right
+    assert lb2(img) == pytest.approx(32 / 36)
+    assert (lb2.canvas[0, :, 57:] == PAD_VALUE).all() and (lb2.canvas[0, :, :56] == 9).all()
+    with pytest.raises(ValueError, match="fill must be one of"):
+        Letterboxer(64, "crop")
+
+
+def wide_raw(w: int, h: int) -> np.ndarray:
+    return np.zeros((len(grids((w, h))[0]), 5 + N_CLASSES), np.float32)
+
+
+@pytest.mark.parametrize("fill", ["letterbox", "stretch"])
+def test_a_wide_input_maps_boxes_back_to_the_frame(tmp_path: Path, fill: str) -> None:
+    w, h = 96, 64
+    raw = wide_raw(w, h)
+    # stride 16, cell (3, 2): centre (56, 40) in input px, 32 x 32
+    row = 96 + 2 * 6 + 3
+    set_row(raw, row, 0.5, 0.5, math.log(2.0), math.log(2.0), 1.0, PERSON, 0.9)
+    path = const_model(tmp_path / "m.onnx", raw, in_hw=("height", "width"), uint8_nhwc=True)
+    det = YoloxDetector(path, input_size=(w, h), fill=fill, threads=1)
+    assert det.input.shape == (1, h, w, 3) and det.size_label == "96x64"
+    d = det.detect(np.zeros((90, 192, 3), np.uint8))  # frame 192 x 90
+    if fill == "stretch":  # x / 2, y / (64 / 90)
+        sx, sy = 2.0, 90 / 64
+        want = [(56 - 16) * sx, (40 - 16) * sy, (56 + 16) * sx, (40 + 16) * sy]
+    else:  # one scale 0.5 (width-bound)
+        want = [80, 48, 144, 90]  # y2 (112) clipped to the frame's 90
+    np.testing.assert_allclose(d.xyxy[0], want, rtol=1e-5)
+
+
+def test_a_fixed_size_model_names_its_size(tmp_path: Path) -> None:
+    raw = wide_raw(96, 64)
+    path = const_model(tmp_path / "m.onnx", raw, in_hw=(64, 96))
+    assert YoloxDetector(path, input_size=(96, 64), threads=1).input_width == 96
+    with pytest.raises(ModelError, match=r"takes 64x96 images but detector.input_size is 64"):
+        YoloxDetector(path, input_size=64, threads=1)

@@ -24,6 +24,7 @@ from device.core.types import AlertLevel
 from device.output.alerts import PATTERNS, Alerter, pattern_output
 from device.output.stall_guard import StallGuard
 from device.pipeline import Pipeline
+from test_run_source import tiny_video
 
 MS = 1_000_000
 
@@ -214,7 +215,7 @@ def test_a_busy_preview_port_does_not_stop_the_device(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = _run(tmp_path, "--source", str(tmp_path / "none.avi"), "--duration", "0.5",
+        done = _run(tmp_path, "--source", str(tiny_video(tmp_path / "walk.avi")), "--duration", "0.5",
                     "--preview", str(port))
     assert done.returncode == 0, done.stderr  # was 1, after the self-test
     assert f"running without the preview: cannot serve the preview on 127.0.0.1:{port}" in done.stderr

@@ -120,9 +120,9 @@ def test_recording_incidents_lists_them(tmp_path: Path, capsys: pytest.CaptureFi
     rec.close()
     assert main(["recording", "incidents", str(tmp_path / "rec")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["time", "(UTC)", "level", "source", "length", "path"]
+    assert lines[0].split() == ["time", "(UTC)", "level", "source", "length", "path", "what"]
     assert [ln.split()[2:5] for ln in lines[1:]] == [["WARN", "camera", "15.0s"], ["DANGER", "ultrasonic", "15.0s"]]
-    assert lines[2].endswith("inc-000002")
+    assert lines[2].endswith("inc-000002  echo 2.0 m, ttc 1.4 s (ultrasonic)")
     assert main(["recording", "incidents", str(tmp_path / "nothing")]) == 1
 
 
@@ -149,9 +149,11 @@ def test_a_live_run_keeps_a_clip_of_its_alerts(tmp_path: Path, model_path: Path,
     # machine too loaded to warn makes no clip: either way they must agree.
     # The run ends inside the clip's window, so the clip is written at stop,
     # within a bound (systemd's stop timeout): past it the run says so.
+    # Not finished within its bound, a clip may still finish in the process's
+    # last grace (device.cli.ending), or not: never a native abort (issue 23).
     alerted = sorted(levels & {"WARN", "DANGER"}, key=lambda n: AlertLevel[n])
     unfinished = "incident clip not finished at stop" in done.stderr
-    assert bool(clips) == (bool(alerted) and not unfinished), (done.stdout, done.stderr)
+    assert bool(clips) == bool(alerted) or (unfinished and not clips), (done.stdout, done.stderr)
     if clips:
         assert len(clips) == 1
         assert read_incident(clips[0]).level == alerted[-1]

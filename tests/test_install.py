@@ -78,11 +78,12 @@ esac
 echo "$2 $(cat "$S/users/$2")"
 ''',
     "useradd": r'''
-groups=""; name=""
+groups=""; name=""; usergroup=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --groups|-G) groups="$2"; shift 2 ;;
     --home-dir|--shell|-d|-s) shift 2 ;;
+    --user-group|-U) usergroup=1; shift ;;
     -*) shift ;;
     *) name="$1"; shift ;;
   esac
@@ -90,6 +91,7 @@ done
 [ ! -e "$S/users/$name" ] || { echo "useradd: user '$name' already exists" >&2; exit 9; }
 for g in ${groups//,/ }; do [ -e "$S/groups/$g" ] || { echo "useradd: group '$g' does not exist" >&2; exit 6; }; done
 echo "${groups//,/ }" > "$S/users/$name"
+if [ "$usergroup" = 1 ]; then touch "$S/groups/$name"; fi
 ''',
     "usermod": r'''
 [ "$1 $2" = "-a -G" ] || { echo "usermod stub: unexpected $*" >&2; exit 2; }
@@ -138,9 +140,11 @@ case "$1" in
     touch "$S/systemd/enabled"
     if [ "$2" = --now ]; then touch "$S/systemd/active"; echo x >> "$S/systemd/starts"; fi ;;
   restart)
+    if [ "${2-}" = systemd-journald ]; then echo x >> "$S/systemd/journald-restarts"; exit 0; fi
     loaded || { echo "systemctl stub: unit changed on disk without daemon-reload" >&2; exit 1; }
     touch "$S/systemd/active"; echo x >> "$S/systemd/starts" ;;
   disable) rm -f "$S/systemd/enabled"; if [ "$2" = --now ]; then rm -f "$S/systemd/active"; fi ;;
+  stop) [ "$2" = rearguard-fallback.service ] || { echo "systemctl stub: unexpected $*" >&2; exit 1; } ;;
   *) echo "systemctl stub: unexpected $*" >&2; exit 1 ;;
 esac
 ''',
@@ -193,6 +197,7 @@ CHANGING = (
     "apt-get", "useradd", "usermod", "groupadd", "userdel", "python3 -m venv",
     "python -m pip", "rearguard models install", "rearguard models fetch", "rearguard models dynamic",
     "systemctl enable", "systemctl disable", "systemctl restart", "systemctl daemon-reload",
+    "systemctl restart systemd-journald",
     "systemctl start", "systemctl stop", "rearguard config show",
     "systemctl --root=ROOT enable", "systemctl --root=ROOT disable",
 )
@@ -341,10 +346,24 @@ def test_install_performs_every_step(pi: Pi) -> None:
     # the default config, from the real `rearguard config show`, loads back
     config = pi.root / "etc/rearguard/config.toml"
     tomllib.loads(config.read_text())
-    assert load(config) == load("/dev/null")
+    # ... with recording on within a small budget: incident clips to review after a run
+    cfg = load(config)
+    assert cfg.recording.model_dump() == {
+        **load("/dev/null").recording.model_dump(), "directory": "/var/lib/rearguard/recordings",
+        "segment_s": 60.0, "budget_mb": 300.0, "incident_budget_mb": 300.0}
+    assert cfg.model_copy(update={"recording": load("/dev/null").recording}) == load("/dev/null")
+    # rearguard on PATH; the journal kept across a power-cycle
+    assert os.readlink(pi.root / "usr/local/bin/rearguard") == "/opt/rearguard/.venv/bin/rearguard"
+    dropin = pi.root / "etc/systemd/journald.conf.d/rearguard.conf"
+    assert "[Journal]\nStorage=persistent\n" in dropin.read_text()
+    assert (pi.state / "systemd" / "journald-restarts").read_text().count("x") == 1
     # the unit exactly as in the repository, loaded, enabled and started once
     unit = pi.root / "etc/systemd/system/rearguard.service"
     assert unit.read_bytes() == (REPO / "systemd" / "rearguard.service").read_bytes()
+    fallback = pi.root / "etc/systemd/system/rearguard-fallback.service"  # OnFailure=, never enabled
+    assert fallback.read_bytes() == (REPO / "systemd" / "rearguard-fallback.service").read_bytes()
+    poweroff = pi.root / "etc/systemd/system/rearguard-poweroff.service"  # the button's hold
+    assert poweroff.read_bytes() == (REPO / "systemd" / "rearguard-poweroff.service").read_bytes()
     assert oct(unit.stat().st_mode & 0o777) == "0o644"
     assert calls.index("systemctl daemon-reload") < calls.index("systemctl enable --now rearguard.service")
     assert pi.systemd("enabled") and pi.systemd("active")
@@ -462,6 +481,10 @@ def test_uninstall_removes_what_install_made_and_keeps_config_and_data(pi: Pi) -
     assert "systemctl disable --now rearguard.service" in pi.changing_calls()
     assert not pi.systemd("enabled") and not pi.systemd("active") and not pi.systemd("loaded")
     assert not (pi.root / "etc/systemd/system/rearguard.service").exists()
+    # the not-protecting fallback goes too, stopped first (it may be playing)
+    assert "systemctl stop rearguard-fallback.service" in pi.changing_calls()
+    assert not (pi.root / "etc/systemd/system/rearguard-fallback.service").exists()
+    assert not (pi.root / "etc/systemd/system/rearguard-poweroff.service").exists()
     assert not (pi.root / "opt/rearguard").exists()
     assert config.is_file() and model.is_file() and recording.is_file()
     assert pi.user_groups == {"gpio", "video"}
@@ -655,9 +678,12 @@ def test_install_writes_the_boards_detector_defaults(pi: Pi, line: str, board: s
     assert line in r.stdout  # says which board the config is for
     config = pi.root / "etc/rearguard/config.toml"
     cfg = load(config)
-    assert (cfg.detector.model, cfg.detector.input_size) == (want.default_model, want.default_input_size)
-    assert cfg.model_copy(update={"detector": load("/dev/null").detector}) == load("/dev/null")  # nothing else
-    assert config.read_text().startswith(f"# {want.title}: ")
+    assert (cfg.detector.model, cfg.detector.input_geometry) == (want.default_model, want.default_input_size)
+    assert cfg.detector.fill == want.default_fill
+    plain = load("/dev/null")
+    # nothing else but the installer's recording defaults
+    assert cfg.model_copy(update={"detector": plain.detector, "recording": plain.recording}) == plain
+    assert config.read_text().startswith(f"# the built-in defaults\n# {want.title}: ")
     derived = want.default_model == "yolox_nano_dynamic"
     assert ("rearguard models dynamic" in pi.calls()) is derived
     assert (pi.root / "usr/local/share/rearguard/models/yolox_nano_dynamic.onnx").is_file() is derived
@@ -683,3 +709,36 @@ def test_a_builders_config_naming_the_derived_model_gets_it_built(pi: Pi) -> Non
     pi.run()
     assert "rearguard models dynamic" in pi.changing_calls()
     assert (pi.root / "usr/local/share/rearguard/models/yolox_nano_dynamic.onnx").is_file()
+
+
+def test_the_makers_path_link_group_and_journal(pi: Pi) -> None:
+    """`rearguard` on PATH, the login user who ran sudo in group rearguard
+    (the recordings are theirs to read), a journal that survives a power-cycle;
+    each once, and gone again with --uninstall."""
+    (pi.state / "users" / "pi").write_text("sudo video\n")
+    pi.env["SUDO_USER"] = "pi"
+    r = pi.run()
+    assert "usermod -a -G rearguard pi" in pi.changing_calls()
+    assert set((pi.state / "users" / "pi").read_text().split()) == {"sudo", "video", "rearguard"}
+    assert "link " in r.stdout and "Storage=persistent" in r.stdout
+    link = pi.root / "usr/local/bin/rearguard"
+    assert os.readlink(link) == "/opt/rearguard/.venv/bin/rearguard"
+    # the unit lets the group read the state directory, and the service writes group-readable files
+    unit = (REPO / "systemd" / "rearguard.service").read_text()
+    assert "StateDirectoryMode=0750" in unit and "UMask=0027" in unit and "Group=rearguard" in unit
+    pi.run()
+    assert pi.changing_calls() == []
+    pi.run("--uninstall")
+    assert not link.exists() and not link.is_symlink()
+    assert not (pi.root / "etc/systemd/journald.conf.d/rearguard.conf").exists()
+
+
+def test_a_rearguard_that_is_not_our_link_is_left_alone(pi: Pi) -> None:
+    mine = pi.root / "usr/local/bin/rearguard"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("#!/bin/sh\necho my own\n")
+    r = pi.run()
+    assert mine.read_text() == "#!/bin/sh\necho my own\n"
+    assert f"left {mine} alone" in r.stdout
+    pi.run("--uninstall")
+    assert mine.is_file()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from test_install import Pi, pi  # noqa: F401 - the stubbed Pi fixture
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "install-pi.sh"
 
 IMX500_LIST = """Available cameras
@@ -67,3 +69,26 @@ def test_the_function_is_in_the_installer_and_uses_its_cmd_hook() -> None:
     text = function_text()
     assert "cmd rpicam-hello --list-cameras" in text and "cmd hailortcli scan" in text
     assert '"$ROOT/dev/hailo0"' in text
+
+
+def test_the_installer_apt_installs_what_an_ai_camera_needs(pi: Pi) -> None:  # noqa: F811 - the imported fixture
+    """The whole installer (tests/test_install.py's stubbed Pi) on a Pi whose
+    rpicam-hello lists an imx500: imx500-all joins the one apt install."""
+    stub = Path(pi.env["PATH"].split(":")[0]) / "rpicam-hello"
+    stub.write_text(f"#!/bin/sh\ncat <<'EOF'\n{IMX500_LIST}EOF\n")
+    stub.chmod(0o755)
+    pi.run()
+    installs = [c for c in pi.calls() if c.startswith("apt-get install")]
+    assert len(installs) == 1 and installs[0].split()[-1] == "imx500-all", installs
+    assert "python3-picamera2" in installs[0].split()
+    pi.run()  # installed now: a second run asks apt for nothing
+    assert not [c for c in pi.calls() if c.startswith("apt-get")]
+
+
+def test_the_installer_without_an_accelerator_installs_no_accelerator_package(pi: Pi) -> None:  # noqa: F811 - the imported fixture
+    stub = Path(pi.env["PATH"].split(":")[0]) / "rpicam-hello"
+    stub.write_text(f"#!/bin/sh\ncat <<'EOF'\n{V3_LIST}EOF\n")
+    stub.chmod(0o755)
+    pi.run()
+    (install,) = [c for c in pi.calls() if c.startswith("apt-get install")]
+    assert not {"imx500-all", "hailo-all", "hailo-models"} & set(install.split())

@@ -269,3 +269,20 @@ def test_threaded_looming_sees_every_frame_beside_a_detector_that_never_reads():
 def test_looming_off_adds_no_stage():
     main, sides = camera_stages(None, from_dict({"looming": {"enabled": False}}))
     assert sides == ()
+
+
+@pytest.mark.parametrize("size", [(640, 361), (641, 360), (1280, 721), (16, 9), (15, 8), (8, 4), (2, 1), (1, 1),
+                                  (3, 1000), (1000, 3)])
+def test_any_frame_size_is_tracked_without_an_error(size: tuple[int, int]) -> None:
+    """640x361 and 16x9 or smaller gave a cv2.error in goodFeaturesToTrack
+    (the small image and its seeding mask of different heights): live a
+    permanent "looming: stopped" FAULT (issue 23). A size change mid-stream
+    (a file whose frames change size) is taken in too."""
+    w, h = size
+    rng = np.random.default_rng(0)
+    est = LoomingEstimator()
+    for i in range(6):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        assert est.update(round(i * NS_PER_S / 15), i, image).ttc_s is None
+    image = rng.integers(0, 256, (h + 1, w, 3), dtype=np.uint8)  # same width, one row more
+    est.update(round(6 * NS_PER_S / 15), 6, image)

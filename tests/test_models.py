@@ -392,3 +392,37 @@ def test_cli_quantize_without_images_is_one_line(fake: Fake, mdir: Path, tmp_pat
     assert "no .jpg" in one_error_line(capsys.readouterr().err)
     assert run_cli("models", "dynamic", "tiny") == 1  # base not installed
     assert "not installed" in one_error_line(capsys.readouterr().err)
+
+
+def test_the_login_user_finds_the_model_the_installer_put_in_the_system_directory(
+        fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/install-pi.sh installs into /usr/local/share/rearguard/models for the
+    service; the login user's `rearguard` (no $REARGUARD_MODELS) looks in its own
+    ~/.local/share first, then there, instead of asking for a second copy."""
+    system = tmp_path / "system-models"
+    monkeypatch.setenv("REARGUARD_MODELS", str(system))
+    installed = models.install(fake.src, "tiny")  # as the installer does
+    monkeypatch.delenv("REARGUARD_MODELS")
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(models, "SYSTEM_MODELS_DIR", system)
+    assert models.search_dirs() == [tmp_path / "home/.local/share/rearguard/models", system]
+    assert models.resolve("tiny") == installed
+    assert [(m.name, m.path, m.verified) for m in models.installed()] == [("tiny", installed, True)]
+    assert run_cli("models", "list") == 0
+    out = capsys.readouterr().out
+    assert f"(then {system})" in out and f"installed, verified ({installed})" in out
+    # the user's own copy comes first
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("REARGUARD_MODELS", str(tmp_path / "xdg" / "rearguard" / "models"))
+    own = models.install(fake.src, "tiny")
+    monkeypatch.delenv("REARGUARD_MODELS")
+    assert models.resolve("tiny") == own
+    # neither: the message names both places
+    installed.unlink()
+    own.unlink()
+    with pytest.raises(ModelError, match=rf"looked for {tmp_path}/xdg/rearguard/models/tiny.onnx and {system}/tiny"):
+        models.resolve("tiny")
+    # $REARGUARD_MODELS is the one place it names
+    monkeypatch.setenv("REARGUARD_MODELS", str(tmp_path / "only"))
+    assert models.search_dirs() == [tmp_path / "only"]

@@ -219,10 +219,14 @@ def test_board_profiles_parse_and_give_a_pace_for_each_shipped_model() -> None:
     for b in profiles.boards.values():
         assert b.status in ("estimate", "measured") and b.source
         for model in ("yolox_nano", "yolox_nano_dynamic"):
-            assert set(b.inference_ms[model]) == {416, 320, 256}
+            assert {416, 320, 256, (416, 256), (320, 192)} <= set(b.inference_ms[model])
     cfg = Config()
     pi4 = pace_for("pi4", cfg)
-    assert pi4 is not None and pi4.busy_ms == round(141 * (1 + profiles.detect_overhead), 1)
+    assert pi4 is not None and pi4.busy_ms == round(260 * (1 + profiles.detect_overhead), 1)
+    wide = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"input_width": 416, "input_height": 256})})
+    assert pace_for("pi4", wide).busy_ms == round(182 * (1 + profiles.detect_overhead), 1)  # type: ignore[union-attr]
+    crop = wide.model_copy(update={"detector": wide.detector.model_copy(update={"lookahead_every": 2})})
+    assert pace_for("pi4", crop).busy_ms == round(182 * 1.1 * 1.5, 1)  # type: ignore[union-attr]
     assert pace_for("inline", cfg) is None and pace_for(None, cfg) is None
     assert pace_for("pi4", cfg, "80,120") == DetectorPace(80.0, 120.0)
     with pytest.raises(boards.BoardError, match="unknown board 'pi9'"):

@@ -4,6 +4,7 @@ cameras become faults, the alert reaches the (mock) pins."""
 from __future__ import annotations
 
 import itertools
+import statistics
 import threading
 import time
 
@@ -226,3 +227,31 @@ def test_a_worker_whose_source_died_rests_instead_of_spinning(stages: str) -> No
         assert src.asked[2] - src.asked[0] >= 2 * IDLE_S * 0.9
     finally:
         closer.close()
+
+
+def test_the_per_frame_timings_and_the_live_event_list_are_bounded() -> None:
+    """A two-hour run on a 512 MB board must stay flat (issue 23): the timing
+    lists keep a window of the newest frames, and a live pipeline the newest
+    alert changes (with the count of all of them)."""
+    from device.pipeline import STATS_WINDOW, StageStats
+
+    stats = StageStats()
+    for i in range(3 * STATS_WINDOW):
+        stats.detect_ms.append(float(i))
+        stats.looming_ms.append(float(i))
+        stats.total_ms.append(float(i))
+    assert max(len(stats.detect_ms), len(stats.looming_ms), len(stats.total_ms)) <= STATS_WINDOW
+    assert stats.summary()["total_ms"] == statistics.median(range(2 * STATS_WINDOW, 3 * STATS_WINDOW))
+
+    clock = ReplayClock(0)
+    alert, _ = alerter()
+    ranges = [Range(ns(k * 0.5 + i * 0.06), SENSOR, 0.5) for k in range(0, 400, 2) for i in range(3)]
+    pipe = Pipeline(CFG, clock, RecordedRanges(ranges), alert, None)
+    pipe.keep_events = 10
+    for i in range(100 * 100):
+        clock.set(ns(i * 0.02))
+        pipe.step()
+    assert pipe.event_count >= 100
+    assert len(pipe.events) <= 20
+    assert pipe.events[-1].level == AlertLevel.CLEAR
+    alert.close()

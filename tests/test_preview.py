@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -307,7 +308,8 @@ def chromium() -> str:
     raise AssertionError("unreachable")
 
 
-def screenshot(browser: str, url: str, out: Path, profile: Path, limit_s: float = 60) -> None:
+def screenshot(browser: str, url: str, out: Path, profile: Path, limit_s: float = 60, size: str = "800,800",
+               budget_ms: int = 3000) -> None:
     """Chromium's own --screenshot. Headless Chromium under a virtual time
     budget now and then hangs, before the capture or after writing it
     (a known Chromium behaviour): each try gets a wall-clock limit, a
@@ -320,9 +322,9 @@ def screenshot(browser: str, url: str, out: Path, profile: Path, limit_s: float 
             browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--hide-scrollbars", f"--user-data-dir={profile}-{attempt}", f"--screenshot={out}",
-            "--window-size=800,800",
+            f"--window-size={size}",
             # Virtual time: the page's timers run this long, waiting for each fetch.
-            "--virtual-time-budget=3000", url,
+            f"--virtual-time-budget={budget_ms}", url,
         ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
@@ -455,3 +457,27 @@ def test_status_json_carries_the_devices_pace(pipeline: Pipeline) -> None:
         s = json.loads(get(server.url + "status.json")[1])
         assert s["pace"]["rate_hz"] == 7.5 and s["level"]
         assert b'id="pace"' in get(server.url)[1] and b"s.pace.text" in get(server.url + "preview.js")[1]
+
+
+def test_slow_clients_cannot_lock_a_real_viewer_out(pipeline: Pipeline) -> None:
+    """16 connections that trickle a request a byte at a time (each byte
+    within the idle timeout) held every slot indefinitely (issue 23): a
+    viewer wanting a slot now takes that of the one waiting longest for
+    its request."""
+    from device.view.preview import MAX_CONNECTIONS
+
+    with PreviewServer(port=0) as server:
+        server.show(pipeline)
+        slow = []
+        for _ in range(MAX_CONNECTIONS):
+            s = socket.create_connection((server.host, server.port), timeout=10)
+            s.sendall(b"GET /status.json HTTP/1.1\r\n")  # the headers never end
+            slow.append(s)
+        time.sleep(0.5)  # every slot taken
+        try:
+            for _ in range(3):
+                status, body, _ = get(server.url + "status.json")
+                assert status == 200 and json.loads(body)["ready"] is True
+        finally:
+            for s in slow:
+                s.close()

@@ -11,7 +11,7 @@ import pytest
 from device.core.clock import NS_PER_S
 from device.core.config import Config, ConfigError, from_dict
 from device.core.types import Frame, Range
-from device.record.format import Recording, RecordingWriter
+from device.record.format import Recording, RecordingError, RecordingWriter
 from device.record.segments import MB, SegmentedRecorder
 
 SENSORS = Config().ranging.sensors
@@ -188,3 +188,46 @@ def test_budget_too_small_for_the_camera_is_a_config_error_saying_what_fits() ->
                    "recording": {"budget_mb": 6000, "incident_budget_mb": 10}})
     from_dict({"recording": {"incidents": False, "incident_budget_mb": 10}})
     assert from_dict({}).recording == Config().recording  # the defaults fit
+
+
+def test_a_recording_directory_belongs_to_one_run(tmp_path: Path) -> None:
+    """Two runs recording into one directory deleted each other's segments
+    (issue 23): the second is refused, naming the directory, until the first
+    has closed."""
+    first = recorder(tmp_path)
+    first.write_frame(frame(0))
+    with pytest.raises(RecordingError, match=r"in use by another run.*rec"):
+        recorder(tmp_path)
+    first.write_frame(frame(1))
+    first.close()
+    second = recorder(tmp_path)  # free again
+    second.write_frame(frame(2))
+    second.close()
+    assert [Recording.open(s).frame_count for s in second.segments()] == [2, 1]
+
+
+def test_a_segment_this_run_did_not_make_is_never_deleted(tmp_path: Path) -> None:
+    """A seg-N that appears after the numbering was chosen (another writer)
+    was taken for a half-made segment of ours and removed with all it held."""
+    rec = recorder(tmp_path)
+    theirs = tmp_path / "rec" / "seg-000001"
+    theirs.mkdir()
+    (theirs / "video.avi").write_bytes(b"their footage")
+    rec.write_frame(frame(0))
+    rec.close()
+    assert (theirs / "video.avi").read_bytes() == b"their footage"
+    assert rec.fault is None
+    assert Recording.open(tmp_path / "rec" / "seg-000002").frame_count == 1
+
+
+def test_a_small_empty_disk_is_low_on_space_not_full(tmp_path: Path) -> None:
+    """An empty 3 MB filesystem said "disk full (3 MB free)" where the README
+    promises "low disk space" (issue 23): full is a disk that is nearly all used."""
+    rec = recorder(tmp_path, min_free_mb=500, free=lambda p: 3 * MB, total=lambda p: 3 * MB)
+    rec.write_frame(frame(0))
+    assert rec.fault is not None and rec.fault.startswith("recording: low disk space (3 MB free"), rec.fault
+    rec.close()
+    rec = recorder(tmp_path / "b", min_free_mb=500, free=lambda p: 3 * MB, total=lambda p: 32_000 * MB)
+    rec.write_frame(frame(0))
+    assert rec.fault == "recording: disk full (3 MB free): recording stopped, footage kept"
+    rec.close()

@@ -80,3 +80,26 @@ def test_a_set_distance_reads_exactly(no_threads_or_sleeps):
         got = collect_until(r, lambda g: len(g) >= 3)[:3]
     assert all(x.fault is None and x.metres == pytest.approx(1.0, abs=1e-6) for x in got), got
     f.close()
+
+
+def test_the_simulated_pins_history_is_bounded() -> None:
+    """gpiozero's MockPin logs every state change in `states`, forever: on a
+    long `--mock-pins` run that was most of a 38 MB/hour growth (issue 23)."""
+    from device.sensing.simulated import MAX_PIN_STATES, mock_factory
+
+    f = simulated_factory([(23, 24)], echo_time_s=0.001)
+    echo, trig = f.pin(24), f.pin(23)
+    echo.function = "input"
+    trig.function = "output"
+    motor = mock_factory().pin(12)
+    motor.function = "output"
+    for i in range(3 * MAX_PIN_STATES):
+        trig.state = i % 2
+        motor.state = (i % 10) / 10
+    for pin in (echo, trig, motor):
+        assert len(pin.states) <= 2 * MAX_PIN_STATES
+    assert [s.state for s in motor.states[-3:]] == [(i % 10) / 10 for i in range(3 * MAX_PIN_STATES - 3, 3 * MAX_PIN_STATES)]
+    motor.clear_states()  # gpiozero replaces the list: still bounded after
+    for i in range(3 * MAX_PIN_STATES):
+        motor.state = i % 2
+    assert len(motor.states) <= 2 * MAX_PIN_STATES

@@ -21,7 +21,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "rearguard.service"
+FALLBACK = REPO / "systemd" / "rearguard-fallback.service"
+POWEROFF = REPO / "systemd" / "rearguard-poweroff.service"
 EXEC = "/opt/rearguard/.venv/bin/rearguard"
+FALLBACK_EXEC = "/opt/rearguard/.venv/bin/python"
 # The value reported in docs/install-pi.md for systemd 252
 # (Debian/Raspberry Pi OS Bookworm); the issue asks for 4.0 or lower.
 REPORTED_EXPOSURE = 1.5
@@ -73,16 +76,19 @@ def make_root(tmp: Path, unit_text: str, *, with_exec: bool = True) -> Path:
     shutil.copytree(system_unit_dir(), root / "usr/lib/systemd/system", symlinks=True)
     (root / "etc/systemd/system").mkdir(parents=True)
     (root / "etc/systemd/system/rearguard.service").write_text(unit_text)
+    (root / "etc/systemd/system/rearguard-fallback.service").write_text(FALLBACK.read_text())
+    (root / "etc/systemd/system/rearguard-poweroff.service").write_text(POWEROFF.read_text())
     if with_exec:
-        stand_in = root / EXEC.lstrip("/")
-        stand_in.parent.mkdir(parents=True)
-        stand_in.write_text("#!/bin/sh\nexit 0\n")
-        stand_in.chmod(0o755)
+        for exe in (EXEC, FALLBACK_EXEC, "/bin/sh", "/usr/bin/systemctl"):  # the OnFailure= units' too
+            stand_in = root / exe.lstrip("/")
+            stand_in.parent.mkdir(parents=True, exist_ok=True)
+            stand_in.write_text("#!/bin/sh\nexit 0\n")
+            stand_in.chmod(0o755)
     return root
 
 
-def verify(root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["systemd-analyze", "verify", f"--root={root}", "rearguard.service"],
+def verify(root: Path, name: str = "rearguard.service") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", "verify", f"--root={root}", name],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -191,6 +197,54 @@ def test_sandbox_leaves_what_the_device_needs(unit: dict[str, list[tuple[str, st
     # lgpio makes its FIFOs in the working directory: it must be writable
     assert one(s, "WorkingDirectory") in ("%S/rearguard", "/var/lib/rearguard")
     assert one(s, "SystemCallErrorNumber") == "EPERM"
+
+
+@needs_analyze
+@pytest.mark.parametrize("name", ["rearguard-fallback.service", "rearguard-poweroff.service"])
+def test_the_onfailure_units_verify(tmp_path: Path, name: str) -> None:
+    r = verify(make_root(tmp_path, UNIT.read_text()), name)
+    assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
+
+
+def test_a_held_button_powers_off_through_its_own_unit_and_not_the_fallback(
+        unit: dict[str, list[tuple[str, str]]]) -> None:
+    # exit 75 (device.app.live.EXIT_POWER_OFF): not restarted; the power-off unit
+    # acts on that status only, the fallback on every other failure
+    assert "75" in one(unit["Service"], "RestartPreventExitStatus").split()
+    assert one(unit["Unit"], "OnFailure").split() == ["rearguard-fallback.service", "rearguard-poweroff.service"]
+    off, fb = parse_unit(POWEROFF.read_text()), parse_unit(FALLBACK.read_text())
+    # systemd passes MONITOR_EXIT_STATUS to ExecStart= only, never to ExecCondition=
+    assert not values(off["Service"], "ExecCondition") and not values(fb["Service"], "ExecCondition")
+    assert one(off["Service"], "ExecStart") == (
+        """/bin/sh -c 'if [ "$$MONITOR_EXIT_STATUS" = 75 ]; then exec /usr/bin/systemctl --no-block poweroff; fi'""")
+    assert "Install" not in off
+    from device.app.live import EXIT_POWER_OFF
+    from device.fallback import POWER_OFF_STATUS
+    assert EXIT_POWER_OFF == POWER_OFF_STATUS == 75
+
+
+def test_the_power_off_command_acts_on_status_75_only(tmp_path: Path) -> None:
+    # the unit's ExecStart= as systemd runs it ($$ -> $), with systemctl a stand-in
+    command = one(parse_unit(POWEROFF.read_text())["Service"], "ExecStart").replace("$$", "$")
+    script = command.removeprefix("/bin/sh -c '").removesuffix("'").replace("/usr/bin/systemctl", "echo")
+    for status, out in (("75", "--no-block poweroff"), ("2", ""), (None, ""), ("1", "")):
+        env = {"PATH": "/usr/bin:/bin", **({"MONITOR_EXIT_STATUS": status} if status else {})}
+        r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env, timeout=10)
+        assert r.returncode == 0 and r.stdout.strip() == out, (status, r)
+
+
+def test_a_failed_service_hands_the_pins_to_the_not_protecting_fallback(unit: dict[str, list[tuple[str, str]]]) -> None:
+    # failed for good (start limit, or exit 2 = config error, not retried): the fallback plays
+    assert "rearguard-fallback.service" in one(unit["Unit"], "OnFailure").split()
+    assert "2" in one(unit["Service"], "RestartPreventExitStatus").split()
+    fb = parse_unit(FALLBACK.read_text())
+    # starting the device stops the fallback first, so the pins are free
+    assert one(fb["Unit"], "Conflicts") == "rearguard.service" and one(fb["Unit"], "After") == "rearguard.service"
+    assert "Install" not in fb  # never started by itself
+    assert one(fb["Service"], "ExecStart") == f"{FALLBACK_EXEC} -m device.fallback"
+    assert one(fb["Service"], "User") == "rearguard"
+    assert values(fb["Service"], "DeviceAllow") == ["char-gpiochip rw"]
+    assert "REARGUARD_CONFIG=/etc/rearguard/config.toml" in values(fb["Service"], "Environment")
 
 
 def test_starts_at_boot(unit: dict[str, list[tuple[str, str]]]) -> None:

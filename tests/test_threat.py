@@ -49,6 +49,56 @@ def test_pinhole_distance_and_bearing() -> None:
     assert g.bearing_deg(640) == pytest.approx(-33.0)
 
 
+def test_a_box_the_bottom_edge_cuts_is_nearer_than_the_ground_there() -> None:
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
+    f = g.focal_px
+    bottom = 1.1 / (180 / f)  # the ground at the bottom row: 1.1 m / tan(angle below the axis)
+    assert g.bottom_ground_m() == pytest.approx(bottom)
+    # A person cut off at the knees: 200 px of box would read 1.7 f / 200 = 4.2 m on its own.
+    cut = (300.0, 160.0, 360.0, 360.0)
+    assert g.height_distance_m(cut, "person") > bottom and g.cut_at_bottom(cut)
+    (tr,) = camera_tracks(IouTracker().update(0, dets(cut)), g)
+    assert tr.bottom_ground_m == pytest.approx(bottom)
+    whole = (300.0, 100.0, 340.0, 300.0)
+    (tr2,) = camera_tracks(IouTracker().update(0, dets(whole)), g)
+    assert tr2.bottom_ground_m is None
+    # The estimator bounds the distance by it once the ground plane is trusted (not before:
+    # a camera mounted higher than configured cuts off far feet too).
+    est = ThreatEstimator(CFG)
+    assert est.set_camera(CameraResult(0, 0, (tr,))).tracks[0].distance_m > bottom
+    est.ground_checks = 20
+    assert est.set_camera(CameraResult(1, 1, (tr,))).tracks[0].distance_m == pytest.approx(bottom)
+    # Spanning the frame top to bottom, or covering half of it, is the near field; a tall thin box far off is not.
+    assert g.fills_frame((280.0, 0.0, 380.0, 360.0)) and g.fills_frame((0.0, 100.0, 640.0, 300.0))
+    assert not g.fills_frame(cut) and not g.fills_frame((300.0, 0.0, 340.0, 300.0))
+    # YOLOX-Nano's box of a person 1.2 m away stops 3 px short of the bottom: still cut.
+    assert g.fills_frame((308.0, 1.0, 539.0, 357.0)) and g.cut_at_bottom((308.0, 1.0, 539.0, 357.0))
+    # Tilted down, the camera sees nearer ground at its bottom edge.
+    assert CameraGeometry(640, 360, 66.0, 1.1, 10.0).bottom_ground_m() < bottom
+
+
+def test_a_frame_filling_object_across_the_runners_line_is_danger() -> None:
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
+    tr = IouTracker()
+    # A person spanning the frame's height reads 1.7 f / 360 = 2.3 m at most: there the
+    # 1 m corridor is 212 px each side of the centre column.
+    across, entering, beside = (250.0, 0.0, 420.0, 360.0), (0.0, 0.0, 150.0, 360.0), (0.0, 0.0, 80.0, 360.0)
+    for box, near_side, danger in ((across, 0.0, True), (entering, 150.0, True), (beside, 80.0, False)):
+        tr = IouTracker()
+        for i in range(3):
+            tracks = tr.update(ns(i / 15), dets(box))
+        (ct,) = camera_tracks(tracks, g)
+        assert ct.near_bearing_deg == pytest.approx(g.bearing_deg(near_side) if near_side else 0.0)
+        est = ThreatEstimator(CFG)
+        est.set_camera(CameraResult(ns(0.1), 2, (ct,)))
+        (c,) = est.candidates(ns(0.11))
+        assert c.near is danger and (level_for(c, CFG.alerts) == AlertLevel.DANGER) is danger, box
+    (small,) = camera_tracks(IouTracker().update(0, dets((300.0, 100.0, 340.0, 300.0))), g)
+    assert small.near_bearing_deg is None
+    # Out of the path is out, near or not.
+    assert level_for(Candidate("camera", "person", 5.0, 40.0, None, False, near=True), CFG.alerts) == AlertLevel.CLEAR
+
+
 # ---------------------------------------------------------------- tracking
 
 
@@ -228,7 +278,7 @@ def test_estimator_ignores_stale_camera_and_single_hit_tracks() -> None:
     assert est.assess(ns(0.11)).level == AlertLevel.CLEAR
     tracks = tr.update(ns(0.2), dets(box))
     est.set_camera(CameraResult(ns(0.2), 2, camera_tracks(tracks, g), interval_ns=tr.interval_ns()))
-    assert est.assess(ns(0.21)).level == AlertLevel.WARN
+    assert est.assess(ns(0.21)).level == AlertLevel.DANGER  # the near field: it fills the frame
     est2 = ThreatEstimator(CFG)
     est2.set_camera(CameraResult(ns(0.1), 1, camera_tracks(tracks, g)))
     assert est2.assess(ns(0.1) + ns(CFG.camera.max_age_s) + 1).level == AlertLevel.CLEAR
@@ -360,7 +410,7 @@ def test_an_object_seen_in_one_frame_never_alerts() -> None:
     for i in range(6):
         feed_camera(est, tr, g, i / 15, close)
         levels.append(est.assess(ns(i / 15 + 0.01)).level)
-    assert levels[:2] == [AlertLevel.CLEAR, AlertLevel.CLEAR] and levels[-1] == AlertLevel.WARN
+    assert levels[:2] == [AlertLevel.CLEAR, AlertLevel.CLEAR] and levels[-1] == AlertLevel.DANGER
 
 
 def test_policy_persistence_escalation_and_hold() -> None:

@@ -40,12 +40,14 @@ from device.core.priority import build_in_background
 from device.core.types import AlertEvent, Threat
 from device.model_store import store as models
 from device.output.alerts import Alerter, AlertError
+from device.perception.backends import Choice, FallbackDetector, choose_backend, open_backend, probe
 from device.perception.detector import ModelError, YoloxDetector
 from device.perception.flow import FlowEstimator, FlowParams
 from device.pipeline import Pipeline
 from device.record.format import Recording
 from device.record.sources import RecordedFrames, silence_ends
 from device.sensing.camera import CameraError, OpenCVSource, Picamera2Source
+from device.sensing.fuel_gauge import GaugeError, Max1704x, open_max1704x
 from device.sensing.ultrasonic import NO_ECHO_S, RangingError, RecordedRanges, UltrasonicRanger
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,8 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
         # start there too and never outbid the loop (device.core.priority).
         det = build_in_background(lambda: YoloxDetector(
             path,
-            input_size=d.input_size,
+            input_size=d.input_geometry,
+            fill=d.fill,
             score_threshold=d.score_threshold,
             nms_iou=d.nms_iou,
             class_ids=[class_id(c) for c in d.classes],
@@ -89,7 +92,53 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
         det.close()
         log.error("detector unavailable: %s", err)
         return None, (Fault(Part.MODEL, Kind.FAILED, str(err)),)
+    if d.lookahead_every:  # a stage around the detector: the magnified look where the path goes
+        from device.perception.lookahead import LookaheadDetector
+
+        return LookaheadDetector(det, config.camera, every=d.lookahead_every, width_frac=d.lookahead_width,
+                                 aspect=det.input_width / det.input_height, nms_iou=d.nms_iou), ()
     return det, ()
+
+
+@dataclass
+class LiveDetector:
+    """The device's detector as `detector.backend` and the machine decide:
+    `source` (and `reopen`) when the AI Camera owns the camera."""
+
+    detector: Detector | None
+    faults: tuple[Fault, ...]
+    source: FrameSource | None = None
+    reopen: Any = None  # () -> FrameSource, for the camera path's frames thread
+
+
+def build_live_detector(cfg: Config, source: str, clock: Clock) -> LiveDetector:
+    """The CPU model, or the accelerator `detector.backend` picks (auto: one
+    that is present), wrapped so one that fails later hands over to the CPU
+    model (`FallbackDetector`). Only the live device: replay and evaluate
+    run the CPU model (a recording holds frames, not the AI Camera's output)."""
+    d = cfg.detector
+    choice = choose_backend(d.backend, probe(imx500_model=d.accelerator_model, hailo_model=d.accelerator_model))
+    faults: list[Fault] = []
+    if choice.fell_back:
+        faults.append(Fault(Part.ACCELERATOR, Kind.UNAVAILABLE, choice.reason))
+    if choice.backend == "imx500" and source != "pi":
+        # The AI Camera detects only on its own frames, not on a webcam's or a file's.
+        log.info("detector backend: cpu (the AI Camera cannot detect on --source %s)", source)
+        choice = Choice("cpu", f"--source {source}: the AI Camera detects only on its own frames")
+    model_faults: list[Fault] = []
+
+    def make_cpu() -> Detector:
+        det, why = build_detector(cfg)  # incl. its warm-up; also when an accelerator hands over
+        if det is None:
+            model_faults[:] = why
+            raise ModelError(why[0].detail)
+        return det
+
+    try:
+        opened = open_backend(choice, cfg, make_cpu, clock)
+    except ModelError:
+        return LiveDetector(None, tuple(faults + model_faults))
+    return LiveDetector(opened.detector, tuple(faults) + opened.faults, opened.source, opened.reopen)
 
 
 def wants_mock_pins() -> bool:
@@ -276,7 +325,7 @@ def compose_replay(recording: Recording, config: Config, detector: Detector | No
 
 
 def live_camera(cfg: Config, source: str, clock: Clock, detector: Detector | None, recorder: Any,
-                meter: Any = None) -> CameraPath:
+                meter: Any = None, *, own: LiveDetector | None = None) -> CameraPath:
     """The live camera path: opened now (the self-test and the recorder
     need its frames before the loop starts) and, when it is not there (a
     slow driver, a loose ribbon) or dies mid-run, looked for again every
@@ -285,15 +334,21 @@ def live_camera(cfg: Config, source: str, clock: Clock, detector: Detector | Non
 
     With no detector (the model missing or broken) the frames still go to
     looming, to the recorder and to the preview, and are still watched for
-    a stall or a frozen image; there is no detector's pace to meter."""
+    a stall or a frozen image; there is no detector's pace to meter.
+
+    `own`: the AI Camera, opened with its network, is the frame source, and
+    its `reopen` is how the frames thread looks for it again."""
     frames: FrameSource | None = None
     unavailable = None
-    try:
-        frames = open_camera(source, cfg, clock)
-    except CameraError as e:
-        unavailable = str(e)
+    opener: Any = None if is_file_source(source) else (lambda: open_camera(source, cfg, clock))
+    if own is not None and own.source is not None:
+        frames, opener = own.source, own.reopen
+    else:
+        try:
+            frames = open_camera(source, cfg, clock)
+        except CameraError as e:
+            unavailable = str(e)
     main, sides = camera_stages(detector, cfg)
-    opener = None if is_file_source(source) else (lambda: open_camera(source, cfg, clock))
     runner = ThreadedRunner(frames, main, sides, recorder, opener=opener, retry_s=CAMERA_RETRY_S,
                             unavailable=unavailable)
     return CameraPath(runner, clock, cfg.camera.max_age_s, meter=meter if detector is not None else None)
@@ -344,11 +399,13 @@ class Device:
         (its threads start now) and the pipeline."""
         from device.output.stall_guard import StallGuard
 
-        recorder, pace = self.recorder, self.pace
+        recorder, pace, detector = self.recorder, self.pace, self.detector
 
         def extra_faults() -> tuple[Fault, ...]:
             return ((pace.faults() if pace is not None else ())
-                    + (recorder.faults() if recorder is not None else ()))
+                    + (recorder.faults() if recorder is not None else ())
+                    # an accelerator that failed while running (the CPU model took over)
+                    + (detector.faults if isinstance(detector, FallbackDetector) else ()))
 
         def events(event: AlertEvent, threat: Threat) -> None:
             if recorder is not None:
@@ -376,6 +433,18 @@ class Device:
             self.detector.close()
 
 
+def open_gauge(cfg: Config) -> Max1704x | None:
+    """The UPS HAT's fuel gauge if one is configured; one that cannot be
+    opened is logged and left out (the battery is information, not protection)."""
+    if cfg.power.fuel_gauge == "none":
+        return None
+    try:
+        return open_max1704x(cfg.power.i2c_bus, cfg.power.i2c_address)
+    except GaugeError as e:
+        log.error("running without the battery gauge: %s", e)
+        return None
+
+
 class RecordingRefused(Exception):
     """--record was given and the recorder cannot start: a usage error."""
 
@@ -398,10 +467,11 @@ def compose_device(cfg: Config, *, source: str, mock_pins: bool, record: str | N
     except RangingError as e:
         static.append(Fault(Part.RANGING, Kind.UNAVAILABLE, str(e)))
         ranges = RecordedRanges([])
-    detector, model_faults = build_detector(cfg)
-    static += model_faults
-    pace = PaceWatch(cfg, clock)
-    camera = live_camera(cfg, source, clock, detector, None, meter=pace)
+    live = build_live_detector(cfg, source, clock)
+    detector = live.detector
+    static += live.faults
+    pace = PaceWatch(cfg, clock, gauge=open_gauge(cfg))
+    camera = live_camera(cfg, source, clock, detector, None, meter=pace, own=live)
     device = Device(cfg, clock, factory, alerter, ranges, detector, camera, None, source, static, pace)
     record_dir = record or cfg.recording.directory or None
     if record_dir:

@@ -20,7 +20,9 @@ from device.core.clock import Clock
 from device.core.config import Config
 from device.core.faults import Fault, Kind, Part
 from device.perception import boards
+from device.perception.boards import size_label
 from device.perception.pace import Pace, PaceLimits, PaceMeter, Verdict, judge
+from device.sensing.fuel_gauge import Max1704x
 from device.sensing.pi_health import MODEL_PATH, Health, HealthMonitor, HealthReader, read_model
 
 log = logging.getLogger(__name__)
@@ -49,24 +51,30 @@ def choose_board(cfg: Config, model_line: str | None) -> BoardChoice:
     else:
         board, how = known.get(setting), f"{setting} from pace.board"
     try:
-        ms = board.detect_ms(cfg.detector.model, cfg.detector.input_size, known.detect_overhead)
+        ms = boards.config_detect_ms(board, cfg, known.detect_overhead)
     except boards.BoardError:
         return BoardChoice(board.name, None, f"{how}, but its profile has no figure for {cfg.detector.model} "
-                                             f"at {cfg.detector.input_size}: no degraded check")
+                                             f"at {size_label(cfg.detector.input_geometry)}: no degraded check")
     return BoardChoice(board.name, ms, f"{how}: profile {ms:g} ms per detection ({board.status})")
 
 
 class PaceWatch:
     def __init__(self, cfg: Config, clock: Clock, *, model_path: Path = MODEL_PATH,
-                 health: HealthMonitor | None = None) -> None:
+                 health: HealthMonitor | None = None, gauge: Max1704x | None = None) -> None:
         self.clock = clock
         self.meter = PaceMeter(cfg.pace.window_s, clock.now_ns())
         self.limits = PaceLimits(cfg.pace.degraded_factor, cfg.pace.min_rate_hz, cfg.camera.max_age_s)
-        model_line = read_model(model_path)
+        try:
+            model_line = read_model(model_path)
+        except OSError as err:  # not a regular file: no board known, the device runs on
+            log.warning("pace: %s", err)
+            model_line = None
         self.board = choose_board(cfg, model_line)
         self.on_pi = bool(model_line and model_line.startswith("Raspberry Pi"))
-        if health is None and self.on_pi:
-            health = HealthMonitor(HealthReader(), cfg.pace.health_period_s)
+        self.gauge = gauge  # a UPS HAT's fuel gauge, read with the health (closed here)
+        if health is None and (self.on_pi or gauge is not None):
+            battery = (lambda: gauge.read().percent) if gauge is not None else None
+            health = HealthMonitor(HealthReader(battery=battery), cfg.pace.health_period_s)
         self.health = health
         self.active = False  # a detector's results are metered (no camera, no pace to judge)
         self.pace: Pace | None = None
@@ -148,3 +156,5 @@ class PaceWatch:
     def close(self) -> None:
         if self.health is not None:
             self.health.close()
+        if self.gauge is not None:
+            self.gauge.close()

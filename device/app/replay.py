@@ -73,7 +73,7 @@ def pace_for(board: str | None, config: Config, detector_ms: str | None = None) 
     model = config.detector.model
     if model.endswith(".onnx"):  # a path: the profile is for the model the file is named after
         model = Path(model).stem
-    return DetectorPace(b.detect_ms(model, config.detector.input_size, profiles.detect_overhead))
+    return DetectorPace(board_profiles.config_detect_ms(b, config, profiles.detect_overhead, model))
 
 
 def replay_config(config: Config, recording: Recording) -> Config:
@@ -126,6 +126,10 @@ class ReplayResult:
                     "source": e.source,
                     "distance_m": num(e.distance_m),
                     "ttc_s": num(e.ttc_s),
+                    "label": e.label,
+                    "bearing_deg": None if e.bearing_deg is None else round(e.bearing_deg, 1),
+                    "direction": e.direction,
+                    "what": e.what(),
                     **({"faults": list(e.faults)} if e.faults else {}),
                 }
                 for e in self.events

@@ -23,6 +23,10 @@ from device.core.types import AlertLevel
 log = logging.getLogger(__name__)
 
 GREETING_S = 0.15
+SELFTEST_TIMEOUT_S = 2.0  # per part: a camera frame, the sensors' first readings
+# The longest the self-test waits (camera, then sensors), which is when the
+# READY cue comes at the latest, not counting the model's warm-up inference.
+READY_WITHIN_S = GREETING_S + 2 * SELFTEST_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def self_test(
     detector: Detector | None,
     ranges: RangeSource | None,
     sensor_names: tuple[str, ...],
-    timeout_s: float = 2.0,
+    timeout_s: float = SELFTEST_TIMEOUT_S,
 ) -> SelfTestReport:
     faults: list[Fault] = []
     passed: list[str] = []

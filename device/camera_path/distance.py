@@ -48,9 +48,28 @@ def measured_tracks(tracks: list[Track], geometry: CameraGeometry) -> tuple[Came
                 height_distance_m=geometry.height_distance_m(tr.box, label),
                 foot_angle_deg=geometry.foot_angle_deg(tr.box, label),
                 ttc_measure=measure,
+                near_bearing_deg=_inner_bearing_deg(tr.box, geometry) if geometry.fills_frame(tr.box) else None,
+                bottom_ground_m=geometry.bottom_ground_m() if geometry.cut_at_bottom(tr.box) else None,
             )
         )
     return tuple(out)
+
+
+def _inner_bearing_deg(box: tuple[float, float, float, float], geometry: CameraGeometry) -> float:
+    """Bearing of the box's side nearest the image's centre column (0 if it spans it)."""
+    mid = geometry.width / 2
+    inner = mid if box[0] <= mid <= box[2] else (box[0] if box[0] > mid else box[2])
+    return geometry.bearing_deg(inner)
+
+
+
+def _near_bound(trusted: bool, tr: CameraTrack, distance: float) -> float:
+    """A box the frame's bottom edge cuts stands nearer than the ground there
+    (the near field), once the ground plane is trusted: a camera mounted
+    higher than configured sees far feet cut off too."""
+    if trusted and tr.bottom_ground_m is not None:
+        return min(distance, tr.bottom_ground_m)
+    return distance
 
 
 class CameraDistances:
@@ -86,8 +105,8 @@ class CameraDistances:
         trusted = self.ground_trusted
         return tuple(
             tr if tr.height_distance_m is None
-            else replace(tr, distance_m=fuse_distances(tr.height_distance_m, grounds[tr.track_id] if trusted else None,
-                                                             self.mount_height_m))
+            else replace(tr, distance_m=_near_bound(trusted, tr, fuse_distances(
+                tr.height_distance_m, grounds[tr.track_id] if trusted else None, self.mount_height_m)))
             for tr in tracks
         )
 

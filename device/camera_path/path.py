@@ -110,6 +110,8 @@ class CameraPath:
         frozen = runner.watch.frozen_for_ns()
         if frozen > self._stall_ns:
             return (Fault(Part.CAMERA, Kind.FROZEN, f"image frozen for {frozen / NS_PER_S:.1f} s"),)
+        if (lens := runner.watch.lens.fault_text()) is not None:  # covered, dark or fogged
+            return (Fault(Part.CAMERA, Kind.BLIND, lens),)
         return ()
 
     def close(self) -> None:

@@ -291,6 +291,9 @@ class ThreadedRunner:
 # ---------------------------------------------------------------- paced
 
 
+MAX_DETECTOR_MS = 60_000.0  # a modelled detector slower than a minute a frame is a typo
+
+
 @dataclass(frozen=True)
 class DetectorPace:
     """How long one inference keeps the detector busy, and how long after
@@ -305,13 +308,16 @@ class DetectorPace:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.busy_ms) and self.busy_ms > 0):
-            raise ValueError(f"detector time must be a positive number of ms (got {self.busy_ms})")
-        if not (math.isfinite(self.jitter_ms) and self.jitter_ms >= 0):
-            raise ValueError(f"detector jitter must be >= 0 ms (got {self.jitter_ms})")
-        if self.latency_ms is not None and not (math.isfinite(self.latency_ms) and self.latency_ms >= self.busy_ms):
-            raise ValueError(f"detector latency must be at least its busy time {self.busy_ms} ms "
-                             f"(got {self.latency_ms})")
+        # At most a minute each: 1e308 ms overflowed to a traceback (issue 23).
+        if not (math.isfinite(self.busy_ms) and 0 < self.busy_ms <= MAX_DETECTOR_MS):
+            raise ValueError(f"detector time must be a positive number of ms up to {MAX_DETECTOR_MS:g} "
+                             f"(got {self.busy_ms})")
+        if not (math.isfinite(self.jitter_ms) and 0 <= self.jitter_ms <= MAX_DETECTOR_MS):
+            raise ValueError(f"detector jitter must be 0 to {MAX_DETECTOR_MS:g} ms (got {self.jitter_ms})")
+        if self.latency_ms is not None and not (math.isfinite(self.latency_ms)
+                                                and self.busy_ms <= self.latency_ms <= MAX_DETECTOR_MS):
+            raise ValueError(f"detector latency must be at least its busy time {self.busy_ms} ms and at most "
+                             f"{MAX_DETECTOR_MS:g} (got {self.latency_ms})")
 
     @property
     def busy_ns(self) -> int:

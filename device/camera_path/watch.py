@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 
 from device.core.types import Frame
+from device.perception.blind import BlindWatch
 
 
 def image_signature(image: np.ndarray) -> bytes:
@@ -16,16 +17,18 @@ def image_signature(image: np.ndarray) -> bytes:
 
 
 class FrameWatch:
-    """When the camera path last took a frame, and since when its frames
-    have been bit-identical."""
+    """When the camera path last took a frame, since when its frames have
+    been bit-identical, and whether the lens sees anything (`lens`)."""
 
     def __init__(self) -> None:
         self.last_ns: int | None = None
         self._signature: bytes | None = None
         self._changed_ns: int | None = None
+        self.lens = BlindWatch()
 
     def saw(self, frame: Frame) -> None:
         self.last_ns = frame.t_ns
+        self.lens.saw(frame.t_ns, frame.image)
         sig = image_signature(frame.image)
         if sig != self._signature:
             self._signature, self._changed_ns = sig, frame.t_ns

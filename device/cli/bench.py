@@ -23,6 +23,8 @@ import numpy as np
 from device.core.config import ConfigError, load
 from device.core.priority import build_in_background, lowering
 from device.model_store import store as models
+from device.perception import boards
+from device.perception.boards import size_label
 from device.perception.detector import ModelError
 from device.tools import bench
 from device.tools.bench import BenchError, Case
@@ -53,6 +55,16 @@ def _list(kind: Callable[[str], T], what: str) -> Callable[[str], list[T]]:
     return parse
 
 
+MAX_THREADS = 16  # as detector.threads: 9999 ran for minutes (issue 23)
+
+
+def _threads(text: str) -> int:
+    n = int(text)
+    if not 0 <= n <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"--threads {n}: must be 0 (auto) to {MAX_THREADS}")
+    return n
+
+
 def _spin(text: str) -> bool | None:
     t = text.strip().lower()
     if t in ("on", "1", "true", "yes"):
@@ -64,6 +76,18 @@ def _spin(text: str) -> bool | None:
     raise ValueError(text)
 
 
+def parse_size(text: str) -> int | tuple[int, int]:
+    """An input size: 416 (square) or 416x256 (width x height); multiples of 32 are checked apart."""
+    return boards.parse_size(text)
+
+
+def _bad_size(sizes: list[int | tuple[int, int]]) -> str | None:
+    for s in sizes:
+        if any(n <= 0 or n % 32 for n in boards.as_wh(s)):
+            return f"--input-size {size_label(s)}: must be a positive multiple of 32"
+    return None
+
+
 def _resolve(setting: str) -> Path:
     if Path(setting).expanduser().is_file():
         return Path(setting).expanduser()
@@ -73,7 +97,10 @@ def _resolve(setting: str) -> Path:
 def cmd_bench(args: argparse.Namespace) -> int:
     try:
         return _bench(args)
-    except (BenchError, ModelError, ConfigError) as err:
+    except ConfigError as err:  # a bad config is a usage error, as for every command
+        _fail(str(err))
+        return 2
+    except (BenchError, ModelError) as err:
         return _fail(str(err))
     except ValueError as err:  # e.g. an input size the detector refuses
         return _fail(str(err))
@@ -85,18 +112,21 @@ def _bench(args: argparse.Namespace) -> int:
     cfg = load(args.config)
     d = cfg.detector
     model_settings = args.model or [d.model]
-    sizes = args.input_size or [d.input_size]
+    sizes = args.input_size or [d.input_geometry]
     threads = args.threads or [d.threads]
     spins = args.spin or [None]
+    fills = args.fill or [d.fill]
     if args.frames < 1 or args.warmup < 0:
         return _fail("--frames must be >= 1 and --warmup >= 0")
-    for s in sizes:
-        if s <= 0 or s % 32:
-            return _fail(f"--input-size {s}: must be a positive multiple of 32")
+    for f in fills:
+        if f not in ("letterbox", "stretch"):
+            return _fail(f"--fill {f!r}: letterbox or stretch")
+    if (bad := _bad_size(sizes)) is not None:
+        return _fail(bad)
     paths = {m: _resolve(m) for m in model_settings}
     cases = [
-        Case(model=m, path=paths[m], input_size=s, threads=t, spin=sp)
-        for m in model_settings for s in sizes for t in threads for sp in spins
+        Case(model=m, path=paths[m], input_size=s, threads=t, spin=sp, fill=f)
+        for m in model_settings for s in sizes for f in fills for t in threads for sp in spins
     ]
 
     video = args.video if args.video is not None else shared_file("footage", "vtest.avi")
@@ -188,7 +218,7 @@ def profile_lines(results: list[bench.CaseResult]) -> list[str]:
             continue
         med, p90 = float(np.median(r.inference)), float(np.percentile(r.inference, 90))
         name = Path(r.case.model).stem if r.case.model.endswith(".onnx") else r.case.model
-        by_model.setdefault(name, []).append(f"{r.case.input_size} = [{med:.1f}, {p90:.1f}]")
+        by_model.setdefault(name, []).append(f"{size_label(r.case.input_size)} = [{med:.1f}, {p90:.1f}]")
     out += [f"  {m} = {{ {', '.join(v)} }}" for m, v in by_model.items()]
     return out
 
@@ -278,10 +308,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="frames each case runs before the next case takes over (default: %(default)s)")
     p.add_argument("--model", type=_list(str, "models"), default=None, metavar="NAME|PATH[,...]",
                    help="model name or .onnx path (default: detector.model)")
-    p.add_argument("--input-size", type=_list(int, "sizes"), default=None, metavar="N[,...]",
-                   help="input size, a multiple of 32 (default: detector.input_size)")
-    p.add_argument("--threads", type=_list(int, "thread counts"), default=None, metavar="N[,...]",
-                   help="onnxruntime intra-op threads (default: detector.threads)")
+    p.add_argument("--input-size", type=_list(parse_size, "sizes (416 or 416x256)"), default=None,
+                   metavar="N|WxH[,...]", help="input size: N square or W x H, multiples of 32 "
+                   "(default: the config's)")
+    p.add_argument("--fill", type=_list(str, "fills"), default=None, metavar="letterbox|stretch[,...]",
+                   help="how a frame goes into a non-matching input (default: detector.fill)")
+    p.add_argument("--threads", type=_list(_threads, "thread counts"), default=None, metavar="N[,...]",
+                   help=f"onnxruntime intra-op threads, 0 (auto) to {MAX_THREADS} (default: detector.threads)")
     p.add_argument("--spin", type=_list(_spin, "on/off/auto values"), default=None, metavar="on|off|auto[,...]",
                    help="let idle onnxruntime threads spin; auto = only with 2 cores to spare (default: auto)")
     p.add_argument("--load", action="store_true",
@@ -295,3 +328,67 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "on the first case's tracks")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_bench)
+
+    r = sub.add_parser(
+        "recall", help="recall by object height at a fixed precision on labelled photos, per input geometry",
+        description="Run the detector over a COCO-format labelled set (default ../shared/images/coco-val-labelled) "
+        "and report, per input geometry, the recall of a class by true box height (<32, 32-96, >96 px) at "
+        "the operating point where precision is still --precision, with AP50 of that class and mAP50:95 "
+        "over the labelled classes. Untimed: time geometries with `rearguard bench`.",
+    )
+    r.add_argument("--config", metavar="PATH", help="config TOML (detector model, thresholds, threads)")
+    r.add_argument("--images", type=Path, default=None, metavar="DIR",
+                   help="the labelled set: one COCO instances .json and its images (in DIR or DIR/val2017)")
+    r.add_argument("--model", default=None, metavar="NAME|PATH", help="model (default: detector.model)")
+    r.add_argument("--input-size", type=_list(parse_size, "sizes (416 or 416x256)"), default=None,
+                   metavar="N|WxH[,...]", help="input geometries (default: the config's)")
+    r.add_argument("--fill", type=_list(str, "fills"), default=None, metavar="letterbox|stretch[,...]",
+                   help="how a photo goes into a non-matching input: letterbox (grey padding) or stretch "
+                   "(default: letterbox)")
+    r.add_argument("--class", dest="class_name", default="person", help="class to report (default: person)")
+    r.add_argument("--precision", type=float, default=0.8, help="fixed precision (default: %(default)s)")
+    r.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N photos (a quick look)")
+    r.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    r.set_defaults(func=cmd_recall)
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    from device.core.coco import class_id
+    from device.perception.detector import FILLS, YoloxDetector
+    from device.tools import recall
+
+    try:
+        cfg = load(args.config)
+        d = cfg.detector
+        directory = args.images if args.images is not None else shared_file("images", "coco-val-labelled")
+        if directory is None:
+            return _fail("no labelled photos: pass --images DIR (../shared/images/coco-val-labelled is not here)")
+        class_id(args.class_name)
+        if not 0 < args.precision < 1:
+            return _fail(f"--precision {args.precision}: must be between 0 and 1")
+        fills = args.fill or ["letterbox"]
+        bad = [f for f in fills if f not in FILLS]
+        if bad:
+            return _fail(f"--fill {bad[0]!r}: one of {', '.join(FILLS)}")
+        if (bad_size := _bad_size(args.input_size or [])) is not None:
+            return _fail(bad_size)
+        photos = recall.load_labels(directory)[: args.limit]
+        path = _resolve(args.model or d.model)
+        results = []
+        for size in args.input_size or [d.input_size]:
+            for fill in fills:
+                geometry = f"{size_label(size)} {fill}"
+                with YoloxDetector(path, input_size=size, fill=fill, score_threshold=recall.SCORE_FLOOR,
+                                   nms_iou=d.nms_iou, threads=d.threads) as det:
+                    found = recall.detect_all(det, photos)
+                res = recall.score_set(photos, found, geometry, args.class_name, args.precision)
+                results.append(res)
+                if not args.json:
+                    print(res.line(), flush=True)
+    except KeyError:
+        return _fail(f"--class {args.class_name!r} is not a COCO class name")
+    except (recall.LabelError, ModelError, ConfigError, ValueError) as err:
+        return _fail(str(err))
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    return 0

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from device.cli.main import _duration
 from device.core.clock import NS_PER_S
 
 EXIT_OK = 0
@@ -25,10 +26,67 @@ EXIT_FAILURE = 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="check the hardware (ranging: the ultrasonic sensors)",
+    p = sub.add_parser("check", help="check the hardware (ranging: the ultrasonic sensors; outputs: every rhythm)",
                        description="Checks to run on the device after wiring it up.")
     csub = p.add_subparsers(dest="check_command", required=True, metavar="CHECK")
     _register_ranging(csub)
+    _register_outputs(csub)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _register_outputs(csub: argparse._SubParsersAction) -> None:
+    p = csub.add_parser(
+        "outputs", help="play every alert rhythm and cue once on the motor and buzzer, naming each",
+        description="Play each level's rhythm (CAUTION, WARN, DANGER, FAULT) and each cue once on the "
+        "configured motor and buzzer, naming it and saying what it means, so the runner can feel every "
+        "one before a run. The same table is docs/runners-card.md. With --mock-pins the pin levels are "
+        "printed at each change.",
+    )
+    p.add_argument("--config", metavar="PATH", help="config file (default: as for `run`)")
+    p.add_argument("--mock-pins", action="store_true", help="simulated pins; print their levels over time")
+    p.add_argument("--each", type=float, default=3.0, metavar="S",
+                   help="play each level at least S seconds (default 3; at least two of its periods)")
+    p.set_defaults(func=cmd_check_outputs)
+
+
+def cmd_check_outputs(args: argparse.Namespace) -> int:
+    from device.app.compose import make_pin_factory
+    from device.core.clock import MonotonicClock
+    from device.core.config import load
+    from device.output.alerts import Alerter, AlertError
+    from device.tools.outputs_check import play_all
+
+    cfg = load(args.config)
+    if args.each <= 0:
+        print("rearguard: --each must be more than 0 s", file=sys.stderr)
+        return EXIT_FAILURE
+    factory = make_pin_factory("mock" if args.mock_pins else None, cfg)
+    try:
+        alerter = Alerter(cfg.outputs, pin_factory=factory)
+    except AlertError as err:
+        print(f"rearguard: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    o = cfg.outputs
+    pins = None
+    if factory is not None:  # simulated pins: their levels are printed
+        named = [("motor", o.haptic_pin)] + ([("buzzer", o.buzzer_pin)] if o.buzzer else [])
+        if o.haptic_left_pin is not None and o.haptic_right_pin is not None:
+            named += [("left", o.haptic_left_pin), ("right", o.haptic_right_pin)]
+
+        def levels() -> str:
+            return "  ".join(f"{n} GPIO{p}={float(factory.pin(p).state):.2f}" for n, p in named)
+
+        pins = levels
+
+    try:
+        play_all(alerter, MonotonicClock(), time.sleep, sys.stdout, each_s=args.each, pins=pins)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        alerter.close()
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- ranging
@@ -46,7 +104,7 @@ def _register_ranging(csub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="PATH", help="config file (default: as for `run`)")
     p.add_argument("--mock-pins", action="store_true", help="simulated sensors (same as GPIOZERO_PIN_FACTORY=mock)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--trace", metavar="CSV", help="measure the filter on a log: an HC-SR04 log "
                    "(Timestamp,Distance_cm) or a recording's ranges.csv")
     p.add_argument("--simulated", action="store_true", help="measure the filter on simulated traces")
@@ -78,7 +136,11 @@ def _live(args: argparse.Namespace, cfg) -> int:
     try:
         parts = compose_ranging(cfg, mock_pins=args.mock_pins)
     except RangingError as err:
+        from device.app.service_hint import hint
+
         print(f"rearguard: {err}", file=sys.stderr)
+        if not args.mock_pins and (h := hint(str(err))):
+            print(f"rearguard: {h}", file=sys.stderr)
         return EXIT_FAILURE
     clock, factory, ranger = parts.clock, parts.factory, parts.ranger
     tracks = {s.name: SensorTrack(s) for s in sensors}

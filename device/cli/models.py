@@ -59,7 +59,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_list(args: argparse.Namespace) -> int:
     directory = models.models_dir()
-    print(f"models directory: {directory}")
+    print(f"models directory: {directory}" + "".join(f" (then {d})" for d in models.search_dirs()[1:]))
     have = {m.name: m for m in models.installed()}
     for name, s in sorted(models.manifest().items()):
         m = have.get(name)
@@ -142,7 +142,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0
     found = models.installed()
     if not found:
-        return _fail(f"no models installed in {models.models_dir()}; run `rearguard models fetch`")
+        return _fail(f"no models installed in {' or '.join(map(str, models.search_dirs()))}; "
+                     "run `rearguard models fetch`")
     bad = [m for m in found if not m.verified]
     for m in found:
         print(f"{m.name}: {'ok' if m.verified else 'MISMATCH'} {m.path} (sha256 {m.sha256})")

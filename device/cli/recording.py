@@ -126,18 +126,25 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_incidents(args: argparse.Namespace) -> int:
     try:
         found = find_clips(args.dir)
-        rows = [(read_incident(p), p) for p in found]
     except (RecordingError, OSError) as err:
         return _fail(err)
+    rows, status = [], 0
+    for p in found:  # one damaged clip hides no other
+        try:
+            rows.append((read_incident(p), p))
+        except RecordingError as err:
+            print(f"rearguard: {err}", file=sys.stderr)
+            status = 1
     if not rows:
         print(f"no incident clips in {args.dir}")
-        return 0
-    print(f"{'time (UTC)':<23}  {'level':<6}  {'source':<10}  {'length':>7}  path")
+        return status
+    print(f"{'time (UTC)':<23}  {'level':<6}  {'source':<10}  {'length':>7}  path  what")
     for info, path in rows:
         try:
             length = Recording.open(path).duration_s  # what the clip holds (less if recording began later)
         except RecordingError as err:
             print(f"warning    {err}", file=sys.stderr)
             length = (info.end_ns - info.start_ns) / NS_PER_S
-        print(f"{info.time[:23].replace('T', ' '):<23}  {info.level:<6}  {info.source:<10}  {length:>6.1f}s  {path}")
-    return 0
+        print(f"{info.time[:23].replace('T', ' '):<23}  {info.level:<6}  {info.source:<10}  {length:>6.1f}s  {path}"
+              + (f"  {info.what}" if info.what else ""))
+    return status

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from device.core.config import ConfigError, from_dict, load
+from device.perception.boards import size_label
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,18 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     mk.add_argument("out", metavar="OUT_DIR", help="directory to write one recording per scenario into")
     mk.add_argument("--images", required=True, metavar="DIR",
                     help="the photos the suite names (the shared COCO photos: ../shared/images/coco)")
-    mk.add_argument("--suite", choices=("photos", "scenes", "hazards"), default="photos",
+    mk.add_argument("--suite", choices=("photos", "scenes", "hazards", "far"), default="photos",
                     help="which suite (default photos: the zoomed-photo suite)")
     mk.add_argument("--only", nargs="+", metavar="NAME", help="make only these scenarios")
     mk.add_argument("--size", metavar="WxH",
-                    help="frame size (default 640x360; scenes: the config's camera size)")
-    mk.add_argument("--fps", type=float, help="frame rate (default 15; scenes: the config's camera fps)")
+                    help="frame size (default: the config's camera size, 640x360 built in)")
+    mk.add_argument("--fps", type=float, help="frame rate (default: the config's camera fps, 15 built in)")
     mk.add_argument("--hfov", type=float, metavar="DEG",
-                    help="virtual camera's horizontal field of view (default 66, the Camera Module 3; "
-                    "scenes: the config's camera.hfov_deg)")
+                    help="virtual camera's horizontal field of view (default: the config's camera.hfov_deg, "
+                    "66 built in: the Camera Module 3)")
     mk.add_argument("--config", metavar="PATH",
-                    help="scenes: the camera (size, fps, hfov, mount height, pitch) and ultrasonic beam "
-                    "to render for (default: as for `run`)")
+                    help="the camera (size, fps, hfov; scenes also its mount height and pitch, and the "
+                    "ultrasonic beam) to make the recordings for (default: as for `run`)")
     mk.add_argument("--jobs", type=int, default=1, metavar="N",
                     help="scenes: render N scenes at a time (default 1)")
     mk.add_argument("--ultrasonic-log", metavar="CSV",
@@ -66,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ft.set_defaults(func=cmd_footage)
 
     ls = sc_sub.add_parser("list", help="list a suite's scenarios")
-    ls.add_argument("--suite", choices=("photos", "scenes", "hazards"), default="photos",
+    ls.add_argument("--suite", choices=("photos", "scenes", "hazards", "far"), default="photos",
                     help="which suite (default photos)")
     ls.set_defaults(func=cmd_list)
 
@@ -90,16 +91,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
 
-def _fail(err: Exception) -> int:
+def _fail(err: Exception, code: int = 1) -> int:
     print(f"rearguard: {err}", file=sys.stderr)
-    return 1
+    return code
+
+
+EXIT_USAGE = 2  # a bad config, as for every command
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if args.suite in ("scenes", "hazards"):
+    if args.suite in ("scenes", "hazards", "far"):
+        from device.tools.scene.far import FAR
         from device.tools.scene.suite import SUITES
 
-        for sc in SUITES[args.suite]:
+        for sc in (FAR if args.suite == "far" else SUITES[args.suite]):
             what = f"{sc.label} from {sc.start_m:g} m" if sc.kind == "approach" else (
                 f"{sc.label} at {sc.cross_mps:g} m/s, line {sc.entry_gap_m:g} m ahead at {sc.entry_s:g} s"
                 if sc.kind in ("crossing", "step-in") else
@@ -135,11 +140,15 @@ def cmd_make(args: argparse.Namespace) -> int:
         return _fail(ValueError(f"--jobs must be at least 1, got {args.jobs}"))
     progress = lambda spec, path: print(f"made {path}", file=sys.stderr)  # noqa: E731
     try:
+        cfg = load(args.config)  # photos too: the configured camera is the default (issue 23)
+    except ConfigError as err:
+        return _fail(err, EXIT_USAGE)
+    try:
         noise = NoiseModel.fit(args.ultrasonic_log) if args.ultrasonic_log else NoiseModel()
-        if args.suite in ("scenes", "hazards"):
+        if args.suite in ("scenes", "hazards", "far"):
+            from device.tools.scene.far import make_far
             from device.tools.scene.suite import make_suite as make_scenes
 
-            cfg = load(args.config)
             camera: dict[str, object] = {}
             if size is not None:
                 camera["width"], camera["height"] = size
@@ -151,11 +160,16 @@ def cmd_make(args: argparse.Namespace) -> int:
                 data = cfg.model_dump(mode="python")
                 data["camera"].update(camera)
                 cfg = from_dict(data, "--size/--fps/--hfov")
-            made = make_scenes(args.images, args.out, names=args.only, config=cfg, noise=noise, seed=args.seed,
-                               jobs=args.jobs, progress=progress, which=args.suite)
+            if args.suite == "far":  # far approaches, for the acquisition distances
+                made = make_far(args.images, args.out, names=args.only, config=cfg, noise=noise, seed=args.seed,
+                                progress=progress)
+            else:
+                made = make_scenes(args.images, args.out, names=args.only, config=cfg, noise=noise, seed=args.seed,
+                                   jobs=args.jobs, progress=progress, which=args.suite)
         else:
-            w, h = size or (640, 360)
-            cam = VirtualCamera(width=w, height=h, fps=args.fps or 15.0, hfov_deg=args.hfov or 66.0)
+            c = cfg.camera
+            w, h = size or (c.width, c.height)
+            cam = VirtualCamera(width=w, height=h, fps=args.fps or float(c.fps), hfov_deg=args.hfov or c.hfov_deg)
             made = make_suite(args.images, args.out, names=args.only, cam=cam, noise=noise, seed=args.seed,
                               progress=progress)
     except (ScenarioError, RecordingError, ConfigError, OSError) as err:
@@ -190,7 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         cfg = load(args.config)
     except ConfigError as err:
-        return _fail(err)
+        return _fail(err, EXIT_USAGE)
     if args.plot:  # fail before a long replay, not after it
         try:
             import matplotlib  # noqa: F401
@@ -244,7 +258,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if keyed:
                 how = ("inline: every frame detected at once" if pace is None else
                        f"detector {pace.busy_ms:g} ms a frame ({pace.rate_hz:.1f} detections/s at most), "
-                       f"{cfg.detector.model} at {cfg.detector.input_size}")
+                       f"{cfg.detector.model} at {size_label(cfg.detector.input_geometry)}")
                 print(f"== board {name}: {how}")
             _print_table(ev, data)
             if hazards:
@@ -275,6 +289,18 @@ def _plot_name(out: str, board: str) -> str:
     return str(p.with_name(f"{p.stem}-{board}{p.suffix or '.png'}"))
 
 
+def _print_acquisition(ev: Any) -> None:
+    """True distance of each approach when it first became an in-path camera
+    candidate and when WARN first came."""
+    rows = [s for s in ev.scores if s.contact_s is not None]
+    if not rows:
+        return
+    print(f"{'acquisition':<26} {'label':>8} {'m/s':>5} {'camera at':>9} {'WARN at':>8}")
+    for s in rows:
+        print(f"{s.name:<26} {str(s.label or '-'):>8} {_num(s.speed_mps):>5} "
+              f"{_num(s.first_candidate_m, ' m'):>9} {_num(s.first_warn_m, ' m'):>8}")
+
+
 def _print_table(ev: Any, data: dict[str, Any]) -> None:
     print(f"{'scenario':<26} {'contact':>8} {'1st WARN':>8} {'lead':>6} {'false':>6} {'clear':>6} {'flick/min':>9}")
     for s in ev.scores:
@@ -285,6 +311,7 @@ def _print_table(ev: Any, data: dict[str, Any]) -> None:
     print(f"min lead {_num(sm['min_lead_s'], ' s')}, median lead {_num(sm['median_lead_s'], ' s')}, "
           f"missed {sm['missed']}, false alarms {sm['false_alarm_s']:.2f} s of {sm['clear_s']:.1f} s clear, "
           f"{sm['flicker_per_min']:.1f} level changes/min")
+    _print_acquisition(ev)
     tg = sm["targets"]
     print("targets: lead >= 2 s at <= 3 m/s " + ("met" if tg["lead_at_or_below_3mps_ok"] else f"NOT met ({', '.join(tg['short_lead'])})")
           + "; no missed contact " + ("met" if tg["no_missed_contact"] else "NOT met")

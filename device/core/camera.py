@@ -32,6 +32,12 @@ class CameraTrack:
     height_distance_m: float | None = None
     foot_angle_deg: float | None = None
     ttc_measure: str | None = None  # "height" or "width": what ttc_s was fitted on
+    # Fills the frame (geometry.fills_frame): the bearing of its side nearest
+    # the runner's line (0 when it spans the image's centre column); else None.
+    near_bearing_deg: float | None = None
+    # The ground at the frame's bottom edge when that edge cuts the box: the
+    # object stands nearer (its box height alone would put it further away).
+    bottom_ground_m: float | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ hardware.md.
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import os
 import tomllib
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from device.core import coco
+from device.core.files import MB, FileRefused, read_regular
 
 # BCM numbers of the 40-pin header's general-purpose lines.
 Pin = Annotated[int, Field(ge=2, le=27, description="BCM GPIO number (2-27)")]
@@ -36,6 +39,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        # Every text here is a path or a name: a NUL crashed `run` deep in os (issue 23).
+        if isinstance(v, str) and "\x00" in v:
+            raise ValueError("a NUL character cannot be in a path or a name")
+        return v
 
 
 DEFAULT_INPUT_SIZE = 416  # YOLOX-Nano's own export size; the detector's and the model tools' default
@@ -72,6 +83,37 @@ class DetectorConfig(_Strict):
         "or a path to an .onnx file",
     )
     input_size: int = Field(DEFAULT_INPUT_SIZE, ge=128, le=1280, description="square input, multiple of 32")
+    # A camera frame is 16:9; a square input spends 44 % of itself on grey
+    # padding. A width x height near the frame's aspect spends those pixels on
+    # the picture (the dynamic model takes any multiple of 32).
+    input_width: int | None = Field(
+        None, ge=128, le=1280,
+        description="input width in pixels, multiple of 32, set together with input_height for a "
+        "non-square input near the camera's aspect (e.g. 416 x 256 for 16:9); unset = input_size square",
+    )
+    input_height: int | None = Field(
+        None, ge=96, le=1280,
+        description="input height in pixels, multiple of 32, set together with input_width; "
+        "unset = input_size square",
+    )
+    fill: Literal["letterbox", "stretch"] = Field(
+        "letterbox",
+        description="how a frame goes into the input: letterbox (one scale, grey padding) or stretch "
+        "(x and y scaled apart to fill it, no padding)",
+    )
+    # A far object is a few pixels at the full frame's scale; where it comes
+    # from (the path at the horizon) is known, so a crop there is magnified.
+    lookahead_every: int = Field(
+        0, ge=0, le=10,
+        description="also detect on a magnified crop where the path meets the horizon (from camera "
+        "mount_height_m and pitch_deg): 0 = never, 1 = beside the full frame on every detection, "
+        "N = on every Nth; each crop costs one more inference at the input size",
+    )
+    lookahead_width: float = Field(
+        0.5, ge=0.2, le=0.9,
+        description="the look-ahead crop's width as a fraction of the frame's (0.5 = twice the full "
+        "frame's scale); its height follows the input's aspect",
+    )
     score_threshold: float = Field(0.35, gt=0, lt=1, description="objectness x class score")
     nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which boxes merge")
     threads: int = Field(2, ge=0, le=16, description="onnxruntime intra-op threads (0 = auto)")
@@ -91,12 +133,29 @@ class DetectorConfig(_Strict):
         description="COCO classes that can alert"
     )
 
-    @field_validator("input_size")
+    @field_validator("input_size", "input_width", "input_height")
     @classmethod
-    def _multiple_of_32(cls, v: int) -> int:
-        if v % 32:
+    def _multiple_of_32(cls, v: int | None) -> int | None:
+        if v is not None and v % 32:
             raise ValueError(f"must be a multiple of 32 (got {v})")
         return v
+
+    @model_validator(mode="after")
+    def _width_with_height(self) -> DetectorConfig:
+        if (self.input_width is None) != (self.input_height is None):
+            raise PydanticCustomError(
+                "input_pair", "input_width and input_height go together (set both, or neither for a "
+                "square input_size)")
+        return self
+
+    @property
+    def input_geometry(self) -> int | tuple[int, int]:
+        """The model input: input_size (square), or (input_width, input_height)."""
+        if self.input_width is not None and self.input_height is not None:
+            if self.input_width == self.input_height:
+                return self.input_width
+            return (self.input_width, self.input_height)
+        return self.input_size
 
     @field_validator("classes")
     @classmethod
@@ -174,6 +233,12 @@ class RangingConfig(_Strict):
         "1 / (N x this) pings a second each",
     )
 
+    camera_only: bool = Field(
+        False,
+        description="true: no ultrasonic sensor, on purpose (with sensors = []); the device then warns "
+        "from the camera alone, and an empty sensor list is otherwise an error",
+    )
+
     @field_validator("sensors")
     @classmethod
     def _unique_names(cls, v: tuple[UltrasonicSensorConfig, ...]) -> tuple[UltrasonicSensorConfig, ...]:
@@ -182,6 +247,17 @@ class RangingConfig(_Strict):
         if dup:
             raise ValueError(f"sensor names must be unique, repeated: {', '.join(sorted(dup))}")
         return v
+
+    @model_validator(mode="after")
+    def _explicit_camera_only(self) -> RangingConfig:
+        # `sensors = []` left the device showing CLEAR with no sensor at all (issue 23).
+        if not self.sensors and not self.camera_only:
+            raise ValueError("sensors is empty: the device would warn from the camera alone, with no "
+                             "ultrasonic sensor; set ranging.camera_only = true if that is meant")
+        if self.sensors and self.camera_only:
+            raise ValueError(f"camera_only = true, but {len(self.sensors)} sensor(s) are configured: "
+                             "remove them, or camera_only")
+        return self
 
     @model_validator(mode="after")
     def _fresh_enough(self) -> RangingConfig:
@@ -398,6 +474,37 @@ class PaceConfig(_Strict):
     )
 
 
+class PowerConfig(_Strict):
+    """Power reaching the runner: the Pi's under-voltage flag (always read on
+    a Pi) and, on a UPS HAT with one, the battery's fuel gauge."""
+
+    fuel_gauge: Literal["none", "max1704x"] = Field(
+        "none",
+        description="a UPS HAT's battery fuel gauge: none, or max1704x (a MAX17040/17043/17048/17049 "
+        "on I2C, read with smbus2; see hardware.md for the HATs)",
+    )
+    i2c_bus: int = Field(1, ge=0, le=31, description="the gauge's I2C bus number (/dev/i2c-N)")
+    i2c_address: int = Field(0x36, ge=0x03, le=0x77, description="the gauge's 7-bit I2C address (0x36 = 54)")
+    low_battery_pct: float = Field(
+        15.0, ge=1, le=90, description="a state of charge at or below this, in %, plays the power-low cue"
+    )
+    cue_every_s: float = Field(
+        60.0, ge=10, le=3600,
+        description="while power is low the power-low cue repeats this often, in seconds (over CLEAR only)",
+    )
+
+
+class ButtonConfig(_Strict):
+    """One push button between a GPIO and ground (hardware.md): a press pauses
+    the alerts (DANGER still plays), a hold shuts the Pi down."""
+
+    pin: Pin | None = Field(None, description="the button's GPIO (BCM), wired to ground; none = no button")
+    pause_s: float = Field(60.0, ge=10, le=900, description="a press pauses the alerts for this long, in seconds")
+    hold_s: float = Field(
+        3.0, ge=1.5, le=10, description="held this long, in seconds, the button shuts the Pi down"
+    )
+
+
 class Config(_Strict):
     camera: CameraConfig = CameraConfig()
     detector: DetectorConfig = DetectorConfig()
@@ -408,6 +515,8 @@ class Config(_Strict):
     outputs: OutputsConfig = OutputsConfig()
     recording: RecordingConfig = RecordingConfig()
     pace: PaceConfig = PaceConfig()
+    power: PowerConfig = PowerConfig()
+    button: ButtonConfig = ButtonConfig()
 
     @field_validator("recording")
     @classmethod
@@ -429,6 +538,8 @@ class Config(_Strict):
                 (f"ranging.sensors.{i}.trigger_pin", s.trigger_pin),
                 (f"ranging.sensors.{i}.echo_pin", s.echo_pin),
             ]
+        if self.button.pin is not None:
+            claims.append(("button.pin", self.button.pin))
         for key, pin in claims:
             if pin in used:
                 raise ValueError(f"GPIO{pin} is used twice: {used[pin]} and {key}")
@@ -437,6 +548,7 @@ class Config(_Strict):
 
 
 DEFAULT_PATHS = (Path("/etc/rearguard/config.toml"),)
+CONFIG_LIMIT = 1 * MB  # a config is a few KB
 
 
 def _format(err: ValidationError, origin: str) -> str:
@@ -448,13 +560,33 @@ def _format(err: ValidationError, origin: str) -> str:
         if e["type"] == "recording_budget":
             pass  # says what fits; the input is the whole section
         elif e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + _did_you_mean(loc)
         elif e["type"] == "value_error":
             msg = msg.removeprefix("Value error, ")
         elif "input" in e and not isinstance(e["input"], dict | list | tuple):
             msg += f" (got {e['input']!r})"
         lines.append(f"  {key}: {msg}")
     return "\n".join(lines)
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """`; did you mean 'warn_ttc_s'?` for a misspelt key: the close matches
+    among the keys its section has (list indices in `loc` are skipped)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return ""
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())  # tuple[UltrasonicSensorConfig, ...] -> the item's model
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return ""
+    known = list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    close = difflib.get_close_matches(str(loc[-1]), known, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def from_dict(data: dict[str, Any], origin: str = "config") -> Config:
@@ -464,52 +596,79 @@ def from_dict(data: dict[str, Any], origin: str = "config") -> Config:
         raise ConfigError(_format(err, origin)) from None
 
 
-def load(path: str | os.PathLike[str] | None = None) -> Config:
-    """The effective config: PATH, else $REARGUARD_CONFIG, else /etc/rearguard/config.toml
-    if it exists, else the built-in defaults."""
+def config_path(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The file `load(path)` reads: PATH, else $REARGUARD_CONFIG, else
+    /etc/rearguard/config.toml if it exists; None = the built-in defaults."""
     if path is None and os.environ.get("REARGUARD_CONFIG"):
         path = os.environ["REARGUARD_CONFIG"]
     if path is None:
-        path = next((p for p in DEFAULT_PATHS if p.is_file()), None)
-        if path is None:
-            return Config()
-    p = Path(path)
+        return next((p for p in DEFAULT_PATHS if p.is_file()), None)
+    return Path(path)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """The effective config: PATH, else $REARGUARD_CONFIG, else /etc/rearguard/config.toml
+    if it exists, else the built-in defaults."""
+    p = config_path(path)
+    if p is None:
+        return Config()
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        # A regular file of at most 1 MB: a FIFO or /dev/zero hung or filled the memory.
+        data = tomllib.loads(read_regular(p, CONFIG_LIMIT, allow_devnull=True).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
+    except FileRefused as err:
+        raise ConfigError(f"cannot read config file: {err}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read config file {p}: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
-    return from_dict(data, str(p))
+    except RecursionError:
+        raise ConfigError(f"config file {p}: nested too deeply (no setting here is nested)") from None
+    try:
+        return from_dict(data, str(p))
+    except RecursionError:
+        raise ConfigError(f"config file {p}: nested too deeply (no setting here is nested)") from None
 
 
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # JSON's string escapes are TOML's (\n, \t, \uXXXX for control characters),
+        # but for DEL, which TOML wants escaped too: `config show` reads back.
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return repr(v)
 
 
-def to_toml(cfg: Config) -> str:
-    """The config as TOML that `load` reads back to an equal Config."""
+def _line(model: type[BaseModel], key: str, value: Any, described: bool) -> str:
+    line = f"{key} = {_toml_value(value)}"
+    field = model.model_fields.get(key)
+    if described and field is not None and field.description:
+        line += f"  # {field.description}"
+    return line
+
+
+def to_toml(cfg: Config, *, described: bool = False) -> str:
+    """The config as TOML that `load` reads back to an equal Config;
+    `described`: each key followed by its field's description (units,
+    meaning) as a comment, as `rearguard config show` prints it."""
     data = cfg.model_dump(mode="python")
     out: list[str] = []
     for section, body in data.items():
+        smodel = type(getattr(cfg, section))
         # TOML has no null: an unset optional key is left out (load gives it back as None).
         body = {k: v for k, v in body.items() if v is not None}
         scalars = {k: v for k, v in body.items() if not (isinstance(v, tuple | list) and v and isinstance(v[0], dict))}
         tables = {k: v for k, v in body.items() if k not in scalars}
         out.append(f"[{section}]")
-        out += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+        out += [_line(smodel, k, v, described) for k, v in scalars.items()]
         out.append("")
         for k, items in tables.items():
-            for item in items:
+            for obj, item in zip(getattr(getattr(cfg, section), k), items, strict=True):
                 out.append(f"[[{section}.{k}]]")
-                out += [f"{ik} = {_toml_value(iv)}" for ik, iv in item.items()]
+                out += [_line(type(obj), ik, iv, described) for ik, iv in item.items()]
                 out.append("")
     return "\n".join(out)

@@ -28,6 +28,7 @@ class Kind(StrEnum):
     FAILED = "failed"  # worked, then broke (a crash, a write error, a bad echo line)
     STALLED = "stalled"  # no new data for too long
     FROZEN = "frozen"  # data keeps coming but never changes
+    BLIND = "blind"  # frames keep coming and changing, but show nothing: a covered, dark or fogged lens
     TOO_SLOW = "too slow"  # works, but too slowly for its results to be of any use (the camera path)
     ENDED = "ended"  # a finite source (a video file) ran out: not a fault of the device
 

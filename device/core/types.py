@@ -122,3 +122,34 @@ class AlertEvent:
     distance_m: float | None
     ttc_s: float | None
     faults: tuple[str, ...] = ()  # the texts, as logged and recorded (`texts` of the threat's faults)
+    # What it was and where: the threat's class (a sensor's name for an
+    # echo), bearing (negative = the runner's left) and side (`Threat.direction`).
+    label: str | None = None
+    bearing_deg: float | None = None
+    direction: str | None = None
+
+    def what(self) -> str:
+        """What and which side, for a person: "person 2.6 m, 10 deg left (camera)",
+        "echo 0.9 m, behind (ultrasonic centre)"; the faults for FAULT."""
+        if self.source == "fault":
+            return "faults: " + ("; ".join(self.faults) or "-")
+        if self.level == AlertLevel.CLEAR or (self.distance_m is None and self.label is None):
+            return f"nothing in the way ({self.source})"
+        return describe_thing(self.source, self.label, self.distance_m, self.ttc_s, self.bearing_deg, self.direction)
+
+
+def describe_thing(source: str, label: str | None, distance_m: float | None, ttc_s: float | None,
+                   bearing_deg: float | None, direction: str | None) -> str:
+    """"person 2.6 m, 10 deg left, ttc 3.1 s (camera)": the one wording of a
+    threat, in the terminal's status line, the event lines and the journal."""
+    thing = "echo" if source == "ultrasonic" else label or "object"
+    via = f"{source} {label}" if source == "ultrasonic" and label else source
+    parts = [thing + (f" {distance_m:.1f} m" if distance_m is not None else "")]
+    if direction in ("left", "right") and bearing_deg is not None:
+        parts.append(f"{abs(bearing_deg):.0f} deg {direction}")
+    elif direction == "centre":
+        parts.append("behind")
+    text = ", ".join(parts)
+    if ttc_s is not None:
+        text += f", ttc {ttc_s:.1f} s"
+    return f"{text} ({via})"

@@ -19,3 +19,6 @@ class Candidate:
     # The box touches the top or bottom of the image: the object is taller
     # than the box, so distance_m is only an upper bound.
     clipped: bool = False
+    # Fills the frame across the runner's line (camera): near by definition,
+    # DANGER whatever its distance estimate says.
+    near: bool = False

@@ -14,6 +14,11 @@ Design choices, each for the runner:
   (`device.camera_path.distance`), and taken as it comes; time to collision
   is the range rate where a sensor sees the object and the box's growth
   where none does.
+- The near field: a box the frame's bottom edge cuts stands nearer than the
+  ground there (decided with the distance, in the camera path), and a box
+  that fills the frame with its inner side inside the corridor is DANGER
+  whatever its distance estimate: a clipped box understates its object, so
+  its height alone would say "far".
 - No-echo readings never erase a fresh valid reading: cheap sensors lose the
   echo from soft targets (clothing, a hand) every other ping.
 - Stale data is never acted on: a sensor whose newest ping (of any kind) is
@@ -102,6 +107,8 @@ def level_for(c: Candidate, cfg: AlertsConfig, current: AlertLevel = AlertLevel.
     wobbling about a threshold does not switch the alert on and off."""
     if not c.in_path:
         return AlertLevel.CLEAR
+    if c.near:  # fills the frame across the runner's line: no estimate needed
+        return AlertLevel.DANGER
     ttc = c.ttc_s if c.ttc_s is not None else math.inf
     for level, ttc_max, dist_max in (
         (AlertLevel.DANGER, cfg.danger_ttc_s, cfg.danger_distance_m),
@@ -312,6 +319,10 @@ class ThreatEstimator:
                             and distance / ft.ttc_s <= self.cfg.max_closing_mps):
                         ttc = ft.ttc_s if ttc is None else min(ttc, ft.ttc_s)
                 lateral = tr.distance_m * math.sin(math.radians(tr.bearing_deg))
+                # Filling the frame with its inner side inside the corridor: the near field.
+                # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
+                near = tr.near_bearing_deg is not None and (
+                    abs(distance * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
                 cams.append(
                     Candidate(
                         source="camera",
@@ -319,8 +330,9 @@ class ThreatEstimator:
                         distance_m=distance,
                         bearing_deg=tr.bearing_deg,
                         ttc_s=ttc,
-                        in_path=abs(lateral) <= self.cfg.corridor_half_width_m,
+                        in_path=near or abs(lateral) <= self.cfg.corridor_half_width_m,
                         clipped=tr.clipped,
+                        near=near,
                     )
                 )
         sensors = []

@@ -38,6 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from device.core.files import FileRefused, open_regular
 from device.perception.detector import ModelError
 
 log = logging.getLogger(__name__)
@@ -170,12 +171,37 @@ def models_dir() -> Path:
     return Path.home() / ".local" / "share" / "rearguard" / "models"
 
 
+# Where scripts/install-pi.sh puts the models for the service: searched after
+# the user's own directory, so the login user's `rearguard` finds the
+# installed model without a second copy.
+SYSTEM_MODELS_DIR = Path("/usr/local/share/rearguard/models")
+
+
+def search_dirs() -> list[Path]:
+    """Where an installed model is looked for, in order: models_dir(), then
+    (unless $REARGUARD_MODELS names the one place) SYSTEM_MODELS_DIR."""
+    own = models_dir()
+    if os.environ.get("REARGUARD_MODELS") or own == SYSTEM_MODELS_DIR:
+        return [own]
+    return [own, SYSTEM_MODELS_DIR]
+
+
+def find_installed(file: str) -> tuple[Path, list[Path]]:
+    """(the copy of `file` found first in search_dirs(), or the user's own
+    place for it if none is; every path looked at)."""
+    looked = [d / file for d in search_dirs()]
+    return next((p for p in looked if p.is_file()), looked[0]), looked
+
+
 def verify(path: str | os.PathLike[str]) -> str:
     """The file's sha256 (hex)."""
     p = Path(path)
     try:
-        with p.open("rb") as f:
+        # A regular file only: a FIFO or /dev/zero would be hashed forever (issue 23).
+        with os.fdopen(open_regular(p), "rb") as f:
             return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileRefused as err:
+        raise ModelError(str(err)) from None
     except FileNotFoundError:
         raise ModelError(f"no such file: {p}") from None
     except IsADirectoryError:
@@ -328,10 +354,10 @@ def resolve(setting: str) -> Path:
     if split_derived(setting) is not None:
         return check_derived(setting).path
     if setting in specs:
-        path = models_dir() / specs[setting].file
+        path, looked = find_installed(specs[setting].file)
         if not path.is_file():
             raise ModelError(
-                f"model {setting!r} is not installed (looked for {path}); install it with "
+                f"model {setting!r} is not installed (looked for {' and '.join(map(str, looked))}); install it with "
                 f"`rearguard models fetch {setting}`, or `rearguard models install PATH` with a "
                 f"local copy of {specs[setting].file}"
             )
@@ -360,17 +386,17 @@ def resolve(setting: str) -> Path:
 
 
 def installed() -> list[Installed]:
-    """Manifest and derived models present in models_dir(), each hashed and checked."""
+    """Manifest and derived models present in search_dirs() (the first copy
+    of each), each hashed and checked."""
     out = []
-    directory = models_dir()
     for name, s in manifest().items():
-        path = directory / s.file
+        path, _ = find_installed(s.file)
         if path.is_file():
             digest = verify(path)
             out.append(Installed(name, path, digest, digest in s.accepted()))
         for kind in DERIVED_KINDS:
             dname = derived_name(name, kind)
-            dpath = directory / derived_file(dname)
+            dpath, _ = find_installed(derived_file(dname))
             if dpath.is_file():
                 digest = verify(dpath)
                 try:
@@ -485,9 +511,9 @@ def check_derived(name: str) -> Derived:
     base, kind = parts
     command = "dynamic" if kind == "dynamic" else "quantize"
     rebuild = f"build it with `rearguard models {command}`"
-    path = models_dir() / derived_file(name)
+    path, looked = find_installed(derived_file(name))
     if not path.is_file():
-        raise ModelError(f"model {name!r} is not built (looked for {path}); {rebuild}")
+        raise ModelError(f"model {name!r} is not built (looked for {' and '.join(map(str, looked))}); {rebuild}")
     side = sidecar(path)
     try:
         record = json.loads(side.read_text("utf-8"))

@@ -30,8 +30,9 @@ from gpiozero import Buzzer, PWMOutputDevice
 
 from device.core.clock import NS_PER_S
 from device.core.config import OutputsConfig
-from device.core.faults import Fault
+from device.core.faults import Fault, Part
 from device.core.types import AlertLevel
+from device.fallback import NOT_PROTECTING as FALLBACK_RHYTHM
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,74 @@ PATTERNS: dict[AlertLevel, Pattern] = {
 }
 
 
+# What each level means to the runner and what they should do: the runner's
+# card (docs/runners-card.md, `python -m device.output.card`) is generated
+# from these and PATTERNS/CUES, so the card cannot drift from the rhythms.
+LEVEL_MEANING: dict[AlertLevel, tuple[str, str]] = {
+    AlertLevel.CLEAR: ("nothing closing in that the device can see", "run on"),
+    AlertLevel.CAUTION: ("something behind, not yet closing fast", "look over your shoulder when you can"),
+    AlertLevel.WARN: ("something closing in", "look now; be ready to stop or step aside"),
+    AlertLevel.DANGER: ("about to hit something", "stop now"),
+    AlertLevel.FAULT: ("a sensor, the camera or the model is not working: silence is no longer a promise",
+                       "stop and look behind you yourself; check the device before running on"),
+}
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A short one-off signal (not a level): played once over CLEAR, never
+    over CAUTION, WARN, DANGER or FAULT, so it can never hide a threat."""
+
+    name: str
+    pattern: Pattern
+    meaning: str
+    action: str
+
+
+# Short-short-long, both outputs: no level has three pulses that then stop.
+READY = Cue(
+    "ready", _pattern((0.1, 1.0, True), (0.1, 0.0, False), (0.1, 1.0, True), (0.1, 0.0, False), (0.5, 1.0, True)),
+    "the self-test passed and the device is watching behind you", "run",
+)
+
+# Two quick ticks, both outputs, 0.2 s in all: shorter than any level's
+# pulse train, and the only rhythm of two equal blips.
+POWER_LOW = Cue(
+    "power low", _pattern((0.05, 1.0, True), (0.1, 0.0, False), (0.05, 1.0, True)),
+    "the supply is failing (the Pi's under-voltage flag) or the UPS battery is low; repeated every "
+    "power.cue_every_s (60 s) while it lasts", "head home or change the power bank: the device may stop soon",
+)
+
+# The button's acknowledgements (device.output.button), motor only: a pause
+# at a crossing or a water stop needs no noise. Paused falls (long-short),
+# resumed rises (short-long); shutting down is long-long with the buzzer.
+PAUSED = Cue(
+    "paused", _pattern((0.4, 1.0, False), (0.15, 0.0, False), (0.1, 1.0, False)),
+    "the button was pressed: alerts are paused for button.pause_s (60 s); DANGER still plays",
+    "press again to resume early; stay put or look behind you yourself",
+)
+RESUMED = Cue(
+    "resumed", _pattern((0.1, 1.0, False), (0.15, 0.0, False), (0.4, 1.0, False)),
+    "the pause is over (its time ran out, or the button was pressed again): alerts are back", "run",
+)
+SHUTTING_DOWN = Cue(
+    "shutting down", _pattern((0.8, 1.0, True), (0.2, 0.0, False), (0.8, 1.0, True)),
+    "the button was held for button.hold_s (3 s): the Pi shuts down safely",
+    "wait until the Pi's green light stops (about 20 s) before pulling the power",
+)
+
+CUES: tuple[Cue, ...] = (READY, POWER_LOW, PAUSED, RESUMED, SHUTTING_DOWN)
+
+# Played by device.fallback (its own tiny program, started by systemd when
+# the service has failed), looping; here as a Cue for the card and
+# `rearguard check outputs`, which play one round of it.
+NOT_PROTECTING = Cue(
+    "not protecting", _pattern(*((d, 1.0 if motor else 0.0, buzz) for d, motor, buzz in FALLBACK_RHYTHM)),
+    "the device's program cannot run (a config error, a crash loop): nothing is watching behind you; "
+    "repeats until the program runs again", "do not run with it; the journal says why (journalctl -u rearguard)",
+)
+
+
 def pattern_output(pattern: Pattern, elapsed_ns: int) -> tuple[float, bool]:
     """(haptic duty, buzzer on) at `elapsed_ns` after the pattern started."""
     if elapsed_ns < 0:
@@ -116,10 +185,15 @@ def effective_level(level: AlertLevel, faults: tuple[Fault, ...]) -> AlertLevel:
     the one thing still known. Below that, a fault wins over CLEAR or
     CAUTION, because with a blind sensor or camera "all clear" is no longer
     a promise the device can keep, and the runner must know that.
+
+    An accelerator's fault alone plays no FAULT: detection goes on on the
+    CPU model, so "all clear" still holds; it is named (log, STATUS,
+    preview) like the pace's `degraded`. Should the CPU be too slow to
+    help, the pace watch's own camera fault plays FAULT.
     """
     if level in (AlertLevel.WARN, AlertLevel.DANGER):
         return level
-    if faults:
+    if any(f.part is not Part.ACCELERATOR for f in faults):
         return AlertLevel.FAULT
     return level
 
@@ -132,9 +206,30 @@ class _PatternPlayer:
         self._buzzer = buzzer
         self.level: AlertLevel | None = None  # None: nothing playing (off)
         self._start_ns = 0
+        self.cue: Cue | None = None  # the cue playing or waiting for its first output
+        self._cue_start_ns: int | None = None
+
+    def play_cue(self, cue: Cue) -> None:
+        """Play `cue` once from the next output() at CLEAR; a newer cue replaces it."""
+        self.cue, self._cue_start_ns = cue, None
 
     def output(self, level: AlertLevel, now_ns: int) -> tuple[float, bool]:
         level = AlertLevel(level)
+        if self.cue is not None:
+            if level != AlertLevel.CLEAR:
+                # Anything above CLEAR says more than a cue: the cue is dropped,
+                # not postponed (a late "ready" or "battery low" would mislead).
+                log.debug("cue %s dropped for %s", self.cue.name, level.name)
+                self.cue = None
+            else:
+                if self._cue_start_ns is None:
+                    self._cue_start_ns = now_ns
+                elapsed = now_ns - self._cue_start_ns
+                if elapsed < self.cue.pattern.period_ns:
+                    self.level = None  # CLEAR starts afresh when the cue ends
+                    haptic, buzz = pattern_output(self.cue.pattern, elapsed)
+                    return haptic * self._strength, buzz and self._buzzer
+                self.cue = None
         if level != self.level:
             log.debug("pattern %s starts", level.name)
             self.level = level
@@ -144,6 +239,7 @@ class _PatternPlayer:
 
     def stop(self) -> None:
         self.level = None
+        self.cue = None
 
 
 class Alerter:
@@ -209,6 +305,16 @@ class Alerter:
     def side_output(self) -> tuple[float, float]:
         """(left, right) side-motor duty as last written; (0, 0) without side motors."""
         return self._side_out
+
+    def cue(self, cue: Cue) -> None:
+        """Play `cue` once, starting at the next update() at CLEAR (see Cue)."""
+        self._player.play_cue(cue)
+
+    @property
+    def cue_playing(self) -> str | None:
+        """The name of the cue playing or waiting to, else None."""
+        cue = self._player.cue
+        return cue.name if cue is not None else None
 
     def update(self, level: AlertLevel, now_ns: int, direction: str | None = None) -> None:
         """Set the outputs for `level` at `now_ns`; side motors, if any, play

@@ -24,6 +24,32 @@ class BoardError(Exception):
     """An unknown board, or no figure for the model and input size asked for."""
 
 
+# An input size: a square side (416) or (width, height) (416x256 in TOML and config).
+Size = int | tuple[int, int]
+
+
+def as_wh(size: Size) -> tuple[int, int]:
+    """(width, height) of a square size or a (width, height) pair."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def size_label(size: Size) -> str:
+    """416 for a square input, 416x256 (width x height) for another."""
+    w, h = as_wh(size)
+    return str(w) if w == h else f"{w}x{h}"
+
+
+def parse_size(text: str | int) -> Size:
+    """416 or "416" -> 416; "416x256" -> (416, 256); "416x416" -> 416. ValueError otherwise."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    parts = str(text).strip().lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise ValueError(f"{text!r} is not a size (416, or 416x256 for width x height)")
+    w, h = int(parts[0]), int(parts[-1])
+    return w if w == h else (w, h)
+
+
 @dataclass(frozen=True)
 class Board:
     name: str
@@ -32,12 +58,13 @@ class Board:
     status: str  # "estimate" or "measured"
     source: str
     # model -> input size -> (low, high) inference ms
-    inference_ms: dict[str, dict[int, tuple[float, float]]]
+    inference_ms: dict[str, dict[Size, tuple[float, float]]]
     # What this board should run (scripts/install-pi.sh writes it into the
     # config it installs; a config that sets either key wins), and why.
     default_model: str | None = None
-    default_input_size: int | None = None
+    default_input_size: Size | None = None
     default_why: str = ""
+    default_fill: str = "letterbox"
     # An accelerated board ("imx500", "hailo"): the network runs off the CPU,
     # so its pace is the accelerator's own figure for `accelerator_model` at
     # `accelerator_input`, whatever CPU model the config names.
@@ -45,7 +72,7 @@ class Board:
     accelerator_model: str | None = None
     accelerator_input: int | None = None
 
-    def detect_ms(self, model: str, input_size: int, overhead: float) -> float:
+    def detect_ms(self, model: str, input_size: Size, overhead: float) -> float:
         """The ms one detect() keeps the detector busy: the slow end of the
         inference figure plus the rest of detect(). On an accelerated board,
         the slow end of the accelerator's per-frame figure alone: the ISP
@@ -54,12 +81,22 @@ class Board:
         if self.accelerator is not None and self.accelerator_model is not None and self.accelerator_input is not None:
             return round(self.inference_ms[self.accelerator_model][self.accelerator_input][1], 1)
         try:
-            _, high = self.inference_ms[model][input_size]
+            _, high = self.inference_ms[model][parse_size(size_label(input_size))]
         except KeyError:
-            have = ", ".join(f"{m} at {'/'.join(map(str, sorted(s)))}" for m, s in self.inference_ms.items())
-            raise BoardError(f"board {self.name!r} has no figure for {model} at {input_size} "
+            have = ", ".join(f"{m} at {'/'.join(size_label(x) for x in _by_pixels(s))}"
+                             for m, s in self.inference_ms.items())
+            raise BoardError(f"board {self.name!r} has no figure for {model} at {size_label(input_size)} "
                              f"(it has {have}); give --detector-ms instead") from None
         return round(high * (1 + overhead), 1)
+
+
+def config_detect_ms(board: Board, cfg: Config, overhead: float, model: str | None = None) -> float:
+    """The ms one detection keeps `board` busy with `cfg`'s detector: its
+    model at its input geometry, plus the look-ahead crop's inference (the
+    same input) on every `lookahead_every`th detection."""
+    d = cfg.detector
+    ms = board.detect_ms(model or d.model, d.input_geometry, overhead)
+    return round(ms * (1 + 1 / d.lookahead_every), 1) if d.lookahead_every else ms
 
 
 @dataclass(frozen=True)
@@ -104,6 +141,21 @@ def _accelerated(name: str, b: dict[str, Any], board: Board) -> Board:
                  accelerator=acc, accelerator_model=model, accelerator_input=size)
 
 
+def _by_pixels(sizes: Any) -> list[Size]:
+    """Sizes largest first (by pixel count, then width)."""
+    return sorted(sizes, key=lambda s: (as_wh(s)[0] * as_wh(s)[1], as_wh(s)[0]), reverse=True)
+
+
+def _size_key(key: str, where: str) -> Size:
+    try:
+        size = parse_size(key)
+    except ValueError as err:
+        raise BoardError(f"{where}: {err}") from None
+    if min(as_wh(size)) <= 0 or any(v % 32 for v in as_wh(size)):
+        raise BoardError(f"{where}: sizes are multiples of 32 (got {key!r})")
+    return size
+
+
 def parse(data: dict[str, Any]) -> Boards:
     boards = {}
     accelerated = {}
@@ -114,15 +166,22 @@ def parse(data: dict[str, Any]) -> Boards:
         models = {}
         for key, sizes in b.items():
             if isinstance(sizes, dict):
-                models[key] = {int(size): _pair(ms, f"boards.{name}.{key}.{size}") for size, ms in sizes.items()}
+                where = f"boards.{name}.{key}"
+                models[key] = {_size_key(size, f"{where}.{size}"): _pair(ms, f"{where}.{size}")
+                               for size, ms in sizes.items()}
         missing = [k for k in ("title", "device_tree", "status", "source") if not isinstance(b.get(k), str)]
         if missing or b["status"] not in ("estimate", "measured"):
             raise BoardError(f"boards.{name}: needs title, device_tree, source and status estimate|measured")
-        dm, ds, why = b.get("default_model"), b.get("default_input_size"), b.get("default_why", "")
+        dm, raw, why = b.get("default_model"), b.get("default_input_size"), b.get("default_why", "")
+        fill = b.get("default_fill", "letterbox")
+        ds = None if raw is None else _size_key(raw, f"boards.{name}.default_input_size")
         if (dm is None) != (ds is None) or (dm is not None and ds not in models.get(dm, {})) or not isinstance(why, str):
             raise BoardError(f"boards.{name}: default_model and default_input_size go together, "
                              "name a model and size the board has a figure for, and default_why is text")
-        boards[name] = Board(name, b["title"], b["device_tree"], b["status"], b["source"], models, dm, ds, why)
+        if fill not in ("letterbox", "stretch"):
+            raise BoardError(f"boards.{name}.default_fill: letterbox or stretch (got {fill!r})")
+        boards[name] = Board(name, b["title"], b["device_tree"], b["status"], b["source"], models, dm, ds, why,
+                             fill)
     return Boards(float(data["detect_overhead"]), boards, accelerated)
 
 
@@ -135,23 +194,36 @@ def load() -> Boards:
 def estimate_table(boards: Boards | None = None, model: str = "yolox_nano") -> str:
     """The "Expected on a Raspberry Pi" table of docs/performance.md, from the file."""
     boards = boards or load()
-    sizes = sorted({s for b in boards.boards.values() for s in b.inference_ms.get(model, {})}, reverse=True)
-    rows = ["| board | " + " | ".join(map(str, sizes)) + " |", "|---|" + "---|" * len(sizes)]
+    sizes = _by_pixels({s for b in boards.boards.values() for s in b.inference_ms.get(model, {})})
+    rows = ["| board | " + " | ".join(map(size_label, sizes)) + " |", "|---|" + "---|" * len(sizes)]
     for b in boards.boards.values():
         cells = []
         for s in sizes:
+            if s not in b.inference_ms.get(model, {}):
+                cells.append("-")
+                continue
             low, high = b.inference_ms[model][s]
             cells.append(f"~{low:g}" if low == high else f"{low:g}-{high:g}")
         rows.append(f"| {b.title} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
+# The detector keys a board's defaults set: a config that sets any keeps its own.
+DEFAULT_KEYS = frozenset({"model", "input_size", "input_width", "input_height", "fill"})
+
+
 def with_defaults(cfg: Config, board: Board) -> Config:
-    """`cfg` with the board's detector model and input size where `cfg`
-    leaves them unset: a config that names either keeps its own choice of
-    both (a model chosen for its size, or the other way round)."""
-    if board.default_model is None or cfg.detector.model_fields_set & {"model", "input_size"}:
+    """`cfg` with the board's detector model, input size and fill where `cfg`
+    leaves them unset: a config that names any keeps its own choice of
+    all (a model chosen for its size, or the other way round)."""
+    if board.default_model is None or board.default_input_size is None or cfg.detector.model_fields_set & DEFAULT_KEYS:
         return cfg
     data = cfg.model_dump(mode="python")
-    data["detector"].update(model=board.default_model, input_size=board.default_input_size)
+    size = board.default_input_size
+    if isinstance(size, int):
+        data["detector"].update(model=board.default_model, input_size=size)
+    else:
+        data["detector"].update(model=board.default_model, input_width=size[0], input_height=size[1])
+    if board.default_fill != "letterbox":
+        data["detector"]["fill"] = board.default_fill
     return from_dict(data, f"the {board.name} defaults")

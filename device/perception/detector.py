@@ -38,6 +38,7 @@ import onnxruntime as ort
 from device.core.config import DEFAULT_INPUT_SIZE
 from device.core.ports import Detector  # noqa: F401  (the port, re-exported)
 from device.core.types import Detections
+from device.perception.boards import as_wh, size_label
 
 PAD_VALUE = 114  # YOLOX trains with this grey; other pads shift its scores
 STRIDES: tuple[int, ...] = (8, 16, 32)
@@ -53,10 +54,37 @@ class ModelError(Exception):
 # --- pure steps ------------------------------------------------------------
 
 
-def fit(h: int, w: int, size: int) -> tuple[float, int, int]:
-    """Scale and resized (height, width) of an h x w image letterboxed into size x size."""
-    scale = min(size / h, size / w)
+def fit(h: int, w: int, size: int | tuple[int, int]) -> tuple[float, int, int]:
+    """Scale and resized (height, width) of an h x w image letterboxed into
+    size x size, or into a (width, height) input."""
+    out_w, out_h = as_wh(size)
+    scale = min(out_h / h, out_w / w)
     return scale, max(1, int(h * scale)), max(1, int(w * scale))
+
+
+# How a frame goes into a model input of another shape. "letterbox": one
+# scale, the rest grey (YOLOX's own). "stretch": x and y scaled apart to fill
+# the input, no pixel spent on padding (with an input of nearly the frame's
+# aspect the distortion is small; measured with `rearguard recall`).
+FILLS: tuple[str, ...] = ("letterbox", "stretch")
+
+# A letterbox's one scale, or a stretch's (x, y) scales.
+Scale = float | tuple[float, float]
+
+
+
+
+def _check_fill(fill: str) -> str:
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {', '.join(FILLS)} (got {fill!r})")
+    return fill
+
+
+def _placement(h: int, w: int, out_w: int, out_h: int, fill: str) -> tuple[Scale, int, int]:
+    """Scale(s) and resized (height, width) of an h x w frame in an out_w x out_h input."""
+    if fill == "stretch":
+        return (out_w / w, out_h / h), out_h, out_w
+    return fit(h, w, (out_w, out_h))
 
 
 class Letterboxer:
@@ -68,21 +96,23 @@ class Letterboxer:
     plane (contiguous uint8 -> float copies instead of a strided transpose).
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int | tuple[int, int], fill: str = "letterbox") -> None:
         self.size = size
-        self.blob = np.full((1, 3, size, size), PAD_VALUE, np.float32)
+        self.width, self.height = as_wh(size)
+        self.fill = _check_fill(fill)
+        self.blob = np.full((1, 3, self.height, self.width), PAD_VALUE, np.float32)
         self._for: tuple[int, int] | None = None  # the frame (h, w) the buffers fit
         self._resized = np.empty((0, 0, 3), np.uint8)
         self._planes: list[np.ndarray] = []
         self._targets: list[np.ndarray] = []
-        self._scale = 1.0
+        self._scale: Scale = 1.0
 
     @property
     def input(self) -> np.ndarray:
         return self.blob
 
     def _fit(self, h: int, w: int) -> None:
-        scale, nh, nw = fit(h, w, self.size)
+        scale, nh, nw = _placement(h, w, self.width, self.height, self.fill)
         self.blob.fill(PAD_VALUE)
         self._resized = np.empty((nh, nw, 3), np.uint8)
         self._planes = [np.empty((nh, nw), np.uint8) for _ in range(3)]
@@ -90,7 +120,7 @@ class Letterboxer:
         self._scale = scale
         self._for = (h, w)
 
-    def __call__(self, image: np.ndarray) -> float:
+    def __call__(self, image: np.ndarray) -> Scale:
         """Letterbox one HxWx3 uint8 BGR image into `blob`; returns its scale."""
         h, w = image.shape[:2]
         if self._for != (h, w):
@@ -117,25 +147,27 @@ class CanvasLetterboxer:
     costs one resize straight into the canvas.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int | tuple[int, int], fill: str = "letterbox") -> None:
         self.size = size
-        self.canvas = np.full((1, size, size, 3), PAD_VALUE, np.uint8)
+        self.width, self.height = as_wh(size)
+        self.fill = _check_fill(fill)
+        self.canvas = np.full((1, self.height, self.width, 3), PAD_VALUE, np.uint8)
         self._for: tuple[int, int] | None = None  # the frame (h, w) the region fits
         self._region = self.canvas[0]
-        self._scale = 1.0
+        self._scale: Scale = 1.0
 
     @property
     def input(self) -> np.ndarray:
         return self.canvas
 
     def _fit(self, h: int, w: int) -> None:
-        scale, nh, nw = fit(h, w, self.size)
+        scale, nh, nw = _placement(h, w, self.width, self.height, self.fill)
         self.canvas.fill(PAD_VALUE)
         self._region = self.canvas[0, :nh, :nw]
         self._scale = scale
         self._for = (h, w)
 
-    def __call__(self, image: np.ndarray) -> float:
+    def __call__(self, image: np.ndarray) -> Scale:
         """Letterbox one HxWx3 uint8 BGR image into `canvas`; returns its scale."""
         h, w = image.shape[:2]
         if self._for != (h, w):
@@ -152,15 +184,17 @@ class CanvasLetterboxer:
 
 
 @functools.lru_cache(maxsize=8)
-def grids(size: int, strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np.ndarray]:
+def grids(size: int | tuple[int, int], strides: tuple[int, ...] = STRIDES) -> tuple[np.ndarray, np.ndarray]:
     """Per-anchor cell offsets (N, 2) as (x, y) and strides (N, 1), in the
-    export's anchor order: stride by stride, row-major within each level."""
+    export's anchor order: stride by stride, row-major within each level.
+    `size` is a square side or (width, height)."""
+    width, height = as_wh(size)
     cells, steps = [], []
     for s in strides:
-        n = size // s
-        yv, xv = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        nx, ny = width // s, height // s
+        yv, xv = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
         cells.append(np.stack((xv, yv), axis=-1).reshape(-1, 2))
-        steps.append(np.full((n * n, 1), s))
+        steps.append(np.full((nx * ny, 1), s))
     g = np.concatenate(cells).astype(np.float32)
     st = np.concatenate(steps).astype(np.float32)
     g.flags.writeable = False  # shared through the cache
@@ -237,21 +271,25 @@ class YoloxDetector:
         self,
         model_path: str | os.PathLike[str],
         *,
-        input_size: int = DEFAULT_INPUT_SIZE,
+        input_size: int | tuple[int, int] = DEFAULT_INPUT_SIZE,
         score_threshold: float = 0.35,
         nms_iou: float = 0.45,
         class_ids: Sequence[int] | None = None,
         threads: int = DEFAULT_THREADS,
         spin: bool | None = None,
+        fill: str = "letterbox",
     ) -> None:
-        if input_size <= 0 or input_size % max(STRIDES):
+        width, height = as_wh(input_size)
+        if min(width, height) <= 0 or width % max(STRIDES) or height % max(STRIDES):
             raise ValueError(f"input_size must be a positive multiple of {max(STRIDES)} (got {input_size})")
         if not 0 < nms_iou < 1:
             raise ValueError(f"nms_iou must be between 0 and 1 (got {nms_iou})")
         if not 0 <= score_threshold < 1:
             raise ValueError(f"score_threshold must be in [0, 1) (got {score_threshold})")
         self.model_path = Path(model_path)
-        self.input_size = input_size
+        self.input_size = input_size  # a square side, or (width, height)
+        self.input_width, self.input_height = width, height
+        self.fill = _check_fill(fill)
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         self.threads = threads
@@ -287,7 +325,8 @@ class YoloxDetector:
         # A uint8 model takes the letterboxed canvas as it is; its graph
         # converts it (in C++, and while the canvas is still in cache).
         self._letterbox: Letterboxer | CanvasLetterboxer = (
-            CanvasLetterboxer(input_size) if self.input_layout == "NHWC uint8" else Letterboxer(input_size)
+            CanvasLetterboxer(input_size, fill) if self.input_layout == "NHWC uint8"
+            else Letterboxer(input_size, fill)
         )
         self._feed = {self._input_name: self._letterbox.input}
         self._outputs = [self._output_name]
@@ -340,14 +379,21 @@ class YoloxDetector:
         if isinstance(c, int) and c != 3:
             raise ModelError(f"{name}: input has {c} channels; expected 3 (BGR), shape {want}")
         # Symbolic (str/None) dims are a dynamic-size model: any input_size goes.
-        fixed = [d for d in (h, w) if isinstance(d, int)]
-        if any(d != self.input_size for d in fixed):
+        if (isinstance(h, int) and h != self.input_height) or (isinstance(w, int) and w != self.input_width):
+            fixed = h if isinstance(h, int) else w
             raise ModelError(
                 f"{name} takes {h}x{w} images but detector.input_size is "
-                f"{self.input_size}; set detector.input_size = {fixed[0]}, or use a dynamic-input "
+                f"{self.size_label}; set detector.input_size = {fixed}"
+                f"{'' if self.input_width == self.input_height else ' (without input_width/input_height)'}"
+                ", or use a dynamic-input "
                 f"model: build one with `rearguard models dynamic` and set detector.model = "
                 f"\"yolox_nano_dynamic\""
             )
+
+    @property
+    def size_label(self) -> str:
+        """The input size as config and boards.toml write it: 416, or 416x256 (width x height)."""
+        return size_label(self.input_size)
 
     @property
     def input(self) -> np.ndarray:
@@ -375,14 +421,14 @@ class YoloxDetector:
             return int(shape[2] if anchor_major else shape[1]) - 5
         if isinstance(shape[2], int) and shape[2] >= 6:
             raise ModelError(
-                f"{name}: output has {shape[1]} anchors; a YOLOX model at {self.input_size} has "
+                f"{name}: output has {shape[1]} anchors; a YOLOX model at {self.size_label} has "
                 f"{expected} (was it exported with decoding, or at another size?)"
             )
         raise ModelError(f"{name}: output shape {shape}; expected a fixed 5 + classes per anchor")
 
     # --- the three stages ------------------------------------------------------
 
-    def prepare(self, image: np.ndarray) -> float:
+    def prepare(self, image: np.ndarray) -> Scale:
         """Letterbox `image` into the model input buffer; returns its scale."""
         if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
@@ -400,8 +446,9 @@ class YoloxDetector:
         except Exception as err:  # a model whose graph fails at run time is broken
             raise ModelError(f"{self.model_path.name} failed to run: {err}") from None
 
-    def postprocess(self, raw: np.ndarray, scale: float, width: int, height: int) -> Detections:
-        """Raw output -> detections in the pixels of a width x height image letterboxed at `scale`.
+    def postprocess(self, raw: np.ndarray, scale: Scale, width: int, height: int) -> Detections:
+        """Raw output -> detections in the pixels of a width x height image letterboxed at
+        `scale` (or stretched at (x, y) scales).
 
         The same result as the reference decode -> NMS -> scale_boxes
         (tests/yolox_reference.py), in one pass with fewer steps: it runs straight after
@@ -412,7 +459,7 @@ class YoloxDetector:
         if raw.shape != want:
             raise ModelError(
                 f"{self.model_path.name}: model output has shape {raw.shape}; a YOLOX model at input "
-                f"{self.input_size} gives {want}"
+                f"{self.size_label} gives {want}"
             )
         thr = self.score_threshold
         out = raw[0]
@@ -450,7 +497,10 @@ class YoloxDetector:
             return Detections.empty()
         xyxy, score, cid = boxes[k], score[k], cid[k]
         xyxy[:, 2:] += xyxy[:, :2]  # now x1 y1 x2 y2
-        xyxy *= 1.0 / scale
+        if isinstance(scale, tuple):
+            xyxy *= np.array([1.0 / scale[0], 1.0 / scale[1]] * 2)
+        else:
+            xyxy *= 1.0 / scale
         if self._bounds is None or self._bounds[0] != (width, height):
             self._bounds = ((width, height), np.array([width, height, width, height], np.float64))
         np.maximum(xyxy, 0.0, out=xyxy)  # two ufuncs: np.clip costs more on a cold cache
@@ -464,7 +514,7 @@ class YoloxDetector:
         """One inference on a grey frame; ModelError unless the raw output has
         the right shape and is finite. A damaged model can load and run and
         give NaN everywhere: no box would ever pass a threshold, silently."""
-        self._letterbox(np.full((self.input_size, self.input_size, 3), 114, np.uint8))
+        self._letterbox(np.full((self.input_height, self.input_width, 3), 114, np.uint8))
         raw = self.infer()
         c = 5 + self.num_classes
         want = (1, c, self._anchors) if self.channel_major else (1, self._anchors, c)
@@ -504,4 +554,4 @@ class YoloxDetector:
         self.close()
 
     def __repr__(self) -> str:
-        return f"YoloxDetector({str(self.model_path)!r}, input_size={self.input_size})"
+        return f"YoloxDetector({str(self.model_path)!r}, input_size={self.size_label}, fill={self.fill!r})"

@@ -209,8 +209,9 @@ class FlowEstimator:
         counts = [len(tr.pts) for tr in trails]
         if sum(counts):
             p0 = np.concatenate([tr.pts for tr in trails]).reshape(-1, 1, 2)
-            p1, st, _ = cv2.calcOpticalFlowPyrLK(prev, grey, p0, None, **LK_PARAMS)
-            pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, prev, p1, None, **LK_PARAMS)
+            # nextPts=None (cv2 allocates it) is valid; OpenCV 4's stubs do not allow it.
+            p1, st, _ = cv2.calcOpticalFlowPyrLK(prev, grey, p0, None, **LK_PARAMS)  # type: ignore[call-overload]
+            pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, prev, p1, None, **LK_PARAMS)  # type: ignore[call-overload]
             fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
             ok_all = (st.ravel() == 1) & (stb.ravel() == 1) & (fb < FB_MAX_PX)
             q_all = p1.reshape(-1, 2)
@@ -285,7 +286,7 @@ class FlowEstimator:
         roi = grey[r1:r2, c1:c2]
         mask = np.full(roi.shape, 255, np.uint8)
         for x, y in trail.pts:
-            cv2.circle(mask, (int(x) - c1, int(y) - r1), 2, 0, -1)
+            cv2.circle(mask, (int(x) - c1, int(y) - r1), 2, (0,), -1)
         new = cv2.goodFeaturesToTrack(roi, maxCorners=self.p.max_points - len(trail.pts), qualityLevel=0.01,
                                       minDistance=2, mask=mask, blockSize=3)
         if new is not None:

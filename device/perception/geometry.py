@@ -71,6 +71,13 @@ MIN_GROUND_ANGLE_DEG = 1.0
 # a person sitting on a wall, a slope), so the box height is used alone.
 AGREE_SIGMAS = 2.5
 EDGE_PX = 2.0  # a box side this close to an image edge is cut off by it
+# The near field: a box that spans the frame's height (cut by its top and
+# bottom) or covers this much of the frame is nearer than the class's height
+# can say (a person spans a 66 degree camera's height from 2.3 m in).
+NEAR_FILL = 0.5
+# A detector's box stops a few pixels short of an edge that cuts its object
+# (YOLOX-Nano: 3-6 px at 360): within this fraction of the height it is cut.
+NEAR_EDGE_FRAC = 0.03
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,20 @@ class CameraGeometry:
     def ground_distance_m(self, box: tuple[float, float, float, float], label: str) -> float | None:
         foot = self.foot_angle_deg(box, label)
         return None if foot is None else ground_distance_m(foot, self.mount_height_m, self.pitch_deg)
+
+    def bottom_ground_m(self) -> float | None:
+        """The ground at the frame's bottom edge: the nearest ground the camera sees.
+        Anything whose box the bottom edge cuts stands nearer than this."""
+        return ground_distance_m(self.below_axis_deg(self.height), self.mount_height_m, self.pitch_deg)
+
+    def cut_at_bottom(self, box: tuple[float, float, float, float]) -> bool:
+        return box[3] >= self.height * (1 - NEAR_EDGE_FRAC)
+
+    def fills_frame(self, box: tuple[float, float, float, float]) -> bool:
+        """Spans the frame from top to bottom, or covers most of it: near by definition."""
+        x1, y1, x2, y2 = box
+        spans = y1 <= self.height * NEAR_EDGE_FRAC and self.cut_at_bottom(box)
+        return spans or (x2 - x1) * (y2 - y1) >= NEAR_FILL * self.width * self.height
 
     def distance_m(self, box: tuple[float, float, float, float], label: str) -> float:
         """The best distance estimate: box height and ground plane, fused."""

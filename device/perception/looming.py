@@ -103,6 +103,7 @@ class LoomingEstimator:
         self.p = params
         self._prev: np.ndarray | None = None
         self._size: tuple[int, int] | None = None  # (w, h) of the small image
+        self._frame_size: tuple[int, int] | None = None  # (w, h) of the frames it is made from
         self._scale = 1.0  # frame px per small-image px
         # Per frame: time, track ids, positions (small-image px).
         self._hist: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
@@ -115,7 +116,8 @@ class LoomingEstimator:
 
     # -- geometry of the small image ---------------------------------------
     def _setup(self, w: int, h: int) -> None:
-        sw = min(self.p.width, w)
+        self._frame_size = (w, h)
+        sw = max(16, min(self.p.width, w))  # tiny frames are scaled up: LK's window needs room
         sh = max(16, round(h * sw / w))
         self._size = (sw, sh)
         self._scale = w / sw
@@ -144,7 +146,7 @@ class LoomingEstimator:
     def update(self, t_ns: int, seq: int, image: np.ndarray) -> LoomingResult:
         t0 = time.perf_counter()  # measurement only
         h, w = image.shape[:2]
-        if self._size is None or round(w / self._scale) != self._size[0]:
+        if (w, h) != self._frame_size:
             self._setup(w, h)
             self.reset()
         sw, sh = self._size  # type: ignore[misc]
@@ -152,9 +154,11 @@ class LoomingEstimator:
         # Halve with the Gaussian pyramid while that stays at or above the
         # target (cheap, alias-free), then a bilinear step: INTER_AREA at a
         # non-integer ratio costs as much as an inference.
-        while grey.shape[1] >= 2 * sw:
+        while grey.shape[1] >= 2 * sw and grey.shape[0] >= 2 * sh:
             grey = cv2.pyrDown(grey)
-        if grey.shape[1] != sw:
+        # The exact small size, always (640x361 halves to 181 rows, not the
+        # 180 the seeding mask has: issue 23's cv2.error).
+        if grey.shape[:2] != (sh, sw):
             grey = cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_LINEAR)
         if self._hist and t_ns <= self._hist[-1][0]:
             self.reset()  # time went backwards (a new recording): start over
@@ -171,9 +175,9 @@ class LoomingEstimator:
         if self._prev is None or len(self._pts) == 0:
             return
         p0 = self._pts.reshape(-1, 1, 2)
-        # nextPts=None: cv2 allocates it.
-        p1, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, p0, None, **LK_PARAMS)
-        pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev, p1, None, **LK_PARAMS)
+        # nextPts=None (cv2 allocates it) is valid; OpenCV 4's stubs do not allow it.
+        p1, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, p0, None, **LK_PARAMS)  # type: ignore[call-overload]
+        pb, stb, _ = cv2.calcOpticalFlowPyrLK(grey, self._prev, p1, None, **LK_PARAMS)  # type: ignore[call-overload]
         fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
         sw, sh = self._size  # type: ignore[misc]
         q = p1.reshape(-1, 2)
@@ -187,7 +191,7 @@ class LoomingEstimator:
             return
         mask = self._mask.copy()
         for x, y in self._pts:
-            cv2.circle(mask, (int(x), int(y)), 4, 0, -1)
+            cv2.circle(mask, (int(x), int(y)), 4, (0,), -1)
         new = cv2.goodFeaturesToTrack(grey, maxCorners=room, qualityLevel=0.01, minDistance=4, mask=mask,
                                       blockSize=5)
         if new is None:
@@ -265,7 +269,7 @@ class LoomingEstimator:
         # last few: a runner cannot change speed within a third of a second,
         # a person walking across the lower image can fool one fit.
         self._speeds.append(k * self.p.mount_height_m * self.f / (self.cos2 * dt))
-        speed = float(np.median(self._speeds))
+        speed = float(np.median(np.asarray(self._speeds)))
         k = speed * self.cos2 * dt / (self.p.mount_height_m * self.f)
         base = LoomingResult(
             t_ns=t_ns, seq=seq, ttc_s=None, speed_mps=float(speed), features=len(self._pts),

@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from device.core.clock import NS_PER_S
+from device.core.files import MB, describe, read_regular
 from device.core.types import Frame, Range
 
 FORMAT = "rearguard-recording"
@@ -47,6 +48,9 @@ VIDEO = "video.avi"
 FRAMES = "frames.csv"
 RANGES = "ranges.csv"
 TRUTH = "truth.json"
+JSON_LIMIT = 10 * MB  # meta.json and truth.json are a few KB
+CSV_LIMIT = 1000 * MB  # frames.csv and ranges.csv: ~30 MB an hour
+MAX_LIST_DEPTH = 16  # RIFF lists in an AVI nest 3 deep; thousands are damage, not video
 
 FRAMES_HEADER = ("seq", "t_ns")
 RANGES_HEADER = ("t_ns", "sensor", "metres", "fault")
@@ -209,13 +213,48 @@ def _index_avi(path: Path) -> _VideoIndex:
     notes: list[str] = []
     with path.open("rb") as f:
 
-        def walk(pos: int, end: int, in_movi: bool) -> bool:
-            """Collect frame chunks in [pos, end); False once the data stops making sense."""
+        def next_frame(pos: int, end: int) -> int | None:
+            """The next plausible frame chunk header in (pos, end): its id, a
+            size that fits, and a JPEG's first bytes."""
+            f.seek(pos + 1)
+            data = f.read(min(end, size) - pos - 1)
+            at = 0
+            while True:
+                hits = [i for i in (data.find(b"00dc", at), data.find(b"00db", at)) if i >= 0]
+                if not hits:
+                    return None
+                i = min(hits)
+                if i + 10 <= len(data):
+                    (csize,) = struct.unpack("<I", data[i + 4:i + 8])
+                    if i + 8 + csize <= len(data) and data[i + 8:i + 10] == b"\xff\xd8":
+                        return pos + 1 + i
+                at = i + 1
+
+        def walk(pos: int, end: int, in_movi: bool, depth: int = 0) -> bool:
+            """Collect frame chunks in [pos, end); False once the data stops making sense.
+            In the frames' list a damaged chunk header costs that frame only: the
+            walk goes on at the next frame's header, and the lost frame keeps its
+            place (an empty chunk: a bad frame), so every later frame keeps its time."""
+            if depth > MAX_LIST_DEPTH:
+                notes.append(f"{VIDEO}: lists nested more than {MAX_LIST_DEPTH} deep at byte {pos} "
+                             "(damaged); the data after it is ignored")
+                return False
             while pos + 8 <= end:
                 f.seek(pos)
                 cid, csize = struct.unpack("<4sI", f.read(8))
-                if not _is_fourcc(cid):
-                    notes.append(f"{VIDEO}: unreadable data at byte {pos}; the frames after it are ignored")
+                is_frame = in_movi and cid[:2] == b"00" and cid[2:] in (b"dc", b"db")
+                if not _is_fourcc(cid) or (is_frame and pos + 8 + csize > end):
+                    found = next_frame(pos, end) if in_movi else None
+                    if found is not None:
+                        notes.append(f"{VIDEO}: damaged data at bytes {pos}-{found}: frame {len(chunks)} is lost, "
+                                     "the frames after it are read")
+                        chunks.append((pos, 0))
+                        pos = found
+                        continue
+                    if not _is_fourcc(cid):
+                        notes.append(f"{VIDEO}: unreadable data at byte {pos}; the frames after it are ignored")
+                    else:
+                        notes.append(f"{VIDEO} ends inside frame {len(chunks)} (the file was cut); it is ignored")
                     return False
                 if cid in (b"LIST", b"RIFF"):
                     kind = f.read(4)
@@ -224,14 +263,11 @@ def _index_avi(path: Path) -> _VideoIndex:
                     if list_end > end:
                         notes.append(f"{VIDEO} is shorter than its header says (the file was cut)")
                         list_end = end
-                    if not walk(pos + 12, list_end, in_movi or kind == b"movi"):
+                    if not walk(pos + 12, list_end, in_movi or kind == b"movi", depth + 1):
                         return False
                     pos = list_end + (csize & 1)
                     continue
-                if in_movi and cid[:2] == b"00" and cid[2:] in (b"dc", b"db"):
-                    if pos + 8 + csize > end:
-                        notes.append(f"{VIDEO} ends inside frame {len(chunks)} (the file was cut); it is ignored")
-                        return False
+                if is_frame:
                     chunks.append((pos + 8, csize))
                 pos += 8 + csize + (csize & 1)
             return True
@@ -246,8 +282,48 @@ def _index_avi(path: Path) -> _VideoIndex:
     return _VideoIndex(tuple(chunks), tuple(dict.fromkeys(notes)))
 
 
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) a JPEG's frame header declares, read from its markers
+    without decoding; None where there is none to read."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        # SOF0..SOF15 (not DHT C4, JPG C8, DAC CC): precision, height, width
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(data):
+                return None
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        if marker == 0xDA:  # the scan began before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
 def _decode(data: bytes, what: str, width: int, height: int) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if not data:
+        raise RecordingError(f"{what} is empty (damaged video?)")
+    # The declared size first: a header claiming 30000x30000 would have the
+    # decoder allocate 2.7 GB for one frame (issue 23).
+    declared = jpeg_size(data)
+    if declared is not None and declared != (width, height):
+        raise RecordingError(f"{what} is {declared[0]}x{declared[1]} but {META} says {width}x{height} "
+                             "(its JPEG header; not decoded)")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
     if image is None:
         raise RecordingError(f"{what} cannot be decoded as a JPEG image (damaged video?)")
     if image.shape[:2] != (height, width):
@@ -284,7 +360,7 @@ def _read_csv_lines(path: Path, *, cut_tail: bool) -> tuple[list[tuple[int, list
     kill (the writer ends every line) and dropped with a warning.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, CSV_LIMIT).decode("utf-8")
     except UnicodeDecodeError as err:
         raise RecordingError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     warnings: list[str] = []
@@ -376,7 +452,14 @@ class Recording:
 
     @classmethod
     def open(cls, directory: str | Path) -> Recording:
-        d = Path(directory)
+        """Raises RecordingError, naming the file, for anything unreadable."""
+        try:
+            return cls._open(Path(directory))
+        except OSError as err:  # unreadable, not a file, a name too long: said, never a traceback
+            raise RecordingError(f"cannot read the recording {directory}: {describe(err)}") from None
+
+    @classmethod
+    def _open(cls, d: Path) -> Recording:
         if not d.exists():
             raise RecordingError(f"recording not found: {d}")
         if not d.is_dir():
@@ -448,7 +531,11 @@ class Recording:
         cam = self.meta.camera
         lo = 0 if start_ns is None else bisect.bisect_left(self.frame_times, start_ns)
         hi = len(self._chunks) if end_ns is None else bisect.bisect_right(self.frame_times, end_ns)
-        with (self.directory / VIDEO).open("rb") as f:
+        try:
+            f = (self.directory / VIDEO).open("rb")
+        except OSError as err:
+            raise RecordingError(f"cannot read {self.directory / VIDEO}: {describe(err)}") from None
+        with f:
             for i in range(lo, hi):
                 off, size = self._chunks[i]
                 seq, t_ns = self.frame_seqs[i], self.frame_times[i]
@@ -478,11 +565,13 @@ def _read_meta(d: Path) -> RecordingMeta:
                 f"give one, e.g. {d / segments[-1]}"
             )
         raise RecordingError(f"{d}: missing {META} (is this a Rearguard recording?)")
-    raw = path.read_bytes()
+    raw = read_regular(path, JSON_LIMIT)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RecordingError(f"{path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise RecordingError(f"{path}: nested too deeply (not a meta.json this reads)") from None
     if not isinstance(data, dict):
         raise RecordingError(f"{path}: expected a JSON object")
     if data.get("format") != FORMAT:
@@ -558,12 +647,14 @@ def _read_ranges(path: Path, meta: RecordingMeta, warnings: list[str]) -> list[R
 
 
 def _read_truth(path: Path) -> Truth | None:
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        truth = _TRUTH_ADAPTER.validate_json(path.read_bytes())
+        truth = _TRUTH_ADAPTER.validate_json(read_regular(path, JSON_LIMIT))
     except ValidationError as err:
         raise RecordingError(_pydantic_message(err, str(path))) from None
+    except RecursionError:
+        raise RecordingError(f"{path}: nested too deeply (not a truth.json this reads)") from None
     for start, end in truth.clear:
         if end < start:
             raise RecordingError(f"{path}: clear interval [{start}, {end}] ends before it starts")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from device.core.clock import NS_PER_S
+from device.core.files import read_regular
 from device.core.priority import background_thread
 from device.core.types import AlertEvent, AlertLevel, Frame, Range
 from device.record.format import Recording, RecordingError, RecordingWriter
@@ -60,6 +61,7 @@ class IncidentInfo:
     alerts: int  # WARN/DANGER alerts within the clip
     distance_m: float | None
     ttc_s: float | None
+    what: str = ""  # what and which side (`AlertEvent.what`); "" in clips kept before it was written
 
 
 @dataclass
@@ -134,8 +136,9 @@ class IncidentClips:
             alerts=1,
             distance_m=event.distance_m,
             ttc_s=event.ttc_s,
+            what=event.what(),
         ))
-        log.info("incident: %s (%s); keeping a clip", event.level.name, event.source)
+        log.info("incident: %s %s; keeping a clip", event.level.name, event.what())
 
     def after_frame(self, frame: Frame) -> None:
         self._last_t = frame.t_ns
@@ -275,13 +278,32 @@ def clips(directory: Path) -> list[Path]:
     return sorted((p for p in directory.glob(CLIP_GLOB) if (p / INCIDENT).is_file()), key=_index)
 
 
+_INCIDENT_TYPES: dict[str, tuple[type, ...]] = {
+    "time": (str,), "level": (str,), "source": (str,), "t_ns": (int,), "start_ns": (int,), "end_ns": (int,),
+    "alerts": (int,), "distance_m": (int, float, type(None)), "ttc_s": (int, float, type(None)),
+}
+
+
 def read_incident(clip: Path) -> IncidentInfo:
+    """incident.json, each field checked (a null or numeric `time` is
+    damage); keys a newer writer added are ignored. Raises RecordingError."""
     path = clip / INCIDENT
     try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-        return IncidentInfo(**data)
-    except (OSError, ValueError, TypeError) as err:
+        data: Any = json.loads(read_regular(path, 1 * MB))
+    except (OSError, ValueError) as err:
         raise RecordingError(f"{path}: not a valid incident description ({err})") from None
+    except RecursionError:
+        raise RecordingError(f"{path}: not a valid incident description (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise RecordingError(f"{path}: not a valid incident description (not a JSON object)")
+    for name, types in _INCIDENT_TYPES.items():
+        value = data.get(name)
+        if name not in data or isinstance(value, bool) or not isinstance(value, types):
+            raise RecordingError(f"{path}: not a valid incident description ({name}: {value!r})")
+    what = data.get("what", "")  # optional: clips kept before it was written have none
+    if not isinstance(what, str):
+        raise RecordingError(f"{path}: not a valid incident description (what: {what!r})")
+    return IncidentInfo(**{name: data[name] for name in _INCIDENT_TYPES}, what=what)
 
 
 def find_clips(directory: str | Path) -> list[Path]:

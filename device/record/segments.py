@@ -21,12 +21,14 @@ alert loop or the detector waits on.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from device.core.clock import NS_PER_S
 from device.core.types import Frame, Range
@@ -38,6 +40,39 @@ MB = 1_000_000
 SEGMENT_GLOB = "seg-*"
 CHECK_EVERY_NS = 2 * NS_PER_S
 RETRY_NS = 10 * NS_PER_S  # after a fault, recording is retried this often
+LOCK_FILE = ".rearguard-recording.lock"  # held by the run recording into the directory
+
+
+def claim(directory: Path) -> TextIO | None:
+    """The directory for this run alone (issue 23: two runs in one directory
+    deleted each other's segments): an exclusive flock on a lock file in it,
+    held while the file stays open, released by the kernel however the run
+    ends. None where no lock file can be made (a read-only disk): then no
+    segment can be written either, and the writer's fault says why."""
+    try:
+        f = (directory / LOCK_FILE).open("a+", encoding="utf-8")
+    except OSError as err:
+        log.warning("recording: cannot make the lock file in %s: %s", directory, err.strerror or err)
+        return None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        f.seek(0)
+        holder = f.read(32).strip()
+        f.close()
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise RecordingError(
+                f"the recording directory {directory} is in use by another run"
+                + (f" (pid {holder})" if holder.isdigit() else "")
+                + ": stop that run, or record into another directory"
+            ) from None
+        log.warning("recording: cannot lock %s: %s", directory, err.strerror or err)
+        return None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def _dir_bytes(d: Path) -> int:
@@ -49,6 +84,13 @@ def _dir_bytes(d: Path) -> int:
 
 def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
+
+
+def total_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).total
+
+
+FULL_FRACTION = 0.05  # "disk full" only when less than this much of the disk is free
 
 
 def free_inodes(path: Path) -> int | None:
@@ -75,6 +117,7 @@ class SegmentedRecorder:
         budget_mb: float = 2000.0,
         min_free_mb: float = 500.0,
         free: Callable[[Path], int] = free_bytes,
+        total: Callable[[Path], int] = total_bytes,
         inodes: Callable[[Path], int | None] = free_inodes,
         writer: Callable[..., RecordingWriter] = RecordingWriter,
     ) -> None:
@@ -83,12 +126,14 @@ class SegmentedRecorder:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise RecordingError(f"cannot create the recording directory {self.directory}: {err}") from None
+        self._claim = claim(self.directory)
         self._writer_args = dict(width=width, height=height, fps=fps, hfov_deg=hfov_deg,
                                  sensors=sensors, source=source)
         self.segment_ns = round(segment_s * NS_PER_S)
         self.budget = round(budget_mb * MB)
         self.min_free = round(min_free_mb * MB)
         self._free = free
+        self._total = total
         self._inodes = inodes
         self._new_writer = writer
         self._lock = threading.Lock()  # only the recorder thread and close() take it
@@ -108,10 +153,7 @@ class SegmentedRecorder:
 
     @staticmethod
     def _index(d: Path) -> int:
-        try:
-            return int(d.name.split("-")[1])
-        except (IndexError, ValueError):
-            return 0
+        return segment_index(d)
 
     def segments(self) -> list[Path]:
         return sorted((d for d in self.directory.glob(SEGMENT_GLOB) if d.is_dir()), key=self._index)
@@ -199,19 +241,38 @@ class SegmentedRecorder:
         self._make_room()
         if self.fault is not None:
             return
-        path = self.directory / f"seg-{self._next_index:06d}"
-        self._next_index += 1
+        try:
+            path = self._new_segment_dir()
+        except OSError as err:
+            self._stop(self._describe(err, "cannot start a segment"))
+            return
         self._current_path = path
         try:
             self._current = self._new_writer(path, **self._writer_args)
         except Exception as err:  # e.g. no inode left for its files
             fault = self._describe(err, f"cannot start segment {path.name}")
-            # A half-made segment is no recording, and it holds inodes: remove it.
+            # A half-made segment is no recording, and it holds inodes: remove
+            # it (this run made the directory just now: it is nobody else's).
             shutil.rmtree(path, ignore_errors=True)
             self._stop(fault)
             return
         self._segment_start = t_ns
         log.info("recording segment %s", path)
+
+    def _new_segment_dir(self) -> Path:
+        """The next seg-N, made by this run (mkdir without exist_ok): one that
+        is already there (made by hand, or by a writer that took no lock) is
+        skipped, never written into or deleted. Raises OSError."""
+        for _ in range(1000):
+            path = self.directory / f"seg-{self._next_index:06d}"
+            self._next_index += 1
+            try:
+                path.mkdir()
+            except FileExistsError:
+                log.warning("recording: %s exists already (not this run's): skipped", path)
+                continue
+            return path
+        raise OSError(errno.EEXIST, f"no free segment name after seg-{self._next_index - 1:06d}")
 
     def _make_room(self) -> None:
         """Delete the oldest finished segments until the budget and the free
@@ -238,8 +299,17 @@ class SegmentedRecorder:
         log.info("%s: deleting %s", why, segment)
         shutil.rmtree(segment, ignore_errors=True)
 
+    def _full(self, free: int) -> bool:
+        """Little free, and little of the disk: an empty 3 MB filesystem is small, not full."""
+        if free >= max(self.min_free // 10, 1 * MB):
+            return False
+        try:
+            return free < FULL_FRACTION * self._total(self.directory)
+        except OSError:
+            return True
+
     def _space_fault(self, free: int) -> str:
-        if free < max(self.min_free // 10, 1 * MB):
+        if self._full(free):
             return f"recording: disk full ({free / MB:.0f} MB free): recording stopped, footage kept"
         return (
             f"recording: low disk space ({free / MB:.0f} MB free, recording keeps "
@@ -270,6 +340,17 @@ class SegmentedRecorder:
     def close(self) -> None:
         with self._lock:
             self._close_current()
+            if self._claim is not None:  # the directory is free for the next run
+                self._claim.close()
+                self._claim = None
+
+
+def segment_index(d: Path) -> int:
+    """seg-000012 -> 12 (0 for a name without a number): the order segments were written in."""
+    try:
+        return int(d.name.split("-")[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 def segment_span(segment: Path) -> tuple[int, int] | None:

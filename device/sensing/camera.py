@@ -10,6 +10,7 @@ so this module imports on any laptop.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from device.core.clock import Clock
 from device.core.ports import FrameSource  # noqa: F401  (the port, re-exported)
 from device.core.priority import background_thread
 from device.core.types import Frame
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -195,6 +198,11 @@ class _ThreadedSource:
             return
         self._closed = True
         self._grabber.close()
+        if self._grabber._thread.is_alive():
+            # Still inside a grab: releasing the capture under it would free
+            # what it reads into. Left to the process's end (device.cli.ending).
+            log.error("camera: the capture thread did not stop within its bound; not released")
+            return
         self._release()
 
     def __enter__(self) -> _ThreadedSource:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from device.core.files import FileRefused, read_regular
 from device.core.priority import background_thread
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def read_model(path: Path = MODEL_PATH) -> str | None:
     """The device tree's model line ("Raspberry Pi 4 Model B Rev 1.4"), or
     None where there is none (a laptop)."""
     try:
-        text = path.read_bytes().decode("utf-8", "replace")
+        text = read_regular(path, 4096).decode("utf-8", "replace")
+    except FileRefused:
+        raise  # a FIFO or /dev/zero named as the model file: said, not waited on
     except OSError:
         return None
     return text.strip("\x00 \n") or None
@@ -49,6 +52,7 @@ def parse_throttled(text: str) -> int:
 class Health:
     throttled: int | None  # the firmware's bits, None when unreadable
     temp_c: float | None
+    battery_pct: float | None = None  # a UPS HAT's fuel gauge, None without one or when unreadable
 
     def _names(self, shift: int) -> tuple[str, ...]:
         if self.throttled is None:
@@ -71,6 +75,8 @@ class Health:
         parts = []
         if self.temp_c is not None:
             parts.append(f"cpu {self.temp_c:.0f} C")
+        if self.battery_pct is not None:
+            parts.append(f"battery {self.battery_pct:.0f} %")
         if self.throttled is not None:
             parts.append(", ".join(f"{n.upper() if n == 'under-voltage' else n} now" for n in self.now) or "power ok")
             since = [n for n in self.occurred if n not in self.now]
@@ -80,7 +86,7 @@ class Health:
 
     def as_json(self) -> dict[str, object]:
         return {"throttled": None if self.throttled is None else hex(self.throttled), "temp_c": self.temp_c,
-                "now": list(self.now), "occurred": list(self.occurred), "under_voltage": self.under_voltage}
+                "battery_pct": self.battery_pct, "now": list(self.now), "occurred": list(self.occurred), "under_voltage": self.under_voltage}
 
 
 Runner = Callable[[list[str]], str]
@@ -95,9 +101,11 @@ class HealthReader:
     from `vcgencmd get_throttled`; the temperature from thermal_zone0."""
 
     def __init__(self, throttled_path: Path = THROTTLED_PATH, temp_path: Path = TEMP_PATH,
-                 run: Runner | None = _vcgencmd, which: Callable[[str], str | None] = shutil.which) -> None:
+                 run: Runner | None = _vcgencmd, which: Callable[[str], str | None] = shutil.which,
+                 battery: Callable[[], float] | None = None) -> None:
         self.throttled_path, self.temp_path = throttled_path, temp_path
         self.run = run if run is not None and which("vcgencmd") else None
+        self.battery = battery  # state of charge in %, from a fuel gauge; raises when unreadable
 
     def throttled(self) -> int | None:
         try:
@@ -118,8 +126,17 @@ class HealthReader:
         except (OSError, ValueError):
             return None
 
+    def battery_pct(self) -> float | None:
+        if self.battery is None:
+            return None
+        try:
+            return self.battery()
+        except Exception as err:  # a gauge that fails is reported, never takes the device down
+            log.warning("battery unreadable: %s", err)
+            return None
+
     def read(self) -> Health:
-        return Health(self.throttled(), self.temp_c())
+        return Health(self.throttled(), self.temp_c(), self.battery_pct())
 
 
 class HealthMonitor:

@@ -10,6 +10,32 @@ from time import monotonic
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin, MockTriggerPin, PinState
 
+MAX_PIN_STATES = 1000  # state changes a simulated pin remembers (tests read the newest)
+
+
+class _BoundedStates(list):
+    """gpiozero's `MockPin.states`, trimmed to the newest MAX_PIN_STATES once
+    twice that many gathered: a list still (gpiozero and tests compare it to
+    one), but a `--mock-pins` run no longer grows by the hour."""
+
+    def append(self, item: object) -> None:
+        super().append(item)
+        if len(self) > 2 * MAX_PIN_STATES:
+            del self[:-MAX_PIN_STATES]
+
+
+class BoundedPWMPin(MockPWMPin):
+    """MockPWMPin whose state history is bounded (gpiozero re-creates the
+    list in clear_states(); the setter bounds every one)."""
+
+    @property
+    def states(self) -> list:
+        return self._bounded_states
+
+    @states.setter
+    def states(self, value: list) -> None:
+        self._bounded_states = _BoundedStates(value)
+
 
 class PWMTriggerPin(MockTriggerPin, MockPWMPin):
     """A simulated HC-SR04 trigger pin that answers with an echo pulse.
@@ -21,7 +47,7 @@ class PWMTriggerPin(MockTriggerPin, MockPWMPin):
 
 def mock_factory() -> MockFactory:
     """Simulated pins that can drive PWM outputs (the vibration motor)."""
-    return MockFactory(pin_class=MockPWMPin)
+    return MockFactory(pin_class=BoundedPWMPin)
 
 
 # ---- load-proof simulated HC-SR04s (what `--mock-pins` and
@@ -46,7 +72,7 @@ def mock_factory() -> MockFactory:
 # DistanceSensor.
 
 
-class SimulatedEchoPin(MockPWMPin):
+class SimulatedEchoPin(BoundedPWMPin):
     """An echo line that can play a whole pulse with exact edge times."""
 
     _last_change: float  # MockPin's; declared because gpiozero has no types
@@ -62,7 +88,7 @@ class SimulatedEchoPin(MockPWMPin):
                 self._call_when_changed()
 
 
-class SimulatedTriggerPin(MockTriggerPin, MockPWMPin):
+class SimulatedTriggerPin(MockTriggerPin, BoundedPWMPin):
     """A trigger whose rising edge plays the echo pulse synchronously.
 
     PWM-capable because MockFactory refuses a pre-made pin whose PWM support
@@ -70,7 +96,7 @@ class SimulatedTriggerPin(MockTriggerPin, MockPWMPin):
     """
 
     def _set_state(self, value: bool) -> None:
-        MockPWMPin._set_state(self, value)  # not MockTriggerPin's: no thread, no sleeps
+        BoundedPWMPin._set_state(self, value)  # not MockTriggerPin's: no thread, no sleeps
         if value:
             self.echo_pin.pulse(self.echo_time)
 

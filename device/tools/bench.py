@@ -36,6 +36,7 @@ import numpy as np
 
 from device.core.camera import CameraResult, CameraTrack
 from device.core.types import Detections, Frame
+from device.perception.boards import size_label
 from device.perception.detector import YoloxDetector, choose_spin
 from device.perception.tracking import IouTracker, iou_matrix
 
@@ -140,15 +141,17 @@ class Agreement:
 class Case:
     model: str  # as given: a model name or a path
     path: Path
-    input_size: int
+    input_size: int | tuple[int, int]  # square, or (width, height)
     threads: int
     spin: bool | None  # None = the detector's own choice (choose_spin)
+    fill: str = "letterbox"
 
     @property
     def label(self) -> str:
         on = choose_spin(self.threads, self.spin)
         spin = ("on" if on else "off") if self.spin is not None else f"auto({'on' if on else 'off'})"
-        return f"{self.model} @{self.input_size} threads={self.threads} spin={spin}"
+        fill = "" if self.fill == "letterbox" else f" {self.fill}"
+        return f"{self.model} @{size_label(self.input_size)}{fill} threads={self.threads} spin={spin}"
 
 
 def _spread(samples: Sequence[float]) -> dict[str, float | None]:
@@ -196,7 +199,9 @@ class CaseResult:
         out: dict[str, Any] = {
             "model": self.case.model,
             "model_path": str(self.case.path),
-            "input_size": self.case.input_size,
+            "input_size": self.case.input_size if isinstance(self.case.input_size, int)
+            else size_label(self.case.input_size),
+            "fill": self.case.fill,
             "threads": self.case.threads,
             "spin": choose_spin(self.case.threads, self.case.spin),
             "input_layout": self.input_layout,
@@ -429,7 +434,7 @@ def run(
     dets = [
         YoloxDetector(
             c.path, input_size=c.input_size, score_threshold=score_threshold, nms_iou=nms_iou,
-            class_ids=class_ids, threads=c.threads, spin=c.spin,
+            class_ids=class_ids, threads=c.threads, spin=c.spin, fill=c.fill,
         )
         for c in cases
     ]

@@ -31,6 +31,8 @@ SECTIONS = {
     "outputs": "the haptic motor(s) and the buzzer",
     "recording": "recording segments within a disk budget, and incident clips around every WARN and DANGER",
     "pace": "how the live device judges its own detector's pace against the board's profile",
+    "power": "telling the runner that power is failing: the Pi's under-voltage flag and a UPS HAT's fuel gauge",
+    "button": "the optional push button: a press pauses the alerts, a hold shuts the Pi down",
 }
 
 HEAD = """\

@@ -56,6 +56,8 @@ class Sample:
     ttc_s: float | None
     source: str
     direction: str | None
+    # An in-path camera track counts as a candidate now (see `camera_candidate`).
+    camera_candidate: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,11 @@ class Score:
     fault_s: float
     direction_at_warn: str | None
     note: str
+    # Acquisition (see `acquisition`): the true distance, m, when the object
+    # first became an in-path camera candidate, and when WARN first came.
+    label: str | None = None
+    first_candidate_m: float | None = None
+    first_warn_m: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -119,12 +126,57 @@ def trace(directory: Path, config: Config, detector: Detector | None = None,
             ttc_s=th.ttc_s,
             source=th.source,
             direction=th.direction,
+            camera_candidate=camera_candidate(pipeline, th.t_ns),
         ))
 
     result = replay(directory, config, detector=detector, on_step=on_step, pace=pace)
     if result.static_faults:
         raise EvaluationError(f"{directory}: cannot evaluate, {'; '.join(result.static_faults)}")
     return rec, samples
+
+
+def camera_candidate(pipeline: Any, now_ns: int) -> bool:
+    """Whether the camera offers the threat estimator a candidate in the
+    runner's path now: a fresh track with the hits the estimator asks of it,
+    its lateral offset inside the corridor (as `ThreatEstimator.candidates`
+    judges it, read without running the fusion again)."""
+    from device.decision.threat import CAMERA_MIN_HITS
+
+    est = getattr(pipeline, "estimator", None)
+    cam = getattr(est, "camera", None)
+    if est is None or cam is None or not est.camera_fresh(now_ns):
+        return False
+    half = est.cfg.corridor_half_width_m
+    return any(tr.hits >= CAMERA_MIN_HITS and abs(tr.distance_m * math.sin(math.radians(tr.bearing_deg))) <= half
+               for tr in cam.tracks)
+
+
+def true_distance_m(t_s: float, contact_s: float, closing_mps: float) -> float:
+    """The true gap at t: the closing speed times the time left to contact
+    (the scenes' runner varies his pace by a few per cent about the mean)."""
+    return max(0.0, closing_mps * (contact_s - t_s))
+
+
+def acquisition(samples: Sequence[Sample], contact_s: float | None,
+                closing_mps: float | None) -> tuple[float | None, float | None]:
+    """(true distance at the first in-path camera candidate, at the first
+    WARN or higher) before contact, m; None where it never came (or the
+    recording has no approach)."""
+    if contact_s is None or not closing_mps:
+        return None, None
+    before = [s for s in samples if s.t_s < contact_s]
+    cand = next((s.t_s for s in before if s.camera_candidate), None)
+    warn = next((s.t_s for s in before if s.level >= AlertLevel.WARN), None)
+    return (None if cand is None else round(true_distance_m(cand, contact_s, closing_mps), 2),
+            None if warn is None else round(true_distance_m(warn, contact_s, closing_mps), 2))
+
+
+def with_acquisition(sc: Score, samples: Sequence[Sample], meta: dict[str, Any]) -> Score:
+    from dataclasses import replace
+
+    cand_m, warn_m = acquisition(samples, sc.contact_s, sc.speed_mps)
+    label = meta.get("label") or meta.get("obstacle") or None
+    return replace(sc, label=None if label is None else str(label), first_candidate_m=cand_m, first_warn_m=warn_m)
 
 
 def scenario_meta(directory: Path) -> dict[str, Any]:
@@ -262,7 +314,7 @@ def evaluate(
             failed.append((str(d), str(err)))
             continue
         meta = scenario_meta(d)
-        scores.append(score(name, d, rec, samples, meta))
+        scores.append(with_acquisition(score(name, d, rec, samples, meta), samples, meta))
         traces[name], metas[name] = samples, meta
     return Evaluation(tuple(scores), traces, metas, tuple(failed))
 

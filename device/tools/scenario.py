@@ -320,7 +320,7 @@ def _sprite(img: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np
     patch = img[y1:y2, x1:x2].copy()
     h, w = patch.shape[:2]
     alpha: np.ndarray = np.zeros((h, w), np.float32)
-    cv2.ellipse(alpha, (w // 2, h // 2), (int(w * 0.5), int(h * 0.55)), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(alpha, (w // 2, h // 2), (int(w * 0.5), int(h * 0.55)), 0, 0, 360, (1.0,), -1)
     alpha = cv2.GaussianBlur(alpha, (0, 0), max(2.0, 0.06 * w))
     return patch, alpha, float(box[3] - box[1])
 

@@ -16,6 +16,13 @@ What is drawn:
 - looming (any obstacle, no class): the path corridor on the ground as a
   thin outline, and the expanding group of features as a box with its
   time to contact, distance and the runner's own speed;
+- the configured camera geometry: the horizon and the ground 2, 4 and 8 m
+  away for `camera.mount_height_m` and `camera.pitch_deg` (a person's feet
+  on the 4 m mark who stands 4 m away says the setting is right;
+  `rearguard calibrate` measures it);
+- the runner's sides: the image is seen the way the camera looks (behind
+  the runner), so the runner's left is on the image's right: "L" and "R"
+  mark them at the edges;
 - a banner with the alert level the runner feels, the threat, any faults,
   and the rates (camera frames and loop passes per second).
 """
@@ -32,6 +39,8 @@ import numpy as np
 from device.core.camera import CameraTrack
 from device.core.config import AlertsConfig, UltrasonicSensorConfig
 from device.core.types import AlertLevel, Range, Threat
+from device.perception.calibrate import ground_row
+from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingResult
 from device.view.terminal import side
 
@@ -48,6 +57,8 @@ LEVEL_BGR: dict[AlertLevel, tuple[int, int, int]] = {
 }
 NO_ECHO_BGR = (200, 200, 200)
 CORRIDOR_BGR = (255, 0, 255)  # magenta: the path looming watches
+GROUND_BGR = (255, 255, 255)  # the horizon and ground marks of the configured geometry
+GROUND_MARKS_M = (2.0, 4.0, 8.0)
 LOOMING_BGR = (0, 255, 255)  # yellow: the expanding region
 BEAM_ALPHA = 0.3
 TTC_SHOWN_S = 60.0
@@ -69,6 +80,9 @@ class Overlay:
     loop_hz: float | None = None
     min_hits: int = 2  # tracks with fewer hits are tentative
     looming: LoomingResult | None = None
+    mount_height_m: float | None = None  # with pitch_deg: draw the horizon and ground marks
+    pitch_deg: float = 0.0
+    text_scale: float = 1.0  # labels this much larger (a page showing the frame small, on a phone)
 
 
 def column_for_bearing(bearing_deg: float, width: int, hfov_deg: float) -> float:
@@ -183,6 +197,41 @@ def _draw_looming(img: np.ndarray, ov: Overlay, scale: float) -> None:
     _text(img, text, (min(max(x0, 2), max(2, img.shape[1] - tw - 4)), y), fs, LOOMING_BGR)
 
 
+def _draw_geometry(img: np.ndarray, ov: Overlay, scale: float) -> None:
+    """The horizon and ground marks where the configured height and pitch put
+    them: a wrong setting shows as feet off their mark."""
+    if ov.mount_height_m is None:
+        return
+    h, w = img.shape[:2]
+    g = CameraGeometry(w, h, ov.hfov_deg, ov.mount_height_m, ov.pitch_deg)
+    fs = 0.42 * scale
+    horizon = ground_row(g, None)
+    if horizon is not None:
+        y = round(horizon)
+        for x in range(0, w, 16):  # dashed: it is a reference, not an object
+            cv2.line(img, (x, y), (min(x + 8, w - 1), y), GROUND_BGR, 1)
+        _text(img, "horizon", (w - int(70 * scale), y - 4), fs, GROUND_BGR)
+    tick = int(28 * scale)
+    for d in GROUND_MARKS_M:
+        row = ground_row(g, d)
+        if row is None:
+            continue
+        y = round(row)
+        for x0 in (int(22 * scale), w - int(22 * scale) - tick):
+            cv2.line(img, (x0, y), (x0 + tick, y), GROUND_BGR, max(1, round(2 * scale)), cv2.LINE_AA)
+        _text(img, f"{d:g} m", (int(22 * scale) + tick + 4, y + int(5 * scale)), fs, GROUND_BGR)
+
+
+def _draw_sides(img: np.ndarray, scale: float) -> None:
+    """The runner's left is the image's right (the camera looks behind them)."""
+    h, w = img.shape[:2]
+    fs = 0.6 * scale
+    y = int(h * 0.72)
+    (tw, _), _ = cv2.getTextSize("L", FONT, fs, 2)
+    _text(img, "R", (4, y), fs, (255, 255, 255), 2)
+    _text(img, "L", (w - tw - 4, y), fs, (255, 255, 255), 2)
+
+
 def _describe(threat: Threat | None) -> str:
     if threat is None:
         return "waiting for the loop"
@@ -218,8 +267,10 @@ def _scale(img: np.ndarray) -> float:
 def draw(image: np.ndarray, ov: Overlay) -> np.ndarray:
     """A copy of `image` (HxWx3 BGR) with the overlays drawn on it."""
     img = np.array(image, dtype=np.uint8, copy=True)
-    s = _scale(img)
+    s = _scale(img) * ov.text_scale
+    _draw_geometry(img, ov, s)
     _draw_beams(img, ov, s)
+    _draw_sides(img, s)
     _draw_looming(img, ov, s)
     _draw_tracks(img, ov, s)
     _draw_banner(img, ov, s)

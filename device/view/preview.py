@@ -59,6 +59,7 @@ MAX_FPS = 10.0  # frames encoded per second at most, shared by all viewers
 JPEG_QUALITY = 75
 MAX_CONNECTIONS = 16  # a few viewers (a browser opens up to 6 each); each holds a thread
 CLIENT_TIMEOUT_S = 10.0  # a client silent this long is dropped
+EVICT_WAIT_S = 1.0  # a new viewer waits this long for an evicted slow client's slot
 
 
 class PreviewError(Exception):
@@ -159,14 +160,22 @@ class PreviewServer:
         self._lock = threading.Lock()
         self._jpeg: bytes | None = None
         self._jpeg_at: float | None = None
+        self._jpeg_scale = 1.0
+        self._jpeg_status: dict[str, Any] | None = None  # the status of the view that frame was drawn from
         self._camera_rate = RateMeter()
         self._loop_rate = RateMeter()
         self.encoded = 0  # frames drawn and encoded
         self.served = 0  # frames sent
+        self.last_request: float | None = None  # wall time of the last request: is a page still open?
         # The id of the last frame sent to each client address: a client
         # asking again before the next encoding waits for it.
         self.last_sent: dict[str, int] = {}
         self._conns = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # Connections waiting for (the rest of) a request, since when: when
+        # every slot is taken, the one waiting longest makes room (issue 23:
+        # 16 clients trickling bytes locked real viewers out indefinitely).
+        self.waiting: dict[socket.socket, float] = {}
+        self.waiting_lock = threading.Lock()
         try:
             self._httpd = _HTTPServer(host, port, self)
         except socket.gaierror as err:
@@ -193,7 +202,22 @@ class PreviewServer:
         self._source = source
         self._extra = extra
 
+    def stop_after(self, seconds: float) -> None:
+        """Stop serving after `seconds` (aiming from a phone is for a while only)."""
+        timer = threading.Timer(seconds, self._expire)
+        timer.daemon = True
+        timer.start()
+        self._timer = timer
+
+    def _expire(self) -> None:
+        log.warning("preview on %s closed: its time is up", self.url)
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
     def close(self) -> None:
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -206,7 +230,7 @@ class PreviewServer:
 
     # ------------------------------------------------------------ content
 
-    def _overlay(self, v: View, cfg: Config) -> Overlay:
+    def _overlay(self, v: View, cfg: Config, text_scale: float = 1.0) -> Overlay:
         now = v.threat.t_ns if v.threat is not None else None
         if now is not None:
             self._camera_rate.update(now, v.frames)
@@ -223,17 +247,24 @@ class PreviewServer:
             loop_hz=self._loop_rate.rate,
             min_hits=CAMERA_MIN_HITS,
             looming=v.looming,
+            mount_height_m=cfg.camera.mount_height_m,
+            pitch_deg=cfg.camera.pitch_deg,
+            text_scale=text_scale,
         )
 
-    def frame_jpeg(self, after: int | None = None) -> tuple[int, bytes] | None:
+    def frame_jpeg(self, after: int | None = None, text_scale: float = 1.0) -> tuple[int, bytes] | None:
         """(id, JPEG) of the newest annotated frame, or None before show().
         Re-drawn at most max_fps times a second; callers in between share
         the last encoding. `after` is the id the caller already has: then
         this waits for the next encoding instead of sending the same one
-        again, so no client gets more than max_fps frames a second."""
+        again, so no client gets more than max_fps frames a second.
+        `text_scale` (1-2) draws the labels larger, for a page that shows the
+        frame smaller than its pixels (a phone). `frame_status()` is the
+        status of the very view this frame was drawn from."""
         source = self._source
         if source is None:
             return None
+        text_scale = min(2.0, max(1.0, round(text_scale * 4) / 4))  # a few sizes: viewers share encodings
         period = 1.0 / self.max_fps
         with self._lock:
             wait = 0.0
@@ -243,10 +274,11 @@ class PreviewServer:
             time.sleep(min(wait, period) + 0.001)  # a request thread: the loop never waits here
         with self._lock:
             now = self._clock()
-            if self._jpeg is not None and self._jpeg_at is not None and now - self._jpeg_at < period:
+            if (self._jpeg is not None and self._jpeg_at is not None and now - self._jpeg_at < period
+                    and self._jpeg_scale == text_scale):
                 return self.encoded, self._jpeg
             v, cfg = source.view(), source.config
-            ov = self._overlay(v, cfg)
+            ov = self._overlay(v, cfg, text_scale)
             if v.frame is not None:
                 img = draw(v.frame.image, ov)
             else:
@@ -254,20 +286,30 @@ class PreviewServer:
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
             if not ok:  # cv2 reports no reason; an image this shape always encodes
                 raise PreviewError("JPEG encoding failed")
-            self._jpeg, self._jpeg_at = buf.tobytes(), now
+            self._jpeg, self._jpeg_at, self._jpeg_scale = buf.tobytes(), now, text_scale
             self.encoded += 1
+            self._jpeg_status = {**self._status_of(v, cfg, ov), "frame_id": self.encoded}
             return self.encoded, self._jpeg
 
+    def frame_status(self) -> dict[str, Any] | None:
+        """The status of the view the newest encoded frame was drawn from: the
+        page shows it with that frame, so the two can never disagree."""
+        with self._lock:
+            return self._jpeg_status
+
     def status(self) -> dict[str, Any]:
-        """The page's numbers: the same view the frame is drawn from."""
+        """The page's numbers, from the loop's newest view (status.json)."""
         source = self._source
-        base: dict[str, Any] = {"ready": source is not None, "max_fps": self.max_fps,
-                                "encoded": self.encoded, "served": self.served}
         if source is None:
-            return base
+            return {"ready": False, "max_fps": self.max_fps, "encoded": self.encoded, "served": self.served}
         with self._lock:
             v, cfg = source.view(), source.config
             ov = self._overlay(v, cfg)
+            return self._status_of(v, cfg, ov)
+
+    def _status_of(self, v: View, cfg: Config, ov: Overlay) -> dict[str, Any]:
+        base: dict[str, Any] = {"ready": True, "max_fps": self.max_fps, "encoded": self.encoded,
+                                "served": self.served}
         base.update(
             level=ov.level.name,
             threat=_threat_json(v.threat),
@@ -304,6 +346,19 @@ class PreviewServer:
         return base
 
 
+def _text_scale(query: str) -> float:
+    """`ts=1.5` in the frame's query: how much larger to draw the labels."""
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == "ts":
+            try:
+                x = float(value)
+            except ValueError:
+                return 1.0
+            return x if math.isfinite(x) else 1.0
+    return 1.0
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a stuck client never keeps the device from stopping
 
@@ -314,11 +369,29 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.preview._conns.acquire(blocking=False):
-            log.debug("preview: too many connections, refusing %s", client_address)
-            self.shutdown_request(request)
-            return
+        conns = self.preview._conns
+        if not conns.acquire(blocking=False):
+            if not self._evict_slowest() or not conns.acquire(timeout=EVICT_WAIT_S):
+                log.debug("preview: too many connections, refusing %s", client_address)
+                self.shutdown_request(request)
+                return
         super().process_request(request, client_address)
+
+    def _evict_slowest(self) -> bool:
+        """Close the connection waiting longest for its request (a slow or
+        idle client; a browser just reconnects); False if none waits."""
+        p = self.preview
+        with p.waiting_lock:
+            if not p.waiting:
+                return False
+            sock = min(p.waiting, key=p.waiting.__getitem__)
+            del p.waiting[sock]
+        log.debug("preview: all slots taken; closing the connection waiting longest for a request")
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # its thread's read ends, and its slot is freed
+        except OSError:
+            pass
+        return True
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -341,20 +414,42 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("preview %s: " + format, self.address_string(), *args)
 
-    def _send(self, status: HTTPStatus, body: bytes, ctype: str, head: bool = False) -> None:
+    def handle_one_request(self) -> None:
+        p = self.server.preview
+        with p.waiting_lock:
+            p.waiting[self.connection] = time.monotonic()
+        try:
+            super().handle_one_request()
+        finally:
+            with p.waiting_lock:
+                p.waiting.pop(self.connection, None)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()  # the request line and headers are in: no longer waiting
+        p = self.server.preview
+        with p.waiting_lock:
+            p.waiting.pop(self.connection, None)
+        return ok
+
+    def _send(self, status: HTTPStatus, body: bytes, ctype: str, head: bool = False,
+              extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+        # blob: the page shows each frame from the fetch that also carried its status
+        self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'")
         self.end_headers()
         if not head:
             self.wfile.write(body)
 
     def _route(self, head: bool) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         preview = self.server.preview
+        preview.last_request = preview._clock()
         if path in ("/", "/index.html"):
             page = PAGE.replace("{period_ms}", str(round(1000 / preview.max_fps)))
             self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8", head)
@@ -367,7 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, body, "application/json", head)
         elif path == "/frame.jpg":
             client = self.client_address[0]
-            got = preview.frame_jpeg(after=preview.last_sent.get(client))
+            got = preview.frame_jpeg(after=preview.last_sent.get(client), text_scale=_text_scale(query))
             if got is None:
                 self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"the loop has not started yet\n",
                            "text/plain; charset=utf-8", head)
@@ -380,7 +475,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not head:
                 with preview._lock:
                     preview.served += 1
-            self._send(HTTPStatus.OK, jpeg, "image/jpeg", head)
+            status = preview.frame_status()
+            self._send(HTTPStatus.OK, jpeg, "image/jpeg", head,
+                       extra={"X-Rearguard-Status": json.dumps(status, separators=(",", ":"))} if status else None)
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8", head)
 
@@ -408,7 +505,10 @@ img { display: block; width: 100%; height: auto; background: #222; min-height: 1
 #level { display: inline-block; padding: 2px 10px; border-radius: 4px; font-weight: bold; }
 .CLEAR { background: #3caa3c; } .CAUTION { background: #ffdc00; color: #000; }
 .WARN { background: #ff8c00; color: #000; } .DANGER { background: #e60000; } .FAULT { background: #c800c8; }
+.OFFLINE { background: #777; color: #fff; }
 p { margin: 6px 0; } .dim { color: #999; font-size: 13px; }
+.legend { font-size: 13px; color: #ccc; } .legend b { display: inline-block; min-width: 1.2em; }
+.cyan { color: #00ffff; } .grey { color: #a0a0a0; } .magenta { color: #ff00ff; } .yellow { color: #ffff00; }
 """
 
 PAGE = """<!doctype html>
@@ -422,11 +522,18 @@ PAGE = """<!doctype html>
 <body data-period-ms="{period_ms}" data-frames="0">
 <main>
 <img id="view" alt="rear view with detections and sensor beams">
-<p><span id="level">...</span> <span id="threat">connecting</span></p>
+<p><span id="level" class="OFFLINE">connecting</span> <span id="threat">connecting</span></p>
 <p id="rates"></p>
 <p id="sensors"></p>
 <p id="pace"></p>
 <p id="faults"></p>
+<p class="legend" id="legend"><b class="cyan">&#9633;</b> tracked object: number, label, distance, time to collision
+(<b class="grey">&#9633;</b> not yet confirmed) &middot; <b>&#9650;</b> ultrasonic beam, its reading on top, the tick
+across it the reading against the sensor's range &middot; <b class="magenta">&#9633;</b> the path looming watches
+&middot; <b class="yellow">&#9633;</b> a surface closing in (looming) &middot; <b>- -</b> horizon and the ground
+2, 4, 8 m away for the configured camera height and pitch &middot; <b>L</b> / <b>R</b> the runner's left and
+right: the image is what the camera sees behind the runner, so the runner's left is on its right.
+The level and the numbers here belong to the frame shown.</p>
 <p class="dim">Rearguard preview: read-only, nothing can be changed from this page.</p>
 </main>
 <script src="preview.js"></script>
@@ -435,46 +542,78 @@ PAGE = """<!doctype html>
 """
 
 SCRIPT = """"use strict";
-// Pull one frame at a time: the next is asked for only when the last has
-// arrived, at most once per period, so a slow link gets fewer frames and
-// never a backlog.
+// One frame at a time, fetched with its own status (the X-Rearguard-Status
+// header: the view the frame was drawn from), so the level and numbers below
+// always belong to the image above. The next frame is asked for only when
+// the last has been shown, at most once per period: a slow link gets fewer
+// frames, never a backlog. A failed fetch, or no frame for 3 s, greys the
+// badge: "no connection", never a stale colour.
 const body = document.body;
 const period = Number(body.dataset.periodMs) || 100;
 const img = document.getElementById("view");
-let asked = 0;
-function nextFrame(delay) {
-  const wait = Math.max(delay || 0, period - (performance.now() - asked));
-  setTimeout(() => { asked = performance.now(); img.src = "frame.jpg?t=" + Date.now(); }, wait);
-}
-img.addEventListener("load", () => { body.dataset.frames = Number(body.dataset.frames) + 1; nextFrame(0); });
-img.addEventListener("error", () => nextFrame(1000));
-nextFrame(0);
+const level = document.getElementById("level");
+let asked = 0, lastShown = performance.now(), shownUrl = null;
 
 function fmt(x, unit) { return x === null || x === undefined ? "-" : x.toFixed(1) + " " + unit; }
 function text(id, s) { document.getElementById(id).textContent = s; }
+function textScale() {
+  const w = img.clientWidth || document.documentElement.clientWidth || 640;
+  return Math.min(2, Math.max(1, 640 / w)).toFixed(2);
+}
+function offline(why) {
+  level.textContent = "no connection";
+  level.className = "OFFLINE";
+  text("threat", why);
+}
+function side(t) {
+  if (t.bearing_deg === null || t.bearing_deg === undefined || Math.abs(t.bearing_deg) < 10) return "";
+  return ", " + Math.abs(t.bearing_deg).toFixed(0) + " deg " + (t.bearing_deg < 0 ? "left" : "right");
+}
 function show(s) {
   if (!s.ready) { text("threat", "waiting for the loop to start"); return; }
-  const level = document.getElementById("level");
   level.textContent = s.level;
   level.className = s.level;
   const t = s.threat;
   text("threat", !t || t.source === "none" ? "nothing in the way"
-    : (t.label || "?") + " (" + t.source + ") " + fmt(t.distance_m, "m") + ", ttc " + fmt(t.ttc_s, "s"));
-  text("rates", "camera " + fmt(s.camera_fps, "fps") + " \\u00b7 loop " + fmt(s.loop_hz, "Hz") +
-    " \\u00b7 " + s.tracks.length + " tracked");
+    : (t.label || "?") + " " + fmt(t.distance_m, "m") + side(t) + ", ttc " + fmt(t.ttc_s, "s") + " (" + t.source + ")");
+  text("rates", "camera " + fmt(s.camera_fps, "fps") + " \u00b7 loop " + fmt(s.loop_hz, "Hz") +
+    " \u00b7 " + s.tracks.length + " tracked");
   text("sensors", s.sensors.map(x => x.name + ": " +
-    (x.reading === "echo" ? x.metres.toFixed(2) + " m" : x.reading + (x.fault ? " " + x.fault : ""))).join(" \\u00b7 "));
+    (x.reading === "echo" ? x.metres.toFixed(2) + " m" : x.reading + (x.fault ? " " + x.fault : ""))).join(" \u00b7 "));
   text("pace", s.pace ? "pace: " + s.pace.text : "");
   text("faults", t && t.faults.length ? "faults: " + t.faults.join("; ") : "");
 }
-async function poll() {
-  try {
-    const r = await fetch("status.json", { cache: "no-store" });
-    show(await r.json());
-  } catch (e) {
-    text("threat", "no connection to the device");
-  }
-  setTimeout(poll, 500);
+function later(delay) {
+  setTimeout(nextFrame, Math.max(delay, period - (performance.now() - asked)));
 }
-poll();
+async function nextFrame() {
+  asked = performance.now();
+  let r;
+  try {
+    r = await fetch("frame.jpg?ts=" + textScale() + "&t=" + Date.now(), { cache: "no-store" });
+  } catch (e) {
+    offline("no connection to the device: the level is not known");
+    later(1000);
+    return;
+  }
+  if (r.status === 503) { text("threat", "waiting for the loop to start"); later(500); return; }
+  if (!r.ok) { offline("the device answered " + r.status); later(1000); return; }
+  let status = null;
+  try { status = JSON.parse(r.headers.get("X-Rearguard-Status") || "null"); } catch (e) { status = null; }
+  const url = URL.createObjectURL(await r.blob());
+  img.onload = () => {
+    if (shownUrl) URL.revokeObjectURL(shownUrl);
+    shownUrl = url;
+    lastShown = performance.now();
+    if (status) show(status);
+    body.dataset.frames = Number(body.dataset.frames) + 1;
+    later(0);
+  };
+  img.onerror = () => { URL.revokeObjectURL(url); later(1000); };
+  img.src = url;
+}
+setInterval(() => {
+  if (performance.now() - lastShown > 3000) offline("no frame from the device for 3 s: the level is not known");
+}, 1000);
+nextFrame();
 """

@@ -6,13 +6,17 @@ direction, the felt level), so a terminal never disagrees with the pins.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sys
 from typing import Any
 
 from device.core.clock import NS_PER_S
 from device.core.faults import texts
-from device.core.types import AlertEvent, AlertLevel, Threat
+from device.core.types import AlertEvent, AlertLevel, Threat, describe_thing
+
+log = logging.getLogger(__name__)
 
 
 def fmt(x: float | None, unit: str) -> str:
@@ -28,17 +32,18 @@ def side(threat: Threat) -> str:
 
 
 def describe(threat: Threat) -> str:
+    """The threat as the event lines word it ("person 2.6 m, 10 deg left, ttc 3.1 s (camera)")."""
     if threat.source == "none":
         return "nothing in the way"
-    where = side(threat)
-    return (f"{threat.label or '?'} ({threat.source}) at {fmt(threat.distance_m, 'm')}, "
-            f"ttc {fmt(threat.ttc_s, 's')}" + (f" {where}" if where else ""))
+    return describe_thing(threat.source, threat.label, threat.distance_m, threat.ttc_s, threat.bearing_deg,
+                          threat.direction)
 
 
 def format_event(e: AlertEvent, start_ns: int) -> str:
+    """"  12.34 s  CAUTION person 2.6 m, 10 deg left, ttc 3.1 s (camera)": what and which side."""
     t = (e.t_ns - start_ns) / NS_PER_S
-    line = f"{t:8.2f} s  {e.level.name:<7} {e.source:<10} distance {fmt(e.distance_m, 'm'):>8}  ttc {fmt(e.ttc_s, 's'):>8}"
-    if e.faults:
+    line = f"{t:8.2f} s  {e.level.name:<7} {e.what()}"
+    if e.faults and e.source != "fault":
         line += "  faults: " + "; ".join(e.faults)
     return line
 
@@ -94,3 +99,48 @@ class StatusLine:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+class Tolerant:
+    """A text stream that the device does not depend on: a reader that went
+    away (`run | head -1`, a dropped SSH session, a closed journal pipe) must
+    never stop it (issue 23). The first failed write is logged once; from
+    then on its file descriptor points at /dev/null, so nothing written
+    later, nor Python's own flush at exit, fails again."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.lost = False
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                return int(self.stream.write(text))
+            except (OSError, ValueError) as err:  # ValueError: the stream was closed
+                self._lose(err)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError) as err:
+                self._lose(err)
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self.stream.isatty())
+        except (OSError, ValueError):
+            return False
+
+    def _lose(self, err: Exception) -> None:
+        self.lost = True
+        log.warning("terminal output lost (%s): the device runs on without it", err)
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, self.stream.fileno())
+            finally:
+                os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass  # no descriptor of its own (a StringIO): nothing else will write to it

@@ -47,6 +47,7 @@ class Opened:
     detector: Detector
     source: Any = None
     faults: tuple[Fault, ...] = ()
+    reopen: Callable[[], Any] | None = None  # the AI Camera opened again (the frames thread calls it)
 
 
 def open_backend(choice: Choice, config: Config, make_cpu: Callable[[], Detector], clock: Clock, *,
@@ -64,11 +65,22 @@ def open_backend(choice: Choice, config: Config, make_cpu: Callable[[], Detector
         if choice.backend == "imx500":
             from .imx500 import AttachedDetector, Imx500Source
             cam = config.camera
-            src = Imx500Source(clock, width=cam.width, height=cam.height, fps=cam.fps,
-                               model_path=d.accelerator_model, threshold=d.score_threshold, allowed=allowed,
-                               coco80=COCO_CLASSES, rotate_180=cam.rotate_180, devices=devices,
-                               picamera2_cls=picamera2_cls)
-            return Opened("imx500", FallbackDetector(AttachedDetector(src), "imx500", make_cpu), source=src)
+
+            def make_source() -> Imx500Source:
+                return Imx500Source(clock, width=cam.width, height=cam.height, fps=cam.fps,
+                                    model_path=d.accelerator_model, threshold=d.score_threshold, allowed=allowed,
+                                    coco80=COCO_CLASSES, rotate_180=cam.rotate_180, devices=devices,
+                                    picamera2_cls=picamera2_cls)
+
+            src = make_source()
+            attached = AttachedDetector(src)
+
+            def reopen() -> Imx500Source:
+                new = make_source()  # raises BackendError while the camera is not back
+                attached.follow(new)
+                return new
+
+            return Opened("imx500", FallbackDetector(attached, "imx500", make_cpu), source=src, reopen=reopen)
     except BackendError as err:
         fault = err.fault(choice.backend)
         log.error("%s; using the CPU model", fault)

@@ -224,11 +224,21 @@ class AttachedDetector:
     """The `Detector` for an `Imx500Source`'s frames: no inference, only the
     detections that arrived with the image."""
 
-    def __init__(self, source: Imx500Source, max_missing: int = 15) -> None:
-        self.source = source
+    def __init__(self, source: Imx500Source, max_missing: int = 15, max_waiting: int = 3600) -> None:
         self.max_missing = max_missing  # ~0.5-0.7 s at 23-30 frames/s
+        # Frames come before the network's first output while its firmware is
+        # still being uploaded to the sensor (picamera2 shows a progress bar
+        # for it; a first upload is said to take minutes): that is no failure
+        # until ~2 min at 30 frames/s. Not measured here: no hardware.
+        self.max_waiting = max_waiting
+        self.follow(source)
+
+    def follow(self, source: Imx500Source) -> None:
+        """Detect on `source`'s frames from now on (the AI Camera reopened: its network uploads again)."""
+        self.source = source
         self._last = Detections.empty()
         self._missing_run = 0
+        self._started = False  # the network has sent an output
 
     def detect(self, image: np.ndarray) -> Detections:
         known, dets = self.source.detections_for(image)
@@ -236,10 +246,12 @@ class AttachedDetector:
             raise BackendError("a frame that did not come from the AI Camera (or came too long ago)")
         if dets is None:
             self._missing_run += 1
-            if self._missing_run >= self.max_missing:
-                raise BackendError(f"no network output with the last {self._missing_run} frames")
+            if self._missing_run >= (self.max_missing if self._started else self.max_waiting):
+                raise BackendError(f"no network output with the last {self._missing_run} frames" if self._started
+                                   else f"no network output in the first {self._missing_run} frames")
             return self._last
         self._missing_run = 0
+        self._started = True
         self._last = dets
         return dets
 

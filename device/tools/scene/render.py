@@ -294,9 +294,9 @@ def expose(img: np.ndarray, gain: float, rng: np.random.Generator, read_sigma: f
            shot: float = 0.35) -> np.ndarray:
     """Light level times the scene, plus shot noise (grows with the signal)
     and read noise, quantised to 8 bits."""
-    # a Python scalar as the second operand scales every element
-    sig: np.ndarray = cv2.multiply(img, gain)
-    var: np.ndarray = cv2.max(cv2.add(cv2.multiply(sig, shot), read_sigma**2), 0.0)
+    # cv2 takes a Python scalar as the second operand; OpenCV 4's stubs allow only arrays.
+    sig: np.ndarray = cv2.multiply(img, gain)  # type: ignore[call-overload]
+    var: np.ndarray = cv2.max(cv2.add(cv2.multiply(sig, shot), read_sigma**2), 0.0)  # type: ignore[call-overload]
     noise: np.ndarray = rng.standard_normal(sig.shape, dtype=np.float32)
     sig += cv2.multiply(noise, cv2.sqrt(var))
     return np.clip(sig, 0, 255, out=sig).astype(np.uint8)

@@ -19,8 +19,9 @@ def noise(rng: np.random.Generator, h: int, w: int, beta: float = 1.6, cutoff: f
     """Periodic 1/f^beta noise, zero mean, unit std. cutoff < 1 removes the
     finest detail (a fraction of the Nyquist frequency)."""
     white = rng.standard_normal((h, w))
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.fftfreq(w)[None, :]
+    # numpy 1.24's stubs want an array for n; an int is what fftfreq takes
+    fy = np.fft.fftfreq(h)[:, None]  # type: ignore[call-overload]
+    fx = np.fft.fftfreq(w)[None, :]  # type: ignore[call-overload]
     f = np.hypot(fx, fy)
     f[0, 0] = 1.0
     amp = f ** (-beta / 2) * (f <= 0.5 * cutoff)
@@ -32,7 +33,9 @@ def noise(rng: np.random.Generator, h: int, w: int, beta: float = 1.6, cutoff: f
 def _bgr(base: tuple[float, float, float], shade: np.ndarray) -> np.ndarray:
     """A colour (BGR 0-255) times a per-texel brightness field."""
     img = np.asarray(base, np.float32)[None, None, :] * shade[..., None].astype(np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    # C order whatever the field's layout (numpy 1.24 keeps an FFT's Fortran
+    # order through the arithmetic, and OpenCV 4's drawing refuses it)
+    return np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
 def brick(rng: np.random.Generator) -> np.ndarray:
