@@ -64,10 +64,10 @@ def test_a_box_the_bottom_edge_cuts_is_nearer_than_the_ground_there() -> None:
     assert tr2.bottom_ground_m is None
     # The estimator bounds the distance by it once the ground plane is trusted (not before:
     # a camera mounted higher than configured cuts off far feet too).
-    est = ThreatEstimator(CFG)
-    assert est.set_camera(CameraResult(0, 0, (tr,))).tracks[0].distance_m > bottom
-    est.ground_checks = 20
-    assert est.set_camera(CameraResult(1, 1, (tr,))).tracks[0].distance_m == pytest.approx(bottom)
+    distances = CameraDistances(CFG.camera)
+    assert distances.decide((tr,))[0].distance_m > bottom
+    distances.ground_checks = 20
+    assert distances.decide((tr,))[0].distance_m == pytest.approx(bottom)
     # Spanning the frame top to bottom, or covering half of it, is the near field; a tall thin box far off is not.
     assert g.fills_frame((280.0, 0.0, 380.0, 360.0)) and g.fills_frame((0.0, 100.0, 640.0, 300.0))
     assert not g.fills_frame(cut) and not g.fills_frame((300.0, 0.0, 340.0, 300.0))
