@@ -99,6 +99,25 @@ def test_a_frame_filling_object_across_the_runners_line_is_danger() -> None:
     assert level_for(Candidate("camera", "person", 5.0, 40.0, None, False, near=True), CFG.alerts) == AlertLevel.CLEAR
 
 
+def test_a_big_thing_filling_the_frame_beyond_the_caution_distance_is_not_the_near_field() -> None:
+    """A bus spanning the frame's height reads 3.0 f / 360 = 4.1 m at most: big,
+    not near (the photo suite's tram stop drew a false DANGER); a person
+    spanning it (2.3 m at most) is."""
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
+    box = (250.0, 0.0, 420.0, 360.0)
+    for label, cls, near in (("bus", 5, False), ("person", 0, True)):
+        tr = IouTracker()
+        for i in range(3):
+            tracks = tr.update(ns(i / 15), dets(box, cls=cls))
+        (ct,) = camera_tracks(tracks, g)
+        assert ct.label == label and ct.near_bearing_deg == 0.0
+        assert (ct.distance_m > CFG.alerts.caution_distance_m) is not near
+        est = ThreatEstimator(CFG)
+        est.set_camera(CameraResult(ns(0.1), 2, (ct,)))
+        (c,) = est.candidates(ns(0.11))
+        assert c.near is near, label
+
+
 # ---------------------------------------------------------------- tracking
 
 

@@ -321,7 +321,9 @@ class ThreatEstimator:
                 lateral = tr.distance_m * math.sin(math.radians(tr.bearing_deg))
                 # Filling the frame with its inner side inside the corridor: the near field.
                 # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
-                near = tr.near_bearing_deg is not None and (
+                # Only within the CAUTION distance even so: a bus filling the frame 4 m
+                # beside a tram stop is big, not near (a false DANGER in the photo suite).
+                near = tr.near_bearing_deg is not None and distance <= self.cfg.caution_distance_m and (
                     abs(distance * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
                 cams.append(
                     Candidate(
