@@ -33,7 +33,9 @@ def noise(rng: np.random.Generator, h: int, w: int, beta: float = 1.6, cutoff: f
 def _bgr(base: tuple[float, float, float], shade: np.ndarray) -> np.ndarray:
     """A colour (BGR 0-255) times a per-texel brightness field."""
     img = np.asarray(base, np.float32)[None, None, :] * shade[..., None].astype(np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    # C order: cv2 4.x (the Python 3.11 lock) refuses to draw on the
+    # Fortran-ordered array a transposed noise field gives.
+    return np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
 def brick(rng: np.random.Generator) -> np.ndarray:
