@@ -1,0 +1,38 @@
+"""Will a camera object be inside the runner's corridor, and how soon: the
+question a crossing car, a pedestrian cutting across and a cyclist head-on
+share. Pure: the filtered ground state in, seconds out.
+
+A crosser is a threat when its body enters the corridor (|x| minus its
+half width <= the corridor's half width) before the runner reaches its line,
+and has not left the corridor again by then: one that clears it first is
+no threat, whatever its speed. The time to collision it is given is the
+time until it enters, so the runner is told before it is in the way.
+"""
+
+from __future__ import annotations
+
+from device.core.camera import GroundState
+
+# Sideways speeds below this are a side pass's wobble, not a crossing (m/s).
+MIN_CROSS_MPS = 0.4
+
+
+def corridor_entry_s(g: GroundState, half_width_m: float, corridor_half_width_m: float,
+                     min_closing_mps: float) -> float | None:
+    """Seconds until the object's body enters the corridor, if it will be in
+    the corridor when the runner reaches its line; else None (not crossing,
+    gone by then, or the runner is not closing on it)."""
+    closing = -g.vz_mps
+    if g.z_m <= 0 or closing < max(min_closing_mps, 1e-6):
+        return None
+    t_line = g.z_m / closing  # when the runner reaches the object's line
+    side = 1.0 if g.x_m >= 0 else -1.0
+    inward = -side * g.vx_mps  # speed towards the runner's line
+    if inward < MIN_CROSS_MPS:
+        return None
+    gap = abs(g.x_m) - half_width_m - corridor_half_width_m
+    t_enter = max(gap, 0.0) / inward  # 0: its body is at the corridor's edge, still coming in
+    t_leave = (abs(g.x_m) + half_width_m + corridor_half_width_m) / inward
+    if t_enter > t_line or t_leave < t_line:
+        return None  # enters after the runner has passed its line, or has cleared it before
+    return t_enter
