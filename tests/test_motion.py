@@ -52,9 +52,10 @@ def test_a_young_track_is_not_settled() -> None:
 
 
 def test_a_crosser_entering_in_1_5_s_is_a_candidate() -> None:
-    # Body enters when |x| - 0.25 <= 1.0: from x = -3.5 at 1.5 m/s, 1.5 s from the last frame;
+    # Followed for 1.5 s; its body enters when |x| - 0.25 <= 1.0: from x = -3.5 at 1.5 m/s,
+    # 1.5 s from the last frame;
     # the runner reaches its line (z ~6 m at 2.5 m/s) 2.4 s from then, and it is still inside.
-    g, x, z = _follow(-3.5 - 1.5 * 1.0, 6.0 + 2.5 * 1.0, 1.5, -2.5, 1.0)
+    g, x, z = _follow(-3.5 - 1.5 * 1.5, 6.0 + 2.5 * 1.5, 1.5, -2.5, 1.5)
     assert (x, z) == pytest.approx((-3.5, 6.0))
     t = corridor_entry_s(g, BODY, HW, 0.3)
     assert t == pytest.approx(1.5, abs=0.15)
@@ -105,3 +106,12 @@ def test_the_estimator_warns_of_a_settled_crosser_only_with_the_flag() -> None:
     shaky = ThreatEstimator(Config.model_validate({"alerts": {"crossing": True}}))
     shaky.set_camera(CameraResult(0, 0, (_track(GroundState(-3.5, 6.0, 1.5, -2.5, 0.9, 0.9, 3, False)),)))
     assert [c.in_path for c in shaky.candidates(0)] == [False]
+
+
+def test_a_sideways_wobble_within_its_uncertainty_is_no_crossing() -> None:
+    # Measured on a walker passing 1.1 m out: 0.5 m/s towards the line with a sd of 0.25.
+    wobble = GroundState(-1.3, 5.0, 0.52, -5.0, 0.25, 0.7, 12, True)
+    assert corridor_entry_s(wobble, 0.33, HW, 0.3) is None
+    # The same speed, known well, is a crossing entering now.
+    sure = GroundState(-1.3, 5.0, 0.9, -5.0, 0.1, 0.7, 12, True)
+    assert corridor_entry_s(sure, 0.33, HW, 0.3) == 0.0

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from device.core.camera import GroundState
 
-# Sideways speeds below this are a side pass's wobble, not a crossing (m/s).
-MIN_CROSS_MPS = 0.4
+# Sideways speeds below this are a side pass's wobble, not a crossing (m/s),
+# and the speed must stand out of its own uncertainty by this many standard
+# deviations: a side pass 1.1 m out wobbles by +-0.5 m/s with the stride and
+# the runner's sway (measured on the hazards suite's pass-walker-1.1m).
+MIN_CROSS_MPS = 0.5
+CROSS_SIGMAS = 2.5
 
 
 def corridor_entry_s(g: GroundState, half_width_m: float, corridor_half_width_m: float,
@@ -28,7 +32,7 @@ def corridor_entry_s(g: GroundState, half_width_m: float, corridor_half_width_m:
     t_line = g.z_m / closing  # when the runner reaches the object's line
     side = 1.0 if g.x_m >= 0 else -1.0
     inward = -side * g.vx_mps  # speed towards the runner's line
-    if inward < MIN_CROSS_MPS:
+    if inward < max(MIN_CROSS_MPS, CROSS_SIGMAS * g.vx_sd_mps):
         return None
     gap = abs(g.x_m) - half_width_m - corridor_half_width_m
     t_enter = max(gap, 0.0) / inward  # 0: its body is at the corridor's edge, still coming in
