@@ -32,7 +32,7 @@ def _follow(x0: float, z0: float, vx: float, vz: float, seconds: float) -> tuple
         t_ns = k * NS_PER_S // FPS
         t = t_ns / NS_PER_S
         x, z = x0 + vx * t, z0 + vz * t
-        state = tracks.update(t_ns, [(7, math.hypot(x, z), math.degrees(math.atan2(x, z)))])[7]
+        state = tracks.update(t_ns, [(7, "person", math.hypot(x, z), math.degrees(math.atan2(x, z)))])[7]
     assert state is not None
     return state, x, z
 
@@ -44,10 +44,26 @@ def test_the_filter_finds_a_crossers_velocity_and_settles() -> None:
     assert g.vx_mps == pytest.approx(1.5, abs=0.15) and g.vz_mps == pytest.approx(-2.5, abs=0.3)
 
 
+def test_a_renamed_track_keeps_its_motion_and_a_stranger_does_not_take_it() -> None:
+    tracks = GroundTracks()
+    for k in range(8):  # a crosser at 1.5 m/s, 3.5 detections a second
+        t = k / 3.5
+        x, z = -5.0 + 1.5 * t, 9.0 - 2.5 * t
+        tid = 1 if k < 5 else 2  # the tracker renames it at the 6th detection
+        g = tracks.update(round(t * NS_PER_S), [(tid, "person", math.hypot(x, z), math.degrees(math.atan2(x, z)))])[tid]
+    assert g.updates == 8 and g.vx_mps == pytest.approx(1.5, abs=0.3)
+    # A dog, or a person 3 m off where the filter expects it, starts afresh.
+    t_ns = round(8 / 3.5 * NS_PER_S)
+    x, z = -5.0 + 1.5 * 8 / 3.5, 9.0 - 2.5 * 8 / 3.5
+    far = tracks.update(t_ns, [(3, "dog", math.hypot(x, z), math.degrees(math.atan2(x, z))),
+                               (4, "person", math.hypot(x + 3, z), math.degrees(math.atan2(x + 3, z)))])
+    assert far[3].updates == 1 and far[4].updates == 1
+
+
 def test_a_young_track_is_not_settled() -> None:
     tracks = GroundTracks()
     for k in range(SETTLED_MIN_UPDATES - 1):
-        g = tracks.update(k * NS_PER_S // FPS, [(1, 6.0, 10.0)])[1]
+        g = tracks.update(k * NS_PER_S // FPS, [(1, "person", 6.0, 10.0)])[1]
     assert not g.settled
 
 
@@ -112,6 +128,8 @@ def test_a_sideways_wobble_within_its_uncertainty_is_no_crossing() -> None:
     # Measured on a walker passing 1.1 m out: 0.5 m/s towards the line with a sd of 0.25.
     wobble = GroundState(-1.3, 5.0, 0.52, -5.0, 0.25, 0.7, 12, True)
     assert corridor_entry_s(wobble, 0.33, HW, 0.3) is None
-    # The same speed, known well, is a crossing entering now.
-    sure = GroundState(-1.3, 5.0, 0.9, -5.0, 0.1, 0.7, 12, True)
-    assert corridor_entry_s(sure, 0.33, HW, 0.3) == 0.0
+    # The same speed, known well, is a crossing 0.3 s from the corridor ...
+    sure = GroundState(-1.6, 5.0, 0.9, -5.0, 0.1, 0.7, 12, True)
+    assert corridor_entry_s(sure, 0.33, HW, 0.3) == pytest.approx(0.27 / 0.9)
+    # ... but with its body at the edge already it is no crossing: a side pass looks the same.
+    assert corridor_entry_s(GroundState(-1.3, 5.0, 0.9, -5.0, 0.1, 0.7, 12, True), 0.33, HW, 0.3) is None

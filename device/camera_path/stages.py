@@ -74,7 +74,7 @@ class DetectStage:
         tracks = self.tracker.update(frame.t_ns, dets)
         decided = self.distances.tracks(tracks, self._geometry)
         # Each track's ground position and velocity, filtered on the decided distances.
-        states = self.ground.update(frame.t_ns, [(tr.track_id, tr.distance_m, tr.bearing_deg) for tr in decided])
+        states = self.ground.update(frame.t_ns, [(tr.track_id, tr.label, tr.distance_m, tr.bearing_deg) for tr in decided])
         focal = self._geometry.focal_px
         decided = tuple(replace(tr, ground=states.get(tr.track_id),
                                 half_width_m=tr.distance_m * (tr.box[2] - tr.box[0]) / (2 * focal))

@@ -18,7 +18,7 @@ from device.core.camera import GroundState
 # deviations: a side pass 1.1 m out wobbles by +-0.5 m/s with the stride and
 # the runner's sway (measured on the hazards suite's pass-walker-1.1m).
 MIN_CROSS_MPS = 0.5
-CROSS_SIGMAS = 2.5
+CROSS_SIGMAS = 2.0
 
 
 def corridor_entry_s(g: GroundState, half_width_m: float, corridor_half_width_m: float,
@@ -35,7 +35,12 @@ def corridor_entry_s(g: GroundState, half_width_m: float, corridor_half_width_m:
     if inward < max(MIN_CROSS_MPS, CROSS_SIGMAS * g.vx_sd_mps):
         return None
     gap = abs(g.x_m) - half_width_m - corridor_half_width_m
-    t_enter = max(gap, 0.0) / inward  # 0: its body is at the corridor's edge, still coming in
+    if gap <= 0:
+        # Its body at the corridor's edge already: a side pass looks the same
+        # (a walker 1.1 m out, half a metre wide), and a crosser seen coming
+        # was warned of before it got there.
+        return None
+    t_enter = gap / inward
     t_leave = (abs(g.x_m) + half_width_m + corridor_half_width_m) / inward
     if t_enter > t_line or t_leave < t_line:
         return None  # enters after the runner has passed its line, or has cleared it before

@@ -27,7 +27,7 @@ from device.core.clock import NS_PER_S
 DISTANCE_REL_SD = 0.12  # of the decided distance: box heights are good to tens of percent
 DISTANCE_FLOOR_SD_M = 0.1
 BEARING_SD_DEG = 0.7  # a box's centre column: a few pixels, a stride's swing
-ACCEL_SD_MPS2 = 1.5  # white-noise acceleration: people and bikes change pace, not wildly
+ACCEL_SD_MPS2 = 0.8  # white-noise acceleration: people and bikes change pace, not wildly
 INITIAL_SPEED_SD_MPS = 4.0  # unknown velocity at a track's birth
 # The velocity is settled (may raise a level) after this many measurements
 # and once its standard deviation is below these: sideways (what makes a
@@ -59,8 +59,9 @@ _H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
 class GroundFilter:
     """Constant-velocity Kalman filter, state (x, z, vx, vz)."""
 
-    def __init__(self, t_ns: int, distance_m: float, bearing_deg: float) -> None:
+    def __init__(self, t_ns: int, distance_m: float, bearing_deg: float, label: str = "") -> None:
         x, z = ground_point(distance_m, bearing_deg)
+        self.label = label
         self.t_ns = t_ns
         self.s = np.array([x, z, 0.0, 0.0])
         self.p = np.zeros((4, 4))
@@ -68,20 +69,30 @@ class GroundFilter:
         self.p[2, 2] = self.p[3, 3] = INITIAL_SPEED_SD_MPS**2
         self.updates = 1
 
-    def update(self, t_ns: int, distance_m: float, bearing_deg: float) -> None:
-        dt = (t_ns - self.t_ns) / NS_PER_S
-        if dt < 0:
-            return  # out of order: never rewind the filter
+    def _predicted(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
         f = np.eye(4)
         f[0, 2] = f[1, 3] = dt
         q1 = np.array([[dt**4 / 4, dt**3 / 2], [dt**3 / 2, dt**2]]) * ACCEL_SD_MPS2**2
         q = np.zeros((4, 4))
         q[np.ix_([0, 2], [0, 2])] = q1
         q[np.ix_([1, 3], [1, 3])] = q1
-        s = f @ self.s
-        p = f @ self.p @ f.T + q
+        return f @ self.s, f @ self.p @ f.T + q
+
+    def _innovation(self, t_ns: int, distance_m: float, bearing_deg: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        s, p = self._predicted((t_ns - self.t_ns) / NS_PER_S)
         y = np.array(ground_point(distance_m, bearing_deg)) - _H @ s
-        sk = _H @ p @ _H.T + _measurement_cov(distance_m, bearing_deg)
+        return s, p, y, _H @ p @ _H.T + _measurement_cov(distance_m, bearing_deg)
+
+    def gate(self, t_ns: int, distance_m: float, bearing_deg: float) -> float:
+        """Squared Mahalanobis distance of a measurement from the prediction."""
+        _, _, y, sk = self._innovation(t_ns, distance_m, bearing_deg)
+        return float(y @ np.linalg.solve(sk, y))
+
+    def update(self, t_ns: int, distance_m: float, bearing_deg: float) -> None:
+        if t_ns < self.t_ns:
+            return  # out of order: never rewind the filter
+        s, p, y, sk = self._innovation(t_ns, distance_m, bearing_deg)
         k = p @ _H.T @ np.linalg.inv(sk)
         self.s = s + k @ y
         self.p = (np.eye(4) - k @ _H) @ p
@@ -101,26 +112,45 @@ class GroundFilter:
 # A filter outlives its track's missed frames for this long (the tracker's
 # own gap is shorter), then it is dropped.
 KEEP_NS = round(1.5 * NS_PER_S)
+# A new tracker id takes over a filter whose track was not seen in its frame,
+# of the same label, when its measurement is inside this gate of the
+# filter's prediction (chi-square, 2 degrees of freedom, 99 %): the IoU
+# tracker renames a crosser whose box moves more than its width between
+# detections (3.5 a second on a Pi 4), and the motion must not start again.
+GATE_CHI2 = 9.21
 
 
 class GroundTracks:
-    """One filter per tracker id, kept through a missed frame or two."""
+    """One filter per object: per tracker id, kept through a missed frame or
+    two, and carried over to a new id that is where it was going."""
 
     def __init__(self) -> None:
         self._filters: dict[int, GroundFilter] = {}
 
-    def update(self, t_ns: int, tracks: list[tuple[int, float, float]]) -> dict[int, GroundState]:
-        """(track id, decided distance, bearing) of a frame's tracks -> their states."""
+    def update(self, t_ns: int, tracks: list[tuple[int, str, float, float]]) -> dict[int, GroundState]:
+        """(track id, label, decided distance, bearing) of a frame's tracks -> their states."""
         out: dict[int, GroundState] = {}
         kept = {tid: f for tid, f in self._filters.items() if t_ns - f.t_ns <= KEEP_NS}
-        for tid, distance_m, bearing_deg in tracks:
-            if not (math.isfinite(distance_m) and distance_m > 0 and math.isfinite(bearing_deg)):
-                continue
-            flt = self._filters.get(tid)
+        valid = [(tid, label, d, b) for tid, label, d, b in tracks
+                 if math.isfinite(d) and d > 0 and math.isfinite(b)]
+        ids = {tid for tid, *_ in valid}
+        new = []
+        for tid, label, distance_m, bearing_deg in valid:
+            flt = kept.get(tid)
             if flt is None:
-                flt = GroundFilter(t_ns, distance_m, bearing_deg)
-            else:
+                new.append((tid, label, distance_m, bearing_deg))
+                continue
+            flt.update(t_ns, distance_m, bearing_deg)
+            out[tid] = flt.state()
+        for tid, label, distance_m, bearing_deg in new:
+            orphans = [(f.gate(t_ns, distance_m, bearing_deg), old) for old, f in kept.items()
+                       if old not in ids and f.label == label and f.t_ns < t_ns]
+            best = min(orphans, default=None)
+            if best is not None and best[0] <= GATE_CHI2:
+                flt = kept.pop(best[1])
                 flt.update(t_ns, distance_m, bearing_deg)
+            else:
+                flt = GroundFilter(t_ns, distance_m, bearing_deg, label)
             kept[tid] = flt
             out[tid] = flt.state()
         self._filters = kept
