@@ -108,7 +108,7 @@ def _track(g: GroundState) -> CameraTrack:
 def test_the_estimator_warns_of_a_settled_crosser_only_with_the_flag() -> None:
     crosser = GroundState(-3.5, 6.0, 1.5, -2.5, 0.2, 0.2, 10, True)
     result = CameraResult(t_ns=0, seq=0, tracks=(_track(crosser),))
-    off = ThreatEstimator(Config())
+    off = ThreatEstimator(Config.model_validate({"alerts": {"crossing": False}}))
     off.set_camera(result)
     assert [c.in_path for c in off.candidates(0)] == [False]
     on = ThreatEstimator(Config.model_validate({"alerts": {"crossing": True}}))

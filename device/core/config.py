@@ -293,7 +293,7 @@ class AlertsConfig(_Strict):
         1.0, gt=0, le=10, description="camera objects further to the side than this are not in the path"
     )
     crossing: bool = Field(
-        False,
+        True,
         description="camera objects outside the corridor moving into it (filtered ground velocity) are "
         "threats with a time to collision = seconds until their body enters the corridor, if they will "
         "still be in it when the runner reaches their line",
