@@ -18,6 +18,7 @@ line in `Pipeline.step` that hands them to the decision.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Protocol
 
 from device.camera_path.distance import CameraDistances
@@ -29,6 +30,7 @@ from device.core.types import Frame
 from device.perception.flow import FlowEstimator, FlowResult
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingEstimator, LoomingResult
+from device.perception.motion import GroundTracks
 from device.perception.tracking import IouTracker
 
 
@@ -58,6 +60,7 @@ class DetectStage:
         self.camera = camera
         self.tracker = IouTracker()
         self.distances = CameraDistances(camera)
+        self.ground = GroundTracks()
         self._geometry: CameraGeometry | None = None
 
     def process(self, frame: Frame) -> CameraResult:
@@ -69,10 +72,17 @@ class DetectStage:
         dets = self.detector.detect(frame.image)
         detect_ms = (time.perf_counter() - t0) * 1e3
         tracks = self.tracker.update(frame.t_ns, dets)
+        decided = self.distances.tracks(tracks, self._geometry)
+        # Each track's ground position and velocity, filtered on the decided distances.
+        states = self.ground.update(frame.t_ns, [(tr.track_id, tr.label, tr.distance_m, tr.bearing_deg) for tr in decided])
+        focal = self._geometry.focal_px
+        decided = tuple(replace(tr, ground=states.get(tr.track_id),
+                                half_width_m=tr.distance_m * (tr.box[2] - tr.box[0]) / (2 * focal))
+                        for tr in decided)
         return CameraResult(
             t_ns=frame.t_ns,
             seq=frame.seq,
-            tracks=self.distances.tracks(tracks, self._geometry),
+            tracks=decided,
             detect_ms=detect_ms,
             frame=frame,
             interval_ns=self.tracker.interval_ns(),

@@ -13,6 +13,23 @@ from device.core.types import Frame
 
 
 @dataclass(frozen=True)
+class GroundState:
+    """A track's filtered position on the ground (m) and velocity (m/s) in
+    the runner's frame (device.perception.motion): x sideways, positive
+    where bearings are, z ahead along the runner's line."""
+
+    x_m: float
+    z_m: float
+    vx_mps: float
+    vz_mps: float
+    vx_sd_mps: float
+    vz_sd_mps: float
+    updates: int
+    # Enough measurements and a small enough velocity covariance to act on.
+    settled: bool = False
+
+
+@dataclass(frozen=True)
 class CameraTrack:
     track_id: int
     label: str
@@ -38,6 +55,10 @@ class CameraTrack:
     # The ground at the frame's bottom edge when that edge cuts the box: the
     # object stands nearer (its box height alone would put it further away).
     bottom_ground_m: float | None = None
+    # Filtered ground position and velocity (None until the camera path has it).
+    ground: GroundState | None = None
+    # Half the object's width on the ground, m (from the box width at its distance).
+    half_width_m: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -292,6 +292,12 @@ class AlertsConfig(_Strict):
     corridor_half_width_m: float = Field(
         1.0, gt=0, le=10, description="camera objects further to the side than this are not in the path"
     )
+    crossing: bool = Field(
+        True,
+        description="camera objects outside the corridor moving into it (filtered ground velocity) are "
+        "threats with a time to collision = seconds until their body enters the corridor, if they will "
+        "still be in it when the runner reaches their line",
+    )
     hold_s: float = Field(
         0.6, ge=0, le=10, description="a level is held this long before it may step down"
     )

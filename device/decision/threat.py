@@ -39,6 +39,7 @@ from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
 from device.core.faults import Fault, Part
 from device.core.types import AlertLevel, Range, Threat
 from device.decision.candidate import Candidate
+from device.decision.crossing import corridor_entry_s
 from device.decision.looming import LoomingTrack
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.flow import FlowResult, FlowTrack
@@ -297,6 +298,15 @@ class ThreatEstimator:
             return None
         return tr.ttc_s
 
+    def _crossing_entry_s(self, tr: CameraTrack) -> float | None:
+        """Seconds until the track's body enters the corridor, if it crosses
+        into the runner's way (device.decision.crossing); only with
+        `alerts.crossing` on and a settled velocity estimate."""
+        g = tr.ground
+        if not self.cfg.crossing or g is None or not g.settled:
+            return None
+        return corridor_entry_s(g, tr.half_width_m, self.cfg.corridor_half_width_m, self.cfg.min_closing_mps)
+
     def sensor_faults(self) -> tuple[Fault, ...]:
         return tuple(Fault(Part.SENSOR, fault_kind(t.fault), t.fault, name=name)
                      for name, t in self.sensors.items() if t.fault)
@@ -325,6 +335,10 @@ class ThreatEstimator:
                 # beside a tram stop is big, not near (a false DANGER in the photo suite).
                 near = tr.near_bearing_deg is not None and distance <= self.cfg.caution_distance_m and (
                     abs(distance * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
+                in_path = near or abs(lateral) <= self.cfg.corridor_half_width_m
+                entry = self._crossing_entry_s(tr) if not in_path else None
+                if entry is not None:  # crossing into the corridor: in the path from now on
+                    in_path, ttc = True, entry if ttc is None else min(ttc, entry)
                 cams.append(
                     Candidate(
                         source="camera",
@@ -332,7 +346,7 @@ class ThreatEstimator:
                         distance_m=distance,
                         bearing_deg=tr.bearing_deg,
                         ttc_s=ttc,
-                        in_path=near or abs(lateral) <= self.cfg.corridor_half_width_m,
+                        in_path=in_path,
                         clipped=tr.clipped,
                         near=near,
                     )

@@ -1,0 +1,135 @@
+"""Camera tracks that know how things move: the ground filter
+(device.perception.motion) and the time to corridor entry
+(device.decision.crossing), on synthetic tracks and the exact clock."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from device.core.camera import CameraResult, CameraTrack, GroundState
+from device.core.clock import NS_PER_S
+from device.core.config import Config
+from device.core.types import AlertLevel
+from device.decision.crossing import corridor_entry_s
+from device.decision.threat import ThreatEstimator
+from device.perception.motion import SETTLED_MIN_UPDATES, GroundTracks
+
+HW = 1.0  # corridor half width (the default)
+BODY = 0.25  # half the object's width
+FPS = 10
+
+
+def _follow(x0: float, z0: float, vx: float, vz: float, seconds: float) -> tuple[GroundState, float, float]:
+    """Feed a constant-velocity object's exact range and bearing at FPS; the
+    final filtered state and the true (x, z) at the last frame."""
+    tracks = GroundTracks()
+    n = round(seconds * FPS)
+    state: GroundState | None = None
+    x = z = 0.0
+    for k in range(n + 1):
+        t_ns = k * NS_PER_S // FPS
+        t = t_ns / NS_PER_S
+        x, z = x0 + vx * t, z0 + vz * t
+        state = tracks.update(t_ns, [(7, "person", math.hypot(x, z), math.degrees(math.atan2(x, z)))])[7]
+    assert state is not None
+    return state, x, z
+
+
+def test_the_filter_finds_a_crossers_velocity_and_settles() -> None:
+    g, x, z = _follow(-4.0, 9.0, 1.5, -2.5, 1.0)
+    assert g.settled and g.updates == 11
+    assert g.x_m == pytest.approx(x, abs=0.1) and g.z_m == pytest.approx(z, abs=0.2)
+    assert g.vx_mps == pytest.approx(1.5, abs=0.15) and g.vz_mps == pytest.approx(-2.5, abs=0.3)
+
+
+def test_a_renamed_track_keeps_its_motion_and_a_stranger_does_not_take_it() -> None:
+    tracks = GroundTracks()
+    for k in range(8):  # a crosser at 1.5 m/s, 3.5 detections a second
+        t = k / 3.5
+        x, z = -5.0 + 1.5 * t, 9.0 - 2.5 * t
+        tid = 1 if k < 5 else 2  # the tracker renames it at the 6th detection
+        g = tracks.update(round(t * NS_PER_S), [(tid, "person", math.hypot(x, z), math.degrees(math.atan2(x, z)))])[tid]
+    assert g.updates == 8 and g.vx_mps == pytest.approx(1.5, abs=0.3)
+    # A dog, or a person 3 m off where the filter expects it, starts afresh.
+    t_ns = round(8 / 3.5 * NS_PER_S)
+    x, z = -5.0 + 1.5 * 8 / 3.5, 9.0 - 2.5 * 8 / 3.5
+    far = tracks.update(t_ns, [(3, "dog", math.hypot(x, z), math.degrees(math.atan2(x, z))),
+                               (4, "person", math.hypot(x + 3, z), math.degrees(math.atan2(x + 3, z)))])
+    assert far[3].updates == 1 and far[4].updates == 1
+
+
+def test_a_young_track_is_not_settled() -> None:
+    tracks = GroundTracks()
+    for k in range(SETTLED_MIN_UPDATES - 1):
+        g = tracks.update(k * NS_PER_S // FPS, [(1, "person", 6.0, 10.0)])[1]
+    assert not g.settled
+
+
+def test_a_crosser_entering_in_1_5_s_is_a_candidate() -> None:
+    # Followed for 1.5 s; its body enters when |x| - 0.25 <= 1.0: from x = -3.5 at 1.5 m/s,
+    # 1.5 s from the last frame;
+    # the runner reaches its line (z ~6 m at 2.5 m/s) 2.4 s from then, and it is still inside.
+    g, x, z = _follow(-3.5 - 1.5 * 1.5, 6.0 + 2.5 * 1.5, 1.5, -2.5, 1.5)
+    assert (x, z) == pytest.approx((-3.5, 6.0))
+    t = corridor_entry_s(g, BODY, HW, 0.3)
+    assert t == pytest.approx(1.5, abs=0.15)
+    # The exact state gives the exact answer.
+    exact = GroundState(-3.5, 6.0, 1.5, -2.5, 0.1, 0.1, 10, True)
+    assert corridor_entry_s(exact, BODY, HW, 0.3) == pytest.approx(1.5)
+
+
+def test_a_side_pass_at_1_2_m_is_never_a_crossing() -> None:
+    for seconds in (0.5, 1.0, 1.5, 2.0):
+        g, _, _ = _follow(1.2, 12.0, 0.0, -5.0, seconds)
+        assert corridor_entry_s(g, BODY, HW, 0.3) is None
+
+
+def test_a_crosser_that_clears_before_the_runner_arrives_is_none() -> None:
+    # 12 m ahead at 2.5 m/s closing: the runner is there in 4.8 s; crossing at 3 m/s
+    # from 3.5 m out it has left the corridor (4.75 m of travel) after 1.6 s.
+    g, _, _ = _follow(-3.5 - 3.0, 12.0 + 2.5, 3.0, -2.5, 1.0)
+    assert g.settled and corridor_entry_s(g, BODY, HW, 0.3) is None
+    # ... and one that enters after the runner has passed its line is none either.
+    late = GroundState(-5.0, 2.0, 1.0, -2.5, 0.1, 0.1, 10, True)
+    assert corridor_entry_s(late, BODY, HW, 0.3) is None
+    # Moving away from the line, or the runner not closing: none.
+    assert corridor_entry_s(GroundState(-3.0, 6.0, -1.0, -2.5, 0.1, 0.1, 10, True), BODY, HW, 0.3) is None
+    assert corridor_entry_s(GroundState(-3.0, 6.0, 1.5, 0.0, 0.1, 0.1, 10, True), BODY, HW, 0.3) is None
+
+
+def _track(g: GroundState) -> CameraTrack:
+    d = math.hypot(g.x_m, g.z_m)
+    return CameraTrack(3, "person", (100.0, 100.0, 140.0, 200.0), 0.9, 5, d, math.degrees(math.atan2(g.x_m, g.z_m)),
+                       None, ground=g, half_width_m=BODY)
+
+
+def test_the_estimator_warns_of_a_settled_crosser_only_with_the_flag() -> None:
+    crosser = GroundState(-3.5, 6.0, 1.5, -2.5, 0.2, 0.2, 10, True)
+    result = CameraResult(t_ns=0, seq=0, tracks=(_track(crosser),))
+    off = ThreatEstimator(Config.model_validate({"alerts": {"crossing": False}}))
+    off.set_camera(result)
+    assert [c.in_path for c in off.candidates(0)] == [False]
+    on = ThreatEstimator(Config.model_validate({"alerts": {"crossing": True}}))
+    on.set_camera(result)
+    (c,) = on.candidates(0)
+    assert c.in_path and c.ttc_s == pytest.approx(1.5)
+    # Entering within warn_ttc_s (2.5 s): WARN once the evidence has persisted.
+    assert on.assess(0).level == AlertLevel.CLEAR
+    assert on.assess(NS_PER_S // 5).level == AlertLevel.WARN
+    # An unsettled estimate raises nothing.
+    shaky = ThreatEstimator(Config.model_validate({"alerts": {"crossing": True}}))
+    shaky.set_camera(CameraResult(0, 0, (_track(GroundState(-3.5, 6.0, 1.5, -2.5, 0.9, 0.9, 3, False)),)))
+    assert [c.in_path for c in shaky.candidates(0)] == [False]
+
+
+def test_a_sideways_wobble_within_its_uncertainty_is_no_crossing() -> None:
+    # Measured on a walker passing 1.1 m out: 0.5 m/s towards the line with a sd of 0.25.
+    wobble = GroundState(-1.3, 5.0, 0.52, -5.0, 0.25, 0.7, 12, True)
+    assert corridor_entry_s(wobble, 0.33, HW, 0.3) is None
+    # The same speed, known well, is a crossing 0.3 s from the corridor ...
+    sure = GroundState(-1.6, 5.0, 0.9, -5.0, 0.1, 0.7, 12, True)
+    assert corridor_entry_s(sure, 0.33, HW, 0.3) == pytest.approx(0.27 / 0.9)
+    # ... but with its body at the edge already it is no crossing: a side pass looks the same.
+    assert corridor_entry_s(GroundState(-1.3, 5.0, 0.9, -5.0, 0.1, 0.7, 12, True), 0.33, HW, 0.3) is None
