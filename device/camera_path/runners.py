@@ -81,10 +81,32 @@ def _ended(source: Any) -> bool:
     return bool(getattr(source, "ended", False))  # see FrameSource
 
 
+class _OnTheLoop:
+    """What a runner that works on the loop's own pass (inline, paced) says
+    of its frames: their error and end are the path's, its stages run in no
+    thread of their own (so none can crash apart), and closing it closes them."""
+
+    frames: Any
+
+    @property
+    def error(self) -> str | None:
+        return self.frames.error
+
+    @property
+    def ended(self) -> bool:
+        return _ended(self.frames)
+
+    def side_errors(self) -> list[tuple[Stage, str]]:
+        return []
+
+    def close(self) -> None:
+        self.frames.close()
+
+
 # ---------------------------------------------------------------- inline
 
 
-class InlineRunner:
+class InlineRunner(_OnTheLoop):
     """Every stage on the newest frame, synchronously, when the loop polls."""
 
     def __init__(self, frames: FrameSource, main: MainStage, sides: Sequence[Stage] = (),
@@ -110,19 +132,6 @@ class InlineRunner:
             out[stage.slot] = stage.process(frame)
         return out
 
-    @property
-    def error(self) -> str | None:
-        return self.frames.error
-
-    @property
-    def ended(self) -> bool:
-        return _ended(self.frames)
-
-    def side_errors(self) -> list[tuple[Stage, str]]:
-        return []
-
-    def close(self) -> None:
-        self.frames.close()
 
 
 # ---------------------------------------------------------------- threaded
@@ -344,7 +353,7 @@ class TimedFrameSource(Protocol):
     def close(self) -> None: ...
 
 
-class PacedRunner:
+class PacedRunner(_OnTheLoop):
     """The threaded device's camera path, modelled on the replay clock.
 
     The main stage is busy `pace.busy_ms` per inference. When it comes free
@@ -418,18 +427,7 @@ class PacedRunner:
                     out[stage.slot] = stage.process(frame)
         return out
 
-    @property
-    def error(self) -> str | None:
-        return self.frames.error
-
-    @property
-    def ended(self) -> bool:
-        return _ended(self.frames)
-
-    def side_errors(self) -> list[tuple[Stage, str]]:
-        return []
-
     def close(self) -> None:
-        self.frames.close()
+        super().close()
         if self.side_frames is not None:
             self.side_frames.close()
