@@ -69,6 +69,15 @@ class ScenarioError(Exception):
     """A scenario that cannot be made, with the reason."""
 
 
+def prepare_out_root(root: Path, names: Sequence[str]) -> None:
+    """Make the suite's output folder; refuse one that already holds any of
+    these recordings (a recording is never overwritten)."""
+    clash = [n for n in names if (root / n).exists()]
+    if clash:
+        raise ScenarioError(f"{root}: already holds {', '.join(clash)}; choose a new directory or remove them")
+    root.mkdir(parents=True, exist_ok=True)
+
+
 # ---------------------------------------------------------------- ultrasonic noise
 
 
@@ -548,10 +557,7 @@ def make_suite(
 ) -> list[Path]:
     root = Path(out_root)
     specs = suite(names)
-    clash = [s.name for s in specs if (root / s.name).exists()]
-    if clash:
-        raise ScenarioError(f"{root}: already holds {', '.join(clash)}; choose a new directory or remove them")
-    root.mkdir(parents=True, exist_ok=True)
+    prepare_out_root(root, [s.name for s in specs])
     out = []
     for spec in specs:
         path = make_scenario(spec, images, root / spec.name, cam=cam, noise=noise, seed=seed)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from device.core.config import Config
-from device.tools.scenario import NoiseModel, ScenarioError, pick
+from device.tools.scenario import NoiseModel, pick, prepare_out_root
 from device.tools.scene.suite import CYCLIST, DEFAULT_NOISE, DOG, PERSON_A, SceneSpec, _make_one
 
 FAR: tuple[SceneSpec, ...] = (
@@ -42,10 +42,7 @@ def make_far(images: str | Path, out_root: str | Path, *, names: Sequence[str] |
     cfg = config or Config()
     root = Path(out_root)
     specs = far_suite(names)
-    clash = [s.name for s in specs if (root / s.name).exists()]
-    if clash:
-        raise ScenarioError(f"{root}: already holds {', '.join(clash)}; choose a new directory or remove them")
-    root.mkdir(parents=True, exist_ok=True)
+    prepare_out_root(root, [s.name for s in specs])
     out = []
     for s in specs:
         out.append(_make_one((s, Path(images), root / s.name, cfg, noise, seed)))

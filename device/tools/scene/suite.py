@@ -27,7 +27,7 @@ from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.types import Frame
 from device.record.format import TRUTH, RecordingWriter, SensorMeta
-from device.tools.scenario import CLEAR_TTC_S, NoiseModel, ScenarioError, pick, pings
+from device.tools.scenario import CLEAR_TTC_S, NoiseModel, ScenarioError, pick, pings, prepare_out_root
 from device.tools.scene import textures as tx
 from device.tools.scene import world as w
 from device.tools.scene.cutout import CutoutError, cut_out
@@ -531,10 +531,7 @@ def make_suite(images: str | Path, out_root: str | Path, *, names: Sequence[str]
     cfg = config or Config()
     root = Path(out_root)
     specs = suite(names, which)
-    clash = [s.name for s in specs if (root / s.name).exists()]
-    if clash:
-        raise ScenarioError(f"{root}: already holds {', '.join(clash)}; choose a new directory or remove them")
-    root.mkdir(parents=True, exist_ok=True)
+    prepare_out_root(root, [s.name for s in specs])
     work = [(s, Path(images), root / s.name, cfg, noise, seed) for s in specs]
     out: list[Path] = []
     if jobs <= 1:
