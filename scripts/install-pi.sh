@@ -21,7 +21,9 @@
 #                  recording on within a small budget (RECORDING_SETS below:
 #                  incident clips around every WARN/DANGER to review after a run);
 #                  and that model built, if it is a derived one
-#   user rearguard (system, no login) in groups gpio and video; the login
+#   user rearguard (system, no login) in groups gpio, video and i2c (i2c
+#                  always, not only with power.fuel_gauge set: the config may
+#                  gain a gauge later without the installer running again); the login
 #                  user who ran sudo ($SUDO_USER) in group rearguard, so the
 #                  recordings in /var/lib/rearguard are readable to them
 #   /usr/local/bin/rearguard  a link to the venv's, so `rearguard` is on PATH
@@ -44,7 +46,9 @@ set -euo pipefail
 PROG=install-pi
 NAME=rearguard
 APT_PACKAGES=(python3-picamera2 python3-lgpio python3-venv)
-GROUPS_NEEDED=(gpio video)
+# gpio: /dev/gpiochip*; video: the camera; i2c: /dev/i2c-N, a UPS HAT's fuel
+# gauge (the unit has DeviceAllow=char-i2c and SupplementaryGroups= the same)
+GROUPS_NEEDED=(gpio video i2c)
 # What is copied from the checkout to /opt/rearguard (and hashed to see
 # whether the installed copy is current).
 SOURCE_ITEMS=(pyproject.toml constraints.txt README.md LICENSE CHANGELOG.md hardware.md device models docs systemd scripts)

@@ -279,7 +279,7 @@ def pi(tmp_path: Path) -> Pi:
     # a booted system: systemd is running (sd_booted()'s test)
     (root / "run/systemd/system").mkdir(parents=True)
     # Raspberry Pi OS has these groups (its udev rules give them the devices)
-    for g in ("gpio", "video"):
+    for g in ("gpio", "video", "i2c"):
         (state / "groups" / g).touch()
     for name, body in STUBS.items():
         _write_exe(bin_dir / name, body)
@@ -324,7 +324,7 @@ def test_install_performs_every_step(pi: Pi) -> None:
     assert any(c.startswith("apt-get install -y --no-install-recommends python3-picamera2 python3-lgpio python3-venv")
                for c in calls), calls
     # the user, in the device groups, with no login
-    assert pi.user_groups == {"gpio", "video"}
+    assert pi.user_groups == {"gpio", "video", "i2c"}
     useradd = next(c for c in changing if c.startswith("useradd"))
     assert "--system" in useradd and "/usr/sbin/nologin" in useradd and useradd.endswith(" rearguard")
     # the code copied to /opt/rearguard, a venv that sees the OS's picamera2/lgpio
@@ -467,7 +467,22 @@ def test_existing_user_gets_missing_group_and_missing_group_is_created(pi: Pi) -
     assert "groupadd --system gpio" in changing
     assert "usermod -a -G gpio rearguard" in changing
     assert not any(c.startswith("useradd") for c in changing)
-    assert pi.user_groups == {"gpio", "video"}
+    assert pi.user_groups == {"gpio", "video", "i2c"}
+
+
+def test_an_older_install_gets_the_i2c_group_for_the_fuel_gauge(pi: Pi) -> None:
+    # installed before the gauge (user in gpio and video), on a system without
+    # group i2c (I2C never enabled): the update makes the group and adds the user,
+    # so a gauge set later in the config is readable by the service
+    (pi.state / "users" / "rearguard").write_text("gpio video\n")
+    (pi.state / "groups" / "i2c").unlink()
+    pi.run()
+    changing = pi.changing_calls()
+    assert "groupadd --system i2c" in changing
+    assert "usermod -a -G i2c rearguard" in changing
+    assert pi.user_groups == {"gpio", "video", "i2c"}
+    pi.run()
+    assert not any("i2c" in c for c in pi.changing_calls())
 
 
 def test_uninstall_removes_what_install_made_and_keeps_config_and_data(pi: Pi) -> None:
@@ -487,7 +502,7 @@ def test_uninstall_removes_what_install_made_and_keeps_config_and_data(pi: Pi) -
     assert not (pi.root / "etc/systemd/system/rearguard-poweroff.service").exists()
     assert not (pi.root / "opt/rearguard").exists()
     assert config.is_file() and model.is_file() and recording.is_file()
-    assert pi.user_groups == {"gpio", "video"}
+    assert pi.user_groups == {"gpio", "video", "i2c"}
     assert "kept" in r.stdout and "--purge" in r.stdout
     # uninstalling again finds nothing to do
     before = pi.snapshot()

@@ -160,10 +160,36 @@ def test_restart_policy(unit: dict[str, list[tuple[str, str]]]) -> None:
     assert burst * float(one(s, "RestartSec")) < interval
 
 
+def test_a_crash_loop_reaches_not_protecting_soon_and_a_single_crash_restarts(
+        unit: dict[str, list[tuple[str, str]]]) -> None:
+    s, u = unit["Service"], unit["Unit"]
+    interval, burst = float(one(u, "StartLimitIntervalSec")), int(one(u, "StartLimitBurst"))
+    restart_s = float(one(s, "RestartSec"))
+    # the boot's start and one crash's restart fit in the limit: a transient crash restarts
+    assert burst >= 2
+    # A loop that crashes just after READY (measured in scripts/check-systemd.sh:
+    # ~8 s from start to READY in its container, more on a Pi 4) reaches the
+    # not-protecting fallback after `burst` starts: within a minute there.
+    ready_s, crash_after_ready_s = 8.5, 1.0
+    assert burst * (ready_s + crash_after_ready_s) + (burst - 1) * restart_s <= 60
+    # and a process that lives a few minutes before each crash is still a loop
+    # that trips the limit (with 10 in 300 s, one living over 30 s never did)
+    assert interval / burst >= 180
+
+
+def test_the_old_limit_would_fail_the_crash_loop_rule() -> None:
+    # the rule above is not vacuous: systemd's 10 in 5 minutes, as shipped before, breaks it
+    old = parse_unit(UNIT.read_text().replace("StartLimitBurst=3", "StartLimitBurst=10")
+                     .replace("StartLimitIntervalSec=600", "StartLimitIntervalSec=300"))
+    with pytest.raises(AssertionError):
+        test_a_crash_loop_reaches_not_protecting_soon_and_a_single_crash_restarts(old)
+
+
 def test_runs_unprivileged_with_its_directories(unit: dict[str, list[tuple[str, str]]]) -> None:
     s = unit["Service"]
     assert one(s, "User") == "rearguard"
-    assert one(s, "SupplementaryGroups").split() == ["gpio", "video"]
+    # i2c: a UPS HAT's fuel gauge (/dev/i2c-N); install-pi.sh puts the user in all three
+    assert one(s, "SupplementaryGroups").split() == ["gpio", "video", "i2c"]
     assert one(s, "StateDirectory") == "rearguard"
     assert one(s, "ConfigurationDirectory") == "rearguard"
     assert one(s, "ExecStart") == f"{EXEC} run --source pi --quiet"
@@ -184,10 +210,10 @@ def test_sandbox_leaves_what_the_device_needs(unit: dict[str, list[tuple[str, st
     s = unit["Service"]
     # onnxruntime reads /proc/cpuinfo and the CPU topology
     assert values(s, "ProcSubset") == []
-    # GPIO (lgpio) and the camera (libcamera) and nothing else
+    # GPIO (lgpio), the fuel gauge's I2C bus (smbus2) and the camera (libcamera), nothing else
     assert one(s, "DevicePolicy") == "closed"
     assert sorted(values(s, "DeviceAllow")) == sorted(
-        ["char-gpiochip rw", "char-video4linux rw", "char-media rw", "char-dma_heap rw"])
+        ["char-gpiochip rw", "char-i2c rw", "char-video4linux rw", "char-media rw", "char-dma_heap rw"])
     # PrivateDevices=yes would hide /dev/gpiochip* and /dev/video* altogether
     assert values(s, "PrivateDevices") in ([], ["no"])
     # the notify socket (AF_UNIX), libcamera's udev monitor (AF_NETLINK),

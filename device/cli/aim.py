@@ -65,7 +65,9 @@ def aim(port: int, minutes: float, *, dropin_dir: Path = DROPIN_DIR,
     dropin_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(dropin_text(port, minutes), encoding="utf-8")
     try:
-        if run("daemon-reload") != 0 or run("restart", UNIT) != 0:
+        # reset-failed first: the unit's start limit (3 in 10 min) counts a
+        # crash loop's starts, not these two on purpose
+        if run("daemon-reload") != 0 or run("reset-failed", UNIT) != 0 or run("restart", UNIT) != 0:
             say(f"rearguard: {UNIT} did not restart with the preview; see journalctl -u rearguard -b")
             return 1
         urls = [f"http://{a if ':' not in a else f'[{a}]'}:{port}/" for a in addresses()]
@@ -84,6 +86,7 @@ def aim(port: int, minutes: float, *, dropin_dir: Path = DROPIN_DIR,
     finally:
         path.unlink(missing_ok=True)
         run("daemon-reload")
+        run("reset-failed", UNIT)
         run("restart", UNIT)
         say(f"aiming over: {UNIT} runs as installed again (localhost only)")
 
