@@ -106,6 +106,17 @@ def device() -> str:
     raise PermissionError(1, "none of /dev/net/tun, /dev/kmsg, /dev/loop-control exists to try")
 
 
+def in_group(name: str) -> Callable[[], str]:
+    # the groups whose devices the unit allows: the service must be in them
+    def attempt() -> str:
+        import grp
+        gid = grp.getgrnam(name).gr_gid
+        if gid not in os.getgroups():
+            raise PermissionError(1, f"gid {gid} ({name}) not among the process's groups {os.getgroups()}")
+        return f"gid {gid}"
+    return attempt
+
+
 def main() -> int:
     ip, port = sys.argv[1], int(sys.argv[2])
     os.makedirs("/var/lib/rearguard/recordings", exist_ok=True)
@@ -126,6 +137,8 @@ def main() -> int:
     report("connect-localhost", localhost)
     report("connect-test-host", test_host(ip, port))
     report("open-device", device)
+    for group in ("gpio", "video", "i2c"):
+        report(f"group-{group}", in_group(group))
     return 0
 
 

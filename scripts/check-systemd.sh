@@ -12,8 +12,11 @@
 #   rearguard.service first" when the service holds the pins, recordings
 #   readable through group rearguard, a persistent journal, `rearguard runs`,
 #   `rearguard aim` serving the preview to another host on a local network
-#   for its minutes only), a config typo ending in the not-protecting
-#   fallback with its rhythm on the (simulated) pins, uninstall and purge,
+#   for its minutes only), the fuel gauge's I2C bus in the unit's device
+#   list and the service user's groups, a config typo ending in the
+#   not-protecting fallback with its rhythm on the (simulated) pins, one
+#   crash (SIGSEGV after READY) restarted, a crash loop reaching the
+#   fallback through the start limit within 60 s, uninstall and purge,
 #   and last the button's hold (exit 75) powering the container off.
 #
 #   sudo scripts/check-systemd.sh [--first-install chroot|booted]
@@ -420,13 +423,22 @@ expect() {  # expect NAME allowed|denied
     [ -n "$line" ] || fail "probe: no result for $1"
     [ "$(echo "$line" | awk '{ print $3 }')" = "$2" ] || fail "probe: $1: expected $2, got: ${line#PROBE }"
 }
-for n in write-state read-model read-config connect-localhost; do expect "$n" allowed; done
+for n in write-state read-model read-config connect-localhost group-gpio group-video group-i2c; do expect "$n" allowed; done
 for n in write-model replace-model write-config write-etc write-opt write-usr read-root see-host-tmp \
     raw-socket packet-socket connect-test-host capabilities open-device; do expect "$n" denied; done
 # ... and the test host answers anyone outside the sandbox: the denial is the sandbox's
 inside python3 -c "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()" \
     "$TEST_HOST_IP" "$TEST_PORT" || fail "the test host does not answer outside the sandbox: the network probe proves nothing"
 ok "sandbox: $(echo "$probe" | grep -c ' allowed ') allowed, $(echo "$probe" | grep -c ' denied ') denied as expected (test host $TEST_HOST_IP reachable outside it)"
+# The fuel gauge's bus (a UPS HAT, smbus2): systemd resolves char-i2c from
+# /proc/devices at start, and this machine's kernel may have no I2C at all, so
+# the check reads what the unit asks for; the node opened through the sandbox
+# is scripts/check-gpio-vm.sh's (an i2c-stub bus in its VM).
+device_allow="$(show DeviceAllow | tr '\n' ' ')"
+case " $device_allow " in *" char-i2c rw "*) ;; *) fail "DeviceAllow= has no char-i2c rw: $device_allow" ;; esac
+[ "$(show DevicePolicy)" = closed ] || fail "DevicePolicy= is $(show DevicePolicy), not closed"
+inside id -nG rearguard | tr ' ' '\n' | grep -qx i2c || fail "the service user is not in group i2c: $(inside id -nG rearguard)"
+ok "fuel gauge's bus: DevicePolicy=closed with DeviceAllow=char-i2c rw; the service runs in group i2c ($(echo "$probe" | grep '^PROBE group-i2c ' | tail -1 | cut -d' ' -f4-)); /proc/devices here $(grep -q ' i2c$' /proc/devices && echo has || echo 'has no') i2c"
 
 exposure="$(inside systemd-analyze security rearguard.service --no-pager | sed -n 's/.*Overall exposure level for rearguard.service: \([0-9.]*\).*/\1/p')"
 [ -n "$exposure" ] || fail "systemd-analyze security gave no exposure level"
@@ -509,6 +521,46 @@ tail -20 "$CACHE/journal.txt" | grep "stopped after" > /dev/null \
     || fail "stop: the shutdown path (outputs off) did not finish"
 ok "stop in ${stop_s} s: exit 0 through the shutdown path (outputs off)"
 
+# the pin levels the fallback printed: every on and off as long as the
+# rhythm's (0.3 on, 0.3 off, 0.3 on, 0.3 off, 0.3 on, 1.5 off), within 0.15 s
+pins_rhythm() {  # pins_rhythm FILE (the fallback's journal, -o cat)
+    python3 - "$1" <<'EOF'
+import sys
+rows = [line.split() for line in open(sys.argv[1]) if line.startswith("pins ")]
+edges = [(float(r[1]), r[2].endswith("=1"), r[3].endswith("=1")) for r in rows]
+if not edges or any(m != b for _, m, b in edges):
+    sys.exit("motor and buzzer must go together: %s" % edges[:6])
+want = [0.3, 0.3, 0.3, 0.3, 0.3, 1.5]
+got = [round(b[0] - a[0], 3) for a, b in zip(edges, edges[1:])]
+if len(got) < 12:
+    sys.exit("fewer than two rounds: %s" % got)
+bad = [(i, g, want[i % 6]) for i, g in enumerate(got) if abs(g - want[i % 6]) > 0.15]
+if bad or not edges[0][1]:
+    sys.exit("rhythm off (index, seconds, wanted): %s" % bad[:5])
+print("%d edges on %s and %s, %d rounds of 3 s" % (len(edges), rows[0][2].split("=")[0],
+      rows[0][3].split("=")[0], len(got) // 6))
+EOF
+}
+# The fallback's pins moving: the journal's time (CLOCK_MONOTONIC, us) of the
+# first "pins" line of the fallback's current run, once it is there.
+first_pins_us() {
+    local inv
+    inv="$(fb InvocationID)"
+    for _ in $(seq 100); do
+        inside journalctl _SYSTEMD_INVOCATION_ID="$inv" -o json --no-pager > "$CACHE/fallback.json"
+        python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if str(e.get("MESSAGE", "")).startswith("pins "):
+        print(e["__MONOTONIC_TIMESTAMP"])
+        sys.exit(0)
+sys.exit(1)' "$CACHE/fallback.json" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # ---------------------------------------------------------------- not protecting: a config typo
 # The service cannot start (exit 2, not retried): OnFailure= starts the
 # fallback, which plays the not-protecting rhythm on the pins; fixing the
@@ -530,31 +582,82 @@ np_s=$(awk -v a="$(show ExecMainStartTimestampMonotonic)" -v b="$(fb ActiveEnter
 sleep 8  # more than two rounds of the 3 s rhythm
 inside journalctl -u rearguard-fallback.service -o cat --no-pager > "$CACHE/fallback.txt"
 grep -q "NOT PROTECTING" "$CACHE/fallback.txt" || { cat "$CACHE/fallback.txt" >&2; fail "typo case: the fallback did not say NOT PROTECTING"; }
-# the pin levels it printed: every on and off as long as the rhythm's
-# (0.3 on, 0.3 off, 0.3 on, 0.3 off, 0.3 on, 1.5 off), within 0.15 s
-rhythm="$(python3 - "$CACHE/fallback.txt" <<'EOF'
-import sys
-rows = [line.split() for line in open(sys.argv[1]) if line.startswith("pins ")]
-edges = [(float(r[1]), r[2].endswith("=1"), r[3].endswith("=1")) for r in rows]
-if not edges or any(m != b for _, m, b in edges):
-    sys.exit("motor and buzzer must go together: %s" % edges[:6])
-want = [0.3, 0.3, 0.3, 0.3, 0.3, 1.5]
-got = [round(b[0] - a[0], 3) for a, b in zip(edges, edges[1:])]
-if len(got) < 12:
-    sys.exit("fewer than two rounds: %s" % got)
-bad = [(i, g, want[i % 6]) for i, g in enumerate(got) if abs(g - want[i % 6]) > 0.15]
-if bad or not edges[0][1]:
-    sys.exit("rhythm off (index, seconds, wanted): %s" % bad[:5])
-print("%d edges on %s and %s, %d rounds of 3 s" % (len(edges), rows[0][2].split("=")[0],
-      rows[0][3].split("=")[0], len(got) // 6))
-EOF
-)" || { head -20 "$CACHE/fallback.txt" >&2; fail "typo case: the pins do not play the not-protecting rhythm"; }
-ok "config typo: exit 2 naming the key, no retry; fallback after ${np_s} s (power-on to not protecting: $(awk -v s="$boot_start_s" -v n="$np_s" 'BEGIN { printf "%.2f", s + n }') s); pins: $rhythm"
+rhythm="$(pins_rhythm "$CACHE/fallback.txt")" || { head -20 "$CACHE/fallback.txt" >&2; fail "typo case: the pins do not play the not-protecting rhythm"; }
+pins_us="$(first_pins_us)" || fail "typo case: the fallback printed no pin levels"
+pins_s=$(awk -v a="$(show ExecMainStartTimestampMonotonic)" -v b="$pins_us" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+ok "config typo: exit 2 naming the key, no retry; fallback active ${np_s} s and its pins moving ${pins_s} s after the service's start (power-on to not protecting: $(awk -v s="$boot_start_s" -v n="$pins_s" 'BEGIN { printf "%.2f", s + n }') s); pins: $rhythm"
 inside mv /etc/rearguard/config.toml.good /etc/rearguard/config.toml
 inside systemctl start rearguard.service
 wait_ready 90 || fail "typo fixed: the service is not READY again"
 [ "$(fb ActiveState)" = inactive ] || fail "typo fixed: the fallback still runs beside the service ($(fb ActiveState))"
 ok "config fixed: the service is READY again and the fallback stopped (the pins are the device's)"
+
+# ---------------------------------------------------------------- not protecting: a crash loop
+# A crash after start: SIGSEGV to the main process 1 s after each READY, as a
+# native library's segfault would end it (PYTHONFAULTHANDLER prints the
+# traceback; Restart=always retries). One crash must restart; a loop must
+# hit the start limit and reach the fallback within CRASH_LOOP_MAX_S. The
+# sandbox probe (ExecStartPost=) is left out here by a runtime drop-in, so a
+# start costs what it costs on the device.
+CRASH_LOOP_MAX_S=60
+segv_after_ready() {  # segv_after_ready PID: the crash, 1 s after READY
+    sleep 1
+    # shellcheck disable=SC2016
+    inside sh -c 'kill -SEGV "$1"' sh "$1" || fail "could not SIGSEGV the service (pid $1)"
+}
+inside mkdir -p /run/systemd/system/rearguard.service.d
+inside sh -c 'printf "[Service]\nExecStartPost=\n" > /run/systemd/system/rearguard.service.d/zz-check-noprobe.conf'
+inside systemctl daemon-reload
+inside systemctl reset-failed rearguard.service
+inside systemctl restart rearguard.service
+wait_ready 90 || fail "crash case: not READY without the probe"
+pid="$(show MainPID)"
+restarts="$(show NRestarts)"
+t=$(date +%s.%N)
+segv_after_ready "$pid"
+for _ in $(seq 300); do [ "$(show MainPID)" != "$pid" ] && [ "$(show NRestarts)" != "$restarts" ] && break; sleep 0.1; done
+wait_ready 90 || fail "one crash: not READY again ($(show ActiveState)/$(show Result))"
+[ "$(show NRestarts)" = $(( restarts + 1 )) ] || fail "one crash: $(( $(show NRestarts) - restarts )) restarts, not 1"
+[ "$(fb ActiveState)" = inactive ] || fail "one crash: the fallback started ($(fb ActiveState))"
+journal > /dev/null
+grep -q "status=11/SEGV" "$CACHE/journal.txt" || fail "one crash: the journal has no SIGSEGV exit"
+ok "one crash (SIGSEGV 1 s after READY): restarted and READY again $(elapsed "$t") s after it; no fallback"
+
+# the loop: the start count afresh, as at power-on; each start crashes 1 s after READY
+inside systemctl stop rearguard.service
+inside systemctl reset-failed rearguard.service
+loop_t0_us="$(python3 -c 'import time; print(int(time.monotonic() * 1e6))')"  # the container's clock too
+inside systemctl start --no-block rearguard.service
+killed="" crashes=0 readies=""
+for _ in $(seq 1500); do
+    [ "$(fb ActiveState)" = active ] && break
+    if [ "$(show ActiveState)" = active ]; then
+        pid="$(show MainPID)"
+        if [ "$pid" != 0 ] && [ "$pid" != "$killed" ]; then
+            readies="$readies $(awk -v a="$loop_t0_us" -v b="$(show ActiveEnterTimestampMonotonic)" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')"
+            segv_after_ready "$pid"
+            killed="$pid" crashes=$(( crashes + 1 ))
+        fi
+    fi
+    sleep 0.1
+done
+[ "$(fb ActiveState)" = active ] || fail "crash loop: no fallback 150 s after the first start ($crashes crashes; $(show ActiveState)/$(show Result))"
+# (systemd 252 keeps the last crash's result, "signal", for a refused auto-restart)
+journal_has "Start request repeated too quickly" || fail "crash loop: the fallback started, but not by the start limit ($(show Result))"
+pins_us="$(first_pins_us)" || fail "crash loop: the fallback printed no pin levels"
+loop_s=$(awk -v a="$loop_t0_us" -v b="$pins_us" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')
+sleep 8  # more than two rounds of the 3 s rhythm
+inside journalctl _SYSTEMD_INVOCATION_ID="$(fb InvocationID)" -o cat --no-pager > "$CACHE/fallback-loop.txt"
+rhythm="$(pins_rhythm "$CACHE/fallback-loop.txt")" || { head -20 "$CACHE/fallback-loop.txt" >&2; fail "crash loop: the pins do not play the not-protecting rhythm"; }
+awk -v l="$loop_s" -v m="$CRASH_LOOP_MAX_S" 'BEGIN { exit !(l <= m) }' \
+    || fail "crash loop: not protecting ${loop_s} s after the first start, over ${CRASH_LOOP_MAX_S} s (StartLimitBurst=$(show StartLimitBurst), RestartUSec=$(show RestartUSec))"
+ok "crash loop: $crashes crashes (READY at${readies} s), then the start limit (StartLimitBurst=$(show StartLimitBurst) in $(show StartLimitIntervalUSec)); not protecting (the fallback's pins moving) ${loop_s} s after the first start (power-on to not protecting: $(awk -v s="$boot_start_s" -v n="$loop_s" 'BEGIN { printf "%.2f", s + n }') s; at most ${CRASH_LOOP_MAX_S} s); pins: $rhythm"
+inside rm /run/systemd/system/rearguard.service.d/zz-check-noprobe.conf
+inside systemctl daemon-reload
+inside systemctl start rearguard.service
+wait_ready 90 || fail "after the crash loop: not READY on a start by hand"
+[ "$(fb ActiveState)" = inactive ] || fail "after the crash loop: the fallback still runs beside the service"
+ok "after the crash loop: a start by hand is READY and the fallback stopped"
 inside systemctl stop rearguard.service
 
 # ---------------------------------------------------------------- uninstall, purge
