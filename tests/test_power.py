@@ -122,3 +122,17 @@ def test_power_config_is_strict() -> None:
     with pytest.raises(ConfigError, match="power.cue_every_s"):
         from_dict({"power": {"cue_every_s": 1}})
     assert from_dict({"power": {"fuel_gauge": "max1704x", "i2c_address": 54}}).power.i2c_address == 0x36
+
+
+def test_a_gauge_whose_bus_cannot_be_opened_is_logged_and_the_device_runs_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # I2C not enabled (no /dev/i2c-N), or the service not allowed it: named, with the fix
+    from device.app.compose import open_gauge
+    cfg = from_dict({"power": {"fuel_gauge": "max1704x", "i2c_bus": 31}})
+    assert not Path("/dev/i2c-31").exists()
+    with caplog.at_level("ERROR"):
+        assert open_gauge(cfg) is None
+    text = caplog.text
+    assert "running without the battery gauge" in text and "/dev/i2c-31 could not be opened" in text
+    assert "raspi-config nonint do_i2c 0" in text
+    assert open_gauge(from_dict({})) is None  # no gauge configured: none opened

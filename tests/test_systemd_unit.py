@@ -177,6 +177,12 @@ def test_a_crash_loop_reaches_not_protecting_soon_and_a_single_crash_restarts(
     assert interval / burst >= 180
 
 
+def test_the_runners_card_counts_the_units_starts(unit: dict[str, list[tuple[str, str]]]) -> None:
+    # the card says how many times `ready` may come in a crash loop: the start limit
+    from device.tools.card import CRASH_LOOP_STARTS
+    assert CRASH_LOOP_STARTS == int(one(unit["Unit"], "StartLimitBurst"))
+
+
 def test_the_old_limit_would_fail_the_crash_loop_rule() -> None:
     # the rule above is not vacuous: systemd's 10 in 5 minutes, as shipped before, breaks it
     old = parse_unit(UNIT.read_text().replace("StartLimitBurst=3", "StartLimitBurst=10")

@@ -15,12 +15,16 @@ from device.core.types import AlertLevel
 from device.output.alerts import CUES, LEVEL_MEANING, NOT_PROTECTING, PATTERNS, Pattern
 
 # Measured under the real systemd (scripts/check-systemd.sh: a Bookworm
-# container on a loaded 2-core x86 machine, simulated pins, 2026-12-07):
-# from systemd's start to READY, and to the not-protecting rhythm after a
-# config typo. A Pi adds its firmware and kernel boot before systemd, and its
-# slower CPU loads the model more slowly.
-MEASURED_READY_S = 8.2
-MEASURED_NOT_PROTECTING_S = 4.3
+# container on a 2-core x86 machine at load ~40, simulated pins, 2026-12-07):
+# from systemd's start to READY, and to the not-protecting rhythm's first
+# beat on the pins after a config typo and in a crash loop (each start
+# crashing 1 s after READY, until the unit's start limit: 3 starts). A Pi adds
+# its firmware and kernel boot before systemd, and its slower CPU loads the
+# model more slowly (each start of a crash loop too).
+MEASURED_READY_S = 8.5
+MEASURED_NOT_PROTECTING_S = 5.1
+MEASURED_CRASH_LOOP_S = 26.9
+CRASH_LOOP_STARTS = 3  # systemd/rearguard.service's StartLimitBurst
 
 _LEVEL_ORDER = (AlertLevel.CLEAR, AlertLevel.CAUTION, AlertLevel.WARN, AlertLevel.DANGER, AlertLevel.FAULT)
 
@@ -131,7 +135,10 @@ def render() -> str:
         "after the Pi's own boot. "
         f"Measured under the real systemd (a container on a PC, scripts/check-systemd.sh): `ready` "
         f"{MEASURED_READY_S:g} s after systemd started, `not protecting` {MEASURED_NOT_PROTECTING_S:g} s "
-        "after it for a config typo; on a Pi add its own boot (firmware and kernel) and a slower model load. "
+        f"after it for a config typo and {MEASURED_CRASH_LOOP_S:g} s for a crash loop (the greeting and "
+        f"`ready` may then come up to {CRASH_LOOP_STARTS} times, each followed by silence, before "
+        "`not protecting`: a `ready` that comes again without a power-on is a crash); on a Pi add its "
+        "own boot (firmware and kernel) and a slower model load. "
         "No `ready` but the FAULT rhythm: the device runs without a part; it is not fully protecting you. "
         "`not protecting`: the program cannot run at all. Neither within a minute of power-on: the device "
         "is not protecting you and cannot say so (no power to the outputs, a wiring fault); do not run with it.",
