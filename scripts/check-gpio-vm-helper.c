@@ -8,6 +8,12 @@
  *       high=FRACTION samples=N rises=R seconds=S maxgap_ms=G" (FRACTION
  *       of the time it was high; G the longest time between two samples:
  *       how long the VM, this helper included, was stalled at worst)
+ *   helper edges SECONDS INTERVAL_US VALUE_PATH...
+ *       every INTERVAL_US reads each line; prints "level I T V" for each
+ *       line I (0-based, in argument order) at the start, "edge I T V" at
+ *       each change, and at the end "edges seconds=S samples=N
+ *       maxgap_ms=G"; T is CLOCK_MONOTONIC in seconds (systemd's
+ *       *TimestampMonotonic clock); stops after SECONDS or on SIGTERM
  *   helper respond SECONDS TRIGGER_VALUE_PATH ECHO_PULL_PATH DISTANCE_M QUIET_S
  *       polls the trigger line; counts its rises; with DISTANCE_M > 0 it
  *       answers each fall like an HC-SR04: the echo line goes high (pull-up)
@@ -102,6 +108,36 @@ static int sample(double seconds, long interval_us, int n, char **paths) {
     return 0;
 }
 
+static int edges(double seconds, long interval_us, int n, char **paths) {
+    /* The levels over time, as the runner would feel them: each change with
+     * its time (a change lands up to one INTERVAL_US late, or up to
+     * maxgap_ms when the VM stalled) */
+    int fd[n], last[n];
+    long samples = 0;
+    signal(SIGTERM, on_term);
+    double t0 = now_s(), prev = t0, next = t0, t, maxgap = 0;
+    for (int i = 0; i < n; i++) {
+        fd[i] = open_or_die(paths[i], O_RDONLY);
+        last[i] = read_line(fd[i]);
+        printf("level %d %.4f %d\n", i, t0, last[i]);
+    }
+    while (!stop && (t = now_s()) - t0 < seconds) {
+        if (t - prev > maxgap) maxgap = t - prev;
+        for (int i = 0; i < n; i++) {
+            int v = read_line(fd[i]);
+            if (v != last[i]) printf("edge %d %.4f %d\n", i, t, v);
+            last[i] = v;
+        }
+        prev = t;
+        samples++;
+        next += interval_us / 1e6;
+        if (next < now_s()) next = now_s() + interval_us / 1e6;
+        sleep_until(next);
+    }
+    printf("edges seconds=%.3f samples=%ld maxgap_ms=%.1f\n", prev - t0, samples, maxgap * 1e3);
+    return 0;
+}
+
 static int respond(double seconds, const char *trigger, const char *echo, double distance_m, double quiet_s) {
     int tfd = open_or_die(trigger, O_RDONLY);
     int efd = distance_m > 0 ? open_or_die(echo, O_WRONLY) : -1;
@@ -149,9 +185,11 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 5 && strcmp(argv[1], "sample") == 0)
         return sample(atof(argv[2]), atol(argv[3]), argc - 4, argv + 4);
+    if (argc >= 5 && strcmp(argv[1], "edges") == 0)
+        return edges(atof(argv[2]), atol(argv[3]), argc - 4, argv + 4);
     if (argc == 7 && strcmp(argv[1], "respond") == 0)
         return respond(atof(argv[2]), argv[3], argv[4], atof(argv[5]), atof(argv[6]));
-    fprintf(stderr, "usage: helper sample SECONDS INTERVAL_US VALUE_PATH... | "
+    fprintf(stderr, "usage: helper sample|edges SECONDS INTERVAL_US VALUE_PATH... | "
                     "helper respond SECONDS TRIGGER_VALUE ECHO_PULL DISTANCE_M QUIET_S\n");
     return 2;
 }

@@ -5,6 +5,9 @@
 #          through configfs, write a /proc/cpuinfo that shows gpiozero a Pi 4
 #   check  (after it) measure the pins, answer the echo, print "GPIOVM ..."
 #          result lines on the serial console for the host to judge, power off
+# The setup also makes an i2c-stub bus with a MAX1704x fuel gauge's two
+# registers (80 %, 4.16 V) at 0x36, and puts it in the check's config: the
+# service reads it through its sandbox (DeviceAllow=char-i2c, group i2c).
 set -uo pipefail
 DIR=/var/lib/rearguard-check
 RUN=/run/rearguard-check
@@ -12,6 +15,11 @@ HELPER=$DIR/helper
 # the pins of the default config (device/core/config.py)
 HAPTIC=12 BUZZER=25 TRIGGER=23 ECHO=24
 WARN_DISTANCE_M=1.40
+# beyond caution_distance_m (3 m), within max_distance_m (4 m): CLEAR, and
+# the self-test's sensor answers, so the ready cue plays (a start fault's
+# FAULT would drop it)
+CLEAR_DISTANCE_M=3.60
+GAUGE_ADDR=0x36 GAUGE_PCT=80
 # the responder rests this long after each trigger's rise: less than the
 # default ping cycle (ranging.cycle_s, 60 ms), so it never misses one
 QUIET_S=0.045
@@ -34,13 +42,38 @@ setup() {
     { cat /proc/cpuinfo; printf 'Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n'; } \
         > "$RUN/cpuinfo"
     echo "GPIOVM setup chip=$(cat "$c/bank0/chip_name") dev=$(stat -c '%A %U %G' /dev/gpiochip0) sim=$sim"
+    # the fuel gauge: an i2c-stub bus answering at GAUGE_ADDR, its SOC and
+    # VCELL registers set as a MAX1704x's (big-endian: whole % then 1/256 %;
+    # 78.125 uV a bit)
+    if modprobe i2c-dev && modprobe i2c-stub chip_addr=$GAUGE_ADDR; then
+        udevadm settle
+        local bus="" n
+        for n in /sys/bus/i2c/devices/i2c-*; do
+            [ "$(cat "$n/name" 2>/dev/null)" = "SMBus stub driver" ] && bus="${n##*/i2c-}"
+        done
+        /opt/rearguard/.venv/bin/python -c '
+import sys
+from smbus2 import SMBus
+bus, addr, pct = int(sys.argv[1]), int(sys.argv[2], 0), int(sys.argv[3])
+with SMBus(bus) as b:
+    for reg, value in ((0x04, pct), (0x05, 0), (0x02, 0xD0), (0x03, 0x00)):  # SOC, VCELL 0xD000 = 4.16 V
+        b.write_byte_data(addr, reg, value)
+' "$bus" "$GAUGE_ADDR" "$GAUGE_PCT" || echo "GPIOVM gauge_setup failed"
+        printf '\n[power]\nfuel_gauge = "max1704x"\ni2c_bus = %s\ni2c_address = %s\n' "$bus" "$GAUGE_ADDR" >> "$DIR/config.toml"
+        echo "GPIOVM gauge_setup bus=$bus dev=$(stat -c '%A_%U_%G' "/dev/i2c-$bus")"
+    else
+        echo "GPIOVM gauge_setup none (no i2c-stub module)"
+    fi
 }
 
 status() { systemctl show rearguard.service -p "$1" --value; }
+fallback() { systemctl show rearguard-fallback.service -p "$1" --value; }
 # the preview's numbers (the unit's drop-in runs it on localhost)
 status_json() { python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:8088/status.json", timeout=10).read().decode())'; }
-wait_level() {  # wait_level LEVEL SECONDS
-    for _ in $(seq "$2"); do
+wait_level() {  # wait_level LEVEL SECONDS (of the VM's clock: a python3 start alone can
+    # take seconds under a loaded host's emulation)
+    local end=$(( SECONDS + $2 ))
+    while [ "$SECONDS" -lt "$end" ]; do
         status_json 2>/dev/null | python3 -c 'import json, sys; sys.exit(json.load(sys.stdin).get("level") != sys.argv[1])' "$1" \
             && return 0
         sleep 1
@@ -87,6 +120,18 @@ for lv in (AlertLevel.FAULT, AlertLevel.WARN):
     on_b = sum(s.duration_s for s in p.segments if s.buzzer) / per
     print(f"GPIOVM nominal {lv.name} haptic={on_h:.4f} buzzer={on_b:.4f} period_s={per:.3f}")
 '
+    # the not-protecting fallback and the start's cues first: they are judged on
+    # their own, and on a loaded host the WARN phase's windows can outlast the VM
+    not_protecting
+    ready_at_start
+    # the fuel gauge, read by the service through its sandbox with its health
+    # (every pace.health_period_s, 5 s)
+    local pct=None end=$(( SECONDS + 90 ))
+    while [ "$pct" = None ] && [ "$SECONDS" -lt "$end" ]; do
+        pct="$(status_json 2>/dev/null | python3 -c 'import json, sys; h = (json.load(sys.stdin).get("pace") or {}).get("health") or {}; print(h.get("battery_pct"))' 2>/dev/null || echo None)"
+        [ "$pct" = None ] && sleep 2
+    done
+    echo "GPIOVM gauge status=$pct journal_unavailable=$(journalctl -u rearguard.service -o cat --no-pager | grep -c 'running without the battery gauge')"
     # 1. nothing answers the echo: FAULT, echo-never-rises
     wait_level FAULT 120 || echo "GPIOVM note no FAULT level seen in 120 s"
     echo "GPIOVM status_fault $(status_json | tr -d ' ')"
@@ -114,6 +159,47 @@ for lv in (AlertLevel.FAULT, AlertLevel.WARN):
     sed 's/^/GPIOVM warn /' "$RUN/warn.out"
     journalctl -u rearguard.service -o cat --no-pager | tail -15 | sed 's/^/GPIOVM journal /'
     echo "GPIOVM done"
+}
+
+# the haptic and buzzer lines' changes, with their times, until SIGTERM
+edges() {  # edges OUTFILE MAX_SECONDS (in the background; $! is the sampler)
+    chrt -f 20 "$HELPER" edges "$2" 2000 "$SIM/sim_gpio$HAPTIC/value" "$SIM/sim_gpio$BUZZER/value" > "$1" &
+}
+
+# (run before the FAULT and WARN phases, numbered here as they are judged)
+# 3. the service cannot start (a config typo, exit 2): OnFailure= starts
+# the fallback, whose not-protecting rhythm goes on the lines
+not_protecting() {
+    sed -i 's/^\[camera\]$/[camera]\nmount_hieght_m = 1.2/' "$DIR/config.toml"
+    edges "$RUN/np.out" 300
+    local sampler=$!
+    systemctl restart --no-block rearguard.service
+    for _ in $(seq 600); do [ "$(fallback ActiveState)" = active ] && break; sleep 0.5; done
+    sleep 13  # four rounds of the 3 s rhythm and a bit (two where the fallback itself starts slowly)
+    kill -TERM "$sampler"
+    wait "$sampler"
+    echo "GPIOVM np_service start_us=$(status ExecMainStartTimestampMonotonic) exit=$(status ExecMainStatus) result=$(status Result)"
+    echo "GPIOVM np_fallback active=$(fallback ActiveState) enter_us=$(fallback ActiveEnterTimestampMonotonic)"
+    echo "GPIOVM np_journal_key $(journalctl -u rearguard.service -o cat --no-pager | grep -c 'mount_hieght_m: unknown key')"
+    sed 's/^/GPIOVM np /' "$RUN/np.out"
+}
+
+# 4. the config fixed, started again (as at power-on): the fallback stops,
+# the greeting, the self-test, READY and the ready cue on the lines
+ready_at_start() {
+    sed -i '/^mount_hieght_m = 1.2$/d' "$DIR/config.toml"
+    chrt -f 10 "$HELPER" respond 600 "$SIM/sim_gpio$TRIGGER/value" "$SIM/sim_gpio$ECHO/pull" "$CLEAR_DISTANCE_M" "$QUIET_S" > /dev/null &
+    local responder=$!
+    edges "$RUN/ready.out" 900
+    local sampler=$!
+    systemctl start rearguard.service
+    sleep 4  # the cue lasts 0.9 s; then CLEAR, the lines low
+    kill -TERM "$sampler" "$responder"
+    wait "$sampler" "$responder"
+    echo "GPIOVM start_service start_us=$(status ExecMainStartTimestampMonotonic) ready_us=$(status ActiveEnterTimestampMonotonic) active=$(status ActiveState)"
+    echo "GPIOVM start_fallback active=$(fallback ActiveState) stopped_us=$(fallback InactiveEnterTimestampMonotonic)"
+    echo "GPIOVM start_journal $(journalctl -u rearguard.service -o cat --no-pager | grep '^ready: ' | tail -1 | tr ' ' '_')"
+    sed 's/^/GPIOVM start /' "$RUN/ready.out"
 }
 
 case "${1-}" in
