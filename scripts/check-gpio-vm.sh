@@ -357,6 +357,7 @@ case "$ACCEL_WANT" in
     tcg) ACCEL=tcg ;;
     *) fail "CHECK_GPIO_VM_ACCEL: auto, kvm or tcg, not '$ACCEL_WANT'" ;;
 esac
+# shellcheck disable=SC2054  # (tcg,thread=multi is one argument)
 if [ "$ACCEL" = kvm ]; then ACCEL_ARGS=(-accel kvm -cpu "$KVM_CPU"); else ACCEL_ARGS=(-accel tcg,thread=multi -cpu max); fi
 t=$(date +%s.%N)
 say "booting $KVER in qemu ($ACCEL${KVM_CPU:+, -cpu $KVM_CPU}${KVM_WHY:+, KVM not usable: $KVM_WHY}; host load $(cut -d' ' -f1-3 /proc/loadavg); up to $VM_TIMEOUT s)"

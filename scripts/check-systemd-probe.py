@@ -137,8 +137,9 @@ def main() -> int:
     report("connect-localhost", localhost)
     report("connect-test-host", test_host(ip, port))
     report("open-device", device)
-    for group in ("gpio", "video", "i2c"):
-        report(f"group-{group}", in_group(group))
+    report("group-gpio", in_group("gpio"))
+    report("group-video", in_group("video"))
+    report("group-i2c", in_group("i2c"))
     return 0
 
 

@@ -43,8 +43,8 @@ def test_ci_runs_the_checks() -> None:
 def test_probe_and_check_agree_on_what_is_probed() -> None:
     probe = (REPO / "scripts" / "check-systemd-probe.py").read_text()
     check = (REPO / "scripts" / "check-systemd.sh").read_text()
-    probed = set(re.findall(r'report\("([a-z-]+)"', probe))
-    loops = re.findall(r"^for n in ([a-z \\\n-]+?); do expect \"\$n\" (allowed|denied)", check, re.M)
+    probed = set(re.findall(r'report\("([a-z0-9-]+)"', probe))
+    loops = re.findall(r"^for n in ([a-z0-9 \\\n-]+?); do expect \"\$n\" (allowed|denied)", check, re.M)
     expected = {name for names, _ in loops for name in names.replace("\\", " ").split()}
     assert len(loops) == 2 and probed and probed == expected
 
@@ -83,3 +83,29 @@ def test_gpio_vm_helper_samples_lines(tmp_path: Path) -> None:
 def test_check_systemd_prepare_root_needs_a_directory() -> None:
     r = subprocess.run(["bash", str(SCRIPTS[0]), "--prepare-root"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--prepare-root" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def test_gpio_vm_helper_prints_each_lines_changes_with_their_times(tmp_path: Path) -> None:
+    # the fallback's and the start's rhythms are judged from these (check-gpio-vm.sh)
+    helper = tmp_path / "helper"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", str(helper),
+                    str(REPO / "scripts" / "check-gpio-vm-helper.c")], check=True)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("0\n")
+    b.write_text("1\n")
+    proc = subprocess.Popen([str(helper), "edges", "30", "1000", str(a), str(b)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = [proc.stdout.readline(), proc.stdout.readline()]  # the levels at the start: it is sampling
+    a.write_text("1\n")
+    lines = []
+    while not any(line.startswith("edge 0 ") for line in lines):
+        lines.append(proc.stdout.readline())
+    proc.terminate()  # SIGTERM: it stops and sums up
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=10) == 0
+    assert [line.split()[:2] + line.split()[3:] for line in first] == [["level", "0", "0"], ["level", "1", "1"]]
+    edge = next(line for line in lines if line.startswith("edge 0 ")).split()
+    assert edge[3] == "1" and float(edge[2]) >= float(first[0].split()[2])
+    assert not any(line.startswith("edge 1 ") for line in lines + rest.splitlines())
+    assert re.search(r"^edges seconds=[0-9.]+ samples=\d+ maxgap_ms=[0-9.]+$", rest, re.M)
