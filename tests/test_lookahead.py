@@ -69,3 +69,19 @@ def test_duplicates_across_views_merge_and_every_n_skips() -> None:
     assert len(inner.sizes) == 3
     with pytest.raises(ValueError, match="every"):
         LookaheadDetector(inner, CAM, every=0)
+
+
+def test_instead_the_crop_replaces_every_nth_full_frame() -> None:
+    # one inference per call: full, crop, full, crop...; a near box outside the
+    # crop is absent on the crop's calls, a far one only the crop sees present
+    inner = Scripted(full=[(10, 100, 110, 350, 0.9, 0)], crop=[(100, 50, 110, 80, 0.6, 0)])
+    det = LookaheadDetector(inner, CAM, every=2, instead=True)
+    img = np.zeros((360, 640, 3), np.uint8)
+    first, second, third = det.detect(img), det.detect(img), det.detect(img)
+    assert inner.sizes == [(180, 320), (360, 640), (180, 320)]
+    x0, y0, _, _ = det.last_crop  # type: ignore[misc]
+    assert len(first) == 1 and len(third) == 1
+    np.testing.assert_allclose(first.xyxy[0], [100 + x0, 50 + y0, 110 + x0, 80 + y0])
+    assert len(second) == 1 and second.confidence[0] == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="every >= 2"):
+        LookaheadDetector(inner, CAM, every=1, instead=True)

@@ -93,10 +93,14 @@ class Board:
 def config_detect_ms(board: Board, cfg: Config, overhead: float, model: str | None = None) -> float:
     """The ms one detection keeps `board` busy with `cfg`'s detector: its
     model at its input geometry, plus the look-ahead crop's inference (the
-    same input) on every `lookahead_every`th detection."""
+    same input) on every `lookahead_every`th detection, unless it runs
+    instead of the full frame (`lookahead_mode = "instead"`: one inference
+    per detection either way)."""
     d = cfg.detector
     ms = board.detect_ms(model or d.model, d.input_geometry, overhead)
-    return round(ms * (1 + 1 / d.lookahead_every), 1) if d.lookahead_every else ms
+    if not d.lookahead_every or d.lookahead_mode == "instead":
+        return ms
+    return round(ms * (1 + 1 / d.lookahead_every), 1)
 
 
 @dataclass(frozen=True)

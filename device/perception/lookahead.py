@@ -14,8 +14,12 @@ one box), so both views feed the same tracks. The wrapper is itself a
 Schedule: `every` = 1 runs the crop beside the full frame on every call
 (an object seen only in the crop is in every result, so its track is
 continuous); N > 1 runs it on every Nth call only (cheaper, but a far object
-is in only every Nth result). Chosen by `rearguard evaluate` on the far
-approaches (docs/geometry.md).
+is in only every Nth result). `instead` makes every Nth call the crop alone,
+in place of the full frame: one inference per call, so the detector time is
+the full frame's; objects outside the crop miss that call (a track outlives
+2.5 of the detector's intervals unseen, tracking.GAP_INTERVALS, so N >= 2
+keeps them). Chosen by `rearguard evaluate` on the far approaches
+(docs/geometry.md).
 """
 
 from __future__ import annotations
@@ -59,9 +63,11 @@ class LookaheadDetector:
     """Full frame plus a magnified crop where the path meets the horizon, merged."""
 
     def __init__(self, inner: Detector, camera: CameraConfig, *, every: int = 1, width_frac: float = 0.5,
-                 aspect: float = 16 / 9, nms_iou: float = 0.45) -> None:
+                 aspect: float = 16 / 9, nms_iou: float = 0.45, instead: bool = False) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1 (got {every})")
+        if instead and every < 2:  # the crop alone on every call: nothing outside it is ever seen
+            raise ValueError(f"a crop instead of the full frame needs every >= 2 (got {every})")
         if not 0 < width_frac <= 1:
             raise ValueError(f"width_frac must be in (0, 1] (got {width_frac})")
         self.inner = inner
@@ -70,6 +76,7 @@ class LookaheadDetector:
         self.width_frac = width_frac
         self.aspect = aspect
         self.nms_iou = nms_iou
+        self.instead = instead
         self._calls = 0
         self._box: tuple[tuple[int, int], tuple[int, int, int, int]] | None = None  # for a frame size
         self.last_crop: tuple[int, int, int, int] | None = None  # the crop the last call ran (None: none)
@@ -80,9 +87,10 @@ class LookaheadDetector:
         return self._box[1]
 
     def detect(self, image: np.ndarray) -> Detections:
-        full = self.inner.detect(image)
         self._calls += 1
-        if (self._calls - 1) % self.every:
+        crop_now = (self._calls - 1) % self.every == 0
+        full = Detections.empty() if crop_now and self.instead else self.inner.detect(image)
+        if not crop_now:
             self.last_crop = None
             return full
         h, w = image.shape[:2]
