@@ -18,7 +18,11 @@ is in only every Nth result). `instead` makes every Nth call the crop alone,
 in place of the full frame: one inference per call, so the detector time is
 the full frame's; objects outside the crop miss that call (a track outlives
 2.5 of the detector's intervals unseen, tracking.GAP_INTERVALS, so N >= 2
-keeps them). Chosen by `rearguard evaluate` on the far approaches
+keeps them). Near comes first: while the last full frame held a box whose
+bottom edge is below the crop's (an object nearer than the crop's nearest
+ground), the full frame runs in the crop's turn; halving the detections of a
+person stepping in at 1.2 m cost the DANGER it drew (the hazards suite at
+the pi4 pace). Chosen by `rearguard evaluate` on the far approaches
 (docs/geometry.md).
 """
 
@@ -78,6 +82,7 @@ class LookaheadDetector:
         self.nms_iou = nms_iou
         self.instead = instead
         self._calls = 0
+        self._near = False  # the last full frame saw something nearer than the crop reaches (instead only)
         self._box: tuple[tuple[int, int], tuple[int, int, int, int]] | None = None  # for a frame size
         self.last_crop: tuple[int, int, int, int] | None = None  # the crop the last call ran (None: none)
 
@@ -88,24 +93,29 @@ class LookaheadDetector:
 
     def detect(self, image: np.ndarray) -> Detections:
         self._calls += 1
-        crop_now = (self._calls - 1) % self.every == 0
-        full = Detections.empty() if crop_now and self.instead else self.inner.detect(image)
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = self.crop_for(w, h)
+        crop_now = (self._calls - 1) % self.every == 0 and not (self.instead and self._near)
+        if crop_now and self.instead:
+            full = Detections.empty()
+        else:
+            full = self.inner.detect(image)
+            self._near = bool(len(full)) and bool((full.xyxy[:, 3] > y1).any())
         if not crop_now:
             self.last_crop = None
             return full
-        h, w = image.shape[:2]
-        x0, y0, x1, y1 = self.last_crop = self.crop_for(w, h)
-        near = self.inner.detect(image[y0:y1, x0:x1])
+        self.last_crop = (x0, y0, x1, y1)
+        ahead = self.inner.detect(image[y0:y1, x0:x1])
         # A box cut by a crop edge that is not a frame edge is part of an
         # object the full frame sees whole: left to the full frame.
-        b = near.xyxy
+        b = ahead.xyxy
         cut = (((b[:, 0] <= EDGE_PX) & (x0 > 0)) | ((b[:, 2] >= x1 - x0 - EDGE_PX) & (x1 < w))
                | ((b[:, 1] <= EDGE_PX) & (y0 > 0)) | ((b[:, 3] >= y1 - y0 - EDGE_PX) & (y1 < h)))
-        near = near[~cut]
-        if len(near) == 0:
+        ahead = ahead[~cut]
+        if len(ahead) == 0:
             return full
-        moved = near.xyxy + np.array([x0, y0, x0, y0], np.float32)
-        return merge(full, Detections(moved, near.confidence, near.class_id), self.nms_iou)
+        moved = ahead.xyxy + np.array([x0, y0, x0, y0], np.float32)
+        return merge(full, Detections(moved, ahead.confidence, ahead.class_id), self.nms_iou)
 
     def close(self) -> None:
         self.inner.close()
