@@ -15,7 +15,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from device.core.config import Config, from_dict
+from pydantic import ValidationError
+
+from device.core.config import Config, DetectorConfig, from_dict
 
 INLINE = "inline"  # no board: detect every frame at once (the replay of old)
 
@@ -195,10 +197,6 @@ def _lookahead(v: Any, where: str) -> tuple[int, str, float] | None:
     """{every = N, mode = "instead", width = 0.4} -> (N, mode, width), checked as the config checks them."""
     if v is None:
         return None
-    from pydantic import ValidationError
-
-    from device.core.config import DetectorConfig
-
     if not (isinstance(v, dict) and set(v) == {"every", "mode", "width"}):
         raise BoardError(f"{where}: expected {{every = N, mode = \"beside\"|\"instead\", width = F}}, got {v!r}")
     try:
