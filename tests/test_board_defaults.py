@@ -77,6 +77,16 @@ def test_a_width_by_height_default_with_its_fill() -> None:
     data["boards"]["x"]["default_fill"] = "crop"  # type: ignore[index]
     with pytest.raises(boards.BoardError, match="default_fill"):
         boards.parse(data)
+    data["boards"]["x"]["default_fill"] = "stretch"  # type: ignore[index]
+    data["boards"]["x"]["default_lookahead"] = {"every": 2, "mode": "instead", "width": 0.4}  # type: ignore[index]
+    ahead = boards.with_defaults(from_dict({}), boards.parse(data).get("x")).detector
+    assert (ahead.lookahead_every, ahead.lookahead_mode, ahead.lookahead_width) == (2, "instead", 0.4)
+    for bad, needle in (({"every": 1, "mode": "instead", "width": 0.4}, "needs lookahead_every >= 2"),
+                        ({"every": 2, "mode": "instead"}, "expected"), ({"every": 2, "mode": "x", "width": 0.4}, "x")):
+        data["boards"]["x"]["default_lookahead"] = bad  # type: ignore[index]
+        with pytest.raises(boards.BoardError, match=f"default_lookahead.*{needle}"):
+            boards.parse(data)
+    del data["boards"]["x"]["default_lookahead"]  # type: ignore[attr-defined]
     data["boards"]["x"]["yolox_nano_dynamic"] = {"320x190": [1, 2]}  # type: ignore[index]
     with pytest.raises(boards.BoardError, match="multiples of 32"):
         boards.parse(data)

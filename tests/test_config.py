@@ -67,6 +67,8 @@ type = "jsn-sr04t"
         ("[detector]\ninput_width = 416\n", "input_width and input_height go together"),
         ("[detector]\ninput_width = 416\ninput_height = 250\n", "detector.input_height: must be a multiple of 32"),
         ('[detector]\nfill = "crop"\n', "detector.fill"),
+        ('[detector]\nlookahead_mode = "sometimes"\n', "detector.lookahead_mode"),
+        ('[detector]\nlookahead_every = 1\nlookahead_mode = "instead"\n', "needs lookahead_every >= 2"),
         ('[detector]\nclasses = ["unicorn"]\n', "'unicorn' is not a COCO class name"),
         ("[outputs]\nbuzzer_pin = 24\n", "GPIO24 is used twice"),
         ("[outputs]\nhaptic_pin = 40\n", "outputs.haptic_pin"),

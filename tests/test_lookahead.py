@@ -69,3 +69,36 @@ def test_duplicates_across_views_merge_and_every_n_skips() -> None:
     assert len(inner.sizes) == 3
     with pytest.raises(ValueError, match="every"):
         LookaheadDetector(inner, CAM, every=0)
+
+
+def test_instead_the_crop_replaces_every_nth_full_frame() -> None:
+    # one inference per call: crop, full, crop...; a box beside the crop is
+    # absent on the crop's calls, a far one only the crop sees present
+    inner = Scripted(full=[(10, 150, 40, 230, 0.9, 0)], crop=[(100, 50, 110, 80, 0.6, 0)])
+    det = LookaheadDetector(inner, CAM, every=2, instead=True)
+    img = np.zeros((360, 640, 3), np.uint8)
+    first, second, third = det.detect(img), det.detect(img), det.detect(img)
+    assert inner.sizes == [(180, 320), (360, 640), (180, 320)]
+    x0, y0, _, _ = det.last_crop  # type: ignore[misc]
+    assert len(first) == 1 and len(third) == 1
+    np.testing.assert_allclose(first.xyxy[0], [100 + x0, 50 + y0, 110 + x0, 80 + y0])
+    assert len(second) == 1 and second.confidence[0] == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="every >= 2"):
+        LookaheadDetector(inner, CAM, every=1, instead=True)
+
+
+def test_instead_runs_the_full_frame_while_something_is_nearer_than_the_crop() -> None:
+    # a person whose feet are below the crop's bottom edge: every call looks
+    # at the whole frame until the full frame no longer sees it
+    inner = Scripted(full=[(10, 100, 110, 350, 0.9, 0)], crop=[])
+    det = LookaheadDetector(inner, CAM, every=2, instead=True)
+    y1 = det.crop_for(640, 360)[3]
+    assert y1 < 350
+    img = np.zeros((360, 640, 3), np.uint8)
+    for _ in range(4):
+        det.detect(img)
+    assert inner.sizes == [(180, 320), (360, 640), (360, 640), (360, 640)]  # the 3rd call's crop gave way
+    inner.full = [(10, 100, 110, y1 - 5, 0.9, 0)]  # now within the crop's reach: crops resume
+    for _ in range(3):
+        det.detect(img)
+    assert inner.sizes[4:] == [(360, 640), (360, 640), (180, 320)]

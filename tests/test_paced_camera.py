@@ -227,6 +227,8 @@ def test_board_profiles_parse_and_give_a_pace_for_each_shipped_model() -> None:
     assert pace_for("pi4", wide).busy_ms == round(182 * (1 + profiles.detect_overhead), 1)  # type: ignore[union-attr]
     crop = wide.model_copy(update={"detector": wide.detector.model_copy(update={"lookahead_every": 2})})
     assert pace_for("pi4", crop).busy_ms == round(182 * 1.1 * 1.5, 1)  # type: ignore[union-attr]
+    instead = crop.model_copy(update={"detector": crop.detector.model_copy(update={"lookahead_mode": "instead"})})
+    assert pace_for("pi4", instead).busy_ms == round(182 * 1.1, 1)  # type: ignore[union-attr]  # the crop replaces
     assert pace_for("inline", cfg) is None and pace_for(None, cfg) is None
     assert pace_for("pi4", cfg, "80,120") == DetectorPace(80.0, 120.0)
     with pytest.raises(boards.BoardError, match="unknown board 'pi9'"):

@@ -96,7 +96,8 @@ def build_detector(config: Config) -> tuple[Detector | None, tuple[Fault, ...]]:
         from device.perception.lookahead import LookaheadDetector
 
         return LookaheadDetector(det, config.camera, every=d.lookahead_every, width_frac=d.lookahead_width,
-                                 aspect=det.input_width / det.input_height, nms_iou=d.nms_iou), ()
+                                 aspect=det.input_width / det.input_height, nms_iou=d.nms_iou,
+                                 instead=d.lookahead_mode == "instead"), ()
     return det, ()
 
 

@@ -109,6 +109,12 @@ class DetectorConfig(_Strict):
         "mount_height_m and pitch_deg): 0 = never, 1 = beside the full frame on every detection, "
         "N = on every Nth; each crop costs one more inference at the input size",
     )
+    lookahead_mode: Literal["beside", "instead"] = Field(
+        "beside",
+        description="beside = the crop is an extra inference next to that detection's full frame; instead = "
+        "that detection runs the crop in place of the full frame (no extra detector time; needs "
+        "lookahead_every >= 2)",
+    )
     lookahead_width: float = Field(
         0.5, ge=0.2, le=0.9,
         description="the look-ahead crop's width as a fraction of the frame's (0.5 = twice the full "
@@ -146,6 +152,14 @@ class DetectorConfig(_Strict):
             raise PydanticCustomError(
                 "input_pair", "input_width and input_height go together (set both, or neither for a "
                 "square input_size)")
+        return self
+
+    @model_validator(mode="after")
+    def _instead_needs_full_frames(self) -> DetectorConfig:
+        if self.lookahead_mode == "instead" and self.lookahead_every == 1:  # the full frame would never run
+            raise PydanticCustomError(
+                "lookahead_instead", "lookahead_mode = \"instead\" needs lookahead_every >= 2 (1 would never "
+                "look at the full frame)")
         return self
 
     @property

@@ -15,7 +15,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from device.core.config import Config, from_dict
+from pydantic import ValidationError
+
+from device.core.config import Config, DetectorConfig, from_dict
 
 INLINE = "inline"  # no board: detect every frame at once (the replay of old)
 
@@ -65,6 +67,8 @@ class Board:
     default_input_size: Size | None = None
     default_why: str = ""
     default_fill: str = "letterbox"
+    # The look-ahead crop's schedule (detector.lookahead_every/_mode/_width), if any.
+    default_lookahead: tuple[int, str, float] | None = None
     # An accelerated board ("imx500", "hailo"): the network runs off the CPU,
     # so its pace is the accelerator's own figure for `accelerator_model` at
     # `accelerator_input`, whatever CPU model the config names.
@@ -93,10 +97,14 @@ class Board:
 def config_detect_ms(board: Board, cfg: Config, overhead: float, model: str | None = None) -> float:
     """The ms one detection keeps `board` busy with `cfg`'s detector: its
     model at its input geometry, plus the look-ahead crop's inference (the
-    same input) on every `lookahead_every`th detection."""
+    same input) on every `lookahead_every`th detection, unless it runs
+    instead of the full frame (`lookahead_mode = "instead"`: one inference
+    per detection either way)."""
     d = cfg.detector
     ms = board.detect_ms(model or d.model, d.input_geometry, overhead)
-    return round(ms * (1 + 1 / d.lookahead_every), 1) if d.lookahead_every else ms
+    if not d.lookahead_every or d.lookahead_mode == "instead":
+        return ms
+    return round(ms * (1 + 1 / d.lookahead_every), 1)
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ def parse(data: dict[str, Any]) -> Boards:
     for name, b in data.get("boards", {}).items():
         models = {}
         for key, sizes in b.items():
-            if isinstance(sizes, dict):
+            if isinstance(sizes, dict) and key != "default_lookahead":
                 where = f"boards.{name}.{key}"
                 models[key] = {_size_key(size, f"{where}.{size}"): _pair(ms, f"{where}.{size}")
                                for size, ms in sizes.items()}
@@ -181,8 +189,21 @@ def parse(data: dict[str, Any]) -> Boards:
         if fill not in ("letterbox", "stretch"):
             raise BoardError(f"boards.{name}.default_fill: letterbox or stretch (got {fill!r})")
         boards[name] = Board(name, b["title"], b["device_tree"], b["status"], b["source"], models, dm, ds, why,
-                             fill)
+                             fill, _lookahead(b.get("default_lookahead"), f"boards.{name}.default_lookahead"))
     return Boards(float(data["detect_overhead"]), boards, accelerated)
+
+
+def _lookahead(v: Any, where: str) -> tuple[int, str, float] | None:
+    """{every = N, mode = "instead", width = 0.4} -> (N, mode, width), checked as the config checks them."""
+    if v is None:
+        return None
+    if not (isinstance(v, dict) and set(v) == {"every", "mode", "width"}):
+        raise BoardError(f"{where}: expected {{every = N, mode = \"beside\"|\"instead\", width = F}}, got {v!r}")
+    try:
+        d = DetectorConfig(lookahead_every=v["every"], lookahead_mode=v["mode"], lookahead_width=v["width"])
+    except ValidationError as err:
+        raise BoardError(f"{where}: {err.errors()[0]['msg']} (got {v!r})") from None
+    return d.lookahead_every, d.lookahead_mode, d.lookahead_width
 
 
 @lru_cache(maxsize=1)
@@ -209,11 +230,12 @@ def estimate_table(boards: Boards | None = None, model: str = "yolox_nano") -> s
 
 
 # The detector keys a board's defaults set: a config that sets any keeps its own.
-DEFAULT_KEYS = frozenset({"model", "input_size", "input_width", "input_height", "fill"})
+DEFAULT_KEYS = frozenset({"model", "input_size", "input_width", "input_height", "fill",
+                          "lookahead_every", "lookahead_mode", "lookahead_width"})
 
 
 def with_defaults(cfg: Config, board: Board) -> Config:
-    """`cfg` with the board's detector model, input size and fill where `cfg`
+    """`cfg` with the board's detector model, input size, fill and look-ahead where `cfg`
     leaves them unset: a config that names any keeps its own choice of
     all (a model chosen for its size, or the other way round)."""
     if board.default_model is None or board.default_input_size is None or cfg.detector.model_fields_set & DEFAULT_KEYS:
@@ -226,4 +248,7 @@ def with_defaults(cfg: Config, board: Board) -> Config:
         data["detector"].update(model=board.default_model, input_width=size[0], input_height=size[1])
     if board.default_fill != "letterbox":
         data["detector"]["fill"] = board.default_fill
+    if board.default_lookahead is not None:
+        every, mode, width = board.default_lookahead
+        data["detector"].update(lookahead_every=every, lookahead_mode=mode, lookahead_width=width)
     return from_dict(data, f"the {board.name} defaults")

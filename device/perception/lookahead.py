@@ -14,8 +14,16 @@ one box), so both views feed the same tracks. The wrapper is itself a
 Schedule: `every` = 1 runs the crop beside the full frame on every call
 (an object seen only in the crop is in every result, so its track is
 continuous); N > 1 runs it on every Nth call only (cheaper, but a far object
-is in only every Nth result). Chosen by `rearguard evaluate` on the far
-approaches (docs/geometry.md).
+is in only every Nth result). `instead` makes every Nth call the crop alone,
+in place of the full frame: one inference per call, so the detector time is
+the full frame's; objects outside the crop miss that call (a track outlives
+2.5 of the detector's intervals unseen, tracking.GAP_INTERVALS, so N >= 2
+keeps them). Near comes first: while the last full frame held a box whose
+bottom edge is below the crop's (an object nearer than the crop's nearest
+ground), the full frame runs in the crop's turn; halving the detections of a
+person stepping in at 1.2 m cost the DANGER it drew (the hazards suite at
+the pi4 pace). Chosen by `rearguard evaluate` on the far approaches
+(docs/geometry.md).
 """
 
 from __future__ import annotations
@@ -59,9 +67,11 @@ class LookaheadDetector:
     """Full frame plus a magnified crop where the path meets the horizon, merged."""
 
     def __init__(self, inner: Detector, camera: CameraConfig, *, every: int = 1, width_frac: float = 0.5,
-                 aspect: float = 16 / 9, nms_iou: float = 0.45) -> None:
+                 aspect: float = 16 / 9, nms_iou: float = 0.45, instead: bool = False) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1 (got {every})")
+        if instead and every < 2:  # the crop alone on every call: nothing outside it is ever seen
+            raise ValueError(f"a crop instead of the full frame needs every >= 2 (got {every})")
         if not 0 < width_frac <= 1:
             raise ValueError(f"width_frac must be in (0, 1] (got {width_frac})")
         self.inner = inner
@@ -70,7 +80,9 @@ class LookaheadDetector:
         self.width_frac = width_frac
         self.aspect = aspect
         self.nms_iou = nms_iou
+        self.instead = instead
         self._calls = 0
+        self._near = False  # the last full frame saw something nearer than the crop reaches (instead only)
         self._box: tuple[tuple[int, int], tuple[int, int, int, int]] | None = None  # for a frame size
         self.last_crop: tuple[int, int, int, int] | None = None  # the crop the last call ran (None: none)
 
@@ -80,24 +92,30 @@ class LookaheadDetector:
         return self._box[1]
 
     def detect(self, image: np.ndarray) -> Detections:
-        full = self.inner.detect(image)
         self._calls += 1
-        if (self._calls - 1) % self.every:
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = self.crop_for(w, h)
+        crop_now = (self._calls - 1) % self.every == 0 and not (self.instead and self._near)
+        if crop_now and self.instead:
+            full = Detections.empty()
+        else:
+            full = self.inner.detect(image)
+            self._near = bool(len(full)) and bool((full.xyxy[:, 3] > y1).any())
+        if not crop_now:
             self.last_crop = None
             return full
-        h, w = image.shape[:2]
-        x0, y0, x1, y1 = self.last_crop = self.crop_for(w, h)
-        near = self.inner.detect(image[y0:y1, x0:x1])
+        self.last_crop = (x0, y0, x1, y1)
+        ahead = self.inner.detect(image[y0:y1, x0:x1])
         # A box cut by a crop edge that is not a frame edge is part of an
         # object the full frame sees whole: left to the full frame.
-        b = near.xyxy
+        b = ahead.xyxy
         cut = (((b[:, 0] <= EDGE_PX) & (x0 > 0)) | ((b[:, 2] >= x1 - x0 - EDGE_PX) & (x1 < w))
                | ((b[:, 1] <= EDGE_PX) & (y0 > 0)) | ((b[:, 3] >= y1 - y0 - EDGE_PX) & (y1 < h)))
-        near = near[~cut]
-        if len(near) == 0:
+        ahead = ahead[~cut]
+        if len(ahead) == 0:
             return full
-        moved = near.xyxy + np.array([x0, y0, x0, y0], np.float32)
-        return merge(full, Detections(moved, near.confidence, near.class_id), self.nms_iou)
+        moved = ahead.xyxy + np.array([x0, y0, x0, y0], np.float32)
+        return merge(full, Detections(moved, ahead.confidence, ahead.class_id), self.nms_iou)
 
     def close(self) -> None:
         self.inner.close()
