@@ -121,6 +121,8 @@ def test_the_estimator_warns_of_a_settled_crosser_only_with_the_flag() -> None:
     # Entering within warn_ttc_s (2.5 s): WARN once the evidence has persisted.
     assert on.assess(0).level == AlertLevel.CLEAR
     assert on.assess(NS_PER_S // 5).level == AlertLevel.WARN
+    # On by default (docs/evaluation.md: the real footage and the hazards, measured).
+    assert Config().alerts.crossing
     # An unsettled estimate raises nothing.
     shaky = ThreatEstimator(Config.model_validate({"alerts": {"crossing": True}}))
     shaky.set_camera(CameraResult(0, 0, (_track(GroundState(-3.5, 6.0, 1.5, -2.5, 0.9, 0.9, 3, False)),)))
@@ -131,11 +133,22 @@ def test_a_sideways_wobble_within_its_uncertainty_is_no_crossing() -> None:
     # Measured on a walker passing 1.1 m out: 0.5 m/s towards the line with a sd of 0.25.
     wobble = GroundState(-1.3, 5.0, 0.52, -5.0, 0.25, 0.7, 12, True)
     assert corridor_entry_s(wobble, 0.33, HW, 0.3) is None
-    # The same speed, known well, is a crossing 0.3 s from the corridor ...
-    sure = GroundState(-1.6, 5.0, 0.9, -5.0, 0.1, 0.7, 12, True)
-    assert corridor_entry_s(sure, 0.33, HW, 0.3) == pytest.approx(0.27 / 0.9)
+    # A walker's speed, known well, is a crossing 0.2 s from the corridor ...
+    sure = GroundState(-1.6, 5.0, 1.4, -5.0, 0.1, 0.7, 12, True)
+    assert corridor_entry_s(sure, 0.33, HW, 0.3) == pytest.approx(0.27 / 1.4)
     # ... but with its body at the edge already it is no crossing: a side pass looks the same.
-    assert corridor_entry_s(GroundState(-1.3, 5.0, 0.9, -5.0, 0.1, 0.7, 12, True), 0.33, HW, 0.3) is None
+    assert corridor_entry_s(GroundState(-1.3, 5.0, 1.4, -5.0, 0.1, 0.7, 12, True), 0.33, HW, 0.3) is None
+
+
+def test_a_man_standing_beside_the_track_is_no_crossing_though_his_estimate_drifts_in() -> None:
+    # Measured on the Market Street cut-ins at the Pi 4's pace: 0.82 +- 0.26 m/s towards
+    # the line, 2.5 m out and 8 m ahead, while the camera closed at 3 m/s. Clear of its
+    # uncertainty, but slower than anyone walking across.
+    still = GroundState(-2.49, 8.1, 0.82, -3.2, 0.26, 0.6, 14, True)
+    assert corridor_entry_s(still, 0.33, HW, 0.3) is None
+    # Someone walking across at 1.4 m/s from there is a crossing (enters in 0.83 s).
+    walker = GroundState(-2.49, 8.1, 1.4, -3.2, 0.26, 0.6, 14, True)
+    assert corridor_entry_s(walker, 0.33, HW, 0.3) == pytest.approx((2.49 - 0.33 - HW) / 1.4)
 
 
 class _Boxes:
