@@ -324,13 +324,21 @@ def test_hazards_cover_fast_closers_crossings_passes_same_way_and_step_ins() -> 
     assert {"person", "cyclist", "dog"} <= {s.label for s in normal if s.kind == "approach"}
     assert {s.label for s in normal if s.kind == "crossing"} == {"person", "cyclist", "dog", "car"}
     passes = [s for s in normal if s.name.startswith("pass-")]
-    assert passes and all(0.8 <= abs(s.lateral_m) <= 1.5 and s.kind == "clear" for s in passes)
+    assert passes and all(1.0 < abs(s.lateral_m) <= 1.7 and s.kind == "clear" for s in passes)
+    # Beside the path: each pass's body stays outside the corridor (a body inside it is in the way).
+    assert all(abs(s.lateral_m) - s.half_width_m > S.PASS_CORRIDOR_M == 1.0 for s in passes)
     assert all(s.closing_mps <= 0 for s in normal if s.name.startswith("ahead-"))
     assert all(1.0 <= s.entry_gap_m <= 1.5 for s in normal if s.kind == "step-in")
     rough = {s.name.removesuffix("-rough") for s in S.HAZARDS if s.motion_scale == 2.0}
     assert rough == {s.name for s in normal}
     assert len({s.name for s in S.HAZARDS}) == len(S.HAZARDS)
     assert not {s.name for s in S.HAZARDS} & {s.name for s in S.SUITE}
+
+
+def test_a_side_pass_whose_body_is_in_the_corridor_is_refused() -> None:
+    with pytest.raises(ValueError, match="inside the 1.0 m corridor"):
+        S._pass("pass-jogger-0.8m", S.PERSON_A, 2.5, 2.5, 0.8)
+    assert S._pass("pass-jogger-1.5m", S.PERSON_A, 2.5, 2.5, 1.5).lateral_m == 1.5
 
 
 def test_a_crossing_is_a_hazard_only_if_in_the_corridor_when_the_runner_gets_there() -> None:

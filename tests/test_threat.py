@@ -430,6 +430,9 @@ def test_an_object_seen_in_one_frame_never_alerts() -> None:
         feed_camera(est, tr, g, i / 15, close)
         levels.append(est.assess(ns(i / 15 + 0.01)).level)
     assert levels[:2] == [AlertLevel.CLEAR, AlertLevel.CLEAR] and levels[-1] == AlertLevel.DANGER
+    # Filling the frame in the corridor, it is DANGER at its third frame: three frames are
+    # confirmation enough (persist_s, counted from the second, would wait for a fourth).
+    assert levels[2] == AlertLevel.DANGER
 
 
 def test_policy_persistence_escalation_and_hold() -> None:

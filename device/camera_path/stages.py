@@ -17,6 +17,7 @@ line in `Pipeline.step` that hands them to the decision.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from typing import Any, Protocol
@@ -74,7 +75,14 @@ class DetectStage:
         tracks = self.tracker.update(frame.t_ns, dets)
         decided = self.distances.tracks(tracks, self._geometry)
         # Each track's ground position and velocity, filtered on the decided distances.
-        states = self.ground.update(frame.t_ns, [(tr.track_id, tr.label, tr.distance_m, tr.bearing_deg) for tr in decided])
+        # A box the frame's side cuts is no measurement: its centre stays pinned at
+        # the edge while its object moves on, which reads as sideways motion into
+        # the path (a man stood beside the track as the camera passes him, a car
+        # overtaking: false crossings on the Market Street footage).
+        geo = self._geometry
+        states = self.ground.update(frame.t_ns, [
+            (tr.track_id, tr.label, math.nan if geo.cut_at_side(tr.box) else tr.distance_m, tr.bearing_deg)
+            for tr in decided])
         focal = self._geometry.focal_px
         decided = tuple(replace(tr, ground=states.get(tr.track_id),
                                 half_width_m=tr.distance_m * (tr.box[2] - tr.box[0]) / (2 * focal))

@@ -306,10 +306,11 @@ class AlertsConfig(_Strict):
     corridor_half_width_m: float = Field(
         1.0, gt=0, le=10, description="camera objects further to the side than this are not in the path"
     )
-    # Off by default: on the real Market Street footage it drew 2.7-3.1 s of false DANGER in
-    # 13 s of clear cut-ins (docs/evaluation.md), against one rendered crossing gained.
+    # On by default since boxes the frame's side cuts no longer feed the ground filter and
+    # sideways speeds under 1 m/s are no crossing: the Market Street cut-ins' false DANGER
+    # (2.7-3.1 s before) was those (docs/evaluation.md).
     crossing: bool = Field(
-        False,
+        True,
         description="camera objects outside the corridor moving into it (filtered ground velocity) are "
         "threats with a time to collision = seconds until their body enters the corridor, if they will "
         "still be in it when the runner reaches their line",

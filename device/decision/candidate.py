@@ -22,3 +22,6 @@ class Candidate:
     # Fills the frame across the runner's line (camera): near by definition,
     # DANGER whatever its distance estimate says.
     near: bool = False
+    # Its evidence has lasted already (camera: seen in NEAR_CONFIRM_HITS frames),
+    # so the policy raises its level without waiting alerts.persist_s.
+    confirmed: bool = False

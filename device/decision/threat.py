@@ -47,6 +47,12 @@ from device.perception.looming import LoomingResult
 from device.sensing.ultrasonic import fault_kind
 
 CAMERA_MIN_HITS = 2
+# The near field (a box filling the frame in the corridor) is DANGER once its
+# track has been seen in this many frames, without waiting persist_s as well:
+# three frames already rule out a one- or two-frame glitch (what persist_s is
+# for), and a step-in a metre away is contact in under a second (at 15 fps,
+# persist_s would wait for a fourth).
+NEAR_CONFIRM_HITS = 3
 # A camera time to collision counts only once the frames have agreed that the
 # object is closing in for this long without a break (a box-growth estimate is
 # noisy). In seconds, not frames, so it means the same at 15 detections a
@@ -349,6 +355,7 @@ class ThreatEstimator:
                         in_path=in_path,
                         clipped=tr.clipped,
                         near=near,
+                        confirmed=near and tr.hits >= NEAR_CONFIRM_HITS,
                     )
                 )
         sensors = []
@@ -368,8 +375,9 @@ class ThreatEstimator:
         current = self.policy.level
         worst = max(cands, key=lambda c: _urgency(c, self.cfg, current), default=None)
         raw = level_for(worst, self.cfg, current) if worst is not None else AlertLevel.CLEAR
-        # A sensor's distance (alone or fused) is confirmed by two agreeing pings already.
-        confirmed = worst is not None and worst.source in ("ultrasonic", "fused")
+        # A sensor's distance (alone or fused) is confirmed by two agreeing pings already;
+        # the near field by NEAR_CONFIRM_HITS frames.
+        confirmed = worst is not None and (worst.source in ("ultrasonic", "fused") or worst.confirmed)
         level = self.policy.update(now_ns, raw, confirmed)
         all_faults = faults + self.sensor_faults()
         if worst is None or raw == AlertLevel.CLEAR:

@@ -139,6 +139,12 @@ class CameraGeometry:
     def cut_at_bottom(self, box: tuple[float, float, float, float]) -> bool:
         return box[3] >= self.height * (1 - NEAR_EDGE_FRAC)
 
+    def cut_at_side(self, box: tuple[float, float, float, float]) -> bool:
+        """The left or right edge of the frame cuts the box: its centre and
+        width are not its object's (the object goes on beyond the edge)."""
+        margin = self.width * NEAR_EDGE_FRAC
+        return box[0] <= margin or box[2] >= self.width - margin
+
     def fills_frame(self, box: tuple[float, float, float, float]) -> bool:
         """Spans the frame from top to bottom, or covers most of it: near by definition."""
         x1, y1, x2, y2 = box

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from device.core.clock import NS_PER_S
-from device.core.config import Config
+from device.core.config import AlertsConfig, Config
 from device.core.types import Frame
 from device.record.format import TRUTH, RecordingWriter, SensorMeta
 from device.tools.scenario import CLEAR_TTC_S, NoiseModel, ScenarioError, pick, pings, prepare_out_root
@@ -153,11 +153,21 @@ SUITE: tuple[SceneSpec, ...] = (
 )
 
 
+# The corridor a side pass's body must stay out of: alerts.corridor_half_width_m's default.
+PASS_CORRIDOR_M: float = AlertsConfig.model_fields["corridor_half_width_m"].default
+
+
 def _pass(name: str, cutout: Cutout, runner: float, obj: float, lateral: float, **kw: object) -> SceneSpec:
-    """Something coming the other way beside the path: clear until it is past the camera."""
+    """Something coming the other way beside the path: clear until it is past the camera.
+    Beside means its body stays outside the corridor (the default alerts.corridor_half_width_m),
+    by the crossings' own truth: a body inside the corridor is in the runner's way."""
     d = max(MIN_START_M, 5.0 * (runner + obj))
-    return SceneSpec(name, "clear", "cutout", runner, obj, cutout=cutout, lateral_m=lateral, distance_m=d,
+    spec = SceneSpec(name, "clear", "cutout", runner, obj, cutout=cutout, lateral_m=lateral, distance_m=d,
                      duration_s=round(d / (runner + obj) + 0.3, 2), surround=(), **kw)  # type: ignore[arg-type]
+    if abs(lateral) - spec.half_width_m <= PASS_CORRIDOR_M:
+        raise ValueError(f"{name}: its body ({spec.half_width_m:.2f} m half width) is inside the "
+                         f"{PASS_CORRIDOR_M} m corridor at {lateral} m: that is no side pass")
+    return spec
 
 
 def _ahead(name: str, cutout: Cutout, runner: float, obj: float, distance: float, **kw: object) -> SceneSpec:
@@ -203,10 +213,12 @@ _HAZARDS: tuple[SceneSpec, ...] = (
     _cross("cross-dog-clear", DOG, 2.0, 3.0, 1, 3.0, 6.0, note="a dog runs across 6 m ahead, gone 2 s early"),
     _cross("cross-car", CAR_SIDE, 2.5, 3.0, 1, 3.0, 3.0, note="a car pulls across from the right, 11 km/h"),
     _cross("cross-car-clear", CAR_SIDE, 2.5, 6.0, -1, 3.0, 8.0, note="a car drives across 8 m ahead, gone 2.4 s early"),
-    _pass("pass-jogger-0.8m", PERSON_A, 2.5, 2.5, 0.8, note="an oncoming jogger 0.8 m to the right"),
-    _pass("pass-walker-1.1m", PERSON_D, 2.5, 1.4, -1.1, note="an oncoming walker 1.1 m to the left"),
-    _pass("pass-dog-0.8m", DOG, 2.0, 3.0, -0.8, note="a dog running past 0.8 m to the left"),
-    _pass("pass-cyclist-1.5m", CYCLIST, 2.5, 5.0, 1.5, note="an oncoming cyclist 1.5 m to the right"),
+    # Centre offsets: each the nearest round one with the body (half widths 0.41, 0.23, 0.14 and
+    # 0.65 m) clear of the 1.0 m corridor; a jogger at 0.8 m is a body 0.4 m from the runner's line.
+    _pass("pass-jogger-1.5m", PERSON_A, 2.5, 2.5, 1.5, note="an oncoming jogger 1.5 m to the right"),
+    _pass("pass-walker-1.3m", PERSON_D, 2.5, 1.4, -1.3, note="an oncoming walker 1.3 m to the left"),
+    _pass("pass-dog-1.2m", DOG, 2.0, 3.0, -1.2, note="a dog running past 1.2 m to the left"),
+    _pass("pass-cyclist-1.7m", CYCLIST, 2.5, 5.0, 1.7, note="an oncoming cyclist 1.7 m to the right"),
     _ahead("ahead-jogger", PERSON_B, 2.5, 2.7, 6.0, note="a jogger 6 m ahead going the same way, a little faster"),
     _ahead("ahead-walker", PERSON_D, 1.2, 1.4, 4.0, note="walking backwards behind someone walking the same way"),
     _ahead("ahead-cyclist", CYCLIST, 2.5, 5.0, 8.0, note="a cyclist 8 m ahead riding away"),
