@@ -234,9 +234,9 @@ def test_the_threat_takes_a_camera_rate_ttc_once_it_has_held() -> None:
     flow(0.133, 1.9, 1.2)
     flow(0.2, 1.8, 1.3)
     assert est.candidates(round(0.2 * NS))[0].ttc_s == pytest.approx(1.8)
-    # An implausible closing speed (distance / ttc) is not taken.
+    # An implausible closing speed (distance / ttc) is bounded: no faster than alerts.max_closing_mps.
     flow(0.266, 0.1, 1.3)
-    assert est.candidates(round(0.266 * NS))[0].ttc_s is None
+    assert est.candidates(round(0.266 * NS))[0].ttc_s == pytest.approx(10.0 / 1.3 / Config().alerts.max_closing_mps)
     # A stale flow result is not acted on.
     flow(0.3, 1.7, 1.3)
     late = round((0.3 + Config().camera.max_age_s + 0.01) * NS)
@@ -250,8 +250,8 @@ def test_flow_is_a_stage_only_when_on_and_with_a_detector() -> None:
     from device.core.config import from_dict
     from fakes import FixedDetector
 
-    off = from_dict({})
-    on = from_dict({"flow": {"enabled": True}})
+    off = from_dict({"flow": {"enabled": False}})
+    on = from_dict({})  # on by default
     assert not any(isinstance(s, FlowStage) for s in camera_stages(FixedDetector(), off)[1])
     assert any(isinstance(s, FlowStage) for s in camera_stages(FixedDetector(), on)[1])
     assert not any(isinstance(s, FlowStage) for s in camera_stages(None, on)[1])  # no tracks to follow

@@ -72,7 +72,7 @@ class DetectStage:
         dets = self.detector.detect(frame.image)
         detect_ms = (time.perf_counter() - t0) * 1e3
         tracks = self.tracker.update(frame.t_ns, dets)
-        decided = self.distances.tracks(tracks, self._geometry)
+        decided = self.distances.tracks(tracks, self._geometry, self.tracker.interval_ns())
         # Each track's ground position and velocity, filtered on the decided distances.
         states = self.ground.update(frame.t_ns, [(tr.track_id, tr.label, tr.distance_m, tr.bearing_deg) for tr in decided])
         focal = self._geometry.focal_px

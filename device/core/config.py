@@ -362,8 +362,10 @@ class FlowConfig(_Strict):
     feature flow on every frame, so its time to collision is known at camera
     rate whatever the detector's pace."""
 
+    # On by default since issue 19: at a Pi Zero's pace it is what gives a fast
+    # closer its time to collision between detections (docs/evaluation.md).
     enabled: bool = Field(
-        False, description="measure each track's scale change at camera rate from the flow inside its box"
+        True, description="measure each track's scale change at camera rate from the flow inside its box"
     )
     width: int = Field(320, ge=80, le=1280, description="width of the small grey image flow works on, pixels")
     max_points: int = Field(40, ge=8, le=500, description="features followed per track at most")
