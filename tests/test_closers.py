@@ -45,7 +45,7 @@ def test_a_far_box_the_sway_moves_past_its_width_keeps_its_track(fps: float) -> 
         boxes.append(person_at(22.0 - 8.0 * t, F * math.tan(math.radians(3.0 * math.sin(2 * math.pi * t / 0.7)))))
         (track,) = tr.update(ns(t), dets(boxes[-1]))
         ids.add(track.track_id)
-    assert min(iou_matrix(np.array([a]), np.array([b]))[0, 0] for a, b in zip(boxes, boxes[1:])) < tr.min_iou
+    assert min(iou_matrix(np.array([a]), np.array([b]))[0, 0] for a, b in zip(boxes, boxes[1:], strict=False)) < tr.min_iou
     assert ids == {1} and track.hits == n
     # Its size history is whole, so the growth gives the time to collision (truth: (22 - 8 t) / 8).
     t_end = (n - 1) / fps

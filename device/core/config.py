@@ -286,8 +286,8 @@ class AlertsConfig(_Strict):
     )
     max_closing_mps: float = Field(
         12.0, gt=0, le=50,
-        description="a camera time to collision implying faster closing than this is noise "
-        "(runner ~3 m/s plus an oncoming cyclist)",
+        description="a camera time to collision is never taken as shorter than its distance at this closing "
+        "speed, m/s (runner ~3 m/s plus an oncoming cyclist; a far box's growth is noisy)",
     )
     corridor_half_width_m: float = Field(
         1.0, gt=0, le=10, description="camera objects further to the side than this are not in the path"
