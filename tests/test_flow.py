@@ -250,8 +250,8 @@ def test_flow_is_a_stage_only_when_on_and_with_a_detector() -> None:
     from device.core.config import from_dict
     from fakes import FixedDetector
 
-    off = from_dict({"flow": {"enabled": False}})
-    on = from_dict({})  # on by default
+    off = from_dict({})
+    on = from_dict({"flow": {"enabled": True}})
     assert not any(isinstance(s, FlowStage) for s in camera_stages(FixedDetector(), off)[1])
     assert any(isinstance(s, FlowStage) for s in camera_stages(FixedDetector(), on)[1])
     assert not any(isinstance(s, FlowStage) for s in camera_stages(None, on)[1])  # no tracks to follow

@@ -362,10 +362,12 @@ class FlowConfig(_Strict):
     feature flow on every frame, so its time to collision is known at camera
     rate whatever the detector's pace."""
 
-    # On by default since issue 19: at a Pi Zero's pace it is what gives a fast
-    # closer its time to collision between detections (docs/evaluation.md).
+    # Off by default still: at a Pi Zero's pace it is what gives a fast closer its
+    # time to collision between detections, but on real footage (vtest's clear
+    # path, Market Street's cut-ins) its first word on a person draws a false WARN
+    # (docs/evaluation.md, "Fast closers head-on").
     enabled: bool = Field(
-        True, description="measure each track's scale change at camera rate from the flow inside its box"
+        False, description="measure each track's scale change at camera rate from the flow inside its box"
     )
     width: int = Field(320, ge=80, le=1280, description="width of the small grey image flow works on, pixels")
     max_points: int = Field(40, ge=8, le=500, description="features followed per track at most")

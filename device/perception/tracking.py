@@ -29,7 +29,7 @@ moves it.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -211,9 +211,15 @@ GAP_INTERVALS = 2.5
 # sway turns the camera 1-3 degrees (twice that running backwards): at 20 m
 # that moves a person's box by more than its own width, so IoU alone gives a
 # far object a new track every few frames, and no track keeps the history a
-# time to collision needs. Tried only after every IoU match, nearest first.
+# time to collision needs. Tried only after every IoU match, and only where
+# the pairing is unambiguous (one candidate each way).
 CENTRE_GATE = 1.0
 SIZE_GATE = math.log(1.4)
+# ... and only for a box this small (px tall): a far object, whose width the
+# sway's shift exceeds. A nearer box's own width keeps IoU working through the
+# sway, and in a crowd of near people a centre is no identity (pairing the
+# wrong two turned their difference in size into growth: a false WARN on vtest).
+CENTRE_MAX_PX = 60.0
 
 
 class IouTracker:
@@ -304,6 +310,8 @@ class IouTracker:
                     continue
                 d = [float(v) for v in dets.xyxy[di]]
                 dh = max(d[3] - d[1], 1.0)
+                if dh > CENTRE_MAX_PX:
+                    continue
                 best = math.inf
                 for b in (tr.box, tr.predicted(t_ns)):
                     bh = max(b[3] - b[1], 1.0)
@@ -313,8 +321,13 @@ class IouTracker:
                     best = min(best, off / max(dh, bh))
                 if best <= CENTRE_GATE:
                     pairs.append((best, ti, di))
+        # Only an unambiguous pair: in a crowd (several people of a size within a
+        # box height of each other) a centre is no identity, and pairing the wrong
+        # two turns their difference in size into growth (a false WARN on vtest).
+        per_track = Counter(ti for _, ti, _ in pairs)
+        per_det = Counter(di for _, _, di in pairs)
         for _, ti, di in sorted(pairs):
-            if ti in taken or di not in unmatched:
+            if ti in taken or di not in unmatched or per_track[ti] > 1 or per_det[di] > 1:
                 continue
             tr = self.tracks[ti]
             self._apply(tr, t_ns, dets, di)
