@@ -234,7 +234,7 @@ def test_the_threat_takes_a_camera_rate_ttc_once_it_has_held() -> None:
     flow(0.133, 1.9, 1.2)
     flow(0.2, 1.8, 1.3)
     assert est.candidates(round(0.2 * NS))[0].ttc_s == pytest.approx(1.8)
-    # An implausible closing speed (distance / ttc) is not taken.
+    # An implausible closing speed (distance / ttc) is not taken (the box's is bounded, the flow's dropped).
     flow(0.266, 0.1, 1.3)
     assert est.candidates(round(0.266 * NS))[0].ttc_s is None
     # A stale flow result is not acted on.

@@ -14,9 +14,18 @@ from device.core.clock import NS_PER_S
 from device.core.coco import COCO_CLASSES
 from device.core.config import CameraConfig
 from device.perception.geometry import EDGE_PX, CameraGeometry, fuse_distances, ground_distance_m
-from device.perception.tracking import Track
+from device.perception.tracking import MIN_SCALE_POINTS, Track
 
 SCALE_WINDOW_NS = round(1.0 * NS_PER_S)  # the box growth a time to collision is fitted on
+# ... and at least this many of the detector's intervals: a fit needs
+# MIN_SCALE_POINTS boxes, and at a Pi Zero's 0.5 s and more a second would
+# never hold three, so the box would never give a time to collision.
+SCALE_WINDOW_INTERVALS = MIN_SCALE_POINTS - 0.5
+
+
+def scale_window_ns(interval_ns: int) -> int:
+    """The box-growth window at the detector's pace (its interval between results)."""
+    return max(SCALE_WINDOW_NS, round(SCALE_WINDOW_INTERVALS * interval_ns))
 # The ground-plane distance is used only while it agrees, on average over
 # recent objects, with the box-height distance: a camera mounted higher or
 # tilted more than configured, or a slope, shows as a steady disagreement
@@ -26,14 +35,15 @@ GROUND_CHECK_MIN = 10  # observations before the ground plane is trusted
 GROUND_CHECK_MAX = 0.3  # mean |ln ratio| above this (35 %): the ground plane is off
 
 
-def measured_tracks(tracks: list[Track], geometry: CameraGeometry) -> tuple[CameraTrack, ...]:
-    """The tracks with what the geometry measures of them; `distance_m` is
-    the box-height estimate until `CameraDistances.decide` decides it."""
+def measured_tracks(tracks: list[Track], geometry: CameraGeometry, window_ns: int = SCALE_WINDOW_NS) -> tuple[CameraTrack, ...]:
+    """The tracks with what the geometry measures of them (time to collision
+    from the box growth over `window_ns`); `distance_m` is the box-height
+    estimate until `CameraDistances.decide` decides it."""
     out = []
     for tr in tracks:
         label = COCO_CLASSES[tr.class_id]
         cx = (tr.box[0] + tr.box[2]) / 2
-        ttc, measure = tr.ttc_estimate(SCALE_WINDOW_NS, geometry.width, geometry.height)
+        ttc, measure = tr.ttc_estimate(window_ns, geometry.width, geometry.height)
         out.append(
             CameraTrack(
                 track_id=tr.track_id,
@@ -110,7 +120,8 @@ class CameraDistances:
             for tr in tracks
         )
 
-    def tracks(self, tracks: list[Track], geometry: CameraGeometry) -> tuple[CameraTrack, ...]:
-        """Measured and decided: what a camera result carries."""
-        return self.decide(measured_tracks(tracks, geometry))
+    def tracks(self, tracks: list[Track], geometry: CameraGeometry, interval_ns: int = 0) -> tuple[CameraTrack, ...]:
+        """Measured and decided: what a camera result carries; `interval_ns`
+        is the detector's pace (0: unknown yet)."""
+        return self.decide(measured_tracks(tracks, geometry, scale_window_ns(interval_ns)))
 

@@ -73,7 +73,7 @@ class DetectStage:
         dets = self.detector.detect(frame.image)
         detect_ms = (time.perf_counter() - t0) * 1e3
         tracks = self.tracker.update(frame.t_ns, dets)
-        decided = self.distances.tracks(tracks, self._geometry)
+        decided = self.distances.tracks(tracks, self._geometry, self.tracker.interval_ns())
         # Each track's ground position and velocity, filtered on the decided distances.
         # A box the frame's side cuts is no measurement: its centre stays pinned at
         # the edge while its object moves on, which reads as sideways motion into

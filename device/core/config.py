@@ -300,8 +300,8 @@ class AlertsConfig(_Strict):
     )
     max_closing_mps: float = Field(
         12.0, gt=0, le=50,
-        description="a camera time to collision implying faster closing than this is noise "
-        "(runner ~3 m/s plus an oncoming cyclist)",
+        description="a camera time to collision is never taken as shorter than its distance at this closing "
+        "speed, m/s (runner ~3 m/s plus an oncoming cyclist; a far box's growth is noisy)",
     )
     corridor_half_width_m: float = Field(
         1.0, gt=0, le=10, description="camera objects further to the side than this are not in the path"
@@ -377,6 +377,10 @@ class FlowConfig(_Strict):
     feature flow on every frame, so its time to collision is known at camera
     rate whatever the detector's pace."""
 
+    # Off by default still: at a Pi Zero's pace it is what gives a fast closer its
+    # time to collision between detections, but on real footage (vtest's clear
+    # path, Market Street's cut-ins) its first word on a person draws a false WARN
+    # (docs/evaluation.md, "Fast closers head-on").
     enabled: bool = Field(
         False, description="measure each track's scale change at camera rate from the flow inside its box"
     )

@@ -31,6 +31,7 @@ Design choices, each for the runner:
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import replace
 
 from device.core.camera import CameraResult, CameraTrack
@@ -43,6 +44,7 @@ from device.decision.crossing import corridor_entry_s
 from device.decision.looming import LoomingTrack
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.flow import FlowResult, FlowTrack
+from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingResult
 from device.sensing.ultrasonic import fault_kind
 
@@ -68,6 +70,14 @@ FUSE_DISTANCE_TOLERANCE = 0.4
 # The flow's scale since a detection shrinks that detection's distance only
 # within these bounds: beyond them the flow has lost the object, not found it.
 FLOW_SCALE_MIN, FLOW_SCALE_MAX = 0.5, 3.0
+# The corridor test takes the median of a track's lateral offsets over this
+# long. The runner's sway turns the camera 1-3 degrees each way (twice that
+# running backwards), once a stride pair: at 20 m that is 0.3-1 m sideways, so
+# one frame's bearing puts a cyclist passing 1.5 m out inside the corridor
+# and a head-on one outside it. The sway is an oscillation about the true
+# bearing; over about one of its periods its median is the offset.
+LATERAL_WINDOW_S = 0.6
+LATERAL_WINDOW_NS = round(LATERAL_WINDOW_S * NS_PER_S)
 
 
 class SensorTrack:
@@ -229,11 +239,15 @@ class ThreatEstimator:
         self.sensors = {s.name: SensorTrack(s) for s in config.ranging.sensors}
         self.range_max_age_ns = round(config.ranging.max_age_s * NS_PER_S)
         self.camera_max_age_ns = round(config.camera.max_age_s * NS_PER_S)
+        self.camera_cfg = config.camera
+        self._geometry: CameraGeometry | None = None  # at the frames' real size, for a flow-carried box's bearing
         # The newest camera result: its tracks carry the decided distances,
         # which is what every view shows.
         self.camera: CameraResult | None = None
         # track id -> (frame time the closing streak began, frame time of its newest result)
         self._ttc_streak: dict[int, tuple[int, int]] = {}
+        # track id -> (time, lateral offset m) of its recent frames (see LATERAL_WINDOW_S)
+        self._laterals: dict[int, list[tuple[int, float]]] = {}
         self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
         self._last: Threat | None = None
         self.looming = LoomingTrack(config)  # any upright surface, no class (device.decision.looming)
@@ -251,10 +265,18 @@ class ThreatEstimator:
     def set_camera(self, result: CameraResult) -> None:
         """Take a camera result (its distances already decided, its pace measured)."""
         self.camera = result
+        if result.frame is not None:
+            h, w = result.frame.image.shape[:2]
+            if self._geometry is None or (self._geometry.width, self._geometry.height) != (w, h):
+                self._geometry = CameraGeometry.for_camera(self.camera_cfg, w, h)
         streak = {}
         for tr in result.tracks:
             before = self._ttc_streak.get(tr.track_id)
-            closing = self._plausible_ttc(tr) is not None and tr.ttc_s < self.cfg.caution_ttc_s  # type: ignore[operator]
+            # An implausibly short time to collision (see _plausible_ttc) is not
+            # used, but it is closing all the same: it carries the streak on
+            # rather than restarting it, or a fast closer's noisiest boxes (far,
+            # small) would hold its alert back by a streak each time.
+            closing = tr.ttc_s is not None and tr.ttc_s < self.cfg.caution_ttc_s
             # A width-based TTC (the box cut off at the top or bottom) may carry
             # a closing streak on, never start one: widths swing with a stride.
             if tr.ttc_measure == "width" and not _streak_held(before):
@@ -262,6 +284,22 @@ class ThreatEstimator:
             if closing:
                 streak[tr.track_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
         self._ttc_streak = streak
+        self._laterals = {tr.track_id: self._laterals.get(tr.track_id, []) for tr in result.tracks}
+        for tr in result.tracks:
+            self._add_lateral(tr.track_id, result.t_ns, tr.distance_m, tr.bearing_deg)
+
+    def _add_lateral(self, track_id: int, t_ns: int, distance_m: float, bearing_deg: float) -> None:
+        series = self._laterals.setdefault(track_id, [])
+        series.append((t_ns, distance_m * math.sin(math.radians(bearing_deg))))
+        while series and series[0][0] <= t_ns - LATERAL_WINDOW_NS:
+            series.pop(0)
+
+    def _lateral(self, track_id: int, now_lateral: float) -> float:
+        """The track's lateral offset for the corridor test: the median over
+        LATERAL_WINDOW_S (sway averaged out), the current one alone when there
+        is no history."""
+        series = [x for _, x in self._laterals.get(track_id, ())] or [now_lateral]
+        return statistics.median(series)
 
     def set_flow(self, result: FlowResult) -> None:
         """Take a flow result: a track's camera-rate time to collision counts
@@ -273,6 +311,15 @@ class ThreatEstimator:
             if ft.ttc_s is not None and ft.ttc_s < self.cfg.caution_ttc_s:
                 streak[ft.trail_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
         self._flow_streak = streak
+        # The flow-carried box's offset, frame by frame: the sway's samples between detections.
+        cam = self.camera
+        if cam is not None:
+            for ft in result.tracks:
+                tr = next((t for t in cam.tracks if t.track_id == ft.track_id), None)
+                if tr is not None:
+                    distance, bearing = self._current(tr, ft)
+                    if (distance, bearing) != (tr.distance_m, tr.bearing_deg):
+                        self._add_lateral(tr.track_id, result.t_ns, distance, bearing)
 
     def _flow_of(self, tr: CameraTrack, now_ns: int) -> FlowTrack | None:
         """The flow's newest word on a track, if fresh."""
@@ -280,6 +327,21 @@ class ThreatEstimator:
         if flow is None or now_ns - flow.t_ns > self.camera_max_age_ns:
             return None
         return flow.track(tr.track_id)
+
+    def _current(self, tr: CameraTrack, ft: FlowTrack | None) -> tuple[float, float]:
+        """The track's distance and bearing now. The detection's are as old as
+        its frame (at a Pi Zero's pace, half a second and more: metres at 8
+        m/s, and a side passer's bearing has grown meanwhile); the flow's box,
+        carried from that detection to the newest frame, is where the object
+        is now: its distance shrunk by the scale since, its bearing from the
+        carried box's centre. So the corridor test and the time to collision
+        judge the same moment."""
+        g = self._geometry
+        if (ft is None or self.camera is None or ft.detection_t_ns != self.camera.t_ns
+                or not FLOW_SCALE_MIN <= ft.scale <= FLOW_SCALE_MAX):
+            return tr.distance_m, tr.bearing_deg  # the flow has not (or no longer) followed this detection
+        bearing = g.bearing_deg((ft.box[0] + ft.box[2]) / 2) if g is not None else tr.bearing_deg
+        return tr.distance_m / ft.scale, bearing
 
     def camera_fresh(self, now_ns: int) -> bool:
         """The newest camera result may still be acted on: no older than
@@ -298,11 +360,15 @@ class ThreatEstimator:
         self.looming.add(result)
 
     def _plausible_ttc(self, tr: CameraTrack) -> float | None:
-        """The track's TTC unless it implies an impossible closing speed: the
-        camera distance is rough, but not wrong by a factor of three."""
-        if tr.ttc_s is None or tr.distance_m / tr.ttc_s > self.cfg.max_closing_mps:
+        """The track's box-growth TTC, no shorter than its distance covered at
+        max_closing_mps. A far object's box is small and its growth noisy, and
+        a fast closer's early fits come out short (at 8 m/s from 20 m, 1.1 s
+        for 2.4): closing, but faster than anything on a path. Dropping such
+        a value (as before) held a cyclist's alert back until its boxes were
+        big enough to agree; the fastest plausible closing says what it can."""
+        if tr.ttc_s is None:
             return None
-        return tr.ttc_s
+        return max(tr.ttc_s, tr.distance_m / self.cfg.max_closing_mps)
 
     def _crossing_entry_s(self, tr: CameraTrack) -> float | None:
         """Seconds until the track's body enters the corridor, if it crosses
@@ -326,15 +392,17 @@ class ThreatEstimator:
                 # tracker renamed it has been seen in more than two frames.
                 if tr.hits < CAMERA_MIN_HITS and (ft is None or not _streak_held(self._flow_streak.get(ft.trail_id))):
                     continue
-                distance = tr.distance_m
+                distance, bearing = self._current(tr, ft)
                 ttc = self._plausible_ttc(tr) if _streak_held(self._ttc_streak.get(tr.track_id)) else None
-                if ft is not None:
-                    if ft.detection_t_ns == self.camera.t_ns and FLOW_SCALE_MIN <= ft.scale <= FLOW_SCALE_MAX:
-                        distance = tr.distance_m / ft.scale  # nearer by the growth since the detection's frame
-                    if (ft.ttc_s is not None and _streak_held(self._flow_streak.get(ft.trail_id))
-                            and distance / ft.ttc_s <= self.cfg.max_closing_mps):
-                        ttc = ft.ttc_s if ttc is None else min(ttc, ft.ttc_s)
-                lateral = tr.distance_m * math.sin(math.radians(tr.bearing_deg))
+                # The flow's own implausibly short TTC is dropped, not bounded: one
+                # 0.27 s window whose points slid onto something passing is a
+                # tracking failure, where a box fit that comes out short is an
+                # approach measured noisily (on the Market Street film the
+                # bound drew 0.66 s of false WARN at crossing-ahead).
+                if (ft is not None and ft.ttc_s is not None and _streak_held(self._flow_streak.get(ft.trail_id))
+                        and distance / ft.ttc_s <= self.cfg.max_closing_mps):
+                    ttc = ft.ttc_s if ttc is None else min(ttc, ft.ttc_s)
+                lateral = self._lateral(tr.track_id, distance * math.sin(math.radians(bearing)))
                 # Filling the frame with its inner side inside the corridor: the near field.
                 # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
                 # Only within the CAUTION distance even so: a bus filling the frame 4 m
@@ -350,7 +418,7 @@ class ThreatEstimator:
                         source="camera",
                         label=tr.label,
                         distance_m=distance,
-                        bearing_deg=tr.bearing_deg,
+                        bearing_deg=bearing,
                         ttc_s=ttc,
                         in_path=in_path,
                         clipped=tr.clipped,

@@ -29,7 +29,7 @@ moves it.
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -205,6 +205,21 @@ SIZE_JUMP_PER_S = 1.0
 # A track survives this many of the detector's intervals unseen (one miss and
 # a bit), when that is longer than max_gap_s.
 GAP_INTERVALS = 2.5
+# A detection no track overlaps enough is still a track's next box when its
+# centre is within CENTRE_GATE of the track's box heights from where the track
+# was (or was predicted) and its size within SIZE_GATE of it. The runner's
+# sway turns the camera 1-3 degrees (twice that running backwards): at 20 m
+# that moves a person's box by more than its own width, so IoU alone gives a
+# far object a new track every few frames, and no track keeps the history a
+# time to collision needs. Tried only after every IoU match, and only where
+# the pairing is unambiguous (one candidate each way).
+CENTRE_GATE = 1.0
+SIZE_GATE = math.log(1.4)
+# ... and only for a box this small (px tall): a far object, whose width the
+# sway's shift exceeds. A nearer box's own width keeps IoU working through the
+# sway, and in a crowd of near people a centre is no identity (pairing the
+# wrong two turned their difference in size into growth: a false WARN on vtest).
+CENTRE_MAX_PX = 60.0
 
 
 class IouTracker:
@@ -267,6 +282,7 @@ class IouTracker:
                 seen.append(tr)
                 taken.add(ti)
                 unmatched.discard(di)
+            self._match_by_centre(t_ns, dets, unmatched, taken, seen)
         for di in sorted(unmatched):
             tr = Track(
                 track_id=self._next_id,
@@ -280,6 +296,45 @@ class IouTracker:
             self.tracks.append(tr)
             seen.append(tr)
         return seen
+
+    def _match_by_centre(self, t_ns: int, dets: Detections, unmatched: set[int], taken: set[int],
+                         seen: list[Track]) -> None:
+        """Second pass for what IoU left (see CENTRE_GATE): same class,
+        nearest centre (in box heights) first."""
+        pairs = []
+        for ti, tr in enumerate(self.tracks):
+            if ti in taken:
+                continue
+            for di in unmatched:
+                if int(dets.class_id[di]) != tr.class_id:
+                    continue
+                d = [float(v) for v in dets.xyxy[di]]
+                dh = max(d[3] - d[1], 1.0)
+                if dh > CENTRE_MAX_PX:
+                    continue
+                best = math.inf
+                for b in (tr.box, tr.predicted(t_ns)):
+                    bh = max(b[3] - b[1], 1.0)
+                    if abs(math.log(dh / bh)) > SIZE_GATE:
+                        continue
+                    off = math.hypot((d[0] + d[2] - b[0] - b[2]) / 2, (d[1] + d[3] - b[1] - b[3]) / 2)
+                    best = min(best, off / max(dh, bh))
+                if best <= CENTRE_GATE:
+                    pairs.append((best, ti, di))
+        # Only an unambiguous pair: in a crowd (several people of a size within a
+        # box height of each other) a centre is no identity, and pairing the wrong
+        # two turns their difference in size into growth (a false WARN on vtest).
+        per_track = Counter(ti for _, ti, _ in pairs)
+        per_det = Counter(di for _, _, di in pairs)
+        for _, ti, di in sorted(pairs):
+            if ti in taken or di not in unmatched or per_track[ti] > 1 or per_det[di] > 1:
+                continue
+            tr = self.tracks[ti]
+            self._apply(tr, t_ns, dets, di)
+            tr.hits += 1
+            seen.append(tr)
+            taken.add(ti)
+            unmatched.discard(di)
 
     @staticmethod
     def _apply(tr: Track, t_ns: int, dets: Detections, i: int) -> None:

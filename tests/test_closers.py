@@ -1,0 +1,150 @@
+"""Fast closers (issue 19): a far box the runner's sway moves keeps its track,
+a slow detector still fits a time to collision, an implausibly short one is
+bounded rather than dropped, the corridor test sees through the sway, and
+a flow-carried box gives the track's distance and bearing now."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from device.camera_path.distance import SCALE_WINDOW_NS, measured_tracks, scale_window_ns
+from device.core.camera import CameraResult, CameraTrack
+from device.core.config import Config
+from device.core.types import Frame
+from device.decision.threat import ThreatEstimator
+from device.perception.flow import FlowResult, FlowTrack
+from device.perception.geometry import CameraGeometry
+from device.perception.tracking import IouTracker, iou_matrix
+from fakes import dets, ns
+
+W, H = 640, 360
+F = 480.0  # focal length, px
+
+
+def person_at(d: float, shift_px: float = 0.0) -> tuple[float, float, float, float]:
+    """Box of a 1.7 m, 0.5 m wide person at distance d, straight ahead, moved
+    sideways by shift_px (the camera's sway)."""
+    h, w = F * 1.7 / d, F * 0.5 / d
+    cx, bottom = W / 2 + shift_px, H / 2 + F * 1.1 / d
+    return (cx - w / 2, bottom - h, cx + w / 2, bottom)
+
+
+@pytest.mark.parametrize("fps", [15.0, 7.5])
+def test_a_far_box_the_sway_moves_past_its_width_keeps_its_track(fps: float) -> None:
+    # A cyclist closing at 8 m/s from 22 m; the runner's sway turns the camera
+    # 3 degrees each way at 1.4 Hz (25 px here), moving the box between two
+    # detections by more than its width (11-17 px): they do not overlap.
+    tr = IouTracker()
+    ids, boxes = set(), []
+    n = int(0.8 * fps)
+    for i in range(n):
+        t = i / fps
+        boxes.append(person_at(22.0 - 8.0 * t, F * math.tan(math.radians(3.0 * math.sin(2 * math.pi * t / 0.7)))))
+        (track,) = tr.update(ns(t), dets(boxes[-1]))
+        ids.add(track.track_id)
+    assert min(iou_matrix(np.array([a]), np.array([b]))[0, 0] for a, b in zip(boxes, boxes[1:], strict=False)) < tr.min_iou
+    assert ids == {1} and track.hits == n
+    # Its size history is whole, so the growth gives the time to collision (truth: (22 - 8 t) / 8).
+    t_end = (n - 1) / fps
+    assert track.ttc_s(ns(1.0), W, H) == pytest.approx((22.0 - 8.0 * t_end) / 8.0, rel=0.05)
+
+
+def test_the_centre_match_takes_no_box_of_another_size_or_place() -> None:
+    tr = IouTracker()
+    tr.update(0, dets(person_at(20.0)))  # h 40.8 px
+    # Two box heights to the side: another object.
+    assert tr.update(ns(0.1), dets(person_at(20.0, 90.0)))[0].track_id == 2
+    # Near where the first was (no overlap), but 1.6 times its size: not the same object either.
+    big = person_at(20.0 / 1.6, 25.0)
+    assert iou_matrix(np.array([person_at(20.0)]), np.array([big]))[0, 0] == 0.0
+    assert tr.update(ns(0.2), dets(big))[0].track_id == 3
+
+
+def test_a_slow_detector_still_fits_a_time_to_collision() -> None:
+    # A Pi Zero's pace: a box every 0.545 s. Three boxes span 1.09 s, more than
+    # the 1.0 s window, so the box growth never gave a time to collision.
+    interval = 0.545
+    tr = IouTracker()
+    for i in range(3):
+        t = i * interval
+        (track,) = tr.update(ns(t), dets(person_at(24.0 - 8.0 * t)))
+    g = CameraGeometry(W, H, 2 * math.degrees(math.atan(W / 2 / F)), 1.1, 0.0)
+    assert tr.interval_ns() == ns(interval)
+    (short,) = measured_tracks([track], g, SCALE_WINDOW_NS)
+    assert short.ttc_s is None
+    (paced,) = measured_tracks([track], g, scale_window_ns(tr.interval_ns()))
+    assert paced.ttc_s == pytest.approx((24.0 - 8.0 * 2 * interval) / 8.0, rel=0.02)
+    # At a fast detector's pace the window is the 1.0 s it was.
+    assert scale_window_ns(ns(1 / 15)) == SCALE_WINDOW_NS
+
+
+def _track(ttc: float | None, distance: float = 20.0, bearing: float = 0.0, box=(300.0, 100.0, 340.0, 220.0),
+           track_id: int = 7) -> CameraTrack:
+    return CameraTrack(track_id=track_id, label="person", box=box, confidence=0.9, hits=5,
+                       distance_m=distance, bearing_deg=bearing, ttc_s=ttc, ttc_measure="height")
+
+
+def test_an_implausibly_short_ttc_is_bounded_and_carries_the_streak() -> None:
+    cfg = Config()
+    est = ThreatEstimator(cfg)
+    bound = 20.0 / cfg.alerts.max_closing_mps  # 1.67 s at 12 m/s
+    # 2.2 s (9 m/s: plausible), then 1.0 s (20 m/s: implausible) on the next result.
+    est.set_camera(CameraResult(0, 0, (_track(2.2),)))
+    assert est.candidates(0)[0].ttc_s is None  # one result is no streak
+    est.set_camera(CameraResult(ns(0.133), 1, (_track(1.0),)))
+    # The implausible result is closing all the same: the streak has held, and
+    # its time to collision counts at the fastest plausible closing.
+    assert est.candidates(ns(0.133))[0].ttc_s == pytest.approx(bound)
+    est.set_camera(CameraResult(ns(0.266), 2, (_track(2.0),)))
+    assert est.candidates(ns(0.266))[0].ttc_s == pytest.approx(2.0)
+
+
+def _swaying(est: ThreatEstimator, lateral_m: float, fps: float, seconds: float = 2.0) -> tuple[list[bool], list[bool]]:
+    """A track 20 m away, lateral_m to the side, seen by a camera the runner's
+    sway turns 3 degrees each way at 1.4 Hz: (the corridor test each result,
+    what one frame's bearing alone would have said)."""
+    d, b0 = 20.0, math.degrees(math.atan2(lateral_m, 20.0))
+    half = est.cfg.corridor_half_width_m
+    tests, single = [], []
+    for i in range(int(seconds * fps)):
+        t = i / fps
+        b = b0 + 3.0 * math.sin(2 * math.pi * t / 0.7)
+        est.set_camera(CameraResult(ns(t), i, (_track(None, d, b),)))
+        tests.append(est.candidates(ns(t))[0].in_path)
+        single.append(abs(d * math.sin(math.radians(b))) <= half)
+    return tests, single
+
+
+@pytest.mark.parametrize("fps", [15.0, 7.5])
+def test_the_corridor_test_sees_through_the_sway(fps: float) -> None:
+    passing, single = _swaying(ThreatEstimator(Config()), 1.5, fps)
+    assert any(single)  # one frame's bearing alone puts the passer in the corridor now and then
+    assert not any(passing)
+    head_on, single = _swaying(ThreatEstimator(Config()), 0.0, fps)
+    assert not all(single)  # ... and the head-on cyclist out of it
+    assert all(head_on)
+
+
+def test_a_flow_carried_box_gives_the_distance_and_bearing_now() -> None:
+    cfg = Config()
+    est = ThreatEstimator(cfg)
+    w, h = cfg.camera.width, cfg.camera.height
+    g = CameraGeometry.for_camera(cfg.camera, w, h)
+    box = (w / 2 - 10, 100.0, w / 2 + 10, 160.0)  # straight ahead at the detection's frame
+    frame = Frame(t_ns=0, seq=0, image=np.zeros((h, w, 3), np.uint8))
+    est.set_camera(CameraResult(0, 0, (_track(None, 10.0, 0.0, box),), frame=frame))
+    # Half a second on (a Pi Zero's latency) the flow has carried the box 60 px
+    # sideways and grown it by 1.25.
+    carried = (box[0] - 60 - 2.5, 100.0 - 7.5, box[2] - 60 + 2.5, 160.0 + 7.5)
+    est.set_flow(FlowResult(ns(0.5), 7, (FlowTrack(7, carried, 1.25, None, 20, 0, trail_id=1),)))
+    cand = est.candidates(ns(0.5))[0]
+    assert cand.distance_m == pytest.approx(10.0 / 1.25)
+    assert cand.bearing_deg == pytest.approx(g.bearing_deg((carried[0] + carried[2]) / 2))
+    assert abs(cand.bearing_deg) > 5.0
+    # A flow that has not followed this detection (an older one's box) is not taken.
+    est.set_camera(CameraResult(ns(0.6), 8, (_track(None, 9.0, 0.0, box),), frame=frame))
+    cand = est.candidates(ns(0.6))[0]
+    assert (cand.distance_m, cand.bearing_deg) == (9.0, 0.0)
