@@ -16,11 +16,14 @@ ROUNDS=${1:-5}
 TMP=${2:-/tmp/stress-rounds}
 STRESS=${STRESS:---cpu 8 --hdd 1}
 PY=${PY:-.venv/bin/python}
+# The files whose tests start threads or live runs: the device in a
+# subprocess (incidents, run_device, run_source, process_end), the recorder's
+# writer thread, the preview's server, the camera's grabber and the paced
+# and threaded camera paths.
 FILES=(
   tests/test_incidents.py tests/test_run_device.py tests/test_run_source.py
-  tests/test_recorder.py tests/test_recorder_thread.py tests/test_recorder_disk.py
-  tests/test_preview.py tests/test_process_end.py tests/test_paced_camera.py
-  tests/test_camera.py tests/test_camera_path.py tests/test_terminal.py
+  tests/test_process_end.py tests/test_recorder_thread.py tests/test_recorder_disk.py
+  tests/test_preview.py tests/test_paced_camera.py tests/test_camera.py tests/test_camera_path.py
 )
 command -v stress-ng >/dev/null || { echo "stress-rounds: stress-ng is not installed" >&2; exit 2; }
 mkdir -p "$TMP/stress"
