@@ -100,6 +100,15 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds the process has used."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load1() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
@@ -111,7 +120,7 @@ class Device:
     port: int
     work: Path
     proc: subprocess.Popen[bytes] | None = None
-    samples: list[tuple[float, float, int]] = field(default_factory=list)  # (s, rss MB, frames)
+    samples: list[tuple[float, float, int, float]] = field(default_factory=list)  # (s, RSS MB, frames, CPU s)
     polls: int = 0
     poll_errors: int = 0
     frames: int = 0
@@ -191,8 +200,9 @@ def main() -> int:
             loads.append(load1())
             for d in devices:
                 r = rss_mb(d.proc.pid) if d.proc else None
-                if r is not None:
-                    d.samples.append((s, r, d.frames))
+                c = cpu_s(d.proc.pid) if d.proc else None
+                if r is not None and c is not None:
+                    d.samples.append((s, r, d.frames, c))
             time.sleep(max(0.0, args.sample_s - (time.monotonic() - started - s)))
     finally:
         stop.set()
@@ -217,9 +227,9 @@ def main() -> int:
     for d in devices:
         rc = d.proc.returncode if d.proc else None
         (args.work / f"rss-{d.name}.csv").write_text(
-            "seconds,rss_mb,frames\n" + "".join(f"{s:.1f},{r:.1f},{f}\n" for s, r, f in d.samples))
-        after = [(s, r, f) for s, r, f in d.samples if s >= warm_s]
-        warm = [(s, r, f) for s, r, f in d.samples if s < warm_s]
+            "seconds,rss_mb,frames,cpu_s\n" + "".join(f"{s:.1f},{r:.1f},{f},{c:.2f}\n" for s, r, f, c in d.samples))
+        after = [x for x in d.samples if x[0] >= warm_s]
+        warm = [x for x in d.samples if x[0] < warm_s]
         said = ",".join(f"{k}={v}" for k, v in d.env.items()) or "(environment as is)"
         print(f"\n[{d.name}] {said}; exit status {rc}")
         if rc not in (0, -signal.SIGTERM):
@@ -227,14 +237,17 @@ def main() -> int:
         if not after or not warm:
             print("  too short: no samples after the warm-up")
             continue
-        rss = [r for _, r, _ in after]
+        rss = [x[1] for x in after]
         frames = after[-1][2] - warm[-1][2]
         span = after[-1][0] - warm[-1][0]
-        slope = fit_slope([s / 60 for s, _, _ in after], rss)
+        cpu = after[-1][3] - warm[-1][3]
+        slope = fit_slope([x[0] / 60 for x in after], rss)
         print(f"  RSS at warm-up end {warm[-1][1]:.1f} MB; after it min {min(rss):.1f}, max {max(rss):.1f} "
               f"(range {max(rss) - min(rss):.1f} MB), last {rss[-1]:.1f}; slope {slope:+.3f} MB/min")
         print(f"  frames taken after warm-up {frames} in {span / 60:.1f} min = {frames / span:.2f}/s "
               f"(all: {after[-1][2]}); preview polls {d.polls} (each frame + status), failed {d.poll_errors}")
+        print(f"  CPU after warm-up {cpu:.0f} s = {cpu / span:.2f} cores, "
+              f"{1000 * cpu / frames if frames else float('nan'):.0f} ms a frame taken")
     return 1 if failed else 0
 
 
