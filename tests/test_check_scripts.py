@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ SCRIPTS = [REPO / "scripts" / "check-systemd.sh", REPO / "scripts" / "check-arm6
 # only that its scripts parse and pass shellcheck, that CI does not run it,
 # and that its line sampler measures what the lines show.
 GPIO_VM = [REPO / "scripts" / "check-gpio-vm.sh", REPO / "scripts" / "check-gpio-vm-inside.sh"]
-# Run by hand, never by CI: the lock's generator and the newest-releases check.
-BY_HAND = [REPO / "scripts" / "lock.sh", REPO / "scripts" / "check-latest.sh"]
+# Run by hand, never by CI: the lock's generator, the newest-releases check and
+# the thread-heavy tests under stress-ng (most of an hour).
+BY_HAND = [REPO / "scripts" / "lock.sh", REPO / "scripts" / "check-latest.sh", REPO / "scripts" / "stress-rounds.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS + GPIO_VM + BY_HAND, ids=lambda p: p.name)
@@ -109,3 +111,23 @@ def test_gpio_vm_helper_prints_each_lines_changes_with_their_times(tmp_path: Pat
     assert edge[3] == "1" and float(edge[2]) >= float(first[0].split()[2])
     assert not any(line.startswith("edge 1 ") for line in lines + rest.splitlines())
     assert re.search(r"^edges seconds=[0-9.]+ samples=\d+ maxgap_ms=[0-9.]+$", rest, re.M)
+
+
+def test_the_soak_scripts_arithmetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # scripts/soak.py (the memory soak, run by hand): its slope and the unit's
+    # allocator settings it runs with; --help needs no OpenCV and no device.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("soak", REPO / "scripts" / "soak.py")
+    assert spec is not None and spec.loader is not None
+    soak = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "soak", soak)  # its dataclass looks its module up
+    spec.loader.exec_module(soak)
+    assert soak.fit_slope([0.0, 1.0, 2.0, 3.0], [200.0, 200.5, 201.0, 201.5]) == pytest.approx(0.5)
+    unit = tmp_path / "u.service"
+    unit.write_text("[Service]\nEnvironment=A=1 MALLOC_ARENA_MAX=2\n# Environment=MALLOC_X=1\n"
+                    "Environment=MALLOC_TOP_PAD_=0\n")
+    assert soak.unit_malloc_env(unit) == {"MALLOC_ARENA_MAX": "2", "MALLOC_TOP_PAD_": "0"}
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "soak.py"), "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--variant" in r.stdout

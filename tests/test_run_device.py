@@ -63,17 +63,28 @@ def test_systemd_protocol_and_sigterm_during_recording(tmp_path: Path, model_pat
         messages_until(sock, b"WATCHDOG=1")
         messages_until(sock, b"WATCHDOG=1")  # keeps pinging from the loop
         seg = rec / "seg-000001"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (not (seg / "frames.csv").exists()
-                                               or len((seg / "frames.csv").read_text().splitlines()) < 12):
+
+        def written() -> int:  # frames in frames.csv so far (its header aside)
+            csv = seg / "frames.csv"
+            return max(0, len(csv.read_text().splitlines()) - 1) if csv.exists() else 0
+
+        # The stop comes once 11 frames are written, however long a loaded
+        # machine takes (a fixed 30 s that then stopped anyway left 8 frames
+        # under stress-ng --cpu 8 --hdd 1; issue 23). The bound only ends a
+        # hung run.
+        deadline = time.monotonic() + 180
+        while written() < 11:
+            assert time.monotonic() < deadline, f"only {written()} frames recorded in 180 s"
+            assert proc.poll() is None, proc.communicate()[1]
             time.sleep(0.05)
+        seen = written()
         proc.send_signal(signal.SIGTERM)
         messages_until(sock, b"STOPPING=1")
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     recording = Recording.open(seg)
-    assert recording.frame_count >= 10
+    assert recording.frame_count >= seen >= 11  # the stop loses no frame written before it
     assert sum(1 for _ in recording.frames()) == recording.frame_count
     assert len(recording.ranges) > 0
 
