@@ -7,7 +7,6 @@ replay never touching an accelerator."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +22,12 @@ from device.perception.backends import BackendError, FallbackDetector, Presence,
 from device.perception.backends import probe as real_probe
 from device.perception.backends.imx500 import AttachedDetector, Imx500Source
 from device.sensing.camera import OpenCVSource
+from tests.fakes import wait_until
 from tests.test_accel_backends import PERSON, CpuStub, config, fake_picamera2, tensors  # noqa: F401 - a fixture
 
 VIDEO = Path(__file__).resolve().parents[1] / ".." / "shared" / "footage" / "vtest.avi"
 HERE = Presence(True, "here (a test)")
 ABSENT = Presence(False, "not here (a test)")
-
-
-def wait_until(cond: Any) -> bool:
-    """Bounded wait for another thread (up to 10 s, in 10 ms polls)."""
-    tick = threading.Event()
-    for _ in range(1000):
-        if cond():
-            return True
-        tick.wait(0.01)
-    return bool(cond())
 
 
 @pytest.fixture
@@ -152,7 +142,17 @@ def test_a_hailo_failing_while_running_is_the_named_fault_and_the_cpu_takes_over
         pipeline = device.assemble()
         assert wait_until(lambda: det.active == "cpu" and cpu.calls > 0)
         assert state.hailo_closed
-        step = pipeline.step()
+        # A loaded machine can starve the video's thread long enough for the frame
+        # watch to name a stalled camera (seen in CI-like runs at load 35-40): that
+        # fault is the frame watch's, not this test's; take a step without it.
+        steps: list[Any] = []
+
+        def step_with_a_fed_camera() -> bool:
+            steps.append(pipeline.step())
+            return not any(f.part is Part.CAMERA for f in steps[-1].faults)
+
+        assert wait_until(step_with_a_fed_camera)
+        step = steps[-1]
         accel = [f for f in step.faults if f.part is Part.ACCELERATOR]
         assert [str(f) for f in accel] == [
             "accelerator: hailo failed (Hailo.run failed: HAILO_TIMEOUT); detecting with the CPU model instead"]
