@@ -276,12 +276,7 @@ class IouTracker:
                     break
                 if di not in unmatched or ti in taken:
                     continue
-                tr = self.tracks[ti]
-                self._apply(tr, t_ns, dets, di)
-                tr.hits += 1
-                seen.append(tr)
-                taken.add(ti)
-                unmatched.discard(di)
+                self._continue(ti, t_ns, dets, di, seen, taken, unmatched)
             self._match_by_centre(t_ns, dets, unmatched, taken, seen)
         for di in sorted(unmatched):
             tr = Track(
@@ -329,12 +324,17 @@ class IouTracker:
         for _, ti, di in sorted(pairs):
             if ti in taken or di not in unmatched or per_track[ti] > 1 or per_det[di] > 1:
                 continue
-            tr = self.tracks[ti]
-            self._apply(tr, t_ns, dets, di)
-            tr.hits += 1
-            seen.append(tr)
-            taken.add(ti)
-            unmatched.discard(di)
+            self._continue(ti, t_ns, dets, di, seen, taken, unmatched)
+
+    def _continue(self, ti: int, t_ns: int, dets: Detections, di: int, seen: list[Track], taken: set[int],
+                  unmatched: set[int]) -> None:
+        """Detection di continues track ti (by IoU or by centre alike)."""
+        tr = self.tracks[ti]
+        self._apply(tr, t_ns, dets, di)
+        tr.hits += 1
+        seen.append(tr)
+        taken.add(ti)
+        unmatched.discard(di)
 
     @staticmethod
     def _apply(tr: Track, t_ns: int, dets: Detections, i: int) -> None:
