@@ -26,7 +26,15 @@ from device.core.clock import NS_PER_S
 
 DISTANCE_REL_SD = 0.12  # of the decided distance: box heights are good to tens of percent
 DISTANCE_FLOOR_SD_M = 0.1
-BEARING_SD_DEG = 0.7  # a box's centre column: a few pixels, a stride's swing
+# A box centre's bearing is good to a few pixels, but the camera is worn: the
+# runner's sway turns it 1-3 degrees each way within a stride (twice that
+# running backwards). At 0.7 the filter took that swing as the object's own
+# sideways motion, and a side pass 1.3 m out in the hazards suite's rough
+# render read as crossing (1.35 +- 0.33 m/s) after three detections at the
+# Pi 4's pace: a false DANGER. At 2.0 it needs a longer look, which a real
+# crosser gives: the rough walker crossing warned 1.92 s before entry at pi4
+# (0.90 s at 0.7), and the Market Street cut-ins lost their 0.14 s of WARN.
+BEARING_SD_DEG = 2.0
 ACCEL_SD_MPS2 = 0.8  # white-noise acceleration: people and bikes change pace, not wildly
 INITIAL_SPEED_SD_MPS = 4.0  # unknown velocity at a track's birth
 # The velocity is settled (may raise a level) after this many measurements
