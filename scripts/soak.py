@@ -90,14 +90,22 @@ def looped_footage(src: Path, dest: Path, min_seconds: float) -> Path:
     return out
 
 
-def rss_mb(pid: int) -> float | None:
+def rss_mb(pid: int) -> tuple[float, float, float] | None:
+    """The process's resident memory in MB: all of it (VmRSS), its private
+    memory (RssAnon: the heaps, the arenas, the frames) and the files it has
+    mapped (RssFile: mostly library code, paged in the first time a path
+    runs, e.g. the JPEG decoder at the first incident clip, and shared)."""
+    got: dict[str, float] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                got[key] = int(value.split()[0]) / 1024
     except OSError:
         return None
-    return None
+    if "VmRSS" not in got:
+        return None
+    return got["VmRSS"], got.get("RssAnon", float("nan")), got.get("RssFile", float("nan"))
 
 
 def cpu_s(pid: int) -> float | None:
@@ -120,7 +128,8 @@ class Device:
     port: int
     work: Path
     proc: subprocess.Popen[bytes] | None = None
-    samples: list[tuple[float, float, int, float]] = field(default_factory=list)  # (s, RSS MB, frames, CPU s)
+    samples: list[tuple[float, float, int, float, float, float]] = field(default_factory=list)
+    # (s, RSS MB, frames, CPU s, RssAnon MB, RssFile MB)
     polls: int = 0
     poll_errors: int = 0
     frames: int = 0
@@ -202,7 +211,7 @@ def main() -> int:
                 r = rss_mb(d.proc.pid) if d.proc else None
                 c = cpu_s(d.proc.pid) if d.proc else None
                 if r is not None and c is not None:
-                    d.samples.append((s, r, d.frames, c))
+                    d.samples.append((s, r[0], d.frames, c, r[1], r[2]))
             time.sleep(max(0.0, args.sample_s - (time.monotonic() - started - s)))
     finally:
         stop.set()
@@ -227,7 +236,8 @@ def main() -> int:
     for d in devices:
         rc = d.proc.returncode if d.proc else None
         (args.work / f"rss-{d.name}.csv").write_text(
-            "seconds,rss_mb,frames,cpu_s\n" + "".join(f"{s:.1f},{r:.1f},{f},{c:.2f}\n" for s, r, f, c in d.samples))
+            "seconds,rss_mb,frames,cpu_s,rss_anon_mb,rss_file_mb\n"
+            + "".join(f"{s:.1f},{r:.1f},{f},{c:.2f},{a:.1f},{fm:.1f}\n" for s, r, f, c, a, fm in d.samples))
         after = [x for x in d.samples if x[0] >= warm_s]
         warm = [x for x in d.samples if x[0] < warm_s]
         said = ",".join(f"{k}={v}" for k, v in d.env.items()) or "(environment as is)"
@@ -244,6 +254,10 @@ def main() -> int:
         slope = fit_slope([x[0] / 60 for x in after], rss)
         print(f"  RSS at warm-up end {warm[-1][1]:.1f} MB; after it min {min(rss):.1f}, max {max(rss):.1f} "
               f"(range {max(rss) - min(rss):.1f} MB), last {rss[-1]:.1f}; slope {slope:+.3f} MB/min")
+        for what, col in (("private (RssAnon)", 4), ("files (RssFile)", 5)):
+            ys = [x[col] for x in after]
+            print(f"  {what}: at warm-up end {warm[-1][col]:.1f} MB; after it {min(ys):.1f}-{max(ys):.1f} "
+                  f"(range {max(ys) - min(ys):.1f} MB); slope {fit_slope([x[0] / 60 for x in after], ys):+.3f} MB/min")
         print(f"  frames taken after warm-up {frames} in {span / 60:.1f} min = {frames / span:.2f}/s "
               f"(all: {after[-1][2]}); preview polls {d.polls} (each frame + status), failed {d.poll_errors}")
         print(f"  CPU after warm-up {cpu:.0f} s = {cpu / span:.2f} cores, "

@@ -5,6 +5,7 @@ sandbox probe and the check agree on what is probed."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -128,6 +129,9 @@ def test_the_soak_scripts_arithmetic(tmp_path: Path, monkeypatch: pytest.MonkeyP
     unit.write_text("[Service]\nEnvironment=A=1 MALLOC_ARENA_MAX=2\n# Environment=MALLOC_X=1\n"
                     "Environment=MALLOC_TOP_PAD_=0\n")
     assert soak.unit_malloc_env(unit) == {"MALLOC_ARENA_MAX": "2", "MALLOC_TOP_PAD_": "0"}
+    if sys.platform == "linux":  # all, private and file-backed: a step in the files is code paged in, not a leak
+        rss, anon, files = soak.rss_mb(os.getpid())
+        assert 0 < anon < rss and 0 < files < rss and abs(anon + files - rss) < 2
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "soak.py"), "--help"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--variant" in r.stdout
