@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from gpiozero.exc import BadPinFactory, PinFactoryFallback
 
 from device import __version__
+from device.app import heap_trim
 from device.app.compose import RecordingRefused, compose_device, is_file_source, start_preview
 from device.app.selftest import greet, self_test
 from device.app.service_hint import hint as service_hint
@@ -211,6 +212,9 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
         if any(f.startswith("camera") for f in start_faults) and opts.source == "pi" and (h := service_hint()):
             print(f"rearguard: {h}", file=err)
         preview = None
+        # glibc's free pages back to the OS every half minute: a long run's
+        # memory stays flat (device/app/heap_trim.py, docs/performance.md)
+        trimmer = heap_trim.HeapTrimmer(heap_trim.glibc_trim(), heap_trim.TRIM_PERIOD_S)
         try:
             try:
                 preview = start_preview(opts.preview, err)
@@ -238,8 +242,10 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
                   else "the ready cue plays" if opts.self_test else "no self-test"), file=err, flush=True)
             notifier.ready("running" + (f", faults: {'; '.join(start_faults)}" if start_faults else "")
                            + "".join(f", {n}" for n in notes))
+            trimmer.start()
             run_forever(pipeline, stop, on_step=on_step)
         finally:
+            trimmer.close()
             notifier.stopping()
             if status.tty:
                 print(file=out)
