@@ -27,6 +27,7 @@ class GroundState:
     updates: int
     # Enough measurements and a small enough velocity covariance to act on.
     settled: bool = False
+    x_sd_m: float = 0.0  # standard deviation of x_m
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,13 @@ import math
 import statistics
 from dataclasses import replace
 
-from device.core.camera import CameraResult, CameraTrack
+from device.core.camera import CameraResult, CameraTrack, GroundState
 from device.core.clock import NS_PER_S
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
 from device.core.faults import Fault, Part
 from device.core.types import AlertLevel, Range, Threat
 from device.decision.candidate import Candidate
-from device.decision.crossing import corridor_entry_s
+from device.decision.crossing import clears_corridor, corridor_entry_s, line_s, reach_s
 from device.decision.looming import LoomingTrack
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.flow import FlowResult, FlowTrack
@@ -374,10 +374,16 @@ class ThreatEstimator:
         """Seconds until the track's body enters the corridor, if it crosses
         into the runner's way (device.decision.crossing); only with
         `alerts.crossing` on and a settled velocity estimate."""
-        g = tr.ground
-        if not self.cfg.crossing or g is None or not g.settled:
+        g = self._settled_ground(tr)
+        if g is None:
             return None
         return corridor_entry_s(g, tr.half_width_m, self.cfg.corridor_half_width_m, self.cfg.min_closing_mps)
+
+    def _settled_ground(self, tr: CameraTrack) -> GroundState | None:
+        """The track's filtered ground state, when `alerts.crossing` is on and
+        its velocity is settled enough to act on (device.perception.motion)."""
+        g = tr.ground
+        return g if self.cfg.crossing and g is not None and g.settled else None
 
     def sensor_faults(self) -> tuple[Fault, ...]:
         return tuple(Fault(Part.SENSOR, fault_kind(t.fault), t.fault, name=name)
@@ -402,7 +408,15 @@ class ThreatEstimator:
                 if (ft is not None and ft.ttc_s is not None and _streak_held(self._flow_streak.get(ft.trail_id))
                         and distance / ft.ttc_s <= self.cfg.max_closing_mps):
                     ttc = ft.ttc_s if ttc is None else min(ttc, ft.ttc_s)
-                lateral = self._lateral(tr.track_id, distance * math.sin(math.radians(bearing)))
+                g = self._settled_ground(tr)
+                # A settled ground filter's sideways position first: it is one
+                # filter per object across the tracker's renames. A far object
+                # the runner's sway swings by more than its width gets a new
+                # track id every few frames, each id catching the sway at one
+                # phase, so one id's own median can sit a metre to the side
+                # (cyclist-10mps-rough: a head-on rider's ids read +1.2 m).
+                lateral = g.x_m if g is not None else self._lateral(
+                    tr.track_id, distance * math.sin(math.radians(bearing)))
                 # Filling the frame with its inner side inside the corridor: the near field.
                 # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
                 # Only within the CAUTION distance even so: a bus filling the frame 4 m
@@ -410,6 +424,13 @@ class ThreatEstimator:
                 near = tr.near_bearing_deg is not None and distance <= self.cfg.caution_distance_m and (
                     abs(distance * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
                 in_path = near or abs(lateral) <= self.cfg.corridor_half_width_m
+                if in_path and not near and g is not None:
+                    if clears_corridor(g, tr.half_width_m, self.cfg.corridor_half_width_m, reach_s(g, ttc)):
+                        in_path = False  # crossing ahead, gone before the runner gets there
+                    else:
+                        arrive = line_s(g, self.cfg.min_closing_mps)
+                        if arrive is not None:
+                            ttc = arrive if ttc is None else min(ttc, arrive)
                 entry = self._crossing_entry_s(tr) if not in_path else None
                 if entry is not None:  # crossing into the corridor: in the path from now on
                     in_path, ttc = True, entry if ttc is None else min(ttc, entry)

@@ -111,7 +111,7 @@ class GroundFilter:
         return GroundState(
             x_m=float(self.s[0]), z_m=float(self.s[1]), vx_mps=float(self.s[2]), vz_mps=float(self.s[3]),
             vx_sd_mps=math.sqrt(max(self.p[2, 2], 0.0)), vz_sd_mps=math.sqrt(max(self.p[3, 3], 0.0)),
-            updates=self.updates,
+            updates=self.updates, x_sd_m=math.sqrt(max(self.p[0, 0], 0.0)),
             settled=(self.updates >= SETTLED_MIN_UPDATES
                      and self.p[2, 2] <= SETTLED_VX_SD_MPS**2 and self.p[3, 3] <= SETTLED_VZ_SD_MPS**2),
         )
