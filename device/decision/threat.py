@@ -227,6 +227,16 @@ class AlertPolicy:
         return self.level
 
 
+def _object_key(tr: CameraTrack) -> tuple[str, int]:
+    """Whose lateral offsets a track's are: its ground filter's object, which
+    outlives the tracker's renames, else its own track id. A far object the
+    runner's sway swings by more than its width gets a new track id every
+    few frames, each id catching the sway at one phase: by one id's own
+    median a head-on rider read 1.2 m to the side (cyclist-10mps-rough)."""
+    g = tr.ground
+    return ("object", g.object_id) if g is not None and g.object_id else ("track", tr.track_id)
+
+
 def _streak_held(streak: tuple[int, int] | None) -> bool:
     return streak is not None and streak[1] - streak[0] >= CAMERA_TTC_STREAK_NS
 
@@ -246,8 +256,8 @@ class ThreatEstimator:
         self.camera: CameraResult | None = None
         # track id -> (frame time the closing streak began, frame time of its newest result)
         self._ttc_streak: dict[int, tuple[int, int]] = {}
-        # track id -> (time, lateral offset m) of its recent frames (see LATERAL_WINDOW_S)
-        self._laterals: dict[int, list[tuple[int, float]]] = {}
+        # object (see _object_key) -> (time, lateral offset m) of its recent frames (see LATERAL_WINDOW_S)
+        self._laterals: dict[tuple[str, int], list[tuple[int, float]]] = {}
         self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
         self._last: Threat | None = None
         self.looming = LoomingTrack(config)  # any upright surface, no class (device.decision.looming)
@@ -284,21 +294,21 @@ class ThreatEstimator:
             if closing:
                 streak[tr.track_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
         self._ttc_streak = streak
-        self._laterals = {tr.track_id: self._laterals.get(tr.track_id, []) for tr in result.tracks}
+        self._laterals = {_object_key(tr): self._laterals.get(_object_key(tr), []) for tr in result.tracks}
         for tr in result.tracks:
-            self._add_lateral(tr.track_id, result.t_ns, tr.distance_m, tr.bearing_deg)
+            self._add_lateral(_object_key(tr), result.t_ns, tr.distance_m, tr.bearing_deg)
 
-    def _add_lateral(self, track_id: int, t_ns: int, distance_m: float, bearing_deg: float) -> None:
-        series = self._laterals.setdefault(track_id, [])
+    def _add_lateral(self, key: tuple[str, int], t_ns: int, distance_m: float, bearing_deg: float) -> None:
+        series = self._laterals.setdefault(key, [])
         series.append((t_ns, distance_m * math.sin(math.radians(bearing_deg))))
         while series and series[0][0] <= t_ns - LATERAL_WINDOW_NS:
             series.pop(0)
 
-    def _lateral(self, track_id: int, now_lateral: float) -> float:
-        """The track's lateral offset for the corridor test: the median over
+    def _lateral(self, key: tuple[str, int], now_lateral: float) -> float:
+        """The object's lateral offset for the corridor test: the median over
         LATERAL_WINDOW_S (sway averaged out), the current one alone when there
         is no history."""
-        series = [x for _, x in self._laterals.get(track_id, ())] or [now_lateral]
+        series = [x for _, x in self._laterals.get(key, ())] or [now_lateral]
         return statistics.median(series)
 
     def set_flow(self, result: FlowResult) -> None:
@@ -319,7 +329,7 @@ class ThreatEstimator:
                 if tr is not None:
                     distance, bearing = self._current(tr, ft)
                     if (distance, bearing) != (tr.distance_m, tr.bearing_deg):
-                        self._add_lateral(tr.track_id, result.t_ns, distance, bearing)
+                        self._add_lateral(_object_key(tr), result.t_ns, distance, bearing)
 
     def _flow_of(self, tr: CameraTrack, now_ns: int) -> FlowTrack | None:
         """The flow's newest word on a track, if fresh."""
@@ -409,14 +419,7 @@ class ThreatEstimator:
                         and distance / ft.ttc_s <= self.cfg.max_closing_mps):
                     ttc = ft.ttc_s if ttc is None else min(ttc, ft.ttc_s)
                 g = self._settled_ground(tr)
-                # A settled ground filter's sideways position first: it is one
-                # filter per object across the tracker's renames. A far object
-                # the runner's sway swings by more than its width gets a new
-                # track id every few frames, each id catching the sway at one
-                # phase, so one id's own median can sit a metre to the side
-                # (cyclist-10mps-rough: a head-on rider's ids read +1.2 m).
-                lateral = g.x_m if g is not None else self._lateral(
-                    tr.track_id, distance * math.sin(math.radians(bearing)))
+                lateral = self._lateral(_object_key(tr), distance * math.sin(math.radians(bearing)))
                 # Filling the frame with its inner side inside the corridor: the near field.
                 # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
                 # Only within the CAUTION distance even so: a bus filling the frame 4 m
