@@ -158,3 +158,15 @@ def test_the_filters_closing_speed_gives_a_time_only_when_sure() -> None:
     g = GroundState(1.5, 8.0, 0.0, -5.0, 0.2, 0.5, 20, True, x_sd_m=0.1)
     est.set_camera(CameraResult(0, 0, (_camera_track(1, 1.5, 8.0, 1.6, g, 5, 0.41),)))
     assert [c.in_path for c in est.candidates(0) if c.source == "camera"] == [False]
+
+
+def test_an_object_keeps_its_id_across_the_trackers_renames_and_a_stranger_gets_its_own() -> None:
+    tracks = GroundTracks()
+    ids = []
+    for k in range(6):  # a rider head-on, renamed at every other detection
+        t, z = k / FPS, 17.0 - 9.0 * k / FPS
+        ids.append(tracks.update(ns(t), [(7 + k % 2 * (k + 1), "person", z, 0.5)])[7 + k % 2 * (k + 1)].object_id)
+    assert ids[0] > 0 and set(ids) == {ids[0]}
+    t = 6 / FPS
+    other = tracks.update(ns(t), [(30, "person", 8.0, -20.0)])[30]  # 3 m to the side of the rider
+    assert other.object_id not in (0, ids[0])
