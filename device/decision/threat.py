@@ -78,6 +78,8 @@ FLOW_SCALE_MIN, FLOW_SCALE_MAX = 0.5, 3.0
 # bearing; over about one of its periods its median is the offset.
 LATERAL_WINDOW_S = 0.6
 LATERAL_WINDOW_NS = round(LATERAL_WINDOW_S * NS_PER_S)
+# A median of fewer samples than this is no offset to give a time to collision on.
+LATERAL_MIN_SAMPLES = 3
 
 
 class SensorTrack:
@@ -311,6 +313,14 @@ class ThreatEstimator:
         series = [x for _, x in self._laterals.get(key, ())] or [now_lateral]
         return statistics.median(series)
 
+    def _lateral_held(self, key: tuple[str, int]) -> bool:
+        """The object's lateral median has LATERAL_MIN_SAMPLES over at least
+        half of LATERAL_WINDOW_S: enough of the sway's phases to stand for
+        its offset. Two samples (a Pi Zero's pace) can be two of one phase:
+        at zero2w pass-jogger-1.5m-rough read 0.8 m out, in the corridor."""
+        series = self._laterals.get(key, [])
+        return len(series) >= LATERAL_MIN_SAMPLES and series[-1][0] - series[0][0] >= LATERAL_WINDOW_NS // 2
+
     def set_flow(self, result: FlowResult) -> None:
         """Take a flow result: a track's camera-rate time to collision counts
         once it has said closing for CAMERA_TTC_STREAK_S, like the box's."""
@@ -430,7 +440,10 @@ class ThreatEstimator:
                 if in_path and not near and g is not None:
                     if clears_corridor(g, tr.half_width_m, self.cfg.corridor_half_width_m, reach_s(g, ttc)):
                         in_path = False  # crossing ahead, gone before the runner gets there
-                    else:
+                    elif self._lateral_held(_object_key(tr)):
+                        # In the corridor by a median that has seen the sway's
+                        # phases, and its filter (one across the tracker's renames,
+                        # which break a box's streak) knows how fast it closes.
                         arrive = line_s(g, self.cfg.min_closing_mps)
                         if arrive is not None:
                             ttc = arrive if ttc is None else min(ttc, arrive)
