@@ -170,3 +170,27 @@ def test_an_object_keeps_its_id_across_the_trackers_renames_and_a_stranger_gets_
     t = 6 / FPS
     other = tracks.update(ns(t), [(30, "person", 8.0, -20.0)])[30]  # 3 m to the side of the rider
     assert other.object_id not in (0, ids[0])
+
+
+def _in_corridor_at(pace_s: float, frames: int) -> float | None:
+    """A side pass that the sway swings into the corridor (0.8 m out) at every
+    detection, its filter settled and closing at 4.2 m/s: the time to
+    collision its last candidate is given."""
+    est = ThreatEstimator(Config())
+    c = None
+    for k in range(frames):
+        t, z = 3.28 + k * pace_s, 11.8 - 4.2 * k * pace_s
+        g = GroundState(0.9, z, -0.3, -4.2, 0.5, 0.9, 6 + k, True, x_sd_m=0.3, object_id=2)
+        tr = CameraTrack(2, "person", (300.0, 100.0, 330.0, 200.0), 0.9, 2 + k, z, math.degrees(math.atan2(0.8, z)),
+                         None, ground=g, half_width_m=0.4)
+        est.set_camera(CameraResult(ns(t), k, (tr,)))
+        (c,) = [c for c in est.candidates(ns(t)) if c.source == "camera"]
+    assert c is not None and c.in_path
+    return c.ttc_s
+
+
+def test_two_samples_of_one_sway_phase_give_no_time_to_collision() -> None:
+    # zero2w, pass-jogger-1.5m-rough: two detections 0.54 s apart in the 0.6 s window.
+    assert _in_corridor_at(0.54, 3) is None
+    # Three over 0.3 s and more: the median has seen the sway's phases; the filter's time.
+    assert _in_corridor_at(0.2, 3) == pytest.approx((11.8 - 4.2 * 0.4) / 4.2)
