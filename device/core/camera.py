@@ -27,6 +27,10 @@ class GroundState:
     updates: int
     # Enough measurements and a small enough velocity covariance to act on.
     settled: bool = False
+    x_sd_m: float = 0.0  # standard deviation of x_m
+    # The filter's own serial (0: none): one per object, kept when the
+    # tracker renames the object's track.
+    object_id: int = 0
 
 
 @dataclass(frozen=True)

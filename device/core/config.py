@@ -313,7 +313,9 @@ class AlertsConfig(_Strict):
         True,
         description="camera objects outside the corridor moving into it (filtered ground velocity) are "
         "threats with a time to collision = seconds until their body enters the corridor, if they will "
-        "still be in it when the runner reaches their line",
+        "still be in it when the runner reaches their line; one in the corridor is no threat when its "
+        "sideways motion takes it out before the runner can get there, and else has its distance over its "
+        "filtered closing speed as a time to collision",
     )
     hold_s: float = Field(
         0.6, ge=0, le=10, description="a level is held this long before it may step down"

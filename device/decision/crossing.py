@@ -7,9 +7,16 @@ half width <= the corridor's half width) before the runner reaches its line,
 and has not left the corridor again by then: one that clears it first is
 no threat, whatever its speed. The time to collision it is given is the
 time until it enters, so the runner is told before it is in the way.
+
+The same question is put to an object inside the corridor now
+(`clears_corridor`): one whose own sideways motion, at the slow end of its
+uncertainty, takes its body out of the corridor before the runner can
+reach its line is no threat either, however fast its box grows.
 """
 
 from __future__ import annotations
+
+import math
 
 from device.core.camera import GroundState
 
@@ -49,3 +56,55 @@ def corridor_entry_s(g: GroundState, half_width_m: float, corridor_half_width_m:
     if t_enter > t_line or t_leave < t_line:
         return None  # enters after the runner has passed its line, or has cleared it before
     return t_enter
+
+
+# An object inside the corridor clears it only if, moving sideways at its
+# speed less CROSS_SIGMAS standard deviations, its body has left the corridor
+# by this long before the earliest the runner can be at its line ...
+CLEAR_MARGIN_S = 0.5
+# ... from where it is now give or take this many standard deviations of its
+# sideways position.
+CLEAR_POSITION_SIGMAS = 2.0
+
+
+def line_s(g: GroundState, min_closing_mps: float) -> float | None:
+    """When the runner reaches the object's line at the filtered closing
+    speed, if that speed stands clear of its uncertainty (CROSS_SIGMAS);
+    else None. A time to collision the box's growth need not give: one filter
+    per object outlasts the tracker's renames, where a box-growth fit needs
+    one track id's boxes over a second."""
+    closing = -g.vz_mps
+    if g.z_m <= 0 or closing < max(min_closing_mps, CROSS_SIGMAS * g.vz_sd_mps, 1e-6):
+        return None
+    return g.z_m / closing
+
+
+def reach_s(g: GroundState, ttc_s: float | None) -> float:
+    """The earliest the runner plausibly reaches the object's line: at the
+    ground closing speed plus CROSS_SIGMAS standard deviations, or the time
+    to collision the box's growth gives, whichever is sooner (inf when
+    neither says closing)."""
+    closing_hi = -g.vz_mps + CROSS_SIGMAS * g.vz_sd_mps
+    t = math.inf
+    if g.z_m <= 0:
+        t = 0.0
+    elif closing_hi > 1e-6:
+        t = g.z_m / closing_hi
+    return t if ttc_s is None else min(t, ttc_s)
+
+
+def clears_corridor(g: GroundState, half_width_m: float, corridor_half_width_m: float, reach: float) -> bool:
+    """Whether the object's body will be out of the corridor (on the side it
+    is heading for) CLEAR_MARGIN_S before `reach`, the earliest the runner
+    can reach its line, at the slow end of its sideways speed: a crosser
+    that is gone by the time the runner gets there. Not for a sideways speed
+    under MIN_CROSS_MPS or inside CROSS_SIGMAS of its uncertainty (the
+    runner's sway, a crosser that stops in the path)."""
+    speed = abs(g.vx_mps)
+    slow = speed - CROSS_SIGMAS * g.vx_sd_mps
+    if speed < MIN_CROSS_MPS or slow <= 0:
+        return False
+    heading = 1.0 if g.vx_mps > 0 else -1.0
+    # Its trailing side has to pass the corridor's edge on the side it is heading for.
+    to_go = corridor_half_width_m + half_width_m + CLEAR_POSITION_SIGMAS * g.x_sd_m - heading * g.x_m
+    return to_go / slow + CLEAR_MARGIN_S <= reach

@@ -34,13 +34,13 @@ import math
 import statistics
 from dataclasses import replace
 
-from device.core.camera import CameraResult, CameraTrack
+from device.core.camera import CameraResult, CameraTrack, GroundState
 from device.core.clock import NS_PER_S
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
 from device.core.faults import Fault, Part
 from device.core.types import AlertLevel, Range, Threat
 from device.decision.candidate import Candidate
-from device.decision.crossing import corridor_entry_s
+from device.decision.crossing import clears_corridor, corridor_entry_s, line_s, reach_s
 from device.decision.looming import LoomingTrack
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.flow import FlowResult, FlowTrack
@@ -78,6 +78,8 @@ FLOW_SCALE_MIN, FLOW_SCALE_MAX = 0.5, 3.0
 # bearing; over about one of its periods its median is the offset.
 LATERAL_WINDOW_S = 0.6
 LATERAL_WINDOW_NS = round(LATERAL_WINDOW_S * NS_PER_S)
+# A median of fewer samples than this is no offset to give a time to collision on.
+LATERAL_MIN_SAMPLES = 3
 
 
 class SensorTrack:
@@ -227,6 +229,16 @@ class AlertPolicy:
         return self.level
 
 
+def _object_key(tr: CameraTrack) -> tuple[str, int]:
+    """Whose lateral offsets a track's are: its ground filter's object, which
+    outlives the tracker's renames, else its own track id. A far object the
+    runner's sway swings by more than its width gets a new track id every
+    few frames, each id catching the sway at one phase: by one id's own
+    median a head-on rider read 1.2 m to the side (cyclist-10mps-rough)."""
+    g = tr.ground
+    return ("object", g.object_id) if g is not None and g.object_id else ("track", tr.track_id)
+
+
 def _streak_held(streak: tuple[int, int] | None) -> bool:
     return streak is not None and streak[1] - streak[0] >= CAMERA_TTC_STREAK_NS
 
@@ -246,8 +258,8 @@ class ThreatEstimator:
         self.camera: CameraResult | None = None
         # track id -> (frame time the closing streak began, frame time of its newest result)
         self._ttc_streak: dict[int, tuple[int, int]] = {}
-        # track id -> (time, lateral offset m) of its recent frames (see LATERAL_WINDOW_S)
-        self._laterals: dict[int, list[tuple[int, float]]] = {}
+        # object (see _object_key) -> (time, lateral offset m) of its recent frames (see LATERAL_WINDOW_S)
+        self._laterals: dict[tuple[str, int], list[tuple[int, float]]] = {}
         self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
         self._last: Threat | None = None
         self.looming = LoomingTrack(config)  # any upright surface, no class (device.decision.looming)
@@ -284,22 +296,30 @@ class ThreatEstimator:
             if closing:
                 streak[tr.track_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
         self._ttc_streak = streak
-        self._laterals = {tr.track_id: self._laterals.get(tr.track_id, []) for tr in result.tracks}
+        self._laterals = {_object_key(tr): self._laterals.get(_object_key(tr), []) for tr in result.tracks}
         for tr in result.tracks:
-            self._add_lateral(tr.track_id, result.t_ns, tr.distance_m, tr.bearing_deg)
+            self._add_lateral(_object_key(tr), result.t_ns, tr.distance_m, tr.bearing_deg)
 
-    def _add_lateral(self, track_id: int, t_ns: int, distance_m: float, bearing_deg: float) -> None:
-        series = self._laterals.setdefault(track_id, [])
+    def _add_lateral(self, key: tuple[str, int], t_ns: int, distance_m: float, bearing_deg: float) -> None:
+        series = self._laterals.setdefault(key, [])
         series.append((t_ns, distance_m * math.sin(math.radians(bearing_deg))))
         while series and series[0][0] <= t_ns - LATERAL_WINDOW_NS:
             series.pop(0)
 
-    def _lateral(self, track_id: int, now_lateral: float) -> float:
-        """The track's lateral offset for the corridor test: the median over
+    def _lateral(self, key: tuple[str, int], now_lateral: float) -> float:
+        """The object's lateral offset for the corridor test: the median over
         LATERAL_WINDOW_S (sway averaged out), the current one alone when there
         is no history."""
-        series = [x for _, x in self._laterals.get(track_id, ())] or [now_lateral]
+        series = [x for _, x in self._laterals.get(key, ())] or [now_lateral]
         return statistics.median(series)
+
+    def _lateral_held(self, key: tuple[str, int]) -> bool:
+        """The object's lateral median has LATERAL_MIN_SAMPLES over at least
+        half of LATERAL_WINDOW_S: enough of the sway's phases to stand for
+        its offset. Two samples (a Pi Zero's pace) can be two of one phase:
+        at zero2w pass-jogger-1.5m-rough read 0.8 m out, in the corridor."""
+        series = self._laterals.get(key, [])
+        return len(series) >= LATERAL_MIN_SAMPLES and series[-1][0] - series[0][0] >= LATERAL_WINDOW_NS // 2
 
     def set_flow(self, result: FlowResult) -> None:
         """Take a flow result: a track's camera-rate time to collision counts
@@ -319,7 +339,7 @@ class ThreatEstimator:
                 if tr is not None:
                     distance, bearing = self._current(tr, ft)
                     if (distance, bearing) != (tr.distance_m, tr.bearing_deg):
-                        self._add_lateral(tr.track_id, result.t_ns, distance, bearing)
+                        self._add_lateral(_object_key(tr), result.t_ns, distance, bearing)
 
     def _flow_of(self, tr: CameraTrack, now_ns: int) -> FlowTrack | None:
         """The flow's newest word on a track, if fresh."""
@@ -374,10 +394,16 @@ class ThreatEstimator:
         """Seconds until the track's body enters the corridor, if it crosses
         into the runner's way (device.decision.crossing); only with
         `alerts.crossing` on and a settled velocity estimate."""
-        g = tr.ground
-        if not self.cfg.crossing or g is None or not g.settled:
+        g = self._settled_ground(tr)
+        if g is None:
             return None
         return corridor_entry_s(g, tr.half_width_m, self.cfg.corridor_half_width_m, self.cfg.min_closing_mps)
+
+    def _settled_ground(self, tr: CameraTrack) -> GroundState | None:
+        """The track's filtered ground state, when `alerts.crossing` is on and
+        its velocity is settled enough to act on (device.perception.motion)."""
+        g = tr.ground
+        return g if self.cfg.crossing and g is not None and g.settled else None
 
     def sensor_faults(self) -> tuple[Fault, ...]:
         return tuple(Fault(Part.SENSOR, fault_kind(t.fault), t.fault, name=name)
@@ -402,7 +428,8 @@ class ThreatEstimator:
                 if (ft is not None and ft.ttc_s is not None and _streak_held(self._flow_streak.get(ft.trail_id))
                         and distance / ft.ttc_s <= self.cfg.max_closing_mps):
                     ttc = ft.ttc_s if ttc is None else min(ttc, ft.ttc_s)
-                lateral = self._lateral(tr.track_id, distance * math.sin(math.radians(bearing)))
+                g = self._settled_ground(tr)
+                lateral = self._lateral(_object_key(tr), distance * math.sin(math.radians(bearing)))
                 # Filling the frame with its inner side inside the corridor: the near field.
                 # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
                 # Only within the CAUTION distance even so: a bus filling the frame 4 m
@@ -410,6 +437,16 @@ class ThreatEstimator:
                 near = tr.near_bearing_deg is not None and distance <= self.cfg.caution_distance_m and (
                     abs(distance * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
                 in_path = near or abs(lateral) <= self.cfg.corridor_half_width_m
+                if in_path and not near and g is not None:
+                    if clears_corridor(g, tr.half_width_m, self.cfg.corridor_half_width_m, reach_s(g, ttc)):
+                        in_path = False  # crossing ahead, gone before the runner gets there
+                    elif self._lateral_held(_object_key(tr)):
+                        # In the corridor by a median that has seen the sway's
+                        # phases, and its filter (one across the tracker's renames,
+                        # which break a box's streak) knows how fast it closes.
+                        arrive = line_s(g, self.cfg.min_closing_mps)
+                        if arrive is not None:
+                            ttc = arrive if ttc is None else min(ttc, arrive)
                 entry = self._crossing_entry_s(tr) if not in_path else None
                 if entry is not None:  # crossing into the corridor: in the path from now on
                     in_path, ttc = True, entry if ttc is None else min(ttc, entry)

@@ -67,9 +67,10 @@ _H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
 class GroundFilter:
     """Constant-velocity Kalman filter, state (x, z, vx, vz)."""
 
-    def __init__(self, t_ns: int, distance_m: float, bearing_deg: float, label: str = "") -> None:
+    def __init__(self, t_ns: int, distance_m: float, bearing_deg: float, label: str = "", object_id: int = 0) -> None:
         x, z = ground_point(distance_m, bearing_deg)
         self.label = label
+        self.object_id = object_id
         self.t_ns = t_ns
         self.s = np.array([x, z, 0.0, 0.0])
         self.p = np.zeros((4, 4))
@@ -111,7 +112,7 @@ class GroundFilter:
         return GroundState(
             x_m=float(self.s[0]), z_m=float(self.s[1]), vx_mps=float(self.s[2]), vz_mps=float(self.s[3]),
             vx_sd_mps=math.sqrt(max(self.p[2, 2], 0.0)), vz_sd_mps=math.sqrt(max(self.p[3, 3], 0.0)),
-            updates=self.updates,
+            updates=self.updates, x_sd_m=math.sqrt(max(self.p[0, 0], 0.0)), object_id=self.object_id,
             settled=(self.updates >= SETTLED_MIN_UPDATES
                      and self.p[2, 2] <= SETTLED_VX_SD_MPS**2 and self.p[3, 3] <= SETTLED_VZ_SD_MPS**2),
         )
@@ -134,6 +135,7 @@ class GroundTracks:
 
     def __init__(self) -> None:
         self._filters: dict[int, GroundFilter] = {}
+        self._serials = 0
 
     def update(self, t_ns: int, tracks: list[tuple[int, str, float, float]]) -> dict[int, GroundState]:
         """(track id, label, decided distance, bearing) of a frame's tracks -> their states."""
@@ -158,7 +160,8 @@ class GroundTracks:
                 flt = kept.pop(best[1])
                 flt.update(t_ns, distance_m, bearing_deg)
             else:
-                flt = GroundFilter(t_ns, distance_m, bearing_deg, label)
+                self._serials += 1
+                flt = GroundFilter(t_ns, distance_m, bearing_deg, label, self._serials)
             kept[tid] = flt
             out[tid] = flt.state()
         self._filters = kept
