@@ -118,6 +118,48 @@ def test_a_big_thing_filling_the_frame_beyond_the_caution_distance_is_not_the_ne
         assert c.near is near, label
 
 
+def test_a_tall_thing_filling_the_frame_is_the_near_field_once_it_is_seen_closing() -> None:
+    """A bus or truck filling the frame close in front never reads nearer than
+    3.0 f / 360 = 4.1 m by its clipped height; cut by the frame's bottom edge it
+    stands nearer than the ground there (3.0 m), and it is the near field (DANGER,
+    confirmed at its third frame) as soon as looming over the same surface, or
+    its own box, says it closes within the CAUTION time. A picture of one that
+    looms slowly (the photo suite's tram stop: 5-8 s) is not; nor is a looming
+    surface beside the box, nor a box whose bottom the frame shows."""
+    from device.perception.looming import LoomingResult
+
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
+    filling, above_bottom = (0.0, 4.0, 640.0, 360.0), (0.0, 4.0, 640.0, 300.0)
+    inside, beside = (260.0, 60.0, 380.0, 200.0), (560.0, 60.0, 640.0, 200.0)
+    for label, cls in (("bus", 5), ("truck", 7)):
+        for box, loom_box, loom_ttc, near in (
+            (filling, None, None, False),  # no closing evidence: the tram stop
+            (filling, inside, 1.5, True),
+            (filling, inside, 3.9, True),
+            (filling, inside, 6.0, False),  # looming slowly: far, or a picture
+            ((0.0, 4.0, 500.0, 360.0), beside, 1.5, False),  # something beside it looms
+            (above_bottom, inside, 1.5, False),  # its foot in view: not nearer than the ground there
+        ):
+            tr = IouTracker()
+            for i in range(3):
+                tracks = tr.update(ns(i / 15), dets(box, cls=cls))
+            (ct,) = camera_tracks(tracks, g)
+            assert ct.label == label and ct.near_bearing_deg == 0.0
+            assert ct.distance_m > CFG.alerts.caution_distance_m
+            est = ThreatEstimator(CFG)
+            est.set_camera(CameraResult(ns(0.13), 2, (ct,)))
+            if loom_box is not None:
+                for i in range(CFG.looming.min_frames):
+                    est.set_looming(LoomingResult(ns(0.13 - 0.01 * i), 2, loom_ttc, 3.0, 0.0, 2.0, loom_box, 8))
+            cam = next(c for c in est.candidates(ns(0.14)) if c.source == "camera")
+            assert cam.near is near and cam.confirmed is near, (label, box, loom_box, loom_ttc)
+            assert (level_for(cam, CFG.alerts) == AlertLevel.DANGER) is near
+            # DANGER at once: the near field's three frames are its persistence
+            # (looming's own candidate is only weighed where it alone is no DANGER).
+            if loom_box is None or loom_ttc > CFG.alerts.caution_ttc_s:
+                assert (est.assess(ns(0.14)).level == AlertLevel.DANGER) is near
+
+
 # ---------------------------------------------------------------- tracking
 
 

@@ -370,6 +370,29 @@ class ThreatEstimator:
             return None
         return max(tr.ttc_s, tr.distance_m / self.cfg.max_closing_mps)
 
+    def _near_distance(self, tr: CameraTrack, distance: float, ttc: float | None, now_ns: int) -> float | None:
+        """The distance a frame-filling box is the near field at, or None.
+
+        Within the CAUTION distance by its own (upper-bound) distance: a bus
+        filling the frame beside a tram stop reads 4 m and is big, not near
+        (a false DANGER in the photo suite). But a class taller than the
+        frame's view at that distance (a bus or truck: 3.0 f / height = 4.1 m
+        at the least for the default camera) never reads nearer, however close
+        it is; a box the frame's bottom edge cuts stands nearer than the ground
+        there, and counts at that bound once something says it is closing in:
+        its own time to collision, or looming's over the same surface, within
+        the CAUTION time. A picture of a bus grows no faster than the runner
+        gains on what it shows far off (the tram stop: looming 5-8 s)."""
+        if tr.near_bearing_deg is None:
+            return None
+        if distance <= self.cfg.caution_distance_m:
+            return distance
+        if tr.bottom_ground_m is None:
+            return None
+        closing = (ttc is not None and ttc <= self.cfg.caution_ttc_s) or self.looming.closing_inside(
+            tr.box, now_ns, self.cfg.caution_ttc_s)
+        return min(distance, tr.bottom_ground_m) if closing else None
+
     def _crossing_entry_s(self, tr: CameraTrack) -> float | None:
         """Seconds until the track's body enters the corridor, if it crosses
         into the runner's way (device.decision.crossing); only with
@@ -405,10 +428,9 @@ class ThreatEstimator:
                 lateral = self._lateral(tr.track_id, distance * math.sin(math.radians(bearing)))
                 # Filling the frame with its inner side inside the corridor: the near field.
                 # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
-                # Only within the CAUTION distance even so: a bus filling the frame 4 m
-                # beside a tram stop is big, not near (a false DANGER in the photo suite).
-                near = tr.near_bearing_deg is not None and distance <= self.cfg.caution_distance_m and (
-                    abs(distance * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
+                near_m = self._near_distance(tr, distance, ttc, now_ns)
+                near = near_m is not None and tr.near_bearing_deg is not None and (
+                    abs(near_m * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
                 in_path = near or abs(lateral) <= self.cfg.corridor_half_width_m
                 entry = self._crossing_entry_s(tr) if not in_path else None
                 if entry is not None:  # crossing into the corridor: in the path from now on
