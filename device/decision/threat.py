@@ -18,7 +18,9 @@ Design choices, each for the runner:
   ground there (decided with the distance, in the camera path), and a box
   that fills the frame with its inner side inside the corridor is DANGER
   whatever its distance estimate: a clipped box understates its object, so
-  its height alone would say "far".
+  its height alone would say "far" (a bus's or truck's always does: it counts
+  once seen closing). The detector often finds nothing in a frame one object
+  fills, so a near-field object it loses is held for NEAR_HOLD_S.
 - No-echo readings never erase a fresh valid reading: cheap sensors lose the
   echo from soft targets (clothing, a hand) every other ping.
 - Stale data is never acted on: a sensor whose newest ping (of any kind) is
@@ -55,6 +57,14 @@ CAMERA_MIN_HITS = 2
 # for), and a step-in a metre away is contact in under a second (at 15 fps,
 # persist_s would wait for a fourth).
 NEAR_CONFIRM_HITS = 3
+# A near-field object the detector stops finding is still there: YOLOX often
+# finds nothing at all in a frame that one object fills (a truck's last 1.3 s
+# before contact at 2 m/s, the real car crossing the Market Street film at
+# 3.3-3.9 s). Its near candidate stands this long after its last detection
+# (and the policy's hold_s after that): inside the near field (3 m) the runner
+# meets it within 1-1.5 s at 2-3 m/s.
+NEAR_HOLD_S = 1.0
+NEAR_HOLD_NS = round(NEAR_HOLD_S * NS_PER_S)
 # A camera time to collision counts only once the frames have agreed that the
 # object is closing in for this long without a break (a box-growth estimate is
 # noisy). In seconds, not frames, so it means the same at 15 detections a
@@ -255,6 +265,8 @@ class ThreatEstimator:
         # camera rate) and, per track id, its own closing streak.
         self.flow: FlowResult | None = None
         self._flow_streak: dict[int, tuple[int, int]] = {}
+        # track id -> (frame time, candidate) of its newest confirmed near-field frame (see NEAR_HOLD_S)
+        self._near_seen: dict[int, tuple[int, Candidate]] = {}
 
     def add_ranges(self, ranges: list[Range]) -> None:
         for r in ranges:
@@ -370,12 +382,20 @@ class ThreatEstimator:
             return None
         return max(tr.ttc_s, tr.distance_m / self.cfg.max_closing_mps)
 
+    def _near_held(self, now_ns: int, seen: set[int]) -> list[Candidate]:
+        """The near-field objects the detector has lost since, for NEAR_HOLD_S
+        after their last detection (only while the camera itself is fresh)."""
+        self._near_seen = {tid: v for tid, v in self._near_seen.items() if now_ns - v[0] <= NEAR_HOLD_NS}
+        return [c for tid, (_, c) in self._near_seen.items() if tid not in seen]
+
     def _near_distance(self, tr: CameraTrack, distance: float, ttc: float | None, now_ns: int) -> float | None:
         """The distance a frame-filling box is the near field at, or None.
 
-        Within the CAUTION distance by its own (upper-bound) distance: a bus
-        filling the frame beside a tram stop reads 4 m and is big, not near
-        (a false DANGER in the photo suite). But a class taller than the
+        Within the CAUTION distance by its own (upper-bound) distance, or no
+        further than the ground at the bottom edge that cuts it: a bus filling
+        the frame beside a tram stop reads 4 m and is big, not near (a false
+        DANGER in the photo suite, whose zoomed pictures the ground check
+        distrusts). But a class taller than the
         frame's view at that distance (a bus or truck: 3.0 f / height = 4.1 m
         at the least for the default camera) never reads nearer, however close
         it is; a box the frame's bottom edge cuts stands nearer than the ground
@@ -385,7 +405,9 @@ class ThreatEstimator:
         gains on what it shows far off (the tram stop: looming 5-8 s)."""
         if tr.near_bearing_deg is None:
             return None
-        if distance <= self.cfg.caution_distance_m:
+        # No further than the ground at the frame's bottom edge (the camera path's
+        # bound, once the ground plane is trusted) is the near field by definition.
+        if distance <= self.cfg.caution_distance_m or (tr.bottom_ground_m is not None and distance <= tr.bottom_ground_m):
             return distance
         if tr.bottom_ground_m is None:
             return None
@@ -448,6 +470,11 @@ class ThreatEstimator:
                         confirmed=near and tr.hits >= NEAR_CONFIRM_HITS,
                     )
                 )
+                if cams[-1].confirmed:
+                    self._near_seen[tr.track_id] = (self.camera.t_ns, cams[-1])
+                else:  # seen, and no longer the near field: nothing to hold
+                    self._near_seen.pop(tr.track_id, None)
+            cams += self._near_held(now_ns, {tr.track_id for tr in self.camera.tracks})
         sensors = []
         for t in self.sensors.values():
             c = t.candidate(now_ns, self.range_max_age_ns, self.cfg.min_closing_mps)
