@@ -36,6 +36,8 @@ import math
 import statistics
 from dataclasses import replace
 
+import numpy as np
+
 from device.core.camera import CameraResult, CameraTrack
 from device.core.clock import NS_PER_S
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
@@ -48,6 +50,7 @@ from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilt
 from device.perception.flow import FlowResult, FlowTrack
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingResult
+from device.perception.tracking import Box, iou_matrix
 from device.sensing.ultrasonic import fault_kind
 
 CAMERA_MIN_HITS = 2
@@ -65,6 +68,7 @@ NEAR_CONFIRM_HITS = 3
 # meets it within 1-1.5 s at 2-3 m/s.
 NEAR_HOLD_S = 1.0
 NEAR_HOLD_NS = round(NEAR_HOLD_S * NS_PER_S)
+NEAR_HOLD_IOU = 0.3  # a box overlapping the lost one this much (the tracker's own match) is still it
 # A camera time to collision counts only once the frames have agreed that the
 # object is closing in for this long without a break (a box-growth estimate is
 # noisy). In seconds, not frames, so it means the same at 15 detections a
@@ -265,8 +269,8 @@ class ThreatEstimator:
         # camera rate) and, per track id, its own closing streak.
         self.flow: FlowResult | None = None
         self._flow_streak: dict[int, tuple[int, int]] = {}
-        # track id -> (frame time, candidate) of its newest confirmed near-field frame (see NEAR_HOLD_S)
-        self._near_seen: dict[int, tuple[int, Candidate]] = {}
+        # track id -> (frame time, box, candidate) of its newest confirmed near-field frame (see NEAR_HOLD_S)
+        self._near_seen: dict[int, tuple[int, Box, Candidate]] = {}
 
     def add_ranges(self, ranges: list[Range]) -> None:
         for r in ranges:
@@ -382,11 +386,16 @@ class ThreatEstimator:
             return None
         return max(tr.ttc_s, tr.distance_m / self.cfg.max_closing_mps)
 
-    def _near_held(self, now_ns: int, seen: set[int]) -> list[Candidate]:
+    def _near_held(self, now_ns: int, tracks: tuple[CameraTrack, ...]) -> list[Candidate]:
         """The near-field objects the detector has lost since, for NEAR_HOLD_S
-        after their last detection (only while the camera itself is fresh)."""
+        after their last detection (only while the camera itself is fresh).
+        Lost means nothing is found where it was: a box there now (the same
+        object under another class, a duplicate gone) speaks for it instead."""
         self._near_seen = {tid: v for tid, v in self._near_seen.items() if now_ns - v[0] <= NEAR_HOLD_NS}
-        return [c for tid, (_, c) in self._near_seen.items() if tid not in seen]
+        seen = {tr.track_id for tr in tracks}
+        boxes = np.array([tr.box for tr in tracks], np.float64).reshape(-1, 4)
+        return [c for tid, (_, box, c) in self._near_seen.items() if tid not in seen and not (
+            len(boxes) and iou_matrix(np.array([box], np.float64), boxes).max() >= NEAR_HOLD_IOU)]
 
     def _near_distance(self, tr: CameraTrack, distance: float, ttc: float | None, now_ns: int) -> float | None:
         """The distance a frame-filling box is the near field at, or None.
@@ -471,10 +480,10 @@ class ThreatEstimator:
                     )
                 )
                 if cams[-1].confirmed:
-                    self._near_seen[tr.track_id] = (self.camera.t_ns, cams[-1])
+                    self._near_seen[tr.track_id] = (self.camera.t_ns, tr.box, cams[-1])
                 else:  # seen, and no longer the near field: nothing to hold
                     self._near_seen.pop(tr.track_id, None)
-            cams += self._near_held(now_ns, {tr.track_id for tr in self.camera.tracks})
+            cams += self._near_held(now_ns, self.camera.tracks)
         sensors = []
         for t in self.sensors.values():
             c = t.candidate(now_ns, self.range_max_age_ns, self.cfg.min_closing_mps)
