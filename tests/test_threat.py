@@ -118,6 +118,96 @@ def test_a_big_thing_filling_the_frame_beyond_the_caution_distance_is_not_the_ne
         assert c.near is near, label
 
 
+def test_a_tall_thing_filling_the_frame_is_the_near_field_once_it_is_seen_closing() -> None:
+    """A bus or truck filling the frame close in front never reads nearer than
+    3.0 f / 360 = 4.1 m by its clipped height; cut by the frame's bottom edge it
+    stands nearer than the ground there (3.0 m), and it is the near field (DANGER,
+    confirmed at its third frame) as soon as looming over the same surface, or
+    its own box, says it closes within the CAUTION time, or at once when the
+    ground plane is trusted (the camera path then bounds it by that ground). A
+    picture of one that looms slowly (the photo suite's tram stop: 5-8 s, its
+    ground never trusted) is not; nor is a looming surface beside the box, nor
+    a box whose bottom the frame shows."""
+    from device.perception.looming import LoomingResult
+
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
+    filling, above_bottom = (0.0, 4.0, 640.0, 360.0), (0.0, 4.0, 640.0, 300.0)
+    inside, beside = (260.0, 60.0, 380.0, 200.0), (560.0, 60.0, 640.0, 200.0)
+    for label, cls in (("bus", 5), ("truck", 7)):
+        for box, loom_box, loom_ttc, near in (
+            (filling, None, None, False),  # no closing evidence: the tram stop
+            (filling, inside, 1.5, True),
+            (filling, inside, 3.9, True),
+            (filling, inside, 6.0, False),  # looming slowly: far, or a picture
+            ((0.0, 4.0, 500.0, 360.0), beside, 1.5, False),  # something beside it looms
+            (above_bottom, inside, 1.5, False),  # its foot in view: not nearer than the ground there
+        ):
+            tr = IouTracker()
+            for i in range(3):
+                tracks = tr.update(ns(i / 15), dets(box, cls=cls))
+            (ct,) = camera_tracks(tracks, g)
+            assert ct.label == label and ct.near_bearing_deg == 0.0
+            assert ct.distance_m > CFG.alerts.caution_distance_m
+            est = ThreatEstimator(CFG)
+            est.set_camera(CameraResult(ns(0.13), 2, (ct,)))
+            if loom_box is not None:
+                for i in range(CFG.looming.min_frames):
+                    est.set_looming(LoomingResult(ns(0.13 - 0.01 * i), 2, loom_ttc, 3.0, 0.0, 2.0, loom_box, 8))
+            cam = next(c for c in est.candidates(ns(0.14)) if c.source == "camera")
+            assert cam.near is near and cam.confirmed is near, (label, box, loom_box, loom_ttc)
+            assert (level_for(cam, CFG.alerts) == AlertLevel.DANGER) is near
+            # Once the ground plane is trusted, the camera path bounds a box the bottom
+            # edge cuts by the ground there: no further than that is the near field.
+            distances = CameraDistances(CFG.camera)
+            distances.ground_checks = 20
+            (bounded,) = distances.tracks(tracks, g)
+            trusting = ThreatEstimator(CFG)
+            trusting.set_camera(CameraResult(ns(0.13), 2, (bounded,)))
+            (seen,) = trusting.candidates(ns(0.14))
+            assert seen.near is (box[3] == 360.0), (label, box)
+            # DANGER at once: the near field's three frames are its persistence
+            # (looming's own candidate is only weighed where it alone is no DANGER).
+            if loom_box is None or loom_ttc > CFG.alerts.caution_ttc_s:
+                assert (est.assess(ns(0.14)).level == AlertLevel.DANGER) is near
+
+
+def test_the_near_field_outlasts_the_detector_losing_what_fills_the_frame() -> None:
+    """YOLOX often finds nothing in a frame one object fills: a near-field
+    object the detector loses stands as DANGER for NEAR_HOLD_S after its last
+    detection, then goes; one seen leaving the near field is not held."""
+    from device.decision.threat import NEAR_HOLD_S
+
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
+    # Seen last as it filled the frame, or seen stepping back out of the near field (the same track).
+    across, stepped_back = (250.0, 0.0, 420.0, 360.0), (300.0, 60.0, 420.0, 300.0)
+    for last_box, held in ((across, True), (stepped_back, False)):
+        tr, est = IouTracker(), ThreatEstimator(CFG)
+        for i in range(4):
+            t = i / 15
+            box = across if i < 3 else last_box
+            est.set_camera(CameraResult(ns(t), i, camera_tracks(tr.update(ns(t), dets(box)), g)))
+            if i:
+                assert [c.near for c in est.candidates(ns(t))] == [box is across]
+        t_last = 3 / 15  # the last frame anything was found in
+        assert (est.assess(ns(3 / 15)).level == AlertLevel.DANGER) is held
+        # Frames on, at 15 a second, with nothing found in them.
+        for i in range(4, 40):
+            t = i / 15
+            est.set_camera(CameraResult(ns(t), i, camera_tracks(tr.update(ns(t), dets()), g)))
+            near = [c for c in est.candidates(ns(t)) if c.near]
+            assert bool(near) is (held and t - t_last <= NEAR_HOLD_S), t
+            if near:
+                assert near[0].confirmed and level_for(near[0], CFG.alerts) == AlertLevel.DANGER
+    # Not lost while something is found where it was (here the same box under another class:
+    # a dog, not the near field at this size): that box speaks for it.
+    tr, est = IouTracker(), ThreatEstimator(CFG)
+    for i in range(8):
+        t = i / 15
+        found = dets(across) if i < 3 else dets((260.0, 80.0, 410.0, 300.0), cls=16)
+        est.set_camera(CameraResult(ns(t), i, camera_tracks(tr.update(ns(t), found), g)))
+        assert [c.near for c in est.candidates(ns(t))][:1] == ([True] if 0 < i < 3 else [] if i in (0, 3) else [False])
+
+
 # ---------------------------------------------------------------- tracking
 
 

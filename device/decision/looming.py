@@ -51,9 +51,26 @@ class LoomingTrack:
         self.result = result
         self.streak = self.streak + 1 if result.ttc_s is not None else 0
 
-    def candidate(self, now_ns: int) -> Candidate | None:
+    def _current(self, now_ns: int) -> LoomingResult | None:
+        """The newest result, if fresh and confirmed by min_frames in a row."""
         r = self.result
         if r is None or now_ns - r.t_ns > self.max_age_ns or self.streak < self.min_frames:
+            return None
+        return r
+
+    def closing_inside(self, box: tuple[float, float, float, float], now_ns: int, max_ttc_s: float) -> bool:
+        """Looming's expanding group lies inside `box` (its centre does; the
+        same frame size) and closes within `max_ttc_s`: the surface the box
+        shows is coming nearer, whatever its class says of its distance."""
+        r = self._current(now_ns)
+        if r is None or r.ttc_s is None or r.box is None or not 0 < r.ttc_s <= max_ttc_s:
+            return False
+        cx, cy = (r.box[0] + r.box[2]) / 2, (r.box[1] + r.box[3]) / 2
+        return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+    def candidate(self, now_ns: int) -> Candidate | None:
+        r = self._current(now_ns)
+        if r is None:
             return None
         if r.ttc_s is None or r.distance_m is None or r.ttc_s <= 0:
             return None

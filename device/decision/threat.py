@@ -18,7 +18,9 @@ Design choices, each for the runner:
   ground there (decided with the distance, in the camera path), and a box
   that fills the frame with its inner side inside the corridor is DANGER
   whatever its distance estimate: a clipped box understates its object, so
-  its height alone would say "far".
+  its height alone would say "far" (a bus's or truck's always does: it counts
+  once seen closing). The detector often finds nothing in a frame one object
+  fills, so a near-field object it loses is held for NEAR_HOLD_S.
 - No-echo readings never erase a fresh valid reading: cheap sensors lose the
   echo from soft targets (clothing, a hand) every other ping.
 - Stale data is never acted on: a sensor whose newest ping (of any kind) is
@@ -34,6 +36,8 @@ import math
 import statistics
 from dataclasses import replace
 
+import numpy as np
+
 from device.core.camera import CameraResult, CameraTrack, GroundState
 from device.core.clock import NS_PER_S
 from device.core.config import AlertsConfig, Config, UltrasonicSensorConfig
@@ -46,6 +50,7 @@ from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilt
 from device.perception.flow import FlowResult, FlowTrack
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingResult
+from device.perception.tracking import Box, iou_matrix
 from device.sensing.ultrasonic import fault_kind
 
 CAMERA_MIN_HITS = 2
@@ -55,6 +60,15 @@ CAMERA_MIN_HITS = 2
 # for), and a step-in a metre away is contact in under a second (at 15 fps,
 # persist_s would wait for a fourth).
 NEAR_CONFIRM_HITS = 3
+# A near-field object the detector stops finding is still there: YOLOX often
+# finds nothing at all in a frame that one object fills (a truck's last 1.3 s
+# before contact at 2 m/s, the real car crossing the Market Street film at
+# 3.3-3.9 s). Its near candidate stands this long after its last detection
+# (and the policy's hold_s after that): inside the near field (3 m) the runner
+# meets it within 1-1.5 s at 2-3 m/s.
+NEAR_HOLD_S = 1.0
+NEAR_HOLD_NS = round(NEAR_HOLD_S * NS_PER_S)
+NEAR_HOLD_IOU = 0.3  # a box overlapping the lost one this much (the tracker's own match) is still it
 # A camera time to collision counts only once the frames have agreed that the
 # object is closing in for this long without a break (a box-growth estimate is
 # noisy). In seconds, not frames, so it means the same at 15 detections a
@@ -267,6 +281,8 @@ class ThreatEstimator:
         # camera rate) and, per track id, its own closing streak.
         self.flow: FlowResult | None = None
         self._flow_streak: dict[int, tuple[int, int]] = {}
+        # track id -> (frame time, box, candidate) of its newest confirmed near-field frame (see NEAR_HOLD_S)
+        self._near_seen: dict[int, tuple[int, Box, Candidate]] = {}
 
     def add_ranges(self, ranges: list[Range]) -> None:
         for r in ranges:
@@ -390,6 +406,44 @@ class ThreatEstimator:
             return None
         return max(tr.ttc_s, tr.distance_m / self.cfg.max_closing_mps)
 
+    def _near_held(self, now_ns: int, tracks: tuple[CameraTrack, ...]) -> list[Candidate]:
+        """The near-field objects the detector has lost since, for NEAR_HOLD_S
+        after their last detection (only while the camera itself is fresh).
+        Lost means nothing is found where it was: a box there now (the same
+        object under another class, a duplicate gone) speaks for it instead."""
+        self._near_seen = {tid: v for tid, v in self._near_seen.items() if now_ns - v[0] <= NEAR_HOLD_NS}
+        seen = {tr.track_id for tr in tracks}
+        boxes = np.array([tr.box for tr in tracks], np.float64).reshape(-1, 4)
+        return [c for tid, (_, box, c) in self._near_seen.items() if tid not in seen and not (
+            len(boxes) and iou_matrix(np.array([box], np.float64), boxes).max() >= NEAR_HOLD_IOU)]
+
+    def _near_distance(self, tr: CameraTrack, distance: float, ttc: float | None, now_ns: int) -> float | None:
+        """The distance a frame-filling box is the near field at, or None.
+
+        Within the CAUTION distance by its own (upper-bound) distance, or no
+        further than the ground at the bottom edge that cuts it: a bus filling
+        the frame beside a tram stop reads 4 m and is big, not near (a false
+        DANGER in the photo suite, whose zoomed pictures the ground check
+        distrusts). But a class taller than the
+        frame's view at that distance (a bus or truck: 3.0 f / height = 4.1 m
+        at the least for the default camera) never reads nearer, however close
+        it is; a box the frame's bottom edge cuts stands nearer than the ground
+        there, and counts at that bound once something says it is closing in:
+        its own time to collision, or looming's over the same surface, within
+        the CAUTION time. A picture of a bus grows no faster than the runner
+        gains on what it shows far off (the tram stop: looming 5-8 s)."""
+        if tr.near_bearing_deg is None:
+            return None
+        # No further than the ground at the frame's bottom edge (the camera path's
+        # bound, once the ground plane is trusted) is the near field by definition.
+        if distance <= self.cfg.caution_distance_m or (tr.bottom_ground_m is not None and distance <= tr.bottom_ground_m):
+            return distance
+        if tr.bottom_ground_m is None:
+            return None
+        closing = (ttc is not None and ttc <= self.cfg.caution_ttc_s) or self.looming.closing_inside(
+            tr.box, now_ns, self.cfg.caution_ttc_s)
+        return min(distance, tr.bottom_ground_m) if closing else None
+
     def _crossing_entry_s(self, tr: CameraTrack) -> float | None:
         """Seconds until the track's body enters the corridor, if it crosses
         into the runner's way (device.decision.crossing); only with
@@ -432,10 +486,9 @@ class ThreatEstimator:
                 lateral = self._lateral(_object_key(tr), distance * math.sin(math.radians(bearing)))
                 # Filling the frame with its inner side inside the corridor: the near field.
                 # (The distance of a frame-filling box is an upper bound, so this errs narrow.)
-                # Only within the CAUTION distance even so: a bus filling the frame 4 m
-                # beside a tram stop is big, not near (a false DANGER in the photo suite).
-                near = tr.near_bearing_deg is not None and distance <= self.cfg.caution_distance_m and (
-                    abs(distance * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
+                near_m = self._near_distance(tr, distance, ttc, now_ns)
+                near = near_m is not None and tr.near_bearing_deg is not None and (
+                    abs(near_m * math.sin(math.radians(tr.near_bearing_deg))) <= self.cfg.corridor_half_width_m)
                 in_path = near or abs(lateral) <= self.cfg.corridor_half_width_m
                 if in_path and not near and g is not None:
                     if clears_corridor(g, tr.half_width_m, self.cfg.corridor_half_width_m, reach_s(g, ttc)):
@@ -463,6 +516,11 @@ class ThreatEstimator:
                         confirmed=near and tr.hits >= NEAR_CONFIRM_HITS,
                     )
                 )
+                if cams[-1].confirmed:
+                    self._near_seen[tr.track_id] = (self.camera.t_ns, tr.box, cams[-1])
+                else:  # seen, and no longer the near field: nothing to hold
+                    self._near_seen.pop(tr.track_id, None)
+            cams += self._near_held(now_ns, self.camera.tracks)
         sensors = []
         for t in self.sensors.values():
             c = t.candidate(now_ns, self.range_max_age_ns, self.cfg.min_closing_mps)
