@@ -235,7 +235,7 @@ def test_tracker_keeps_identity_and_measures_ttc() -> None:
 def test_tracker_new_ids_for_other_class_and_far_boxes() -> None:
     tr = IouTracker()
     tr.update(0, dets((0, 0, 50, 100)))
-    seen = tr.update(ns(0.1), dets((0, 0, 50, 100), cls=16))  # a dog where the person was
+    seen = tr.update(ns(0.1), dets((0, 0, 50, 100), cls=2))  # a car where the person was (a dog continues it)
     assert seen[0].track_id == 2
     seen = tr.update(ns(0.2), dets((400, 0, 450, 100)))
     assert seen[0].track_id == 3

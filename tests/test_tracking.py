@@ -102,8 +102,34 @@ def test_a_box_that_changes_shape_is_not_looming() -> None:
 def test_new_identities_for_other_classes_and_after_a_long_gap() -> None:
     tr = IouTracker(max_gap_s=0.5)
     tr.update(0, dets((0, 0, 50, 100)))
-    assert tr.update(ns(0.1), dets((0, 0, 50, 100), cls=16))[0].track_id == 2
-    assert tr.update(ns(1.0), dets((0, 0, 50, 100), cls=16))[0].track_id == 3
+    assert tr.update(ns(0.1), dets((0, 0, 50, 100), cls=2))[0].track_id == 2  # a person, then a car
+    assert tr.update(ns(1.0), dets((0, 0, 50, 100), cls=2))[0].track_id == 3
+
+
+PERSON, DOG, HORSE, CAR = 0, 16, 17, 2
+
+
+def test_confusable_classes_continue_one_track_named_by_their_evidence() -> None:
+    """The far dog at the pi4 pace: named person, dog, horse in turn from one
+    result to the next. One track, whose hits grow, named by its summed scores."""
+    tr = IouTracker()
+    seq = [(PERSON, 0.39), (DOG, 0.65), (HORSE, 0.36), (DOG, 0.45), (PERSON, 0.42)]
+    for i, (cls, score) in enumerate(seq):
+        (track,) = tr.update(ns(0.13 * i), dets((300, 200, 320, 240 + i), cls=cls, score=score))
+    assert track.track_id == 1 and track.hits == len(seq)
+    assert track.class_id == DOG  # 1.10 against person 0.81 and horse 0.36
+    # Far and swaying (no overlap): the centre match takes confusable classes too.
+    far = IouTracker()
+    far.update(0, dets((300, 200, 310, 220), cls=PERSON))
+    (track,) = far.update(ns(0.13), dets((312, 201, 322, 221), cls=DOG))
+    assert track.track_id == 1 and track.hits == 2
+
+
+def test_a_class_outside_the_group_never_continues_it() -> None:
+    tr = IouTracker()
+    tr.update(0, dets((300, 200, 340, 240), cls=DOG))
+    (track,) = tr.update(ns(0.13), dets((300, 200, 340, 240), cls=CAR))
+    assert track.track_id == 2 and track.class_id == CAR
 
 
 def test_a_size_step_restarts_the_size_history_a_loom_does_not() -> None:
