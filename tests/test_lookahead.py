@@ -3,6 +3,8 @@ its boxes mapped back to the frame and merged with the full frame's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,43 @@ def test_instead_runs_the_full_frame_while_something_is_nearer_than_the_crop() -
     for _ in range(3):
         det.detect(img)
     assert inner.sizes[4:] == [(360, 640), (360, 640), (180, 320)]
+
+
+def test_reset_starts_the_schedule_over() -> None:
+    inner = Scripted(full=[(10, 100, 110, 350, 0.9, 0)], crop=[])
+    det = LookaheadDetector(inner, CAM, every=3, instead=True)
+    img = np.zeros((360, 640, 3), np.uint8)
+    det.detect(img), det.detect(img)  # crop, then a full frame that sees something near
+    det.reset()
+    det.detect(img)
+    assert inner.sizes[-1] == (180, 320) and det.last_crop is not None  # a crop first again, near forgotten
+
+
+def test_evaluate_scores_each_recording_from_the_start_of_the_crop_schedule(tmp_path: Path) -> None:
+    """One detector serves a whole suite: each recording must see the crop's
+    schedule from its start, or its score depends on the recordings before it."""
+    from device.core.config import Config
+    from device.tools.evaluate import evaluate
+    from test_faults import _recording
+
+    suite = tmp_path / "suite"
+    for name, seconds in (("a", 0.5), ("b", 0.5)):  # 5 frames each: not a multiple of every=3
+        _recording(suite / name, seconds=seconds)
+        (suite / name / "truth.json").write_text('{"contact_s": null, "clear": [[0.0, 0.4]]}')
+
+    inner = Scripted(full=[], crop=[])
+    det = LookaheadDetector(inner, CAM, every=3, instead=True)
+    seen: list[bool] = []
+    real_detect = det.detect
+
+    def detect(image: np.ndarray) -> Detections:
+        out = real_detect(image)
+        seen.append(det.last_crop is not None)
+        return out
+
+    det.detect = detect  # type: ignore[method-assign]
+    ev = evaluate([suite], Config(), detector=det)
+    assert [s.name for s in ev.scores] == ["a", "b"]
+    per = len(seen) // 2
+    assert len(seen) == 2 * per and per % 3 != 0
+    assert seen[:per] == seen[per:]  # both recordings: the same schedule from its start

@@ -86,6 +86,12 @@ class LookaheadDetector:
         self._box: tuple[tuple[int, int], tuple[int, int, int, int]] | None = None  # for a frame size
         self.last_crop: tuple[int, int, int, int] | None = None  # the crop the last call ran (None: none)
 
+    def reset(self) -> None:
+        """Start the crop's schedule over, as for a new run: a suite's
+        recordings are scored each on its own, not by where the schedule
+        stood when the one before ended."""
+        self._calls, self._near, self.last_crop = 0, False, None
+
     def crop_for(self, width: int, height: int) -> tuple[int, int, int, int]:
         if self._box is None or self._box[0] != (width, height):
             self._box = ((width, height), crop_box(width, height, self.camera, self.width_frac, self.aspect))

@@ -35,6 +35,7 @@ from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.ports import Detector
 from device.core.types import AlertLevel
+from device.perception.lookahead import LookaheadDetector
 from device.record.format import META, Recording, RecordingError
 
 SCENARIO_META = "scenario.json"
@@ -307,6 +308,8 @@ def evaluate(
         name = d.name
         if progress is not None:
             progress(name)
+        if isinstance(detector, LookaheadDetector):
+            detector.reset()  # one detector for the suite, each recording its own schedule
         try:
             rec, samples = trace(d, config, detector, pace)
         except (RecordingError, EvaluationError) as err:
