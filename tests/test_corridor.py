@@ -105,14 +105,15 @@ def test_a_sideways_speed_inside_its_uncertainty_or_slow_never_clears() -> None:
     assert not clears_corridor(GroundState(0.0, 8.0, 0.9, -2.0, 0.1, 0.3, 40, True), 0.37, HW, math.inf)
 
 
-def _sway_renamed_result(t: float, track_id: int, bearing_deg: float, g: GroundState) -> CameraResult:
+def _sway_renamed_result(t: float, track_id: int, bearing_deg: float, g: GroundState,
+                         box_ttc: float | None = 3.0) -> CameraResult:
     d = math.hypot(g.x_m, g.z_m)
-    tr = CameraTrack(track_id, "person", (300.0, 150.0, 312.0, 190.0), 0.8, 4, d, bearing_deg, None, ground=g,
+    tr = CameraTrack(track_id, "person", (300.0, 150.0, 312.0, 190.0), 0.8, 4, d, bearing_deg, box_ttc, ground=g,
                      half_width_m=0.45)
     return CameraResult(ns(t), round(t * FPS), (tr,))
 
 
-def _renamed_rider(object_id: int) -> list[tuple[bool, float | None]]:
+def _renamed_rider(object_id: int, box_ttc: float | None = 3.0) -> list[tuple[bool, float | None]]:
     """cyclist-10mps-rough inline: the sway swings the rider's box past its own
     width and the tracker gives it a new id at each phase, so id 7 is always
     seen 1.1-1.3 m aside and its box growth
@@ -127,7 +128,7 @@ def _renamed_rider(object_id: int) -> list[tuple[bool, float | None]]:
         z = 17.3 - 9.65 * (k / FPS)
         bearing = math.degrees(math.atan2(aside, z))
         g = GroundState(0.1, z, 0.15, -9.65, 0.4, 1.2, 20 + k, True, x_sd_m=0.28, object_id=object_id)
-        est.set_camera(_sway_renamed_result(t, tid, bearing, g))
+        est.set_camera(_sway_renamed_result(t, tid, bearing, g, box_ttc))
         (c,) = [c for c in est.candidates(ns(t)) if c.source == "camera"]
         if tid == 7:
             out.append((c.in_path, c.ttc_s))
@@ -146,6 +147,10 @@ def test_a_head_on_rider_the_sway_splits_into_ids_is_judged_as_one_object() -> N
     assert seen[-1][0]
     # Judged by id 7's own frames (no object to join them), it is beside the path.
     assert [in_path for in_path, _ in _renamed_rider(object_id=0)[:-1]] == [False, False, False]
+    # A box that does not grow gets no time from the filter: on the photo suite's two
+    # people crossing each other, a filter carried onto the wrong one read 7 m/s closing.
+    assert [ttc for _, ttc in _renamed_rider(object_id=5, box_ttc=None)[:-1]] == [None, None, None]
+    assert [ttc for _, ttc in _renamed_rider(object_id=5, box_ttc=20.0)[:-1]] == [None, None, None]
 
 
 def test_the_filters_closing_speed_gives_a_time_only_when_sure() -> None:
@@ -174,15 +179,15 @@ def test_an_object_keeps_its_id_across_the_trackers_renames_and_a_stranger_gets_
 
 def _in_corridor_at(pace_s: float, frames: int) -> float | None:
     """A side pass that the sway swings into the corridor (0.8 m out) at every
-    detection, its filter settled and closing at 4.2 m/s: the time to
-    collision its last candidate is given."""
+    detection, its filter settled and closing at 4.2 m/s, its box's growth
+    giving 3.0 s: the time to collision its last candidate is given."""
     est = ThreatEstimator(Config())
     c = None
     for k in range(frames):
         t, z = 3.28 + k * pace_s, 11.8 - 4.2 * k * pace_s
         g = GroundState(0.9, z, -0.3, -4.2, 0.5, 0.9, 6 + k, True, x_sd_m=0.3, object_id=2)
         tr = CameraTrack(2, "person", (300.0, 100.0, 330.0, 200.0), 0.9, 2 + k, z, math.degrees(math.atan2(0.8, z)),
-                         None, ground=g, half_width_m=0.4)
+                         3.0, ground=g, half_width_m=0.4)
         est.set_camera(CameraResult(ns(t), k, (tr,)))
         (c,) = [c for c in est.candidates(ns(t)) if c.source == "camera"]
     assert c is not None and c.in_path
@@ -190,7 +195,8 @@ def _in_corridor_at(pace_s: float, frames: int) -> float | None:
 
 
 def test_two_samples_of_one_sway_phase_give_no_time_to_collision() -> None:
-    # zero2w, pass-jogger-1.5m-rough: two detections 0.54 s apart in the 0.6 s window.
-    assert _in_corridor_at(0.54, 3) is None
+    # zero2w, pass-jogger-1.5m-rough: two detections 0.54 s apart in the 0.6 s window:
+    # the box's own 3.0 s, not the filter's 1.7 s.
+    assert _in_corridor_at(0.54, 3) == 3.0
     # Three over 0.3 s and more: the median has seen the sway's phases; the filter's time.
     assert _in_corridor_at(0.2, 3) == pytest.approx((11.8 - 4.2 * 0.4) / 4.2)

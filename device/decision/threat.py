@@ -493,10 +493,13 @@ class ThreatEstimator:
                 if in_path and not near and g is not None:
                     if clears_corridor(g, tr.half_width_m, self.cfg.corridor_half_width_m, reach_s(g, ttc)):
                         in_path = False  # crossing ahead, gone before the runner gets there
-                    elif self._lateral_held(_object_key(tr)):
-                        # In the corridor by a median that has seen the sway's
-                        # phases, and its filter (one across the tracker's renames,
-                        # which break a box's streak) knows how fast it closes.
+                    elif (tr.ttc_s is not None and tr.ttc_s < self.cfg.caution_ttc_s
+                          and self._lateral_held(_object_key(tr))):
+                        # Its box grows (one fit, where the tracker's renames break
+                        # a streak), it is in the corridor by a median that has seen
+                        # the sway's phases, and its filter knows how fast it closes.
+                        # (Without the box: a filter carried onto the wrong one of two
+                        # people crossing each other read 7 m/s closing, DANGER.)
                         arrive = line_s(g, self.cfg.min_closing_mps)
                         if arrive is not None:
                             ttc = arrive if ttc is None else min(ttc, arrive)
