@@ -227,12 +227,12 @@ CENTRE_MAX_PX = 60.0
 # Classes YOLOX-Nano confuses with one another on a small object: a detection
 # of one continues a track of another (by IoU or centre as within a class), so
 # an object the detector names differently from one result to the next keeps
-# one track and its hits. Measured (docs/evaluation.md, 'The dog'): the far
-# dog is named person, dog and horse in turn from 8 m to 2 m, each name a new
-# track of one hit, so no track ever had the two hits a candidate needs; real
-# COCO animals scaled to 64-160 px tall are named another animal or a person
-# in 2-7 of 45. People and the animals a runner meets are one group: each
-# alerts, and each moves.
+# one track and its hits. Measured (docs/evaluation.md, 'The dog'): at the pi4
+# pace the far dog is named person and dog in turn from 7 m to 2 m (horse too,
+# under the threshold), each name a new track of one hit, so no track had the
+# two hits a candidate needs before 2.2 m; real COCO animals scaled to 64-160 px
+# tall are named another animal or a person in 4-6 of 45. People and the
+# animals a runner meets are one group: each alerts, and each moves.
 CONFUSABLE: tuple[frozenset[str], ...] = (
     frozenset({"person", "dog", "cat", "horse", "sheep", "cow", "bear"}),
 )
