@@ -351,6 +351,34 @@ def test_a_renamed_track_keeps_its_trail_and_a_new_object_does_not() -> None:
     assert renamed.followed_s == pytest.approx(11 / FPS) and other.followed_s == pytest.approx(3 / FPS)
 
 
+@pytest.mark.parametrize("k, same", [(1.0, True), (1 / 1.3, True), (1.6, True), (1 / 1.6, False)])
+def test_a_detection_the_carried_box_does_not_fit_starts_the_trail_over(k: float, same: bool) -> None:
+    # The detection at frame 8 is k times the height the flow carried the
+    # object to. Shorter by more than MAX_SIZE_MISS (1.4), the flow claimed
+    # growth the box does not have (a far person's box given to a nearer
+    # one's id): the trail starts over, a new trail id and no time to
+    # collision until its own span is seen. Otherwise (a taller box: the flow
+    # lagged a real approach) its scale history goes on.
+    est = FlowEstimator()
+    ttc0 = 2.5
+    camera = None
+    for i in range(12):
+        t = i / FPS
+        frame, box = _frame(i, 40 * ttc0 / (ttc0 - t))
+        if i == 0:
+            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track(box, 7),))
+        if i == 8:
+            cx, cy, h = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, (box[3] - box[1]) * k
+            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track((cx - h / 2, cy - h / 2, cx + h / 2, cy + h / 2), 7),))
+        res = est.process(frame, camera)
+        if i == 7:
+            before = res.track(7)
+    after = res.track(7)
+    assert before is not None and after is not None and before.ttc_s is not None
+    assert (after.trail_id == before.trail_id) is same
+    assert (after.ttc_s is not None) is same
+
+
 def test_threaded_flow_is_handed_the_detect_threads_results() -> None:
     import threading
 

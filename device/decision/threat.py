@@ -84,7 +84,7 @@ LATERAL_WINDOW_NS = round(LATERAL_WINDOW_S * NS_PER_S)
 # standard deviations. Feature flow inside a box measures the points' spread,
 # and a walker's swinging legs, a second person inside the box or a few
 # surviving points on the background spread too: on vtest's static camera a
-# walker 9.8 m off closing at 0.5 +- 0.3 m/s had a flow TTC of 1.9 s (5 m/s),
+# walker 9.8 m off closing at 0.66 +- 0.34 m/s had a flow TTC of 1.9 s (5 m/s),
 # on the Market Street film a cyclist riding away ahead (receding 0.3 +- 0.5
 # m/s) one of 1.5 s from a single 16 % step of ten points. A new track's
 # velocity is unknown (4 m/s sd), so the flow speaks first on a fast closer;
