@@ -340,9 +340,9 @@ class ThreatEstimator:
         # sample of the sway, and alone it put a jogger passing 1.5 m out inside
         # the corridor (hazards pass-jogger-1.5m-rough at zero2w, a false WARN).
         for ft in result.tracks:
-            before = self._trail_track.get(ft.trail_id)
-            if before is not None and before != ft.track_id and before in self._laterals:
-                self._laterals[ft.track_id] = sorted(self._laterals.pop(before) + self._laterals.get(ft.track_id, []))
+            was = self._trail_track.get(ft.trail_id)
+            if was is not None and was != ft.track_id and was in self._laterals:
+                self._laterals[ft.track_id] = sorted(self._laterals.pop(was) + self._laterals.get(ft.track_id, []))
         self._trail_track = {ft.trail_id: ft.track_id for ft in result.tracks}
         # The flow-carried box's offset, frame by frame: the sway's samples between detections.
         cam = self.camera
