@@ -26,7 +26,7 @@ def test_the_config_wins_over_the_boards_defaults() -> None:
     assert (plain.detector.model, plain.detector.input_geometry) == (pi4.default_model, pi4.default_input_size)
     for own in ({"input_size": 416}, {"model": "yolox_nano"}):
         cfg = from_dict({"detector": own})
-        assert boards.with_defaults(cfg, pi4) is cfg  # either key set: the builder's choice stands
+        assert boards.with_defaults(cfg, pi4).detector == cfg.detector  # either key set: the builder's choice stands
     other = from_dict({"alerts": {"warn_ttc_s": 2.6}})
     assert boards.with_defaults(other, pi4).alerts.warn_ttc_s == 2.6
 
@@ -90,3 +90,20 @@ def test_a_width_by_height_default_with_its_fill() -> None:
     data["boards"]["x"]["yolox_nano_dynamic"] = {"320x190": [1, 2]}  # type: ignore[index]
     with pytest.raises(boards.BoardError, match="multiples of 32"):
         boards.parse(data)
+
+
+def test_a_boards_flow_default_unless_the_config_sets_it() -> None:
+    for name in ("pi4", "zero2w"):
+        b = boards.load().get(name)
+        assert b.default_flow is True and b.default_flow_why
+        assert boards.with_defaults(from_dict({}), b).flow.enabled
+        # A config with its own detector keeps them, and still gets the board's flow.
+        own = boards.with_defaults(from_dict({"detector": {"input_size": 416}}), b)
+        assert own.flow.enabled and own.detector.input_size == 416
+        assert not boards.with_defaults(from_dict({"flow": {"enabled": False}}), b).flow.enabled
+    pi5 = boards.load().get("pi5")
+    assert pi5.default_flow is None and not boards.with_defaults(from_dict({}), pi5).flow.enabled
+    with pytest.raises(boards.BoardError, match="default_flow"):
+        boards.parse({"detect_overhead": 0.1, "boards": {"x": {
+            "title": "X", "device_tree": "X", "status": "estimate", "source": "s",
+            "yolox_nano": {"416": [1, 2]}, "default_flow": True}}})

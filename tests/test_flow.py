@@ -4,11 +4,13 @@ textured background, so the time to collision and the carried box are known."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
 
-from device.core.camera import CameraResult, CameraTrack
+from device.core.camera import CameraResult, CameraTrack, GroundState
 from device.core.types import Frame
 from device.perception.flow import FlowEstimator, FlowParams, scale_step
 
@@ -38,9 +40,14 @@ def _frame(i: int, size: float, centre: tuple[float, float] = (W / 2, H / 2)) ->
     return Frame(t_ns=round(i * NS / FPS), seq=i, image=img), (x1, y1, x1 + size, y1 + size)
 
 
-def _track(box: tuple[float, ...], track_id: int = 7) -> CameraTrack:
-    return CameraTrack(track_id=track_id, label="person", box=box, confidence=0.9, hits=3,  # type: ignore[arg-type]
-                       distance_m=10.0, bearing_deg=0.0, ttc_s=None)
+# A track's ground filter at its birth: position known, velocity not (motion.INITIAL_SPEED_SD_MPS).
+NEW_GROUND = GroundState(0.0, 10.0, 0.0, 0.0, 4.0, 4.0, 1)
+
+
+def _track(box: tuple[float, ...], track_id: int = 7, ground: GroundState | None = NEW_GROUND,
+           distance: float = 10.0, bearing: float = 0.0, hits: int = 3) -> CameraTrack:
+    return CameraTrack(track_id=track_id, label="person", box=box, confidence=0.9, hits=hits,  # type: ignore[arg-type]
+                       distance_m=distance, bearing_deg=bearing, ttc_s=None, ground=ground)
 
 
 def _approach(ttc0_s: float, frames: int, size0: float = 40.0, detect_every: int = 1000,
@@ -244,6 +251,67 @@ def test_the_threat_takes_a_camera_rate_ttc_once_it_has_held() -> None:
     assert est.candidates(late)[0].ttc_s is None
 
 
+def _flow_ttc_for(ground: GroundState | None, ttc: float = 1.9) -> float | None:
+    """The time to collision the threat takes from a flow that has said `ttc`
+    for 0.2 s about a track 10 m off whose ground filter says `ground`."""
+    from device.core.config import Config
+    from device.decision.threat import ThreatEstimator
+    from device.perception.flow import FlowResult, FlowTrack
+
+    est = ThreatEstimator(Config())
+    box = (150.0, 100.0, 170.0, 160.0)
+    est.set_camera(CameraResult(t_ns=0, seq=0, tracks=(_track(box, ground=ground),)))
+    for t_s in (0.066, 0.133, 0.2):
+        est.set_flow(FlowResult(round(t_s * NS), 0, (FlowTrack(7, box, 1.0, ttc, 20, 0, trail_id=1),)))
+    return est.candidates(round(0.2 * NS))[0].ttc_s
+
+
+def test_the_flow_cannot_make_closing_what_the_distance_history_says_is_not() -> None:
+    # vtest (a static camera): a walker 10 m off, his ground filter settled on
+    # 0.5 +- 0.35 m/s closing, a flow TTC of 1.9 s (5.3 m/s): the flow's points
+    # spread with his legs or a second person in the box. Not taken.
+    assert _flow_ttc_for(GroundState(0.0, 10.0, 0.0, -0.5, 0.35, 0.35, 40, True)) is None
+    # Market Street: a cyclist riding away ahead (receding 0.3 +- 0.5 m/s).
+    assert _flow_ttc_for(GroundState(0.0, 10.0, 0.0, 0.3, 0.5, 0.5, 13, True)) is None
+    # A closer the history knows (5 +- 0.8 m/s): the flow's 1.9 s is within
+    # three of its deviations, and speaks (the head-on rows at a Pi Zero's pace).
+    assert _flow_ttc_for(GroundState(0.0, 10.0, 0.0, -5.0, 0.8, 0.8, 4, True)) == pytest.approx(1.9)
+    # A new track (velocity unknown, 4 m/s sd): the flow's first word counts.
+    assert _flow_ttc_for(NEW_GROUND) == pytest.approx(1.9)
+    # No distance history at all (a box the frame's side cuts): no say.
+    assert _flow_ttc_for(None) is None
+
+
+def test_a_renamed_track_keeps_its_lateral_history() -> None:
+    # At a Pi Zero's pace the tracker renames a passer whose box jumped; the flow
+    # followed it through. The new id's first detection caught the sway at one
+    # extreme (0.8 m); the old id's offsets (1.5-2.5 m) go on with it, so the
+    # corridor test still sees a pass, not a head-on.
+    from device.core.config import Config
+    from device.decision.threat import ThreatEstimator
+    from device.perception.flow import FlowResult, FlowTrack
+
+    def run(trail: int) -> bool:
+        est = ThreatEstimator(Config())
+        box = (150.0, 100.0, 170.0, 160.0)
+        for i, lateral in enumerate((2.0, 2.5, 1.5, 2.2)):
+            t = round(i * 0.1 * NS)
+            est.set_camera(CameraResult(t_ns=t, seq=i, tracks=(_track(box, 1, distance=10.0,
+                                                                     bearing=math.degrees(math.asin(lateral / 10.0))),)))
+            est.set_flow(FlowResult(t, i, (FlowTrack(1, box, 1.0, None, 20, t, trail_id=5),)))
+        t = round(0.4 * NS)
+        est.set_camera(CameraResult(t_ns=t, seq=4, tracks=(_track(box, 2, distance=10.0, hits=1,
+                                                                   bearing=math.degrees(math.asin(0.08))),)))
+        est.set_flow(FlowResult(t, 4, (FlowTrack(2, box, 1.0, None, 20, t, trail_id=trail),)))
+        for t_s in (0.466, 0.533, 0.6):  # the flow's streak on the new id: it counts with one hit
+            est.set_flow(FlowResult(round(t_s * NS), 5, (FlowTrack(2, box, 1.0, 1.5, 20, t, trail_id=trail),)))
+        (cand,) = est.candidates(round(0.6 * NS))
+        return cand.in_path
+
+    assert not run(trail=5)
+    assert run(trail=6)  # another object's trail: its own offsets only, and the one it has is inside
+
+
 def test_flow_is_a_stage_only_when_on_and_with_a_detector() -> None:
     from device.app.compose import camera_stages
     from device.camera_path import FlowStage
@@ -281,6 +349,34 @@ def test_a_renamed_track_keeps_its_trail_and_a_new_object_does_not() -> None:
     assert renamed.trail_id == before.trail_id and other.trail_id != before.trail_id
     assert renamed.ttc_s is not None and abs(renamed.ttc_s - (ttc0 - 11 / FPS)) <= 0.2 * (ttc0 - 11 / FPS)
     assert renamed.followed_s == pytest.approx(11 / FPS) and other.followed_s == pytest.approx(3 / FPS)
+
+
+@pytest.mark.parametrize("k, same", [(1.0, True), (1 / 1.3, True), (1.6, True), (1 / 1.6, False)])
+def test_a_detection_the_carried_box_does_not_fit_starts_the_trail_over(k: float, same: bool) -> None:
+    # The detection at frame 8 is k times the height the flow carried the
+    # object to. Shorter by more than MAX_SIZE_MISS (1.4), the flow claimed
+    # growth the box does not have (a far person's box given to a nearer
+    # one's id): the trail starts over, a new trail id and no time to
+    # collision until its own span is seen. Otherwise (a taller box: the flow
+    # lagged a real approach) its scale history goes on.
+    est = FlowEstimator()
+    ttc0 = 2.5
+    camera = None
+    for i in range(12):
+        t = i / FPS
+        frame, box = _frame(i, 40 * ttc0 / (ttc0 - t))
+        if i == 0:
+            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track(box, 7),))
+        if i == 8:
+            cx, cy, h = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, (box[3] - box[1]) * k
+            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track((cx - h / 2, cy - h / 2, cx + h / 2, cy + h / 2), 7),))
+        res = est.process(frame, camera)
+        if i == 7:
+            before = res.track(7)
+    after = res.track(7)
+    assert before is not None and after is not None and before.ttc_s is not None
+    assert (after.trail_id == before.trail_id) is same
+    assert (after.ttc_s is not None) is same
 
 
 def test_threaded_flow_is_handed_the_detect_threads_results() -> None:

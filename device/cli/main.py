@@ -67,11 +67,14 @@ def cmd_config_show(args: argparse.Namespace) -> int:
             new = boards.with_defaults(cfg, board)
             if board.default_model is None:
                 head += f"# {board.title}: no defaults of its own in device/perception/boards.toml\n"
-            elif new is cfg:
+            elif new.detector == cfg.detector:
                 head += f"# {board.title}: detector.model and input size as this config sets them\n"
             else:
                 head += (f"# {board.title}: detector.model and its input size are its defaults "
                         f"(device/perception/boards.toml: {board.default_why}); edit them to choose your own\n")
+            if boards.flow_default_applies(cfg, board):
+                head += (f"# {board.title}: flow.enabled is its default (device/perception/boards.toml: "
+                         f"{board.default_flow_why})\n")
             cfg = new
     text = to_toml(cfg, described=True)
     if args.set:

@@ -379,10 +379,12 @@ class FlowConfig(_Strict):
     feature flow on every frame, so its time to collision is known at camera
     rate whatever the detector's pace."""
 
-    # Off by default still: at a Pi Zero's pace it is what gives a fast closer its
-    # time to collision between detections, but on real footage (vtest's clear
-    # path, Market Street's cut-ins) its first word on a person draws a false WARN
-    # (docs/evaluation.md, "Fast closers head-on").
+    # Off in the built-in defaults (inline, a Pi 5: a detection every frame or
+    # nearly, little for the flow to add) and on for the Pi 4 and the Pi Zero 2 W
+    # through their board defaults (device/perception/boards.toml default_flow):
+    # at their pace it is what gives a fast closer its time to collision between
+    # detections, and its time to collision counts only where the track's distance
+    # history allows it (docs/evaluation.md, "Flow on by default on the slow boards").
     enabled: bool = Field(
         False, description="measure each track's scale change at camera rate from the flow inside its box"
     )

@@ -69,6 +69,9 @@ class Board:
     default_fill: str = "letterbox"
     # The look-ahead crop's schedule (detector.lookahead_every/_mode/_width), if any.
     default_lookahead: tuple[int, str, float] | None = None
+    # flow.enabled on this board unless the config sets it (None: the config's default), and why.
+    default_flow: bool | None = None
+    default_flow_why: str = ""
     # An accelerated board ("imx500", "hailo"): the network runs off the CPU,
     # so its pace is the accelerator's own figure for `accelerator_model` at
     # `accelerator_input`, whatever CPU model the config names.
@@ -188,8 +191,12 @@ def parse(data: dict[str, Any]) -> Boards:
                              "name a model and size the board has a figure for, and default_why is text")
         if fill not in ("letterbox", "stretch"):
             raise BoardError(f"boards.{name}.default_fill: letterbox or stretch (got {fill!r})")
+        flow, flow_why = b.get("default_flow"), b.get("default_flow_why", "")
+        if not (flow is None or isinstance(flow, bool)) or not isinstance(flow_why, str) or (flow is not None and not flow_why):
+            raise BoardError(f"boards.{name}: default_flow is true or false, with default_flow_why saying why")
         boards[name] = Board(name, b["title"], b["device_tree"], b["status"], b["source"], models, dm, ds, why,
-                             fill, _lookahead(b.get("default_lookahead"), f"boards.{name}.default_lookahead"))
+                             fill, _lookahead(b.get("default_lookahead"), f"boards.{name}.default_lookahead"),
+                             flow, flow_why)
     return Boards(float(data["detect_overhead"]), boards, accelerated)
 
 
@@ -237,7 +244,25 @@ DEFAULT_KEYS = frozenset({"model", "input_size", "input_width", "input_height", 
 def with_defaults(cfg: Config, board: Board) -> Config:
     """`cfg` with the board's detector model, input size, fill and look-ahead where `cfg`
     leaves them unset: a config that names any keeps its own choice of
-    all (a model chosen for its size, or the other way round)."""
+    all (a model chosen for its size, or the other way round). The board's
+    flow.enabled likewise, where `cfg` leaves it unset."""
+    return _with_flow_default(_with_detector_defaults(cfg, board), board, cfg)
+
+
+def flow_default_applies(cfg: Config, board: Board) -> bool:
+    return board.default_flow is not None and "enabled" not in cfg.flow.model_fields_set \
+        and cfg.flow.enabled != board.default_flow
+
+
+def _with_flow_default(cfg: Config, board: Board, given: Config) -> Config:
+    if not flow_default_applies(given, board):
+        return cfg
+    data = cfg.model_dump(mode="python")
+    data["flow"]["enabled"] = board.default_flow
+    return from_dict(data, f"the {board.name} defaults")
+
+
+def _with_detector_defaults(cfg: Config, board: Board) -> Config:
     if board.default_model is None or board.default_input_size is None or cfg.detector.model_fields_set & DEFAULT_KEYS:
         return cfg
     data = cfg.model_dump(mode="python")
