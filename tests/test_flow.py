@@ -5,6 +5,7 @@ textured background, so the time to collision and the carried box are known."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from device.core.camera import CameraResult, CameraTrack, GroundState
 from device.core.types import Frame
-from device.perception.flow import FlowEstimator, FlowParams, scale_step
+from device.perception.flow import FlowEstimator, FlowParams, FlowResult, FlowTrack, scale_step
 
 FPS = 15.0
 W, H = 320, 240
@@ -325,24 +326,31 @@ def test_flow_is_a_stage_only_when_on_and_with_a_detector() -> None:
     assert not any(isinstance(s, FlowStage) for s in camera_stages(None, on)[1])  # no tracks to follow
 
 
+def _approach_renamed_at_8(tracks_at_8: Callable[[tuple[float, float, float, float]], tuple[CameraTrack, ...]],
+                           ttc0: float = 2.5) -> tuple[FlowTrack | None, FlowResult]:
+    """Twelve frames of a texture closing at ttc0, detected as track 7 at
+    frame 0 and as `tracks_at_8(box)` at frame 8: track 7 at frame 7, and the last result."""
+    est = FlowEstimator()
+    camera = None
+    before = None
+    for i in range(12):
+        frame, box = _frame(i, 40 * ttc0 / (ttc0 - i / FPS))
+        if i == 0:
+            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track(box, 7),))
+        if i == 8:
+            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=tracks_at_8(box))
+        res = est.process(frame, camera)
+        if i == 7:
+            before = res.track(7)
+    return before, res
+
+
 def test_a_renamed_track_keeps_its_trail_and_a_new_object_does_not() -> None:
     # The tracker renames the object (7 -> 9) at frame 8, after a box jump;
     # the flow carries its box there, so its scale history goes on. An
     # object elsewhere (11) starts a trail of its own.
-    est = FlowEstimator()
     ttc0 = 2.5
-    camera = None
-    for i in range(12):
-        t = i / FPS
-        frame, box = _frame(i, 40 * ttc0 / (ttc0 - t))
-        if i == 0:
-            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track(box, 7),))
-        if i == 8:
-            far = (10.0, 10.0, 30.0, 50.0)
-            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track(box, 9), _track(far, 11)))
-        res = est.process(frame, camera)
-        if i == 7:
-            before = res.track(7)
+    before, res = _approach_renamed_at_8(lambda box: (_track(box, 9), _track((10.0, 10.0, 30.0, 50.0), 11)), ttc0)
     assert before is not None
     renamed, other = res.track(9), res.track(11)
     assert renamed is not None and other is not None and res.track(7) is None
@@ -359,20 +367,11 @@ def test_a_detection_the_carried_box_does_not_fit_starts_the_trail_over(k: float
     # one's id): the trail starts over, a new trail id and no time to
     # collision until its own span is seen. Otherwise (a taller box: the flow
     # lagged a real approach) its scale history goes on.
-    est = FlowEstimator()
-    ttc0 = 2.5
-    camera = None
-    for i in range(12):
-        t = i / FPS
-        frame, box = _frame(i, 40 * ttc0 / (ttc0 - t))
-        if i == 0:
-            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track(box, 7),))
-        if i == 8:
-            cx, cy, h = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, (box[3] - box[1]) * k
-            camera = CameraResult(t_ns=frame.t_ns, seq=i, tracks=(_track((cx - h / 2, cy - h / 2, cx + h / 2, cy + h / 2), 7),))
-        res = est.process(frame, camera)
-        if i == 7:
-            before = res.track(7)
+    def shrunk(box: tuple[float, float, float, float]) -> tuple[CameraTrack, ...]:
+        cx, cy, h = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, (box[3] - box[1]) * k
+        return (_track((cx - h / 2, cy - h / 2, cx + h / 2, cy + h / 2), 7),)
+
+    before, res = _approach_renamed_at_8(shrunk)
     after = res.track(7)
     assert before is not None and after is not None and before.ttc_s is not None
     assert (after.trail_id == before.trail_id) is same
