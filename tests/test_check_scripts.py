@@ -100,10 +100,13 @@ def test_gpio_vm_helper_prints_each_lines_changes_with_their_times(tmp_path: Pat
     proc = subprocess.Popen([str(helper), "edges", "30", "1000", str(a), str(b)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     first = [proc.stdout.readline(), proc.stdout.readline()]  # the levels at the start: it is sampling
-    a.write_text("1\n")
-    lines = []
+    with a.open("r+") as f:  # in place, as sysfs changes: a truncation first would be an empty read
+        f.write("1\n")
+    lines: list[str] = []
     while not any(line.startswith("edge 0 ") for line in lines):
-        lines.append(proc.stdout.readline())
+        line = proc.stdout.readline()
+        assert line, f"the helper ended before the edge (exit {proc.wait(timeout=10)}): {lines}"
+        lines.append(line)
     proc.terminate()  # SIGTERM: it stops and sums up
     rest = proc.stdout.read()
     assert proc.wait(timeout=10) == 0
