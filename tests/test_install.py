@@ -696,8 +696,12 @@ def test_install_writes_the_boards_detector_defaults(pi: Pi, line: str, board: s
     assert (cfg.detector.model, cfg.detector.input_geometry) == (want.default_model, want.default_input_size)
     assert cfg.detector.fill == want.default_fill
     plain = load("/dev/null")
+    # the board's flow default (boards.toml default_flow), the rest of [flow] as built in
+    flow_on = want.default_flow if want.default_flow is not None else plain.flow.enabled
+    assert cfg.flow == plain.flow.model_copy(update={"enabled": flow_on})
     # nothing else but the installer's recording defaults
-    assert cfg.model_copy(update={"detector": plain.detector, "recording": plain.recording}) == plain
+    assert cfg.model_copy(update={"detector": plain.detector, "recording": plain.recording,
+                                  "flow": plain.flow}) == plain
     assert config.read_text().startswith(f"# the built-in defaults\n# {want.title}: ")
     derived = want.default_model == "yolox_nano_dynamic"
     assert ("rearguard models dynamic" in pi.calls()) is derived
