@@ -272,16 +272,18 @@ class FlowEstimator:
             if trail is None:
                 trail = self._inherit(tr.box, camera.t_ns, gone)
             if trail is None:
-                self._trails[tr.track_id] = _Trail(tr.box, camera.t_ns, self._next_trail, camera.t_ns)
-                self._next_trail += 1
+                self._new_trail(tr.track_id, tr.box, camera.t_ns)
                 continue
             box = _brought_up(tr.box, camera.t_ns, trail)
             if _overgrown(trail.box, box) > math.log(MAX_SIZE_MISS):
-                self._trails[tr.track_id] = _Trail(tr.box, camera.t_ns, self._next_trail, camera.t_ns)
-                self._next_trail += 1
+                self._new_trail(tr.track_id, tr.box, camera.t_ns)
                 continue
             self._trails[tr.track_id] = trail
             trail.box, trail.detection_t_ns = box, camera.t_ns
+
+    def _new_trail(self, track_id: int, box: Box, t_ns: int) -> None:
+        self._trails[track_id] = _Trail(box, t_ns, self._next_trail, t_ns)
+        self._next_trail += 1
 
     @staticmethod
     def _inherit(box: Box, t_ns: int, gone: dict[int, _Trail]) -> _Trail | None:
