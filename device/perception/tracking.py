@@ -306,7 +306,7 @@ class IouTracker:
                 if di not in unmatched or ti in taken:
                     continue
                 self._continue(ti, t_ns, dets, di, seen, taken, unmatched)
-            self._match_by_centre(t_ns, dets, unmatched, taken, seen)
+            self._match_by_centre(t_ns, dets, same_class, unmatched, taken, seen)
         for di in sorted(unmatched):
             tr = Track(
                 track_id=self._next_id,
@@ -321,16 +321,17 @@ class IouTracker:
             seen.append(tr)
         return seen
 
-    def _match_by_centre(self, t_ns: int, dets: Detections, unmatched: set[int], taken: set[int],
-                         seen: list[Track]) -> None:
-        """Second pass for what IoU left (see CENTRE_GATE): same class,
-        nearest centre (in box heights) first."""
+    def _match_by_centre(self, t_ns: int, dets: Detections, same_class: np.ndarray, unmatched: set[int],
+                         taken: set[int], seen: list[Track]) -> None:
+        """Second pass for what IoU left (see CENTRE_GATE): same class (or
+        confusable: `same_class`, the IoU pass's matrix; an untaken track's
+        class is as it was then), nearest centre (in box heights) first."""
         pairs = []
         for ti, tr in enumerate(self.tracks):
             if ti in taken:
                 continue
             for di in unmatched:
-                if not confusable_matrix(np.array([tr.class_id]), dets.class_id[di:di + 1])[0, 0]:
+                if not same_class[ti, di]:
                     continue
                 d = [float(v) for v in dets.xyxy[di]]
                 dh = max(d[3] - d[1], 1.0)
