@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import types
 from collections import deque
 from pathlib import Path
@@ -126,10 +127,11 @@ class FakeRequest:
 
 
 def make_fakes(script: list[Any], *, imx_error: str | None = None, hailo_error: str | None = None,
-               run_error: str | None = None) -> SimpleNamespace:
+               run_error: str | None = None, frame_interval: float = 0.0) -> SimpleNamespace:
     """picamera2 and picamera2.devices as modules, driven by `script`: what
     each capture_request returns (a (metadata | None) for a frame, or an
-    exception to raise)."""
+    exception to raise). `frame_interval` > 0 makes capture_request wait
+    for its frame as a real camera does; 0 hands them out at once."""
     state = SimpleNamespace(requests=deque(script), configured=None, started=False, closed=False,
                             hailo_inputs=[], hailo_closed=False, hailo_out=None)
 
@@ -173,6 +175,8 @@ def make_fakes(script: list[Any], *, imx_error: str | None = None, hailo_error: 
             state.closed = True
 
         def capture_request(self) -> FakeRequest | None:
+            if frame_interval:
+                time.sleep(frame_interval)
             if not state.requests:
                 return None
             item = state.requests.popleft()

@@ -72,9 +72,11 @@ def test_auto_on_a_laptop_without_the_model_is_todays_model_fault(monkeypatch: p
 
 def test_the_ai_camera_is_the_live_frame_source_with_its_detections(monkeypatch: pytest.MonkeyPatch,
                                                                    fake_picamera2: Any, cpu: CpuStub) -> None:  # noqa: F811 - the imported fixture
-    # plenty: the reopened camera below shares the fake's queue, and under load its
-    # grabber can drain a short one before the first camera is read (seen in CI)
-    state = fake_picamera2([tensors(PERSON) for _ in range(2000)])
+    # Paced as the camera is (30 frames/s): a fake that hands out frames at
+    # once let the grabber push the detector's frame out of the source's last
+    # KEEP before the detect thread, slowed by a loaded CI host, asked for it.
+    # Plenty of frames: the reopened camera below shares the fake's queue.
+    state = fake_picamera2([tensors(PERSON) for _ in range(2000)], frame_interval=1 / 30)
     machine(monkeypatch, imx500=HERE)
     device = compose.compose_device(config("auto"), source="pi", mock_pins=True, record=None)
     try:
