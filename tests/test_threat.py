@@ -12,7 +12,7 @@ from device.core.camera import CameraResult, CameraTrack
 from device.core.clock import NS_PER_S
 from device.core.config import AlertsConfig, Config
 from device.core.faults import Fault, Kind, Part, texts
-from device.core.types import AlertLevel, Range
+from device.core.types import AlertLevel, Frame, Range
 from device.decision.threat import (
     Candidate,
     SensorTrack,
@@ -639,3 +639,40 @@ def test_camera_warning_holds_at_low_detection_rates(rate_hz: float, min_lead_s:
     on = levels[round(first_warn / 0.02):]
     assert min(on) >= AlertLevel.WARN
 
+
+
+def test_looming_on_a_classified_object_beside_the_corridor_is_no_threat() -> None:
+    """Looming puts a surface at the runner's speed times its time to contact,
+    true of a still one; something moving towards the runner is further off,
+    and so further from the centre line, than that. A looming group on a
+    person whose own distance puts that group beside the corridor is not a
+    threat (a cyclist passing 1.7 m to the side read 1.5 m ahead and 0.3 m off
+    the line: a false WARN); the same group on someone near enough for it to
+    be in the corridor is, and so is a group across the centre column, or one
+    on no classified track."""
+    from device.perception.looming import LoomingResult
+
+    g = CameraGeometry(640, 360, 66.0, 1.1, 0.0)
+    half = CFG.alerts.corridor_half_width_m
+    far_box, near_box = (380.0, 120.0, 440.0, 225.0), (340.0, 20.0, 470.0, 360.0)
+    right, across = (400.0, 140.0, 420.0, 200.0), (300.0, 140.0, 420.0, 200.0)
+    for box, loom_box, tracked, beside in (
+        (far_box, right, True, True),
+        (near_box, right, True, False),  # near: the same bearing is inside the corridor
+        (far_box, across, True, False),  # spans the centre column
+        (far_box, right, False, False),  # nothing classified there
+    ):
+        tr = IouTracker()
+        for i in range(3):
+            tracks = tr.update(ns(i / 15), dets(box))
+        (ct,) = camera_tracks(tracks, g)
+        inner = math.radians(min(abs(g.bearing_deg(loom_box[0])), abs(g.bearing_deg(loom_box[2]))))
+        if box is far_box and loom_box is right:
+            assert ct.distance_m * math.sin(inner) > half
+        est = ThreatEstimator(CFG)
+        est.set_camera(CameraResult(ns(0.13), 2, (ct,) if tracked else (), 
+                                    frame=Frame(2, ns(0.13), np.zeros((360, 640, 3), np.uint8))))
+        for i in range(CFG.looming.min_frames):
+            est.set_looming(LoomingResult(ns(0.13 - 0.01 * i), 2, 1.5, 1.5, -7.0, 1.0, loom_box, 8))
+        looming = [c for c in est.candidates(ns(0.14)) if c.source == "looming"]
+        assert (looming == []) is beside, (box, loom_box, tracked)

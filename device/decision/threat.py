@@ -567,7 +567,32 @@ class ThreatEstimator:
                 sensors.append((t.sensor, c))
         out = fuse(cams, sensors)
         loom = self.looming.candidate(now_ns)
-        return out + [loom] if loom is not None else out
+        return out + [loom] if loom is not None and not self._looming_beside(now_ns) else out
+
+    def _looming_beside(self, now_ns: int) -> bool:
+        """Looming's group lies on a classified object that, at that object's
+        own distance, is beside the corridor. Looming has no distance of its
+        own: it takes the runner's speed times the time to contact, which
+        holds for a still surface but puts something moving towards the
+        runner nearer, and so nearer the centre line, than it is (a cyclist
+        passing 1.7 m to the side read 1.5 m ahead, 0.3 m off the line: a
+        false WARN). A group that spans the image's centre column is never
+        beside anything."""
+        r = self.looming.result
+        if r is None or r.box is None or self.camera is None or self._geometry is None:
+            return False
+        g = self._geometry
+        b0, b1 = g.bearing_deg(r.box[0]), g.bearing_deg(r.box[2])
+        if b0 * b1 <= 0:
+            return False
+        inner = math.radians(min(abs(b0), abs(b1)))
+        cx, cy = (r.box[0] + r.box[2]) / 2, (r.box[1] + r.box[3]) / 2
+        for tr in self.camera.tracks:
+            x0, y0, x1, y1 = tr.box
+            if (tr.hits >= CAMERA_MIN_HITS and not tr.clipped and x0 <= cx <= x1 and y0 <= cy <= y1
+                    and tr.distance_m * math.sin(inner) > self.cfg.corridor_half_width_m):
+                return True
+        return False
 
     def assess(self, now_ns: int, faults: tuple[Fault, ...] = ()) -> Threat:
         """The threat now. `faults` are the other parts' (camera, model,
