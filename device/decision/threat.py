@@ -588,9 +588,12 @@ class ThreatEstimator:
         inner = math.radians(min(abs(b0), abs(b1)))
         cx, cy = (r.box[0] + r.box[2]) / 2, (r.box[1] + r.box[3]) / 2
         for tr in self.camera.tracks:
-            x0, y0, x1, y1 = tr.box
+            ft = self._flow_of(tr, now_ns)
+            distance, _ = self._current(tr, ft)
+            # Where the object is now: the flow's box carried to the newest frame, when it follows this detection.
+            x0, y0, x1, y1 = ft.box if ft is not None and distance != tr.distance_m else tr.box
             if (tr.hits >= CAMERA_MIN_HITS and not tr.clipped and x0 <= cx <= x1 and y0 <= cy <= y1
-                    and tr.distance_m * math.sin(inner) > self.cfg.corridor_half_width_m):
+                    and distance * math.sin(inner) > self.cfg.corridor_half_width_m):
                 return True
         return False
 
