@@ -197,9 +197,10 @@ def test_live_no_model_runs_looming_on_the_camera_and_a_stopped_camera_is_a_faul
     assert view.camera is not None and view.camera.tracks == ()
     assert pipe.events[0].level == AlertLevel.FAULT and pipe.events[0].faults[0].startswith("model: ")
 
-    # The camera stops: no new frame for longer than camera.max_age_s.
-    last = frames[-1].t_ns
-    clock.set(last + round(device.cfg.camera.max_age_s * NS_PER_S) + NS_PER_S // 50)
+    # The camera stops: no new frame for longer than camera.max_age_s and the frames' own spacing.
+    last, gap = frames[-1].t_ns, frames[-1].t_ns - frames[-2].t_ns
+    assert runner.watch.interval_ns() == gap
+    clock.set(last + round(device.cfg.camera.max_age_s * NS_PER_S) + gap + NS_PER_S // 50)
     threat = pipe.step()
     assert any(f.startswith("camera: no frame for") for f in texts(threat.faults)), threat.faults
     assert pipe.level == AlertLevel.FAULT

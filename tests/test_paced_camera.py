@@ -276,3 +276,32 @@ def test_an_irregular_slow_detector_gives_no_false_warn_on_vtest(tmp_path, share
     assert a.events == b.events and a.pace == b.pace
     assert a.pace["dropped"] > 0  # type: ignore[index]
     assert not [e for e in a.events if e.level.name in ("WARN", "DANGER")], a.events
+
+
+def test_a_detector_slower_than_max_age_is_no_stalled_camera_and_a_stop_still_is() -> None:
+    """The main stage takes a frame each time it comes free: at a Pi Zero's
+    slow end (545 ms) every frame it took was older than camera.max_age_s
+    (0.5 s) before it took the next, and the camera read 'no frame for 0.5 s'
+    twice a second while it delivered 15. Its own pace is allowed for (up to
+    max_age_s more); a camera that stops is still a fault, by then."""
+    from device.camera_path import CameraPath
+    from device.core.clock import NS_PER_S
+    from device.core.faults import Kind
+
+    frames = arrivals(45, 66.7)  # 3 s at 15 frames/s, then nothing
+    clock = ReplayClock(0)
+    runner = PacedRunner(ListFrames(frames), DetectStage(Recorder(), Config().camera), DetectorPace(545.0), clock)
+    path = CameraPath(runner, clock, max_age_s=0.5)
+    stalled = []
+    for t in range(0, 4_500, 10):
+        clock.set(t * MS)
+        path.poll()
+        if any(f.kind is Kind.STALLED for f in path.faults(t * MS)):
+            stalled.append(t)
+    last_taken = runner.watch.last_ns
+    assert last_taken is not None and runner.watch.interval_ns() is not None
+    assert stalled and stalled[0] * MS > frames[-1].t_ns, stalled[:3]  # never while frames came
+    # After the stop: max_age_s plus the pace (capped at max_age_s), then the fault stands.
+    due = last_taken + round(0.5 * NS_PER_S) + min(runner.watch.interval_ns(), round(0.5 * NS_PER_S))
+    assert due < stalled[0] * MS <= due + 10 * MS
+    assert stalled == list(range(stalled[0], 4_500, 10))

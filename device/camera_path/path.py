@@ -105,7 +105,14 @@ class CameraPath:
             return (Fault(Part.CAMERA, Kind.ENDED if runner.ended else Kind.FAILED, error),)
         last = runner.watch.last_ns
         since = now_ns - (max(last, self._started_ns) if last is not None else self._started_ns)
-        if since > self._stall_ns:
+        # The frames are the ones the detector took, one each time it came free:
+        # a detector slower than max_age_s (a Pi Zero at its slow end, 0.55 s)
+        # left every frame older than that before it took the next, and the
+        # FAULT pattern blipped twice a second on a working camera. Its own
+        # pace is allowed for, up to max_age_s more, as camera_fresh does (all
+        # of it until the pace is known: two frames taken).
+        pace = runner.watch.interval_ns()
+        if since > self._stall_ns + (self._stall_ns if pace is None else min(pace, self._stall_ns)):
             return (Fault(Part.CAMERA, Kind.STALLED, f"no frame for {since / NS_PER_S:.1f} s"),)
         frozen = runner.watch.frozen_for_ns()
         if frozen > self._stall_ns:

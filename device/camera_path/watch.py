@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import statistics
+from collections import deque
 
 import numpy as np
 
@@ -16,17 +18,24 @@ def image_signature(image: np.ndarray) -> bytes:
     return hashlib.blake2b(np.ascontiguousarray(image[::8, ::8]).data, digest_size=16).digest()
 
 
+INTERVALS = 8  # recent gaps between the frames taken, for their median
+
+
 class FrameWatch:
-    """When the camera path last took a frame, since when its frames have
-    been bit-identical, and whether the lens sees anything (`lens`)."""
+    """When the camera path last took a frame, how far apart it takes them,
+    since when its frames have been bit-identical, and whether the lens sees
+    anything (`lens`)."""
 
     def __init__(self) -> None:
         self.last_ns: int | None = None
+        self._gaps: deque[int] = deque(maxlen=INTERVALS)
         self._signature: bytes | None = None
         self._changed_ns: int | None = None
         self.lens = BlindWatch()
 
     def saw(self, frame: Frame) -> None:
+        if self.last_ns is not None and frame.t_ns > self.last_ns:
+            self._gaps.append(frame.t_ns - self.last_ns)
         self.last_ns = frame.t_ns
         self.lens.saw(frame.t_ns, frame.image)
         sig = image_signature(frame.image)
@@ -38,3 +47,9 @@ class FrameWatch:
         if self.last_ns is None or self._changed_ns is None:
             return 0
         return self.last_ns - self._changed_ns
+
+    def interval_ns(self) -> int | None:
+        """The median gap between the frames taken lately (None before two):
+        the detector's own pace, since the main stage takes a frame only
+        when it comes free (a Pi Zero's 0.5 s and more)."""
+        return round(statistics.median(self._gaps)) if self._gaps else None
