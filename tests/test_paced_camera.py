@@ -39,6 +39,10 @@ class ListFrames:
     def next_t_ns(self) -> int | None:
         return self._frames[self._i].t_ns if self._i < len(self._frames) else None
 
+    def arrived_ns(self, t_ns: int) -> int | None:
+        due = [f.t_ns for f in self._frames if f.t_ns <= t_ns]
+        return due[-1] if due else None
+
     def latest_at(self, t_ns: int) -> Frame | None:
         newest = None
         while self._i < len(self._frames) and self._frames[self._i].t_ns <= t_ns:
@@ -278,30 +282,49 @@ def test_an_irregular_slow_detector_gives_no_false_warn_on_vtest(tmp_path, share
     assert not [e for e in a.events if e.level.name in ("WARN", "DANGER")], a.events
 
 
+def stalls(frames: list[Frame], busy_ms: float, end_ms: int) -> tuple[PacedRunner, list[tuple[int, str]]]:
+    """(runner, [(loop ms, fault text)]) of the camera's STALLED faults, polled every 10 ms."""
+    from device.camera_path import CameraPath
+    from device.core.faults import Kind
+
+    clock = ReplayClock(0)
+    runner = PacedRunner(ListFrames(frames), DetectStage(Recorder(), Config().camera), DetectorPace(busy_ms), clock)
+    path = CameraPath(runner, clock, max_age_s=0.5)
+    out = []
+    for t in range(0, end_ms, 10):
+        clock.set(t * MS)
+        path.poll()
+        out += [(t, f.detail) for f in path.faults(t * MS) if f.kind is Kind.STALLED]
+    return runner, out
+
+
 def test_a_detector_slower_than_max_age_is_no_stalled_camera_and_a_stop_still_is() -> None:
     """The main stage takes a frame each time it comes free: at a Pi Zero's
     slow end (545 ms) every frame it took was older than camera.max_age_s
     (0.5 s) before it took the next, and the camera read 'no frame for 0.5 s'
-    twice a second while it delivered 15. Its own pace is allowed for (up to
-    max_age_s more); a camera that stops is still a fault, by then."""
-    from device.camera_path import CameraPath
-    from device.core.clock import NS_PER_S
-    from device.core.faults import Kind
-
+    twice a second while it delivered 15. The camera's stall is timed on the
+    frames it delivers, taken or not; a camera that stops is a fault
+    max_age_s after its last frame, whatever the detector's pace."""
     frames = arrivals(45, 66.7)  # 3 s at 15 frames/s, then nothing
-    clock = ReplayClock(0)
-    runner = PacedRunner(ListFrames(frames), DetectStage(Recorder(), Config().camera), DetectorPace(545.0), clock)
-    path = CameraPath(runner, clock, max_age_s=0.5)
-    stalled = []
-    for t in range(0, 4_500, 10):
-        clock.set(t * MS)
-        path.poll()
-        if any(f.kind is Kind.STALLED for f in path.faults(t * MS)):
-            stalled.append(t)
-    last_taken = runner.watch.last_ns
-    assert last_taken is not None and runner.watch.interval_ns() is not None
-    assert stalled and stalled[0] * MS > frames[-1].t_ns, stalled[:3]  # never while frames came
-    # After the stop: max_age_s plus the pace (capped at max_age_s), then the fault stands.
-    due = last_taken + round(0.5 * NS_PER_S) + min(runner.watch.interval_ns(), round(0.5 * NS_PER_S))
-    assert due < stalled[0] * MS <= due + 10 * MS
-    assert stalled == list(range(stalled[0], 4_500, 10))
+    last = frames[-1].t_ns
+    for busy_ms in (545.0, 40.0):
+        _, stalled = stalls(frames, busy_ms, 4_500)
+        assert stalled, busy_ms
+        first = stalled[0][0] * MS
+        assert last + 500 * MS < first <= last + 510 * MS, (busy_ms, stalled[:2])  # never while frames came
+        assert stalled[0][1].startswith("no frame for")
+        assert [t for t, _ in stalled] == list(range(stalled[0][0], 4_500, 10))
+
+
+def test_a_detector_that_stops_taking_frames_is_a_fault_after_its_own_pace() -> None:
+    """Frames keep coming but the main stage takes none (a hung inference):
+    a fault once the newest frame it took is older than max_age_s plus its
+    pace between frames (capped at max_age_s; all of it before the pace is
+    known)."""
+    frames = arrivals(90, 66.7)  # 6 s at 15 frames/s
+    runner, stalled = stalls(frames, 5_000.0, 4_000)  # one frame at 0, then busy for 5 s
+    assert runner.taken == [0]
+    assert stalled and stalled[0][0] == 1_010 and stalled[0][1].startswith("no frame detected for"), stalled[:2]
+    # With its pace known (545 ms: taken at 0, 0.6, 1.2 ... s), frames 0.5 + 0.55 s old are its normal.
+    _, normal = stalls(frames, 545.0, 5_900)
+    assert normal == []

@@ -103,23 +103,31 @@ class CameraPath:
         error = runner.error
         if error:
             return (Fault(Part.CAMERA, Kind.ENDED if runner.ended else Kind.FAILED, error),)
-        last = runner.watch.last_ns
-        since = now_ns - (max(last, self._started_ns) if last is not None else self._started_ns)
-        # The frames are the ones the detector took, one each time it came free:
-        # a detector slower than max_age_s (a Pi Zero at its slow end, 0.55 s)
-        # left every frame older than that before it took the next, and the
-        # FAULT pattern blipped twice a second on a working camera. Its own
-        # pace is allowed for, up to max_age_s more, as camera_fresh does (all
-        # of it until the pace is known: two frames taken).
-        pace = runner.watch.interval_ns()
-        if since > self._stall_ns + (self._stall_ns if pace is None else min(pace, self._stall_ns)):
-            return (Fault(Part.CAMERA, Kind.STALLED, f"no frame for {since / NS_PER_S:.1f} s"),)
+        watch = runner.watch
+        arrived = self._since(watch.arrived_ns, now_ns)
+        if arrived > self._stall_ns:
+            return (Fault(Part.CAMERA, Kind.STALLED, f"no frame for {arrived / NS_PER_S:.1f} s"),)
+        # The main stage takes a frame each time it comes free: a detector
+        # slower than max_age_s (a Pi Zero's slow end, 0.55 s) leaves every
+        # frame it took older than that before it takes the next. Its own pace
+        # is allowed for, up to max_age_s more (all of it until the pace is
+        # known); a main stage that stops taking frames (a hung inference) is a
+        # fault after that. (Timed on the frames taken, this read "no frame for
+        # 0.5 s" twice a second on a Zero whose camera delivered 15.)
+        pace = watch.interval_ns()
+        taken = self._since(watch.last_ns, now_ns)
+        if taken > self._stall_ns + (self._stall_ns if pace is None else min(pace, self._stall_ns)):
+            return (Fault(Part.CAMERA, Kind.STALLED, f"no frame detected for {taken / NS_PER_S:.1f} s"),)
         frozen = runner.watch.frozen_for_ns()
         if frozen > self._stall_ns:
             return (Fault(Part.CAMERA, Kind.FROZEN, f"image frozen for {frozen / NS_PER_S:.1f} s"),)
         if (lens := runner.watch.lens.fault_text()) is not None:  # covered, dark or fogged
             return (Fault(Part.CAMERA, Kind.BLIND, lens),)
         return ()
+
+    def _since(self, t_ns: int | None, now_ns: int) -> int:
+        """Time since t_ns, or since this source started if later (or t_ns is None)."""
+        return now_ns - (max(t_ns, self._started_ns) if t_ns is not None else self._started_ns)
 
     def close(self) -> None:
         self.runner.close()

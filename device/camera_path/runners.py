@@ -216,6 +216,7 @@ class ThreadedRunner:
             if frame is None:
                 self._stop.wait(IDLE_S)
                 continue
+            self.watch.arrived(frame.t_ns)
             for box in self._inbox:
                 box.put(frame)
 
@@ -345,6 +346,7 @@ class TimedFrameSource(Protocol):
     """Recorded frames, addressable by time (replay only)."""
 
     def next_t_ns(self) -> int | None: ...
+    def arrived_ns(self, t_ns: int) -> int | None: ...  # the newest frame's time due by t_ns, taken or not
     def latest_at(self, t_ns: int) -> Frame | None: ...
     @property
     def dropped(self) -> int: ...
@@ -416,6 +418,8 @@ class PacedRunner(_OnTheLoop):
     def poll(self) -> dict[str, Any]:
         now = self.clock.now_ns()
         self._start_due(now)
+        if (arrived := self.frames.arrived_ns(now)) is not None:  # the camera delivers while the detector is busy
+            self.watch.arrived(arrived)
         out: dict[str, Any] = {}
         while self._in_flight and self._in_flight[0][0] <= now:
             out[self.main.slot] = self._in_flight.popleft()[1]  # newest finished wins, as in LatestSlot

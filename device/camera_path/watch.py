@@ -22,18 +22,26 @@ INTERVALS = 8  # recent gaps between the frames taken, for their median
 
 
 class FrameWatch:
-    """When the camera path last took a frame, how far apart it takes them,
-    since when its frames have been bit-identical, and whether the lens sees
-    anything (`lens`)."""
+    """When the camera last delivered a frame, when the camera path last took
+    one and how far apart it takes them, since when its frames have been
+    bit-identical, and whether the lens sees anything (`lens`)."""
 
     def __init__(self) -> None:
-        self.last_ns: int | None = None
+        self.arrived_ns: int | None = None  # the newest frame the camera delivered, taken or not
+        self.last_ns: int | None = None  # the newest frame the main stage took
         self._gaps: deque[int] = deque(maxlen=INTERVALS)
         self._signature: bytes | None = None
         self._changed_ns: int | None = None
         self.lens = BlindWatch()
 
+    def arrived(self, t_ns: int) -> None:
+        """The camera delivered a frame of this time (cheap: every frame)."""
+        if self.arrived_ns is None or t_ns > self.arrived_ns:
+            self.arrived_ns = t_ns
+
     def saw(self, frame: Frame) -> None:
+        """The main stage took this frame (checked: frozen, lens)."""
+        self.arrived(frame.t_ns)
         if self.last_ns is not None and frame.t_ns > self.last_ns:
             self._gaps.append(frame.t_ns - self.last_ns)
         self.last_ns = frame.t_ns

@@ -8,6 +8,7 @@ fault row (`silence_ends`), as the device itself would have logged it.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from itertools import pairwise
 
@@ -24,6 +25,7 @@ class RecordedFrames:
 
     def __init__(self, recording: Recording, clock: ReplayClock) -> None:
         self._frames: Iterator[Frame | BadFrame] = recording.frame_items()
+        self._times = recording.frame_times
         self._clock = clock
         self._next: Frame | BadFrame | None = next(self._frames, None)
         self.width = recording.meta.camera.width
@@ -38,6 +40,12 @@ class RecordedFrames:
     def next_t_ns(self) -> int | None:
         """When the next frame (good or bad) arrives (None: no more frames)."""
         return self._next.t_ns if self._next is not None else None
+
+    def arrived_ns(self, now: int) -> int | None:
+        """The time of the newest frame (good or bad) due by `now`, without
+        taking it (None: none yet)."""
+        i = bisect.bisect_right(self._times, now)
+        return self._times[i - 1] if i else None
 
     def latest_at(self, now: int) -> Frame | None:
         """The newest good frame due by `now`; older ones due too are dropped
