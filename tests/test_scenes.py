@@ -314,6 +314,16 @@ def test_scene_make_refuses_unknown_names_and_a_bad_camera(tmp_path: Path, capsy
     assert not (tmp_path / "s").exists()
 
 
+
+def test_a_scene_named_twice_is_made_once() -> None:
+    """`--only far-dog-3mps far-dog-3mps` rendered it, then tried again into
+    the same directory, and that attempt's cleanup deleted the recording."""
+    from device.tools.scene.far import far_suite
+
+    assert [s.name for s in S.suite(["post-2mps", "wall-4mps", "post-2mps"])] == ["post-2mps", "wall-4mps"]
+    assert [s.name for s in far_suite(["far-dog-3mps", "far-dog-3mps"])] == ["far-dog-3mps"]
+
+
 # ---------------------------------------------------------------- the hazards suite
 
 

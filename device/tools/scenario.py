@@ -249,15 +249,17 @@ T = TypeVar("T", bound=_Named)
 
 
 def pick(specs: tuple[T, ...], names: Sequence[str] | None, what: str) -> tuple[T, ...]:
-    """The specs named (all of them for none), in the order named; an unknown
-    name is an error listing the known ones. `what`: "scenario", "scene"."""
+    """The specs named (all of them for none), in the order named, each once
+    (a name given twice would be made twice into the same directory, and the
+    second attempt's cleanup deleted the first's recording); an unknown name
+    is an error listing the known ones. `what`: "scenario", "scene"."""
     if not names:
         return specs
     by_name = {s.name: s for s in specs}
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise ScenarioError(f"unknown {what}(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
-    return tuple(by_name[n] for n in names)
+    return tuple(by_name[n] for n in dict.fromkeys(names))
 
 
 def suite(names: Sequence[str] | None = None) -> tuple[ScenarioSpec, ...]:
