@@ -3,10 +3,13 @@ from box growth (a straight line through 1/size, no lag)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from device.camera_path.distance import measured_tracks
 from device.core.types import Detections
-from device.perception.tracking import IouTracker, contact_time
+from device.perception.geometry import CameraGeometry
+from device.perception.tracking import IouTracker, contact_time, without_group_duplicates
 from fakes import dets, ns
 
 W, H = 640, 360
@@ -130,6 +133,59 @@ def test_a_class_outside_the_group_never_continues_it() -> None:
     tr.update(0, dets((300, 200, 340, 240), cls=DOG))
     (track,) = tr.update(ns(0.13), dets((300, 200, 340, 240), cls=CAR))
     assert track.track_id == 2 and track.class_id == CAR
+
+
+TRUCK, BUS, BICYCLE, MOTORCYCLE = 7, 5, 1, 3
+
+
+def test_a_vehicle_named_car_and_truck_in_turn_keeps_one_track_and_a_steady_height() -> None:
+    """The Market Street car: named truck, car, truck from one result to the
+    next. One track, whose height prior moves with the evidence instead of
+    doubling (car 1.5 m, truck 3.0 m) when the leading name changes."""
+    tr = IouTracker()
+    heights = []
+    for i, cls in enumerate([TRUCK, TRUCK, CAR, CAR, CAR, TRUCK, TRUCK, BUS]):
+        (track,) = tr.update(ns(0.07 * i), dets((300, 100, 480, 230), cls=cls, score=0.5))
+        heights.append(track.prior_height_m())
+    assert track.track_id == 1 and track.hits == 8
+    assert heights[:2] == [None, None]  # one name: its own class's height
+    named = [h for h in heights[2:] if h is not None]
+    assert len(named) == 6 and all(1.5 < h < 3.0 for h in named)
+    steps = [b / a for a, b in zip(named, named[1:], strict=False)]
+    assert max(abs(s - 1) for s in steps) < 0.2  # never the leading name's 2x jump
+    # The decided distance follows: by the leading name it doubled and halved.
+    g = CameraGeometry(480, 360, 45.0, 1.1, 0.0)
+    tr = IouTracker()
+    distances = []
+    for i, cls in enumerate([TRUCK, TRUCK, CAR, CAR, CAR, TRUCK, TRUCK, CAR]):
+        (ct,) = measured_tracks(tr.update(ns(0.07 * i), dets((300, 100, 480, 230), cls=cls, score=0.5)), g)
+        distances.append(ct.distance_m)
+    assert max(abs(b / a - 1) for a, b in zip(distances, distances[1:], strict=False)) < 0.2
+    bikes = IouTracker()
+    for i, cls in enumerate([BICYCLE, MOTORCYCLE, BICYCLE]):
+        (track,) = bikes.update(ns(0.13 * i), dets((450, 160, 480, 220), cls=cls))
+    assert track.track_id == 1 and track.hits == 3
+
+
+def test_one_object_named_twice_in_a_frame_is_one_detection_within_its_group() -> None:
+    """The film's car at 2.5 s: a `car` box and a `truck` box around it in
+    one frame; the weaker started a truck track of its own. Another group's
+    box over it (a person before a car) is another object."""
+    both = Detections(np.array([[262, 113, 477, 242], [254, 118, 479, 242], [300, 120, 340, 240]], np.float32),
+                      np.array([0.43, 0.38, 0.6], np.float32), np.array([CAR, TRUCK, PERSON], np.int32))
+    tracks = IouTracker().update(0, both)
+    assert sorted(int(t.class_id) for t in tracks) == [PERSON, CAR]
+    assert len(without_group_duplicates(both)) == 2
+    # Same class overlapping is the detector's NMS's business: untouched.
+    two = dets((100, 100, 200, 200), (110, 100, 210, 200))
+    assert len(without_group_duplicates(two)) == 2
+
+
+def test_a_dog_named_person_keeps_its_own_class_height() -> None:
+    tr = IouTracker()
+    for i, cls in enumerate([DOG, PERSON, DOG]):
+        (track,) = tr.update(ns(0.13 * i), dets((300, 200, 320, 240), cls=cls))
+    assert track.track_id == 1 and track.prior_height_m() is None
 
 
 def test_a_size_step_restarts_the_size_history_a_loom_does_not() -> None:
