@@ -44,7 +44,6 @@ def measured_tracks(tracks: list[Track], geometry: CameraGeometry, window_ns: in
         label = COCO_CLASSES[tr.class_id]
         cx = (tr.box[0] + tr.box[2]) / 2
         ttc, measure = tr.ttc_estimate(window_ns, geometry.width, geometry.height)
-        real_height = tr.prior_height_m()  # a vehicle named car and truck in turn: in between
         out.append(
             CameraTrack(
                 track_id=tr.track_id,
@@ -52,11 +51,11 @@ def measured_tracks(tracks: list[Track], geometry: CameraGeometry, window_ns: in
                 box=tr.box,
                 confidence=tr.confidence,
                 hits=tr.hits,
-                distance_m=geometry.distance_m(tr.box, label, real_height),
+                distance_m=geometry.distance_m(tr.box, label),
                 bearing_deg=geometry.bearing_deg(cx),
                 ttc_s=ttc,
                 clipped=tr.box[1] <= EDGE_PX or tr.box[3] >= geometry.height - EDGE_PX,
-                height_distance_m=geometry.height_distance_m(tr.box, label, real_height),
+                height_distance_m=geometry.height_distance_m(tr.box, label),
                 foot_angle_deg=geometry.foot_angle_deg(tr.box, label),
                 ttc_measure=measure,
                 near_bearing_deg=_inner_bearing_deg(tr.box, geometry) if geometry.fills_frame(tr.box) else None,

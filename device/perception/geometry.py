@@ -109,17 +109,15 @@ class CameraGeometry:
         """Angle of an image row below the optical axis (negative above it)."""
         return math.degrees(math.atan2(y_px - self.height / 2, self.focal_px))
 
-    def height_distance_m(self, box: tuple[float, float, float, float], label: str,
-                          real_height_m: float | None = None) -> float:
-        """Distance along the optical axis from the box height, against the
-        class's typical height (or `real_height_m`, a track's own prior).
+    def height_distance_m(self, box: tuple[float, float, float, float], label: str) -> float:
+        """Distance along the optical axis from the box height.
 
         A box cut off by the top or bottom edge is shorter than the object,
         which overstates the distance; such an object is close anyway and its
         box growth (time to collision) still tells the truth.
         """
         h_px = max(box[3] - box[1], 1.0)
-        real = real_height_m if real_height_m is not None else CLASS_HEIGHT_M.get(label, DEFAULT_HEIGHT_M)
+        real = CLASS_HEIGHT_M.get(label, DEFAULT_HEIGHT_M)
         return real * self.focal_px / h_px
 
     def foot_angle_deg(self, box: tuple[float, float, float, float], label: str) -> float | None:
@@ -153,11 +151,9 @@ class CameraGeometry:
         spans = y1 <= self.height * NEAR_EDGE_FRAC and self.cut_at_bottom(box)
         return spans or (x2 - x1) * (y2 - y1) >= NEAR_FILL * self.width * self.height
 
-    def distance_m(self, box: tuple[float, float, float, float], label: str,
-                   real_height_m: float | None = None) -> float:
-        """The best distance estimate: box height (against `real_height_m`,
-        else the class's) and ground plane, fused."""
-        return fuse_distances(self.height_distance_m(box, label, real_height_m), self.ground_distance_m(box, label),
+    def distance_m(self, box: tuple[float, float, float, float], label: str) -> float:
+        """The best distance estimate: box height and ground plane, fused."""
+        return fuse_distances(self.height_distance_m(box, label), self.ground_distance_m(box, label),
                               self.mount_height_m)
 
 

@@ -37,7 +37,7 @@ import numpy as np
 from device.core.clock import NS_PER_S
 from device.core.coco import COCO_CLASSES
 from device.core.types import Detections
-from device.perception.geometry import CLASS_HEIGHT_M, DEFAULT_HEIGHT_M, EDGE_PX
+from device.perception.geometry import EDGE_PX
 
 Box = tuple[float, float, float, float]
 
@@ -72,24 +72,6 @@ class Track:
     # Summed detection score per class id: class_id is the best of them (a
     # track of confusable classes, CONFUSABLE, is named by its evidence).
     class_scores: dict[int, float] = field(default_factory=dict)
-
-    def prior_height_m(self) -> float | None:
-        """The real height a track named by more than one class of a SIZED
-        group stands for: its names' class heights averaged (in log) by their
-        summed scores. It moves with the evidence, never jumps: the film's car
-        was named truck, then car, then truck again, and by the leading name
-        its distance went 13.9 -> 8.4 -> 13.1 m within half a second. None for
-        a track of one name, or of a group whose names are identities (a dog
-        named person is a dog, not something in between): its class's own."""
-        if len(self.class_scores) < 2:
-            return None
-        names = [(COCO_CLASSES[c], s) for c, s in self.class_scores.items()]
-        if any(n not in SIZED for n, _ in names):
-            return None
-        total = sum(s for _, s in names)
-        if total <= 0:
-            return None
-        return math.exp(sum(s * math.log(CLASS_HEIGHT_M.get(n, DEFAULT_HEIGHT_M)) for n, s in names) / total)
 
     def scale_rate(self, window_ns: int) -> float | None:
         """d(ln h)/dt in 1/s over the window; None if the history is too short.
@@ -264,10 +246,6 @@ CONFUSABLE: tuple[frozenset[str], ...] = (
     frozenset({"car", "truck", "bus"}),
     frozenset({"bicycle", "motorcycle"}),
 )
-# The groups whose names are sizes of one kind of thing (a car, a truck and a
-# bus differ by size; a 1906 motor car is neither): a track named by several
-# of them is as tall as their heights averaged by the evidence (prior_height_m).
-SIZED: frozenset[str] = CONFUSABLE[1] | CONFUSABLE[2]
 # Two detections of one frame, of different classes of one group, overlapping
 # this much (the detector's own class-wise NMS threshold) are one object named
 # twice: the better scored stands for it, or the other starts a track of its
