@@ -161,6 +161,10 @@ def test_one_object_named_twice_in_a_frame_is_one_detection_within_its_group() -
     # Same class overlapping is the detector's NMS's business: untouched.
     two = dets((100, 100, 200, 200), (110, 100, 210, 200))
     assert len(without_group_duplicates(two)) == 2
+    # The people's group keeps both: a dog's person box over its dog box.
+    dog = Detections(np.array([[300, 200, 340, 240], [300, 198, 341, 240]], np.float32),
+                     np.array([0.5, 0.6], np.float32), np.array([DOG, PERSON], np.int32))
+    assert len(without_group_duplicates(dog)) == 2
 
 
 def test_a_size_step_restarts_the_size_history_a_loom_does_not() -> None:
