@@ -3,10 +3,11 @@ from box growth (a straight line through 1/size, no lag)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from device.core.types import Detections
-from device.perception.tracking import IouTracker, contact_time
+from device.perception.tracking import IouTracker, contact_time, without_group_duplicates
 from fakes import dets, ns
 
 W, H = 640, 360
@@ -130,6 +131,40 @@ def test_a_class_outside_the_group_never_continues_it() -> None:
     tr.update(0, dets((300, 200, 340, 240), cls=DOG))
     (track,) = tr.update(ns(0.13), dets((300, 200, 340, 240), cls=CAR))
     assert track.track_id == 2 and track.class_id == CAR
+
+
+TRUCK, BUS, BICYCLE, MOTORCYCLE = 7, 5, 1, 3
+
+
+def test_a_vehicle_named_car_and_truck_in_turn_keeps_one_track() -> None:
+    """The Market Street car: named truck, car, truck from one result to the
+    next (three tracks before). One track, named by its summed scores."""
+    tr = IouTracker()
+    for i, cls in enumerate([TRUCK, TRUCK, CAR, CAR, CAR, TRUCK, TRUCK, BUS]):
+        (track,) = tr.update(ns(0.07 * i), dets((300, 100, 480, 230), cls=cls, score=0.5 + 0.01 * (cls == TRUCK)))
+    assert track.track_id == 1 and track.hits == 8 and track.class_id == TRUCK
+    bikes = IouTracker()
+    for i, cls in enumerate([BICYCLE, MOTORCYCLE, BICYCLE]):
+        (track,) = bikes.update(ns(0.13 * i), dets((450, 160, 480, 220), cls=cls))
+    assert track.track_id == 1 and track.hits == 3
+
+
+def test_one_object_named_twice_in_a_frame_is_one_detection_within_its_group() -> None:
+    """The film's car at 2.5 s: a `car` box and a `truck` box around it in
+    one frame; the weaker started a truck track of its own. Another group's
+    box over it (a person before a car) is another object."""
+    both = Detections(np.array([[262, 113, 477, 242], [254, 118, 479, 242], [300, 120, 340, 240]], np.float32),
+                      np.array([0.43, 0.38, 0.6], np.float32), np.array([CAR, TRUCK, PERSON], np.int32))
+    tracks = IouTracker().update(0, both)
+    assert sorted(int(t.class_id) for t in tracks) == [PERSON, CAR]
+    assert len(without_group_duplicates(both)) == 2
+    # Same class overlapping is the detector's NMS's business: untouched.
+    two = dets((100, 100, 200, 200), (110, 100, 210, 200))
+    assert len(without_group_duplicates(two)) == 2
+    # The people's group keeps both: a dog's person box over its dog box.
+    dog = Detections(np.array([[300, 200, 340, 240], [300, 198, 341, 240]], np.float32),
+                     np.array([0.5, 0.6], np.float32), np.array([DOG, PERSON], np.int32))
+    assert len(without_group_duplicates(dog)) == 2
 
 
 def test_a_size_step_restarts_the_size_history_a_loom_does_not() -> None:
