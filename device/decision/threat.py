@@ -409,11 +409,15 @@ class ThreatEstimator:
         carried box's centre. So the corridor test and the time to collision
         judge the same moment."""
         g = self._geometry
-        if (ft is None or self.camera is None or ft.detection_t_ns != self.camera.t_ns
-                or not FLOW_SCALE_MIN <= ft.scale <= FLOW_SCALE_MAX):
+        if ft is None or not self._flow_follows(ft):
             return tr.distance_m, tr.bearing_deg  # the flow has not (or no longer) followed this detection
         bearing = g.bearing_deg((ft.box[0] + ft.box[2]) / 2) if g is not None else tr.bearing_deg
         return tr.distance_m / ft.scale, bearing
+
+    def _flow_follows(self, ft: FlowTrack) -> bool:
+        """The flow's box was carried from the newest detection, by a plausible scale."""
+        return (self.camera is not None and ft.detection_t_ns == self.camera.t_ns
+                and FLOW_SCALE_MIN <= ft.scale <= FLOW_SCALE_MAX)
 
     def camera_fresh(self, now_ns: int) -> bool:
         """The newest camera result may still be acted on: no older than
@@ -591,7 +595,7 @@ class ThreatEstimator:
             ft = self._flow_of(tr, now_ns)
             distance, _ = self._current(tr, ft)
             # Where the object is now: the flow's box carried to the newest frame, when it follows this detection.
-            x0, y0, x1, y1 = ft.box if ft is not None and distance != tr.distance_m else tr.box
+            x0, y0, x1, y1 = ft.box if ft is not None and self._flow_follows(ft) else tr.box
             if (tr.hits >= CAMERA_MIN_HITS and not tr.clipped and x0 <= cx <= x1 and y0 <= cy <= y1
                     and distance * math.sin(inner) > self.cfg.corridor_half_width_m):
                 return True
