@@ -37,6 +37,12 @@ def looming_params(config: Config, width: int | None = None) -> LoomingParams:
     )
 
 
+def centre_inside(group: tuple[float, float, float, float], box: tuple[float, float, float, float]) -> bool:
+    """Looming's group (xyxy) lies in `box` (xyxy, the same frame size): its centre does."""
+    cx, cy = (group[0] + group[2]) / 2, (group[1] + group[3]) / 2
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
 class LoomingTrack:
     """The newest looming result and how many frames in a row have loomed."""
 
@@ -65,8 +71,7 @@ class LoomingTrack:
         r = self._current(now_ns)
         if r is None or r.ttc_s is None or r.box is None or not 0 < r.ttc_s <= max_ttc_s:
             return False
-        cx, cy = (r.box[0] + r.box[2]) / 2, (r.box[1] + r.box[3]) / 2
-        return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+        return centre_inside(r.box, box)
 
     def candidate(self, now_ns: int) -> Candidate | None:
         r = self._current(now_ns)

@@ -45,7 +45,7 @@ from device.core.faults import Fault, Part
 from device.core.types import AlertLevel, Range, Threat
 from device.decision.candidate import Candidate
 from device.decision.crossing import clears_corridor, corridor_entry_s, line_s, reach_s
-from device.decision.looming import LoomingTrack
+from device.decision.looming import LoomingTrack, centre_inside
 from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilter
 from device.perception.flow import FlowResult, FlowTrack
 from device.perception.geometry import CameraGeometry
@@ -590,13 +590,12 @@ class ThreatEstimator:
         if b0 * b1 <= 0:
             return False
         inner = math.radians(min(abs(b0), abs(b1)))
-        cx, cy = (r.box[0] + r.box[2]) / 2, (r.box[1] + r.box[3]) / 2
         for tr in self.camera.tracks:
             ft = self._flow_of(tr, now_ns)
             distance, _ = self._current(tr, ft)
             # Where the object is now: the flow's box carried to the newest frame, when it follows this detection.
-            x0, y0, x1, y1 = ft.box if ft is not None and self._flow_follows(ft) else tr.box
-            if (tr.hits >= CAMERA_MIN_HITS and not tr.clipped and x0 <= cx <= x1 and y0 <= cy <= y1
+            box = ft.box if ft is not None and self._flow_follows(ft) else tr.box
+            if (tr.hits >= CAMERA_MIN_HITS and not tr.clipped and centre_inside(r.box, box)
                     and distance * math.sin(inner) > self.cfg.corridor_half_width_m):
                 return True
         return False
