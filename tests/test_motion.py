@@ -63,6 +63,25 @@ def test_a_renamed_track_keeps_its_motion_and_a_stranger_does_not_take_it() -> N
     assert far[3].updates == 1 and far[4].updates == 1
 
 
+def test_a_track_that_flips_name_keeps_each_names_motion_apart() -> None:
+    # A truck closing at 3 m/s, read as a car on alternate detections: the
+    # car-sized distance is half the truck-sized one. Each name's own series
+    # is a steady 3 m/s; one filter fed both would read metres of motion in
+    # a fifteenth of a second.
+    tracks = GroundTracks()
+    ids = set()
+    for k in range(24):
+        t_ns = k * NS_PER_S // 15
+        truck_z = 14.0 - 3.0 * t_ns / NS_PER_S
+        label, d = ("truck", truck_z) if k % 2 else ("car", truck_z / 2)
+        g = tracks.update(t_ns, [(1, label, d, 0.0)])[1]
+        ids.add(g.object_id)
+        assert -3.3 < g.vz_mps <= 0.0  # never faster than the faster name's own series
+        if k >= 16:
+            assert g.vz_mps == pytest.approx(-3.0 if label == "truck" else -1.5, abs=0.4)
+    assert len(ids) == 1 and ids != {0}  # one object under both names
+
+
 def test_a_young_track_is_not_settled() -> None:
     tracks = GroundTracks()
     for k in range(SETTLED_MIN_UPDATES - 1):

@@ -131,38 +131,50 @@ GATE_CHI2 = 9.21
 
 class GroundTracks:
     """One filter per object: per tracker id, kept through a missed frame or
-    two, and carried over to a new id that is where it was going."""
+    two, and carried over to a new id that is where it was going.
+
+    A track whose name changes (a truck read as a car, a dog as a person: one
+    confusable group, one track) measures a different distance under each
+    name, since the distance comes from the name's size: 13 m as a truck and
+    7 m as a car for the same box. One filter fed both would read each flip as
+    metres of motion in a fifteenth of a second (a truck at 3 m/s closing at
+    5, a false early WARN). So a track keeps one filter per name, each fed
+    only that name's distances, all under the track's one object id."""
 
     def __init__(self) -> None:
-        self._filters: dict[int, GroundFilter] = {}
+        self._filters: dict[tuple[int, str], GroundFilter] = {}
         self._serials = 0
 
     def update(self, t_ns: int, tracks: list[tuple[int, str, float, float]]) -> dict[int, GroundState]:
         """(track id, label, decided distance, bearing) of a frame's tracks -> their states."""
         out: dict[int, GroundState] = {}
-        kept = {tid: f for tid, f in self._filters.items() if t_ns - f.t_ns <= KEEP_NS}
+        kept = {key: f for key, f in self._filters.items() if t_ns - f.t_ns <= KEEP_NS}
         valid = [(tid, label, d, b) for tid, label, d, b in tracks
                  if math.isfinite(d) and d > 0 and math.isfinite(b)]
         ids = {tid for tid, *_ in valid}
         new = []
         for tid, label, distance_m, bearing_deg in valid:
-            flt = kept.get(tid)
+            flt = kept.get((tid, label))
             if flt is None:
                 new.append((tid, label, distance_m, bearing_deg))
                 continue
             flt.update(t_ns, distance_m, bearing_deg)
             out[tid] = flt.state()
         for tid, label, distance_m, bearing_deg in new:
-            orphans = [(f.gate(t_ns, distance_m, bearing_deg), old) for old, f in kept.items()
-                       if old not in ids and f.label == label and f.t_ns < t_ns]
+            renamed = [f.object_id for (old, _), f in kept.items() if old == tid]
+            orphans = [(f.gate(t_ns, distance_m, bearing_deg), key) for key, f in kept.items()
+                       if key[0] not in ids and key[1] == label and f.t_ns < t_ns]
             best = min(orphans, default=None)
-            if best is not None and best[0] <= GATE_CHI2:
+            if renamed:
+                # The same track under another name: a filter of its own, the same object.
+                flt = GroundFilter(t_ns, distance_m, bearing_deg, label, renamed[0])
+            elif best is not None and best[0] <= GATE_CHI2:
                 flt = kept.pop(best[1])
                 flt.update(t_ns, distance_m, bearing_deg)
             else:
                 self._serials += 1
                 flt = GroundFilter(t_ns, distance_m, bearing_deg, label, self._serials)
-            kept[tid] = flt
+            kept[(tid, label)] = flt
             out[tid] = flt.state()
         self._filters = kept
         return out
