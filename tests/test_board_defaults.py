@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from device.core.clock import NS_PER_S
 from device.core.config import from_dict, load
 from device.perception import boards
+from device.perception.pace import PaceLimits, PaceMeter, judge
 
 
 def test_every_board_names_a_default_it_has_a_figure_for() -> None:
@@ -107,3 +109,50 @@ def test_a_boards_flow_default_unless_the_config_sets_it() -> None:
         boards.parse({"detect_overhead": 0.1, "boards": {"x": {
             "title": "X", "device_tree": "X", "status": "estimate", "source": "s",
             "yolox_nano": {"416": [1, 2]}, "default_flow": True}}})
+
+
+def _worst_verdict(detect_ms: float, cfg_pace_window_s: float, limits: PaceLimits) -> str | None:
+    """The first 'too slow' a live device would say with results arriving
+    every `detect_ms`, each `detect_ms` old, read every 10 ms for 30 s."""
+    step_ns = round(detect_ms * 1e6)
+    meter = PaceMeter(cfg_pace_window_s, 0)
+    next_ns = step_ns
+    for now_ns in range(0, 30 * NS_PER_S, 10_000_000):
+        while next_ns <= now_ns:
+            meter.note(next_ns - step_ns, next_ns, detect_ms)
+            next_ns += step_ns
+        slow = judge(meter.reading(now_ns), None, limits).too_slow
+        if slow:
+            return slow
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(boards.load().boards))
+def test_a_board_at_its_modelled_slow_end_is_not_too_slow_under_its_own_defaults(name: str) -> None:
+    # `evaluate --board NAME` scores the board's default config at the slow end
+    # of its figure; the live device must not call that same pace "too slow to
+    # help" (a FAULT the runner feels while the evaluation says it warns).
+    known = boards.load()
+    b = known.get(name)
+    cfg = boards.with_defaults(from_dict({}), b)
+    ms = boards.config_detect_ms(b, cfg, known.detect_overhead)
+    limits = PaceLimits(cfg.pace.degraded_factor, cfg.pace.min_rate_hz, cfg.camera.max_age_s)
+    assert _worst_verdict(ms, cfg.pace.window_s, limits) is None
+    # ...and the check is not blind: the same board a third slower is too slow.
+    if b.default_min_rate_hz is not None:
+        assert "too slow to help" in (_worst_verdict(ms * 1.34, cfg.pace.window_s, limits) or "")
+
+
+def test_a_boards_pace_floor_unless_the_config_sets_it() -> None:
+    zero = boards.load().get("zero2w")
+    assert zero.default_min_rate_hz is not None and zero.default_min_rate_why
+    assert boards.with_defaults(from_dict({}), zero).pace.min_rate_hz == zero.default_min_rate_hz
+    own = boards.with_defaults(from_dict({"pace": {"min_rate_hz": 3.0}}), zero)
+    assert own.pace.min_rate_hz == 3.0
+    assert boards.with_defaults(from_dict({}), boards.load().get("pi5")).pace.min_rate_hz == from_dict({}).pace.min_rate_hz
+    base = {"title": "X", "device_tree": "X", "status": "estimate", "source": "s", "yolox_nano": {"416": [1, 2]}}
+    for bad in ({"default_min_rate_hz": 1.5}, {"default_min_rate_hz": 0, "default_min_rate_why": "w"},
+                {"default_min_rate_hz": True, "default_min_rate_why": "w"},
+                {"default_min_rate_hz": "2", "default_min_rate_why": "w"}):
+        with pytest.raises(boards.BoardError, match="default_min_rate_hz"):
+            boards.parse({"detect_overhead": 0.1, "boards": {"x": base | bad}})

@@ -699,9 +699,12 @@ def test_install_writes_the_boards_detector_defaults(pi: Pi, line: str, board: s
     # the board's flow default (boards.toml default_flow), the rest of [flow] as built in
     flow_on = want.default_flow if want.default_flow is not None else plain.flow.enabled
     assert cfg.flow == plain.flow.model_copy(update={"enabled": flow_on})
+    # the board's pace floor (boards.toml default_min_rate_hz), the rest of [pace] as built in
+    floor = want.default_min_rate_hz if want.default_min_rate_hz is not None else plain.pace.min_rate_hz
+    assert cfg.pace == plain.pace.model_copy(update={"min_rate_hz": floor})
     # nothing else but the installer's recording defaults
     assert cfg.model_copy(update={"detector": plain.detector, "recording": plain.recording,
-                                  "flow": plain.flow}) == plain
+                                  "flow": plain.flow, "pace": plain.pace}) == plain
     assert config.read_text().startswith(f"# the built-in defaults\n# {want.title}: ")
     derived = want.default_model == "yolox_nano_dynamic"
     assert ("rearguard models dynamic" in pi.calls()) is derived

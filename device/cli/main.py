@@ -75,6 +75,9 @@ def cmd_config_show(args: argparse.Namespace) -> int:
             if boards.flow_default_applies(cfg, board):
                 head += (f"# {board.title}: flow.enabled is its default (device/perception/boards.toml: "
                          f"{board.default_flow_why})\n")
+            if boards.min_rate_default_applies(cfg, board):
+                head += (f"# {board.title}: pace.min_rate_hz is its default (device/perception/boards.toml: "
+                         f"{board.default_min_rate_why})\n")
             cfg = new
     text = to_toml(cfg, described=True)
     if args.set:

@@ -497,7 +497,8 @@ class PaceConfig(_Strict):
     min_rate_hz: float = Field(
         2.0, gt=0, le=30,
         description="fewer camera results a second than this is a fault: under 2 the 1 s box-growth "
-        "window holds fewer than two results, so the camera gives no time to collision",
+        "window holds fewer than two results, so the camera gives no time to collision; a board may "
+        "set its own (the Pi Zero 2 W: 1.5, its time to collision coming from the flow)",
     )
     window_s: float = Field(3.0, ge=1, le=30, description="detections per second are counted over this window")
     health_period_s: float = Field(

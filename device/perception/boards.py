@@ -72,6 +72,9 @@ class Board:
     # flow.enabled on this board unless the config sets it (None: the config's default), and why.
     default_flow: bool | None = None
     default_flow_why: str = ""
+    # pace.min_rate_hz on this board unless the config sets it (None: the config's default), and why.
+    default_min_rate_hz: float | None = None
+    default_min_rate_why: str = ""
     # An accelerated board ("imx500", "hailo"): the network runs off the CPU,
     # so its pace is the accelerator's own figure for `accelerator_model` at
     # `accelerator_input`, whatever CPU model the config names.
@@ -194,9 +197,14 @@ def parse(data: dict[str, Any]) -> Boards:
         flow, flow_why = b.get("default_flow"), b.get("default_flow_why", "")
         if not (flow is None or isinstance(flow, bool)) or not isinstance(flow_why, str) or (flow is not None and not flow_why):
             raise BoardError(f"boards.{name}: default_flow is true or false, with default_flow_why saying why")
+        rate, rate_why = b.get("default_min_rate_hz"), b.get("default_min_rate_why", "")
+        if not (rate is None or (isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0 < rate <= 30)) \
+                or not isinstance(rate_why, str) or (rate is not None and not rate_why):
+            raise BoardError(f"boards.{name}: default_min_rate_hz is a number of results a second (over 0, "
+                             "at most 30), with default_min_rate_why saying why")
         boards[name] = Board(name, b["title"], b["device_tree"], b["status"], b["source"], models, dm, ds, why,
                              fill, _lookahead(b.get("default_lookahead"), f"boards.{name}.default_lookahead"),
-                             flow, flow_why)
+                             flow, flow_why, None if rate is None else float(rate), rate_why)
     return Boards(float(data["detect_overhead"]), boards, accelerated)
 
 
@@ -245,8 +253,21 @@ def with_defaults(cfg: Config, board: Board) -> Config:
     """`cfg` with the board's detector model, input size, fill and look-ahead where `cfg`
     leaves them unset: a config that names any keeps its own choice of
     all (a model chosen for its size, or the other way round). The board's
-    flow.enabled likewise, where `cfg` leaves it unset."""
-    return _with_flow_default(_with_detector_defaults(cfg, board), board, cfg)
+    flow.enabled and pace.min_rate_hz likewise, each where `cfg` leaves it unset."""
+    return _with_min_rate_default(_with_flow_default(_with_detector_defaults(cfg, board), board, cfg), board, cfg)
+
+
+def min_rate_default_applies(cfg: Config, board: Board) -> bool:
+    return board.default_min_rate_hz is not None and "min_rate_hz" not in cfg.pace.model_fields_set \
+        and cfg.pace.min_rate_hz != board.default_min_rate_hz
+
+
+def _with_min_rate_default(cfg: Config, board: Board, given: Config) -> Config:
+    if not min_rate_default_applies(given, board):
+        return cfg
+    data = cfg.model_dump(mode="python")
+    data["pace"]["min_rate_hz"] = board.default_min_rate_hz
+    return from_dict(data, f"the {board.name} defaults")
 
 
 def flow_default_applies(cfg: Config, board: Board) -> bool:
