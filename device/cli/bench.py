@@ -161,6 +161,9 @@ def _bench(args: argparse.Namespace) -> int:
         from device.perception.flow import FlowEstimator
 
         flow = bench.FlowTiming(FlowEstimator(flow_params(cfg)), fps=cfg.camera.fps)
+    from device.perception.ego import CameraMotion
+
+    ego = bench.EgoTiming(CameraMotion())  # the detect stage's own, always timed
     load_ctx: Any = bench.Load(cfg) if args.load else contextlib.nullcontext()
     # With the load, the cases run as the device's detector does: in a
     # lowered thread (device.core.priority), their onnxruntime pools made
@@ -179,13 +182,14 @@ def _bench(args: argparse.Namespace) -> int:
             progress=progress,
             looming=looming,
             flow=flow,
+            ego=ego,
         ), name="bench-cases")
     load_info = None
     if args.load:
         load_info = {"alert_updates": loaded.updates, "ranges": loaded.ranges}
         for r in results:
             r.load = loaded.during(r.windows)
-    report = bench.BenchResult(results, str(video), load_info, looming, flow)
+    report = bench.BenchResult(results, str(video), load_info, looming, flow, ego)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -284,6 +288,13 @@ def format_table(report: bench.BenchResult) -> str:
             f"flow ({fl.estimator.p.width} px grey, same frames, {per:.1f} tracks/frame): {mp(fl.ms)} ms med/p90 = "
             f"{bench.ratio(fl.ms, ref.total):.3f} of one {ref.case.label} detect "
             f"({bench.ratio(fl.ms, ref.inference):.3f} of session.run alone)"
+        )
+    if report.ego is not None and report.ego.ms:
+        eg = report.ego
+        lines.append(
+            f"camera motion ({eg.estimator.width} px grey, detect stage, same frames): {mp(eg.ms)} ms med/p90 = "
+            f"{bench.ratio(eg.ms, ref.total):.3f} of one {ref.case.label} detect "
+            f"({bench.ratio(eg.ms, ref.inference):.3f} of session.run alone)"
         )
     lines.append("ratio = median total / median session.run alone on the same input")
     return "\n".join(lines)

@@ -34,10 +34,13 @@ import numpy as np
 
 Box = tuple[float, float, float, float]
 
-# Between two detections at a Pi Zero's pace (half a second) the rough sway
-# turns the camera up to ~10 degrees: ~45 px at 320 px width. A 15 px window on
-# 4 pyramid levels follows shifts of that size.
-LK_PARAMS: dict[str, Any] = dict(winSize=(15, 15), maxLevel=3,
+# Worked on a 160 px wide grey image: the corners and two LK passes cost a few
+# ms (a 320 px image cost 0.4 of a 416 inference, `rearguard bench`), and a
+# box's position to a few frame pixels is all that matching needs. Between two
+# detections at a Pi Zero's pace (half a second) the rough sway turns the
+# camera up to ~10 degrees: ~20 px at 160 px width, which an 11 px window on
+# 4 pyramid levels follows.
+LK_PARAMS: dict[str, Any] = dict(winSize=(11, 11), maxLevel=3,
                                  criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
 FB_MAX_PX = 1.0  # forward-backward disagreement above this (small-image px): a lost corner
 BOX_MARGIN = 0.2  # boxes are masked out grown by this fraction each side (limbs, the detector's slack)
@@ -53,7 +56,7 @@ MAX_ROLL_DEG = 8.0
 class CameraMotion:
     """Follows the background from one detector frame to the next."""
 
-    def __init__(self, width: int = 320, max_corners: int = 120) -> None:
+    def __init__(self, width: int = 160, max_corners: int = 60) -> None:
         self.width = width
         self.max_corners = max_corners
         self._prev: np.ndarray | None = None
@@ -87,7 +90,7 @@ class CameraMotion:
             x1, y1, x2, y2 = (v / self._k for v in b)
             gx, gy = (x2 - x1) * BOX_MARGIN, (y2 - y1) * BOX_MARGIN
             cv2.rectangle(mask, (int(x1 - gx), int(y1 - gy)), (int(math.ceil(x2 + gx)), int(math.ceil(y2 + gy))), (0,), -1)
-        p0 = cv2.goodFeaturesToTrack(prev, maxCorners=self.max_corners, qualityLevel=0.01, minDistance=6,
+        p0 = cv2.goodFeaturesToTrack(prev, maxCorners=self.max_corners, qualityLevel=0.01, minDistance=4,
                                      mask=mask, blockSize=5)
         if p0 is None or len(p0) < MIN_INLIERS:
             return None
