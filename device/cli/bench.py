@@ -274,28 +274,21 @@ def format_table(report: bench.BenchResult) -> str:
                         f"precision {'-' if pr is None else f'{pr:.3f}'} ({a.matched}/{a.reference} ref, {a.test} test)"
                     )
             lines.append(f"  {r.case.label}: " + "; ".join(parts))
+    def beside(what: str, ms: list[float]) -> str:
+        """One step's time on the same frames, as a share of one detect."""
+        return (f"{what}: {mp(ms)} ms med/p90 = {bench.ratio(ms, ref.total):.3f} of one {ref.case.label} detect "
+                f"({bench.ratio(ms, ref.inference):.3f} of session.run alone)")
+
     if report.looming is not None and report.looming.ms:
         lm = report.looming
-        lines.append(
-            f"looming ({lm.estimator.p.width} px grey, same frames): {mp(lm.ms)} ms med/p90 = "
-            f"{bench.ratio(lm.ms, ref.total):.3f} of one {ref.case.label} detect "
-            f"({bench.ratio(lm.ms, ref.inference):.3f} of session.run alone)"
-        )
+        lines.append(beside(f"looming ({lm.estimator.p.width} px grey, same frames)", lm.ms))
     if report.flow is not None and report.flow.ms:
         fl = report.flow
-        per = fl.tracks / len(fl.ms)
-        lines.append(
-            f"flow ({fl.estimator.p.width} px grey, same frames, {per:.1f} tracks/frame): {mp(fl.ms)} ms med/p90 = "
-            f"{bench.ratio(fl.ms, ref.total):.3f} of one {ref.case.label} detect "
-            f"({bench.ratio(fl.ms, ref.inference):.3f} of session.run alone)"
-        )
+        lines.append(beside(f"flow ({fl.estimator.p.width} px grey, same frames, "
+                            f"{fl.tracks / len(fl.ms):.1f} tracks/frame)", fl.ms))
     if report.ego is not None and report.ego.ms:
         eg = report.ego
-        lines.append(
-            f"camera motion ({eg.estimator.width} px grey, detect stage, same frames): {mp(eg.ms)} ms med/p90 = "
-            f"{bench.ratio(eg.ms, ref.total):.3f} of one {ref.case.label} detect "
-            f"({bench.ratio(eg.ms, ref.inference):.3f} of session.run alone)"
-        )
+        lines.append(beside(f"camera motion ({eg.estimator.width} px grey, detect stage, same frames)", eg.ms))
     lines.append("ratio = median total / median session.run alone on the same input")
     return "\n".join(lines)
 
