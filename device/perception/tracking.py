@@ -37,6 +37,7 @@ import numpy as np
 from device.core.clock import NS_PER_S
 from device.core.coco import COCO_CLASSES
 from device.core.types import Detections
+from device.perception.ego import moved
 from device.perception.geometry import EDGE_PX
 
 Box = tuple[float, float, float, float]
@@ -320,14 +321,20 @@ class IouTracker:
         # Floored: `t - last <= gap` cuts integer ns exactly where the float did.
         return max(self.max_gap_ns, math.floor(GAP_INTERVALS * self.interval_ns()))
 
-    def update(self, t_ns: int, dets: Detections) -> list[Track]:
-        """Match detections to tracks; return the tracks seen in this frame."""
+    def update(self, t_ns: int, dets: Detections, motion: np.ndarray | None = None) -> list[Track]:
+        """Match detections to tracks; return the tracks seen in this frame.
+        `motion` (device.perception.ego: the camera's own motion since the
+        previous update, 2x3 on pixels) moves every track's box first, so the
+        runner's sway is not taken for the objects' motion."""
         dets = without_group_duplicates(dets)
         gap = self.gap_ns()  # from the intervals before this one: a long pause is no pace
         if self._last_update_ns is not None and t_ns > self._last_update_ns:
             self._intervals.append(t_ns - self._last_update_ns)
         self._last_update_ns = t_ns
         self.tracks = [tr for tr in self.tracks if t_ns - tr.last_t_ns <= gap]
+        if motion is not None:
+            for tr in self.tracks:
+                tr.box = moved(tr.box, motion)
         seen: list[Track] = []
         unmatched = set(range(len(dets)))
         if self.tracks and len(dets):
