@@ -169,6 +169,8 @@ def test_cli_bench_json_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     for k in ("preprocess_ms", "inference_ms", "postprocess_ms", "total_ms"):
         assert set(data[k]) == {"median", "p90"} and data[k]["median"] > 0
     assert data["overhead_ratio"] > 0
+    # The detect stage's camera-motion step is timed beside it on the same frames.
+    assert len(data["ego"]["ego_ms"]) == 2 and data["ego"]["vs_inference"] is not None
     assert "bench: frame 4/4" in err  # progress on stderr, not in the JSON
 
 

@@ -102,6 +102,27 @@ def test_an_implausibly_short_ttc_is_bounded_and_carries_the_streak() -> None:
     assert est.candidates(ns(0.266))[0].ttc_s == pytest.approx(2.0)
 
 
+def test_one_result_the_track_is_missing_from_does_not_restart_its_streak() -> None:
+    """hazards cyclist-10mps inline: one track from 30 m (the camera's motion
+    in matching), closing in every result but one at 3.33 s where the
+    detector missed it. The streak restarted there, and the WARN came 0.4 s
+    later. Two results missing in a row do restart it."""
+    step = ns(1 / 15)
+
+    def run(missing: set[int]) -> list[float | None]:
+        est = ThreatEstimator(Config())
+        out = []
+        for i in range(5):
+            tracks = () if i in missing else (_track(2.2),)
+            est.set_camera(CameraResult(i * step, i, tracks, interval_ns=step))
+            out.append(next((c.ttc_s for c in est.candidates(i * step) if c.source == "camera"), None))
+        return out
+    # Closing at 0, 1; missed at 2; closing at 3: held (0 -> 3 is 0.2 s), as without the miss.
+    assert run({2})[3] == pytest.approx(2.2) and run(set())[3] == pytest.approx(2.2)
+    # Missed at 1 and 2: the streak starts over at 3, and holds only at 5.
+    assert run({1, 2})[3] is None and run({1, 2})[4] is None
+
+
 def _swaying(est: ThreatEstimator, lateral_m: float, fps: float, seconds: float = 2.0) -> tuple[list[bool], list[bool]]:
     """A track 20 m away, lateral_m to the side, seen by a camera the runner's
     sway turns 3 degrees each way at 1.4 Hz: (the corridor test each result,

@@ -94,7 +94,21 @@ def test_a_crosser_still_inside_when_the_runner_arrives_is_in_the_path() -> None
     # The box's shorter time to collision is the runner's earliest arrival: 1.6 s from
     # there is too soon for the 1.9 m (1.26 m/s at its slow end, plus CLEAR_MARGIN_S).
     assert not clears_corridor(far, 0.37, HW, reach_s(far, 1.6))
-    assert reach_s(far, 1.6) == 1.6 and 1.9 / (1.4 - 2 * 0.19) + CLEAR_MARGIN_S > 1.6
+    to_go = HW + 0.37 + 0.33
+    sd = math.hypot(0.1 / 1.4, to_go * 0.19 / 1.4**2)
+    assert reach_s(far, 1.6) == 1.6 and to_go / 1.4 + 2 * sd + CLEAR_MARGIN_S > 1.6
+
+
+def test_the_time_to_clear_takes_two_sd_of_position_and_speed_together() -> None:
+    """hazards cross-walker-clear-rough at the Pi 4's pace, 5.0 s in: the
+    walker at x = +0.15 +- 0.14 m heading out at 1.29 +- 0.26 m/s, 1.5 m to
+    go (it took 0.9 s); the runner 2.8 s away, the box's TTC 2.47 s. Each
+    bounded on its own (position + 2 sd over speed - 2 sd) said 2.3 s + the
+    margin: in the path, a WARN. Together, two sd say 1.7 s: clear."""
+    g = GroundState(0.15, 7.2, -1.29, -1.65, 0.26, 0.39, 30, True, x_sd_m=0.14)
+    assert clears_corridor(g, 0.35, HW, reach_s(g, 2.47))
+    # The same walker 1.3 s from the runner's arrival is not.
+    assert not clears_corridor(g, 0.35, HW, 1.3)
 
 
 def test_a_sideways_speed_inside_its_uncertainty_or_slow_never_clears() -> None:

@@ -28,6 +28,7 @@ from device.core.config import CameraConfig
 from device.core.faults import Part
 from device.core.ports import Detector
 from device.core.types import Frame
+from device.perception.ego import CameraMotion
 from device.perception.flow import FlowEstimator, FlowResult
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingEstimator, LoomingResult
@@ -60,6 +61,7 @@ class DetectStage:
         self.detector = detector
         self.camera = camera
         self.tracker = IouTracker()
+        self.ego = CameraMotion()
         self.distances = CameraDistances(camera)
         self.ground = GroundTracks()
         self._geometry: CameraGeometry | None = None
@@ -72,7 +74,12 @@ class DetectStage:
         t0 = time.perf_counter()  # measurement only; never steers a decision
         dets = self.detector.detect(frame.image)
         detect_ms = (time.perf_counter() - t0) * 1e3
-        tracks = self.tracker.update(frame.t_ns, dets)
+        # The camera's own turn since the previous detection, from the background
+        # (what the tracked boxes and these detections leave): the tracker moves
+        # its boxes by it, so the sway does not rename a far object's track.
+        boxes = [tr.box for tr in self.tracker.tracks] + [tuple(float(v) for v in b) for b in dets.xyxy]
+        motion = self.ego.update(frame.image, boxes)  # type: ignore[arg-type]
+        tracks = self.tracker.update(frame.t_ns, dets, motion)
         decided = self.distances.tracks(tracks, self._geometry, self.tracker.interval_ns())
         # Each track's ground position and velocity, filtered on the decided distances.
         # A box the frame's side cuts is no measurement: its centre stays pinned at

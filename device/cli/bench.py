@@ -161,6 +161,9 @@ def _bench(args: argparse.Namespace) -> int:
         from device.perception.flow import FlowEstimator
 
         flow = bench.FlowTiming(FlowEstimator(flow_params(cfg)), fps=cfg.camera.fps)
+    from device.perception.ego import CameraMotion
+
+    ego = bench.EgoTiming(CameraMotion())  # the detect stage's own, always timed
     load_ctx: Any = bench.Load(cfg) if args.load else contextlib.nullcontext()
     # With the load, the cases run as the device's detector does: in a
     # lowered thread (device.core.priority), their onnxruntime pools made
@@ -179,13 +182,14 @@ def _bench(args: argparse.Namespace) -> int:
             progress=progress,
             looming=looming,
             flow=flow,
+            ego=ego,
         ), name="bench-cases")
     load_info = None
     if args.load:
         load_info = {"alert_updates": loaded.updates, "ranges": loaded.ranges}
         for r in results:
             r.load = loaded.during(r.windows)
-    report = bench.BenchResult(results, str(video), load_info, looming, flow)
+    report = bench.BenchResult(results, str(video), load_info, looming, flow, ego)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -270,21 +274,21 @@ def format_table(report: bench.BenchResult) -> str:
                         f"precision {'-' if pr is None else f'{pr:.3f}'} ({a.matched}/{a.reference} ref, {a.test} test)"
                     )
             lines.append(f"  {r.case.label}: " + "; ".join(parts))
+    def beside(what: str, ms: list[float]) -> str:
+        """One step's time on the same frames, as a share of one detect."""
+        return (f"{what}: {mp(ms)} ms med/p90 = {bench.ratio(ms, ref.total):.3f} of one {ref.case.label} detect "
+                f"({bench.ratio(ms, ref.inference):.3f} of session.run alone)")
+
     if report.looming is not None and report.looming.ms:
         lm = report.looming
-        lines.append(
-            f"looming ({lm.estimator.p.width} px grey, same frames): {mp(lm.ms)} ms med/p90 = "
-            f"{bench.ratio(lm.ms, ref.total):.3f} of one {ref.case.label} detect "
-            f"({bench.ratio(lm.ms, ref.inference):.3f} of session.run alone)"
-        )
+        lines.append(beside(f"looming ({lm.estimator.p.width} px grey, same frames)", lm.ms))
     if report.flow is not None and report.flow.ms:
         fl = report.flow
-        per = fl.tracks / len(fl.ms)
-        lines.append(
-            f"flow ({fl.estimator.p.width} px grey, same frames, {per:.1f} tracks/frame): {mp(fl.ms)} ms med/p90 = "
-            f"{bench.ratio(fl.ms, ref.total):.3f} of one {ref.case.label} detect "
-            f"({bench.ratio(fl.ms, ref.inference):.3f} of session.run alone)"
-        )
+        lines.append(beside(f"flow ({fl.estimator.p.width} px grey, same frames, "
+                            f"{fl.tracks / len(fl.ms):.1f} tracks/frame)", fl.ms))
+    if report.ego is not None and report.ego.ms:
+        eg = report.ego
+        lines.append(beside(f"camera motion ({eg.estimator.width} px grey, detect stage, same frames)", eg.ms))
     lines.append("ratio = median total / median session.run alone on the same input")
     return "\n".join(lines)
 

@@ -376,6 +376,31 @@ class FlowTiming:
         }
 
 
+@dataclass
+class EgoTiming:
+    """The camera's motion between detector frames (`device.perception.ego`,
+    part of the detect stage since issue 19) timed on the same frames, with
+    the first case's detections masked out as the stage does."""
+
+    estimator: Any  # CameraMotion
+    ms: list[float] = field(default_factory=list)
+
+    def step(self, frame: np.ndarray, dets: Detections, record: bool) -> None:
+        boxes = [tuple(float(v) for v in b) for b in dets.xyxy]
+        t = time.perf_counter()
+        self.estimator.update(frame, boxes)
+        if record:
+            self.ms.append((time.perf_counter() - t) * 1e3)
+
+    def to_json(self, reference: CaseResult) -> dict[str, Any]:
+        return {
+            "width": self.estimator.width,
+            "ego_ms": stats(self.ms),
+            "vs_detector_total": ratio(self.ms, reference.total),
+            "vs_inference": ratio(self.ms, reference.inference),
+        }
+
+
 # --- running ---------------------------------------------------------------------------
 
 
@@ -386,13 +411,15 @@ class BenchResult:
     load: dict[str, int] | None = None
     looming: LoomingTiming | None = None
     flow: FlowTiming | None = None
+    ego: EgoTiming | None = None
 
     def to_json(self) -> dict[str, Any]:
         ref = self.cases[0]
         items = [c.to_json(ref) for c in self.cases]
         extra = {"video": self.video, "load_totals": self.load,
                  "looming": self.looming.to_json(ref) if self.looming is not None else None,
-                 "flow": self.flow.to_json(ref) if self.flow is not None else None}
+                 "flow": self.flow.to_json(ref) if self.flow is not None else None,
+                 "ego": self.ego.to_json(ref) if self.ego is not None else None}
         if len(items) == 1:
             return {**items[0], **extra}
         return {"cases": items, "reference": ref.case.label, **extra}
@@ -411,6 +438,7 @@ def run(
     progress: Callable[[int], None] | None = None,
     looming: LoomingTiming | None = None,
     flow: FlowTiming | None = None,
+    ego: EgoTiming | None = None,
 ) -> list[CaseResult]:
     """Run every case on every frame (side by side) and, untimed, on `images`.
 
@@ -425,7 +453,7 @@ def run(
     The first `warmup` frames run but are not recorded. Agreement is
     against the first case. `looming`, if given, runs on each block's frames
     too, in order, before the cases or after them (alternating by block);
-    `flow`, if given, after them, on the first case's detections.
+    `flow` and `ego`, if given, after them, on the first case's detections.
     """
     if not cases:
         raise BenchError("nothing to benchmark: no cases")
@@ -499,6 +527,9 @@ def run(
             if flow is not None:
                 for j, frame in enumerate(chunk):
                     flow.step(frame, found[0][j], seen + j >= warmup)
+            if ego is not None:
+                for j, frame in enumerate(chunk):
+                    ego.step(frame, found[0][j], seen + j >= warmup)
             for j in range(len(chunk)):
                 if seen + j < warmup:
                     continue
