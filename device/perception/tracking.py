@@ -262,7 +262,6 @@ GROUP_DUPLICATE_IOU = 0.45
 # and each handover restarted the box history a time to collision is fitted on.
 # (main's 4f44ff5 had left this group out: at 0.45 it lost that dog.)
 PEOPLE_DUPLICATE_IOU = 0.7
-_PEOPLE_GROUP = -1  # CONFUSABLE[0]'s id in _GROUP
 
 
 def confusable_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -271,6 +270,7 @@ def confusable_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 _GROUP: dict[int, int] = {COCO_CLASSES.index(name): -(g + 1) for g, names in enumerate(CONFUSABLE) for name in names}
+_PEOPLE_GROUP = _GROUP[COCO_CLASSES.index("person")]
 
 
 def _group_of(ids: np.ndarray) -> np.ndarray:
