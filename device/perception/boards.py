@@ -254,33 +254,32 @@ def with_defaults(cfg: Config, board: Board) -> Config:
     leaves them unset: a config that names any keeps its own choice of
     all (a model chosen for its size, or the other way round). The board's
     flow.enabled and pace.min_rate_hz likewise, each where `cfg` leaves it unset."""
-    return _with_min_rate_default(_with_flow_default(_with_detector_defaults(cfg, board), board, cfg), board, cfg)
-
-
-def min_rate_default_applies(cfg: Config, board: Board) -> bool:
-    return board.default_min_rate_hz is not None and "min_rate_hz" not in cfg.pace.model_fields_set \
-        and cfg.pace.min_rate_hz != board.default_min_rate_hz
-
-
-def _with_min_rate_default(cfg: Config, board: Board, given: Config) -> Config:
-    if not min_rate_default_applies(given, board):
-        return cfg
-    data = cfg.model_dump(mode="python")
-    data["pace"]["min_rate_hz"] = board.default_min_rate_hz
+    detector = _with_detector_defaults(cfg, board)
+    settings = {(section, key): getattr(board, attr) for section, key, attr in _ONE_KEY_DEFAULTS
+                if _one_key_default_applies(cfg, board, section, key, attr)}
+    if not settings:
+        return detector
+    data = detector.model_dump(mode="python")
+    for (section, key), value in settings.items():
+        data[section][key] = value
     return from_dict(data, f"the {board.name} defaults")
+
+
+# One config key each that a board may set (section, key, the Board field holding it).
+_ONE_KEY_DEFAULTS = (("flow", "enabled", "default_flow"), ("pace", "min_rate_hz", "default_min_rate_hz"))
+
+
+def _one_key_default_applies(cfg: Config, board: Board, section: str, key: str, attr: str) -> bool:
+    value, given = getattr(board, attr), getattr(cfg, section)
+    return value is not None and key not in given.model_fields_set and getattr(given, key) != value
 
 
 def flow_default_applies(cfg: Config, board: Board) -> bool:
-    return board.default_flow is not None and "enabled" not in cfg.flow.model_fields_set \
-        and cfg.flow.enabled != board.default_flow
+    return _one_key_default_applies(cfg, board, *_ONE_KEY_DEFAULTS[0])
 
 
-def _with_flow_default(cfg: Config, board: Board, given: Config) -> Config:
-    if not flow_default_applies(given, board):
-        return cfg
-    data = cfg.model_dump(mode="python")
-    data["flow"]["enabled"] = board.default_flow
-    return from_dict(data, f"the {board.name} defaults")
+def min_rate_default_applies(cfg: Config, board: Board) -> bool:
+    return _one_key_default_applies(cfg, board, *_ONE_KEY_DEFAULTS[1])
 
 
 def _with_detector_defaults(cfg: Config, board: Board) -> Config:
