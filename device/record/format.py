@@ -461,15 +461,17 @@ class Recording:
     _chunks: tuple[tuple[int, int], ...] = field(repr=False)
 
     @classmethod
-    def open(cls, directory: str | Path) -> Recording:
-        """Raises RecordingError, naming the file, for anything unreadable."""
+    def open(cls, directory: str | Path, *, decode_first: bool = True) -> Recording:
+        """Raises RecordingError, naming the file, for anything unreadable.
+        decode_first=False leaves out decoding frame 0 (the codec's proof), for
+        a reader that only copies the JPEGs (`jpeg_items`, incident clips)."""
         try:
-            return cls._open(Path(directory))
+            return cls._open(Path(directory), decode_first)
         except OSError as err:  # unreadable, not a file, a name too long: said, never a traceback
             raise RecordingError(f"cannot read the recording {directory}: {describe(err)}") from None
 
     @classmethod
-    def _open(cls, d: Path) -> Recording:
+    def _open(cls, d: Path, decode_first: bool) -> Recording:
         if not d.exists():
             raise RecordingError(f"recording not found: {d}")
         if not d.is_dir():
@@ -488,7 +490,7 @@ class Recording:
                 f"{VIDEO} holds {len(index.chunks)} complete frames but {FRAMES} lists {len(times)}: "
                 f"the recording was cut short; using the first {n}"
             )
-        if n:  # the first frame proves the codec and the size without decoding them all
+        if n and decode_first:  # the first frame proves the codec and the size without decoding them all
             with video.open("rb") as f:
                 off, size = index.chunks[0]
                 f.seek(off)

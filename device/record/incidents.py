@@ -223,7 +223,7 @@ class IncidentClips:
             span = segment_span(seg)
             if span is None or span[1] < info.start_ns or span[0] > info.end_ns:
                 continue
-            yield Recording.open(seg)
+            yield Recording.open(seg, decode_first=False)  # its JPEGs are copied, never decoded
 
     def _write(self, info: IncidentInfo) -> Path | None:
         sources = list(self._sources(info))
