@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -17,7 +18,8 @@ from device.cli.main import main
 from device.core.clock import NS_PER_S
 from device.core.config import Config
 from device.core.types import AlertEvent, AlertLevel, Frame, Range
-from device.record.format import Recording
+from device.record import format as fmt
+from device.record.format import VIDEO, JpegFrame, Recording
 from device.record.incidents import INCIDENT, DeviceRecording, IncidentClips, find_clips, read_incident
 from device.record.segments import MB, SegmentedRecorder
 
@@ -89,6 +91,61 @@ def test_a_clip_around_warn_and_danger_survives_the_ring(tmp_path: Path) -> None
     assert (info.t_ns, info.start_ns, info.end_ns) == (ns(12), ns(2), ns(19))
     assert json.loads((clips[0] / INCIDENT).read_text())["level"] == "DANGER"
     assert rec.fault is None
+
+
+def test_a_clip_copies_the_segments_jpegs_one_by_one_without_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The segments' frames are already JPEG: the clip writer copies each one's
+    # bytes (no decode and encode: the transient that was the soak's peaks).
+    seg = segment_bytes(tmp_path)
+    rec = device_recording(tmp_path, budget=100 * seg, clip_budget=100 * seg)
+    run(rec, 12, {})
+    decoded: list[int] = []
+    real = fmt.cv2.imdecode
+    monkeypatch.setattr(fmt.cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    for i in range(120, 200):  # the recorder decodes nothing either  # WARN at 12.5 s: the window is 2.5-17.5 s
+        f = frame(i)
+        rec.write_frame(f)
+        if i == 125:
+            rec.on_event(event(12.5, AlertLevel.WARN))
+    assert rec.clips is not None
+    rec.clips.flush()
+    assert decoded == []  # the clip writer decoded nothing
+    rec.close()
+    clip = Recording.open(find_clips(tmp_path / "rec")[0])
+    want = [j for s in rec.segments.segments() for j in Recording.open(s).jpeg_items(ns(2.5), ns(17.5))]
+    got = list(clip.jpeg_items())
+    assert [j.t_ns for j in got] == [ns(i / 10) for i in range(25, 176)] == [j.t_ns for j in want]
+    assert all(isinstance(j, JpegFrame) for j in got)
+    assert [j.jpeg for j in got] == [j.jpeg for j in want]  # byte for byte
+    assert clip.warnings == ()
+    # A player reads it too: OpenCV's own reader, every frame, the header's count.
+    cap = cv2.VideoCapture(str(clip.directory / VIDEO))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(got)
+    ok, img = cap.read()
+    assert ok and img.shape == (48, 64, 3)
+    cap.release()
+
+
+def test_a_clip_leaves_out_a_damaged_frame_and_keeps_the_rest(tmp_path: Path) -> None:
+    seg = segment_bytes(tmp_path)
+    rec = device_recording(tmp_path, budget=100 * seg, clip_budget=100 * seg)
+    run(rec, 10, {})
+    first = rec.segments.segments()[0]
+    chunks = Recording.open(first)._chunks
+    with (first / VIDEO).open("r+b") as f:  # frame 3's JPEG header: not a JPEG any more
+        f.seek(chunks[3][0])
+        f.write(b"\0" * 16)
+    run_rest = [frame(i) for i in range(100, 160)]
+    for f in run_rest:
+        rec.write_frame(f)
+        if f.seq == 100:
+            rec.on_event(event(10, AlertLevel.WARN))
+    rec.close()
+    clip = Recording.open(find_clips(tmp_path / "rec")[0])
+    assert ns(0.3) not in clip.frame_times and clip.frame_times[:3] == (0, ns(0.1), ns(0.2))
+    assert clip.bad_frames() == [] and rec.fault is None
 
 
 def test_clips_keep_within_their_budget_the_newest_stays(tmp_path: Path) -> None:

@@ -229,6 +229,32 @@ def test_a_worker_whose_source_died_rests_instead_of_spinning(stages: str) -> No
         closer.close()
 
 
+def test_the_per_frame_timings_take_their_memory_once_at_the_start() -> None:
+    """A bounded history that is still filling shows as creep in a soak:
+    the timing windows are allocated whole when made, and appending to them
+    keeps no new object (tracemalloc counts numpy's buffers too)."""
+    import tracemalloc
+
+    from device.pipeline import STATS_WINDOW, StageStats
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        stats = StageStats()
+        made = tracemalloc.get_traced_memory()[0]
+        for i in range(STATS_WINDOW // 2):
+            stats.detect_ms.append(i * 1.5)
+            stats.looming_ms.append(i * 1.5)
+            stats.total_ms.append(i * 1.5)
+        grew = tracemalloc.get_traced_memory()[0] - made
+    finally:
+        tracemalloc.stop()
+    assert made - before >= 3 * 8 * STATS_WINDOW  # three windows of float64, whole
+    assert grew < 4096  # a deque of floats: 3 * 5000 * 32 bytes
+    assert len(stats.total_ms) == STATS_WINDOW // 2
+    assert stats.summary()["total_ms"] == round(statistics.median(i * 1.5 for i in range(STATS_WINDOW // 2)), 3)
+
+
 def test_the_per_frame_timings_and_the_live_event_list_are_bounded() -> None:
     """A two-hour run on a 512 MB board must stay flat (issue 23): the timing
     lists keep a window of the newest frames, and a live pipeline the newest

@@ -593,3 +593,37 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert _cli("recording", "from-video", str(tmp_path / "none.avi"), str(tmp_path / "r")) == 1
     err = capsys.readouterr().err
     assert err.strip() == f"rearguard: video not found: {tmp_path / 'none.avi'}"
+
+
+def test_the_jpeg_copying_avi_writer_reads_back_closed_or_cut(tmp_path: Path) -> None:
+    """device/record/avi.py (incident clips): the JPEGs come back byte for
+    byte, through our reader and OpenCV's; a file whose writer never closed
+    it (a kill) still gives its complete frames, like OpenCV's writer's."""
+    from device.record.avi import MjpegAviWriter
+    from device.record.format import _index_avi
+
+    jpegs = [bytes(cv2.imencode(".jpg", np.full((48, 64, 3), 40 * i, np.uint8))[1]) for i in range(4)]
+    jpegs[1] += b"\0"  # an odd size: the chunk is padded, the frame is not
+
+    def frames_of(path: Path) -> list[bytes]:
+        index = _index_avi(path)
+        data = path.read_bytes()
+        return [data[off:off + size] for off, size in index.chunks]
+
+    closed = MjpegAviWriter(tmp_path / "a.avi", width=64, height=48, fps=10)
+    for j in jpegs:
+        closed.write(j)
+    closed.close()
+    assert frames_of(tmp_path / "a.avi") == jpegs and _index_avi(tmp_path / "a.avi").notes == ()
+    cap = cv2.VideoCapture(str(tmp_path / "a.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and cap.get(cv2.CAP_PROP_FPS) == 10
+    assert sum(1 for _ in iter(lambda: cap.read()[0], False)) == 4
+    cap.release()
+
+    cut = MjpegAviWriter(tmp_path / "b.avi", width=64, height=48, fps=10)
+    for j in jpegs[:3]:
+        cut.write(j)
+    cut._f.flush()  # what a kill leaves: the frames written, no index, sizes 0
+    assert frames_of(tmp_path / "b.avi") == jpegs[:3]
+    assert any("not closed" in n for n in _index_avi(tmp_path / "b.avi").notes)
+    cut.close()

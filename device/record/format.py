@@ -39,6 +39,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from device.core.clock import NS_PER_S
 from device.core.files import MB, describe, read_regular
 from device.core.types import Frame, Range
+from device.record.avi import MjpegAviWriter
 
 FORMAT = "rearguard-recording"
 VERSION = 1
@@ -433,6 +434,15 @@ class BadFrame:
     reason: str
 
 
+@dataclass(frozen=True)
+class JpegFrame:
+    """A frame of video.avi as its JPEG bytes, not decoded."""
+
+    seq: int
+    t_ns: int
+    jpeg: bytes
+
+
 @dataclass(frozen=True, eq=False)
 class Recording:
     """A validated recording. Open with `Recording.open(directory)`.
@@ -451,15 +461,17 @@ class Recording:
     _chunks: tuple[tuple[int, int], ...] = field(repr=False)
 
     @classmethod
-    def open(cls, directory: str | Path) -> Recording:
-        """Raises RecordingError, naming the file, for anything unreadable."""
+    def open(cls, directory: str | Path, *, decode_first: bool = True) -> Recording:
+        """Raises RecordingError, naming the file, for anything unreadable.
+        decode_first=False leaves out decoding frame 0 (the codec's proof), for
+        a reader that only copies the JPEGs (`jpeg_items`, incident clips)."""
         try:
-            return cls._open(Path(directory))
+            return cls._open(Path(directory), decode_first)
         except OSError as err:  # unreadable, not a file, a name too long: said, never a traceback
             raise RecordingError(f"cannot read the recording {directory}: {describe(err)}") from None
 
     @classmethod
-    def _open(cls, d: Path) -> Recording:
+    def _open(cls, d: Path, decode_first: bool) -> Recording:
         if not d.exists():
             raise RecordingError(f"recording not found: {d}")
         if not d.is_dir():
@@ -478,7 +490,7 @@ class Recording:
                 f"{VIDEO} holds {len(index.chunks)} complete frames but {FRAMES} lists {len(times)}: "
                 f"the recording was cut short; using the first {n}"
             )
-        if n:  # the first frame proves the codec and the size without decoding them all
+        if n and decode_first:  # the first frame proves the codec and the size without decoding them all
             with video.open("rb") as f:
                 off, size = index.chunks[0]
                 f.seek(off)
@@ -549,6 +561,37 @@ class Recording:
                     yield BadFrame(index=i, seq=seq, t_ns=t_ns, reason=str(err))
                     continue
                 yield Frame(seq=seq, t_ns=t_ns, image=image)
+
+    def jpeg_items(self, start_ns: int | None = None, end_ns: int | None = None) -> Iterator[JpegFrame | BadFrame]:
+        """Like frame_items(), but each frame as the JPEG bytes video.avi holds,
+        never decoded (an incident clip copies them). A frame that is empty,
+        cut short or declares a size other than the recording's comes as a
+        BadFrame; damage inside a JPEG's data is not seen here."""
+        cam = self.meta.camera
+        lo = 0 if start_ns is None else bisect.bisect_left(self.frame_times, start_ns)
+        hi = len(self._chunks) if end_ns is None else bisect.bisect_right(self.frame_times, end_ns)
+        try:
+            f = (self.directory / VIDEO).open("rb")
+        except OSError as err:
+            raise RecordingError(f"cannot read {self.directory / VIDEO}: {describe(err)}") from None
+        with f:
+            for i in range(lo, hi):
+                off, size = self._chunks[i]
+                seq, t_ns = self.frame_seqs[i], self.frame_times[i]
+                f.seek(off)
+                data = f.read(size)
+                what = f"{VIDEO} frame {i}"
+                if not data:
+                    reason = f"{what} is empty (damaged video?)"
+                elif len(data) != size:
+                    reason = f"{what}: the file became shorter while reading"
+                elif (declared := jpeg_size(data)) != (cam.width, cam.height):
+                    reason = (f"{what} declares no JPEG frame size (damaged video?)" if declared is None else
+                              f"{what} is {declared[0]}x{declared[1]} but {META} says {cam.width}x{cam.height}")
+                else:
+                    yield JpegFrame(seq=seq, t_ns=t_ns, jpeg=data)
+                    continue
+                yield BadFrame(index=i, seq=seq, t_ns=t_ns, reason=reason)
 
     def bad_frames(self) -> list[BadFrame]:
         """Every frame that cannot be decoded (decodes the whole video)."""
@@ -687,6 +730,7 @@ class RecordingWriter:
         sensors: Sequence[SensorLike],
         source: str,
         created: str | None = None,
+        copy_jpeg: bool = False,
     ) -> None:
         self.directory = Path(directory)
         if self.directory.exists():
@@ -703,17 +747,24 @@ class RecordingWriter:
         self._sensor_names = {s.name for s in self.meta.sensors}
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / META).write_text(json.dumps(self.meta.to_json(), indent=2) + "\n", encoding="utf-8")
-        self._video = cv2.VideoWriter(
-            str(self.directory / VIDEO),
-            cv2.CAP_OPENCV_MJPEG,  # OpenCV's own AVI writer: in every build, no FFmpeg needed
-            cv2.VideoWriter.fourcc(*"MJPG"),
-            # This writer stores a whole-number rate in the header (players only);
-            # the true frame times are in frames.csv.
-            float(max(1, round(fps))),
-            (width, height),
-        )
-        if not self._video.isOpened():
-            raise RecordingError(f"cannot write {self.directory / VIDEO} (OpenCV's MJPG writer failed to open)")
+        self._video: cv2.VideoWriter | MjpegAviWriter
+        if copy_jpeg:
+            # Frames come as JPEG (write_jpeg) and are copied as they are: the same
+            # container OpenCV writes, without decoding and encoding them again.
+            self._video = MjpegAviWriter(self.directory / VIDEO, width=width, height=height,
+                                         fps=max(1, round(fps)))
+        else:
+            self._video = cv2.VideoWriter(
+                str(self.directory / VIDEO),
+                cv2.CAP_OPENCV_MJPEG,  # OpenCV's own AVI writer: in every build, no FFmpeg needed
+                cv2.VideoWriter.fourcc(*"MJPG"),
+                # This writer stores a whole-number rate in the header (players only);
+                # the true frame times are in frames.csv.
+                float(max(1, round(fps))),
+                (width, height),
+            )
+            if not self._video.isOpened():
+                raise RecordingError(f"cannot write {self.directory / VIDEO} (OpenCV's MJPG writer failed to open)")
         # buffering=1: line buffered, so every row reaches the OS as it is written.
         self._frames_file = (self.directory / FRAMES).open("w", encoding="utf-8", newline="", buffering=1)
         self._ranges_file = (self.directory / RANGES).open("w", encoding="utf-8", newline="", buffering=1)
@@ -737,19 +788,41 @@ class RecordingWriter:
         self._check_open()
         cam = self.meta.camera
         img = frame.image
+        if not isinstance(self._video, cv2.VideoWriter):
+            raise ValueError(f"recording {self.directory} takes frames as JPEG (write_jpeg)")
         if img.dtype != np.uint8 or img.shape != (cam.height, cam.width, 3):
             # OpenCV would silently drop a frame of the wrong size: refuse it loudly instead.
             raise ValueError(
                 f"frame {frame.seq} is {img.dtype} {img.shape}, the recording takes uint8 "
                 f"({cam.height}, {cam.width}, 3)"
             )
-        if self._last_seq is not None and frame.seq <= self._last_seq:
-            raise ValueError(f"frame seq {frame.seq} does not increase (previous {self._last_seq})")
-        if self._last_t is not None and frame.t_ns < self._last_t:
-            raise ValueError(f"frame t_ns {frame.t_ns} goes backwards (previous {self._last_t})")
+        self._check_order(frame.seq, frame.t_ns)
         self._video.write(np.ascontiguousarray(img))
-        self._frames_csv.writerow((frame.seq, frame.t_ns))
-        self._last_seq, self._last_t = frame.seq, frame.t_ns
+        self._wrote_frame(frame.seq, frame.t_ns)
+
+    def write_jpeg(self, frame: JpegFrame) -> None:
+        """A frame already encoded (`Recording.jpeg_items`), copied unchanged
+        into video.avi; only for a writer made with copy_jpeg=True."""
+        with self._lock:
+            self._check_open()
+            if not isinstance(self._video, MjpegAviWriter):
+                raise ValueError(f"recording {self.directory} takes frames as images (write_frame)")
+            cam = self.meta.camera
+            if jpeg_size(frame.jpeg) != (cam.width, cam.height):
+                raise ValueError(f"frame {frame.seq} is not a {cam.width}x{cam.height} JPEG")
+            self._check_order(frame.seq, frame.t_ns)
+            self._video.write(frame.jpeg)
+            self._wrote_frame(frame.seq, frame.t_ns)
+
+    def _check_order(self, seq: int, t_ns: int) -> None:
+        if self._last_seq is not None and seq <= self._last_seq:
+            raise ValueError(f"frame seq {seq} does not increase (previous {self._last_seq})")
+        if self._last_t is not None and t_ns < self._last_t:
+            raise ValueError(f"frame t_ns {t_ns} goes backwards (previous {self._last_t})")
+
+    def _wrote_frame(self, seq: int, t_ns: int) -> None:
+        self._frames_csv.writerow((seq, t_ns))
+        self._last_seq, self._last_t = seq, t_ns
         self.frames_written += 1
 
     def write_ranges(self, ranges: Iterable[Range]) -> None:
@@ -785,8 +858,11 @@ class RecordingWriter:
             self._closed = True
             # Past 4 GB OpenCV cannot patch the AVI's 32-bit sizes and raises here;
             # the file is then left like a killed one, which the reader handles.
-            with contextlib.suppress(cv2.error):
-                self._video.release()
+            if isinstance(self._video, MjpegAviWriter):
+                self._video.close()
+            else:
+                with contextlib.suppress(cv2.error):
+                    self._video.release()
             self._frames_file.close()
             self._ranges_file.close()
 

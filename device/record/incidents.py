@@ -13,8 +13,8 @@ of the window is in a finished segment, nothing in a writer's buffer) and
 the window's frames and ranges are copied out of the segments. The ring
 never deletes a segment holding any of the last `before_s` seconds, nor one
 an open window needs, so the clip's seconds before the alert are there.
-The copy (JPEG decoding and encoding: ~7 s for a 15 s clip at 640x360 on a
-loaded 2-core machine) runs in a clip writer thread of its own, on the live device below
+The copy (each frame's JPEG bytes, one at a time, never decoded: the
+segments and the clip are both MJPG AVI) runs in a clip writer thread of its own, on the live device below
 even the camera and the detector (`device.core.priority`), so the ring goes on recording meanwhile; never in the loop or the
 detector.
 """
@@ -36,7 +36,7 @@ from device.core.clock import NS_PER_S
 from device.core.files import read_regular
 from device.core.priority import background_thread
 from device.core.types import AlertEvent, AlertLevel, Frame, Range
-from device.record.format import Recording, RecordingError, RecordingWriter
+from device.record.format import JpegFrame, Recording, RecordingError, RecordingWriter
 from device.record.segments import MB, SegmentedRecorder, segment_span
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ class IncidentClips:
             span = segment_span(seg)
             if span is None or span[1] < info.start_ns or span[0] > info.end_ns:
                 continue
-            yield Recording.open(seg)
+            yield Recording.open(seg, decode_first=False)  # its JPEGs are copied, never decoded
 
     def _write(self, info: IncidentInfo) -> Path | None:
         sources = list(self._sources(info))
@@ -240,11 +240,13 @@ class IncidentClips:
                 path, width=meta.camera.width, height=meta.camera.height, fps=meta.camera.fps,
                 hfov_deg=meta.camera.hfov_deg, sensors=meta.sensors,
                 source=f"incident {info.level} ({info.source}) from {meta.source}",
+                copy_jpeg=True,
             ) as out:
                 for rec in sources:
-                    for frame in rec.frame_items(info.start_ns, info.end_ns):
-                        if isinstance(frame, Frame):  # a damaged frame is left out, not the whole clip
-                            out.write_frame(frame)
+                    # The segments' JPEGs, copied one at a time, never decoded.
+                    for frame in rec.jpeg_items(info.start_ns, info.end_ns):
+                        if isinstance(frame, JpegFrame):  # a damaged frame is left out, not the whole clip
+                            out.write_jpeg(frame)
                     out.write_ranges(r for r in rec.ranges if info.start_ns <= r.t_ns <= info.end_ns)
             (path / INCIDENT).write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
         except BaseException:
