@@ -5,7 +5,11 @@ video.avi already holds each frame as a complete JPEG. OpenCV's writer only
 takes pixels, so copying through it decoded and re-encoded every frame: a
 second of CPU for a few frames on a Pi, a generation of JPEG loss, and the
 decoder's and encoder's buffers in the clip writer's thread, resident while
-a clip is written (the peaks of the memory soak, docs/performance.md). This
+a clip is written (the peaks of the memory soak, docs/performance.md). PyAV
+(av 19) can mux encoded packets, but it is FFmpeg's libraries in a wheel
+(tens of MB) to lock and install on a Zero for what is a fixed header, one
+chunk a frame and an index, written next to the reader that already walks
+this very layout (format._index_avi). This
 writes the same container OpenCV's writer does (RIFF 'AVI ', one MJPG
 video stream, the frames as '00dc' chunks in 'movi', an 'idx1' index), one
 chunk at a time, so a clip never holds more than one frame.
