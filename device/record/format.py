@@ -541,26 +541,15 @@ class Recording:
         """Like frames(), but a frame that cannot be decoded comes as a
         BadFrame and the frames after it still follow (replay skips it)."""
         cam = self.meta.camera
-        lo = 0 if start_ns is None else bisect.bisect_left(self.frame_times, start_ns)
-        hi = len(self._chunks) if end_ns is None else bisect.bisect_right(self.frame_times, end_ns)
-        try:
-            f = (self.directory / VIDEO).open("rb")
-        except OSError as err:
-            raise RecordingError(f"cannot read {self.directory / VIDEO}: {describe(err)}") from None
-        with f:
-            for i in range(lo, hi):
-                off, size = self._chunks[i]
-                seq, t_ns = self.frame_seqs[i], self.frame_times[i]
-                f.seek(off)
-                data = f.read(size)
-                try:
-                    if len(data) != size:
-                        raise RecordingError(f"{VIDEO} frame {i}: the file became shorter while reading")
-                    image = _decode(data, f"{VIDEO} frame {i}", cam.width, cam.height)
-                except RecordingError as err:
-                    yield BadFrame(index=i, seq=seq, t_ns=t_ns, reason=str(err))
-                    continue
-                yield Frame(seq=seq, t_ns=t_ns, image=image)
+        for i, seq, t_ns, data, size in self._chunk_bytes(start_ns, end_ns):
+            try:
+                if len(data) != size:
+                    raise RecordingError(f"{VIDEO} frame {i}: the file became shorter while reading")
+                image = _decode(data, f"{VIDEO} frame {i}", cam.width, cam.height)
+            except RecordingError as err:
+                yield BadFrame(index=i, seq=seq, t_ns=t_ns, reason=str(err))
+                continue
+            yield Frame(seq=seq, t_ns=t_ns, image=image)
 
     def jpeg_items(self, start_ns: int | None = None, end_ns: int | None = None) -> Iterator[JpegFrame | BadFrame]:
         """Like frame_items(), but each frame as the JPEG bytes video.avi holds,
@@ -568,6 +557,23 @@ class Recording:
         cut short or declares a size other than the recording's comes as a
         BadFrame; damage inside a JPEG's data is not seen here."""
         cam = self.meta.camera
+        for i, seq, t_ns, data, size in self._chunk_bytes(start_ns, end_ns):
+            what = f"{VIDEO} frame {i}"
+            if not data:
+                reason = f"{what} is empty (damaged video?)"
+            elif len(data) != size:
+                reason = f"{what}: the file became shorter while reading"
+            elif (declared := jpeg_size(data)) != (cam.width, cam.height):
+                reason = (f"{what} declares no JPEG frame size (damaged video?)" if declared is None else
+                          f"{what} is {declared[0]}x{declared[1]} but {META} says {cam.width}x{cam.height}")
+            else:
+                yield JpegFrame(seq=seq, t_ns=t_ns, jpeg=data)
+                continue
+            yield BadFrame(index=i, seq=seq, t_ns=t_ns, reason=reason)
+
+    def _chunk_bytes(self, start_ns: int | None, end_ns: int | None) -> Iterator[tuple[int, int, int, bytes, int]]:
+        """(index, seq, t_ns, the bytes read, the chunk's size) of each frame
+        within [start_ns, end_ns], in order, read from video.avi one at a time."""
         lo = 0 if start_ns is None else bisect.bisect_left(self.frame_times, start_ns)
         hi = len(self._chunks) if end_ns is None else bisect.bisect_right(self.frame_times, end_ns)
         try:
@@ -577,21 +583,8 @@ class Recording:
         with f:
             for i in range(lo, hi):
                 off, size = self._chunks[i]
-                seq, t_ns = self.frame_seqs[i], self.frame_times[i]
                 f.seek(off)
-                data = f.read(size)
-                what = f"{VIDEO} frame {i}"
-                if not data:
-                    reason = f"{what} is empty (damaged video?)"
-                elif len(data) != size:
-                    reason = f"{what}: the file became shorter while reading"
-                elif (declared := jpeg_size(data)) != (cam.width, cam.height):
-                    reason = (f"{what} declares no JPEG frame size (damaged video?)" if declared is None else
-                              f"{what} is {declared[0]}x{declared[1]} but {META} says {cam.width}x{cam.height}")
-                else:
-                    yield JpegFrame(seq=seq, t_ns=t_ns, jpeg=data)
-                    continue
-                yield BadFrame(index=i, seq=seq, t_ns=t_ns, reason=reason)
+                yield i, self.frame_seqs[i], self.frame_times[i], f.read(size), size
 
     def bad_frames(self) -> list[BadFrame]:
         """Every frame that cannot be decoded (decodes the whole video)."""
