@@ -32,6 +32,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from device.perception.small_grey import small_grey
+
 Box = tuple[float, float, float, float]
 
 # Worked on a 160 px wide grey image: the corners and two LK passes cost a few
@@ -69,13 +71,8 @@ class CameraMotion:
         h, w = image.shape[:2]
         sw = min(self.width, w)
         sh = max(16, round(h * sw / w))
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        while grey.shape[1] >= 2 * sw:  # cheap, alias-free halving (as looming does)
-            grey = cv2.pyrDown(grey)
-        if grey.shape[:2] != (sh, sw):
-            grey = cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_LINEAR)
         self._k = w / sw
-        return grey
+        return small_grey(image, sw, sh)
 
     def update(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray | None:
         """The camera's motion from the previous image to this one, as a 2x3

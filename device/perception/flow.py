@@ -42,6 +42,7 @@ import numpy as np
 from device.core.camera import CameraResult
 from device.core.clock import NS_PER_S
 from device.core.types import Frame
+from device.perception.small_grey import small_grey
 
 Box = tuple[float, float, float, float]
 
@@ -195,12 +196,7 @@ class FlowEstimator:
         if self._small != (sw, sh):
             self.reset()
             self._small, self._k = (sw, sh), w / sw
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        while grey.shape[1] >= 2 * sw:  # cheap, alias-free halving (as looming does)
-            grey = cv2.pyrDown(grey)
-        if grey.shape[1] != sw:
-            grey = cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_LINEAR)
-        return grey
+        return small_grey(image, sw, sh)
 
     def process(self, frame: Frame, camera: CameraResult | None) -> FlowResult:
         """Follow the tracks of `camera` (the newest result the loop could

@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 
 from device.core.clock import NS_PER_S
+from device.perception.small_grey import small_grey
 
 # Lucas-Kanade: a 9x9 window on 2 pyramid levels is enough for the few
 # pixels a feature moves between frames at 160 px width.
@@ -150,16 +151,7 @@ class LoomingEstimator:
             self._setup(w, h)
             self.reset()
         sw, sh = self._size  # type: ignore[misc]
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        # Halve with the Gaussian pyramid while that stays at or above the
-        # target (cheap, alias-free), then a bilinear step: INTER_AREA at a
-        # non-integer ratio costs as much as an inference.
-        while grey.shape[1] >= 2 * sw and grey.shape[0] >= 2 * sh:
-            grey = cv2.pyrDown(grey)
-        # The exact small size, always (640x361 halves to 181 rows, not the
-        # 180 the seeding mask has: issue 23's cv2.error).
-        if grey.shape[:2] != (sh, sw):
-            grey = cv2.resize(grey, (sw, sh), interpolation=cv2.INTER_LINEAR)
+        grey = small_grey(image, sw, sh)
         if self._hist and t_ns <= self._hist[-1][0]:
             self.reset()  # time went backwards (a new recording): start over
         self._track(grey)
