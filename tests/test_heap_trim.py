@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from device.app.heap_trim import TRIM_PERIOD_S, HeapTrimmer, glibc_trim
+from device.app.heap_trim import THRESHOLD_ENV, TRIM_PERIOD_S, HeapTrimmer, fix_mmap_threshold, glibc_trim
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -83,6 +83,51 @@ def test_glibc_trim_calls_malloc_trim() -> None:
     assert trim() in (0, 1)  # 1: memory was returned, 0: none to return
 
 
+# In a process of its own (the setting is process-wide): glibc's mallinfo2
+# counts the blocks that are mappings of their own (hblks). After a 4 MB
+# block is freed glibc raises its threshold to 4 MB, so a frame-sized block
+# comes from the heap, unless the threshold was pinned.
+MAPPED_PROBE = """
+import ctypes, sys
+from device.app import heap_trim
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "pinned":
+    assert heap_trim.fix_mmap_threshold()
+libc.free(libc.malloc(4 << 20))
+before = libc.mallinfo2().hblks
+frame = libc.malloc(640 * 360 * 3)
+print(libc.mallinfo2().hblks - before)
+libc.free(frame)
+"""
+
+
+def mapped_frames(how: str) -> int:
+    env = {k: v for k, v in os.environ.items() if k != THRESHOLD_ENV}
+    r = subprocess.run([sys.executable, "-c", MAPPED_PROBE, how], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout)
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_a_pinned_mmap_threshold_keeps_frame_sized_blocks_out_of_the_arenas() -> None:
+    assert mapped_frames("glibc's default") == 0  # the raised threshold: the frame came from the heap
+    assert mapped_frames("pinned") == 1  # a mapping of its own, handed back when freed
+
+
+def test_the_environment_s_threshold_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(THRESHOLD_ENV, "262144")
+    assert fix_mmap_threshold() is False
+
+
 # A live run (missing model: quick) with the period shortened and the trim
 # counted; the count is printed after `rearguard run` returns.
 HARNESS = """
@@ -91,14 +136,16 @@ import device.app.heap_trim as heap_trim
 calls = []
 heap_trim.TRIM_PERIOD_S = 0.05
 heap_trim.glibc_trim = lambda: (lambda: calls.append(1))
+pinned = []
+heap_trim.fix_mmap_threshold = lambda: pinned.append(1) or True
 from device.cli.main import main
 code = main(sys.argv[1:])
-print(f"trims {len(calls)}", file=sys.stderr)
+print(f"trims {len(calls)} pinned {len(pinned)}", file=sys.stderr)
 sys.exit(code)
 """
 
 
-def test_a_live_run_trims_the_heaps(tmp_path: Path) -> None:
+def test_a_live_run_pins_the_threshold_and_trims_the_heaps(tmp_path: Path) -> None:
     import cv2
     import numpy as np
 
@@ -117,3 +164,4 @@ def test_a_live_run_trims_the_heaps(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     trims = int(r.stderr.rsplit("trims ", 1)[1].split()[0])
     assert trims >= 3, r.stderr  # 2 s of loop at a 0.05 s period: dozens, unless the loop ended at once
+    assert int(r.stderr.rsplit("pinned ", 1)[1].split()[0]) == 1, r.stderr

@@ -116,6 +116,9 @@ def _run_until(cfg: Config, opts: RunOptions, stop: threading.Event, *, out: Any
         stop.wait(seconds)
 
     notifier = Notifier()
+    # Before any part allocates: frame-sized blocks get mappings of their
+    # own, so the arenas' level cannot shift over a long run (heap_trim.py)
+    heap_trim.fix_mmap_threshold()
     try:
         with warnings.catch_warnings():
             # gpiozero warns once per pin library it tries (eight lines on a
