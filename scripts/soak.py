@@ -55,8 +55,16 @@ def unit_malloc_env(unit: Path = UNIT) -> dict[str, str]:
     return env
 
 
-def looped_footage(src: Path, dest: Path, min_seconds: float) -> Path:
-    """`src` repeated into one file at least `min_seconds` long (cached)."""
+# The camera's default capture size (config [camera] width/height). A file
+# of another size is decoded at its own size and resized by the device every
+# frame (vtest.avi is 768x576: a 1.3 MB decode a frame that a Pi camera,
+# delivering 640x360 itself, never makes), so the soak's footage is made at
+# this size and the device's memory is measured on the frames a Pi has.
+SIZE = (640, 360)
+
+
+def looped_footage(src: Path, dest: Path, min_seconds: float, size: tuple[int, int] = SIZE) -> Path:
+    """`src` at `size`, repeated into one file at least `min_seconds` long (cached)."""
     import cv2  # the venv's OpenCV; imported here so --help needs none
 
     cap = cv2.VideoCapture(str(src))
@@ -66,11 +74,12 @@ def looped_footage(src: Path, dest: Path, min_seconds: float) -> Path:
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     loops = max(1, math.ceil(min_seconds * fps / count))
-    for have in sorted(dest.glob(f"{src.stem}-x*.avi")):
+    stem = f"{src.stem}-{size[0]}x{size[1]}"
+    for have in sorted(dest.glob(f"{stem}-x*.avi")):
         n = have.stem.rpartition("-x")[2]
         if n.isdigit() and int(n) >= loops:
             return have  # a longer one made before will do
-    out = dest / f"{src.stem}-x{loops}.avi"
+    out = dest / f"{stem}-x{loops}.avi"
     tmp = out.with_suffix(".part.avi")
     writer = None
     for _ in range(loops):
@@ -80,9 +89,8 @@ def looped_footage(src: Path, dest: Path, min_seconds: float) -> Path:
             if not ok:
                 break
             if writer is None:
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"FMP4"), fps,
-                                         (img.shape[1], img.shape[0]))
-            writer.write(img)
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"FMP4"), fps, size)
+            writer.write(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
         cap.release()
     assert writer is not None
     writer.release()
