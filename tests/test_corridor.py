@@ -209,7 +209,7 @@ def _in_corridor_at(pace_s: float, frames: int) -> float | None:
 
 
 def test_two_samples_of_one_sway_phase_give_no_time_to_collision() -> None:
-    # zero2w, pass-jogger-1.5m-rough: two detections 0.54 s apart in the 0.6 s window:
+    # zero2w, pass-jogger-1.5m-rough: two detections 0.54 s apart in the 0.8 s window:
     # the box's own 3.0 s, not the filter's 1.7 s.
     assert _in_corridor_at(0.54, 3) == 3.0
     # Three over 0.3 s and more: the median has seen the sway's phases; the filter's time.

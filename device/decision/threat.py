@@ -75,8 +75,20 @@ NEAR_HOLD_IOU = 0.3  # a box overlapping the lost one this much (the tracker's o
 # second (3 frames) as at a Pi Zero's 2-3 (2 results).
 CAMERA_TTC_STREAK_S = 0.13
 CAMERA_TTC_STREAK_NS = round(CAMERA_TTC_STREAK_S * NS_PER_S)
+# A streak's time to collision is from the contact time (frame time plus TTC)
+# its newest fit predicts, or the median of its newest CONTACT_FITS fits'
+# where that is later: a fit that says contact comes sooner than the streak's
+# recent fits agree on is one noisy fit, not news. For an object closing at a
+# steady speed every fit predicts the same moment, so this has no lag (a
+# median of the TTC values themselves would be as old as its middle fit). At
+# a Pi 4's pace a young track's 4-box fit read 2.6 s for 5.0 (hazards
+# jogger-5mps), where the fit before it had said 3.9.
+CONTACT_FITS = 3
 # A streak outlasts one result in which its track is missing: the newest result
 # is within this many of the detector's intervals of the track's last closing one.
+# So does one in which the track's box says nothing (no fit: its shape changed
+# faster than it grew, a stride or an arm swinging out), its last closing fit
+# standing for it, aged.
 STREAK_MISS_INTERVALS = 1.5
 # A camera object and a sensor beam are the same thing when the object's
 # bearing is inside the beam widened by this margin (degrees) ...
@@ -92,8 +104,12 @@ FLOW_SCALE_MIN, FLOW_SCALE_MAX = 0.5, 3.0
 # running backwards), once a stride pair: at 20 m that is 0.3-1 m sideways, so
 # one frame's bearing puts a cyclist passing 1.5 m out inside the corridor
 # and a head-on one outside it. The sway is an oscillation about the true
-# bearing; over about one of its periods its median is the offset.
-LATERAL_WINDOW_S = 0.6
+# bearing; over one of its periods its median is the offset. A stride takes
+# 0.67-0.8 s (2.5-3 steps a second): the window is the slow stride's, since
+# a median over less than one period leans to the phase it caught (at 0.6 s,
+# twice the sway put a cyclist passing 1.7 m out 0.95 m in, hazards
+# pass-cyclist-1.7m-rough).
+LATERAL_WINDOW_S = 0.8
 LATERAL_WINDOW_NS = round(LATERAL_WINDOW_S * NS_PER_S)
 # A median of fewer samples than this is no offset to give a time to collision on.
 LATERAL_MIN_SAMPLES = 3
@@ -294,6 +310,9 @@ class ThreatEstimator:
         self.camera: CameraResult | None = None
         # track id -> (frame time the closing streak began, frame time of its newest result)
         self._ttc_streak: dict[int, tuple[int, int]] = {}
+        # track id -> the contact times (ns, on the frames' clock) its streak's
+        # newest CONTACT_FITS closing fits predicted, oldest first
+        self._contacts: dict[int, tuple[int, ...]] = {}
         # object (see _object_key) -> (time, lateral offset m) of its recent frames (see LATERAL_WINDOW_S)
         self._laterals: dict[tuple[str, int], list[tuple[int, float]]] = {}
         self.policy = AlertPolicy(self.cfg.persist_s, self.cfg.hold_s)
@@ -320,7 +339,8 @@ class ThreatEstimator:
             h, w = result.frame.image.shape[:2]
             if self._geometry is None or (self._geometry.width, self._geometry.height) != (w, h):
                 self._geometry = CameraGeometry.for_camera(self.camera_cfg, w, h)
-        streak = {}
+        streak: dict[int, tuple[int, int]] = {}
+        fits: dict[int, tuple[int, ...]] = {}
         for tr in result.tracks:
             before = self._ttc_streak.get(tr.track_id)
             # An implausibly short time to collision (see _plausible_ttc) is not
@@ -332,19 +352,30 @@ class ThreatEstimator:
             # a closing streak on, never start one: widths swing with a stride.
             if tr.ttc_measure == "width" and not _streak_held(before):
                 closing = False
-            if closing:
+            if closing and tr.ttc_s is not None:
                 streak[tr.track_id] = (before[0] if before is not None else result.t_ns, result.t_ns)
+                ttc = max(tr.ttc_s, tr.distance_m / self.cfg.max_closing_mps)  # see _plausible_ttc
+                kept = self._contacts.get(tr.track_id, ()) if before is not None else ()
+                fits[tr.track_id] = (kept + (result.t_ns + round(ttc * NS_PER_S),))[-CONTACT_FITS:]
         # A track the detector missed in this one result (the tracker keeps it
         # over a miss) has not said otherwise: its streak stands, not lengthened,
         # for one result. Dropped, it restarted at every missed detection: with
         # the camera's motion in matching a fast closer keeps one track, and a
         # miss in one result of its 15 a second put its WARN back 0.4 s
         # (hazards cyclist-10mps inline, a miss at 3.33 s, 30 m out).
-        seen = {tr.track_id for tr in result.tracks}
+        # Nor has a track whose box gave no fit at all (ttc_measure None: its
+        # shape changed faster than it grew, Track._isotropic): a sprinter's
+        # stride did that in 3 of 10 results from 22 to 15 m (hazards
+        # jogger-8mps-rough inline), and each restart put the WARN back by a
+        # streak. A box that says "not closing" (a fit, no contact) ends it.
+        silent = {tr.track_id for tr in result.tracks if tr.ttc_s is None and tr.ttc_measure is None}
+        seen = {tr.track_id for tr in result.tracks} - silent
         for tid, (start, last) in self._ttc_streak.items():
             if tid not in seen and result.t_ns - last <= STREAK_MISS_INTERVALS * result.interval_ns:
                 streak[tid] = (start, last)
+                fits[tid] = self._contacts[tid]
         self._ttc_streak = streak
+        self._contacts = fits
         # A gone object's offsets are kept while they are inside the window: the
         # flow may show it renamed (set_flow), and they go on with it.
         keys = {_object_key(tr) for tr in result.tracks}
@@ -449,15 +480,27 @@ class ThreatEstimator:
         self.looming.add(result)
 
     def _plausible_ttc(self, tr: CameraTrack) -> float | None:
-        """The track's box-growth TTC, no shorter than its distance covered at
-        max_closing_mps. A far object's box is small and its growth noisy, and
-        a fast closer's early fits come out short (at 8 m/s from 20 m, 1.1 s
-        for 2.4): closing, but faster than anything on a path. Dropping such
-        a value (as before) held a cyclist's alert back until its boxes were
-        big enough to agree; the fastest plausible closing says what it can."""
-        if tr.ttc_s is None:
+        """The track's box-growth TTC at the newest result's frame time, once
+        its closing streak has held: the contact time its newest fit predicts,
+        or its newest CONTACT_FITS fits' median if later (see there), each fit no
+        shorter than its distance covered at max_closing_mps. A far object's
+        box is small and its growth noisy, and a fast closer's early fits
+        come out short (at 8 m/s from 20 m, 1.1 s for 2.4): closing, but
+        faster than anything on a path. Dropping such a value (as before)
+        held a cyclist's alert back until its boxes were big enough to
+        agree; the fastest plausible closing says what it can."""
+        contacts = self._contacts.get(tr.track_id)
+        if self.camera is None or not contacts or not _streak_held(self._ttc_streak.get(tr.track_id)):
             return None
-        return max(tr.ttc_s, tr.distance_m / self.cfg.max_closing_mps)
+        ttc = (max(contacts[-1], statistics.median(contacts)) - self.camera.t_ns) / NS_PER_S
+        return max(ttc, tr.distance_m / self.cfg.max_closing_mps)
+
+    def _box_closing(self, tr: CameraTrack) -> bool:
+        """The track's box says closing in this result (a fit under the
+        CAUTION time), or gave no fit while its streak stands on an earlier one."""
+        if tr.ttc_s is not None:
+            return tr.ttc_s < self.cfg.caution_ttc_s
+        return tr.ttc_measure is None and tr.track_id in self._contacts
 
     def _near_held(self, now_ns: int, tracks: tuple[CameraTrack, ...]) -> list[Candidate]:
         """The near-field objects the detector has lost since, for NEAR_HOLD_S
@@ -526,7 +569,9 @@ class ThreatEstimator:
                 if tr.hits < CAMERA_MIN_HITS and (ft is None or not _streak_held(self._flow_streak.get(ft.trail_id))):
                     continue
                 distance, bearing = self._current(tr, ft)
-                ttc = self._plausible_ttc(tr) if _streak_held(self._ttc_streak.get(tr.track_id)) else None
+                # Every time to collision below is from the result's frame
+                # (self.camera.t_ns) until contact, and aged to now at the end.
+                ttc = self._plausible_ttc(tr)
                 # The flow's own implausibly short TTC is dropped, not bounded: one
                 # 0.27 s window whose points slid onto something passing is a
                 # tracking failure, where a box fit that comes out short is an
@@ -534,7 +579,9 @@ class ThreatEstimator:
                 # bound drew 0.66 s of false WARN at crossing-ahead).
                 if (ft is not None and ft.ttc_s is not None and _streak_held(self._flow_streak.get(ft.trail_id))
                         and distance / ft.ttc_s <= self.cfg.max_closing_mps and _flow_agrees(tr, distance / ft.ttc_s)):
-                    ttc = ft.ttc_s if ttc is None else min(ttc, ft.ttc_s)
+                    assert self.flow is not None  # ft is from it
+                    flow_ttc = ft.ttc_s + (self.flow.t_ns - self.camera.t_ns) / NS_PER_S  # from the result's frame
+                    ttc = flow_ttc if ttc is None else min(ttc, flow_ttc)
                 g = self._settled_ground(tr)
                 lateral = self._lateral(_object_key(tr), distance * math.sin(math.radians(bearing)))
                 # Filling the frame with its inner side inside the corridor: the near field.
@@ -546,8 +593,7 @@ class ThreatEstimator:
                 if in_path and not near and g is not None:
                     if clears_corridor(g, tr.half_width_m, self.cfg.corridor_half_width_m, reach_s(g, ttc)):
                         in_path = False  # crossing ahead, gone before the runner gets there
-                    elif (tr.ttc_s is not None and tr.ttc_s < self.cfg.caution_ttc_s
-                          and self._lateral_held(_object_key(tr))):
+                    elif self._box_closing(tr) and self._lateral_held(_object_key(tr)):
                         # Its box grows (one fit, where the tracker's renames break
                         # a streak), it is in the corridor by a median that has seen
                         # the sway's phases, and its filter knows how fast it closes.
@@ -559,6 +605,12 @@ class ThreatEstimator:
                 entry = self._crossing_entry_s(tr) if not in_path else None
                 if entry is not None:  # crossing into the corridor: in the path from now on
                     in_path, ttc = True, entry if ttc is None else min(ttc, entry)
+                if ttc is not None:
+                    # The result is as old as its frame: at a Pi 4's pace a
+                    # third of a second by the time it arrives, and it stands
+                    # until the next (at a Pi Zero's, 0.5-1 s in all). Contact
+                    # is that much nearer now than its frame said.
+                    ttc = max(0.0, ttc - (now_ns - self.camera.t_ns) / NS_PER_S)
                 cams.append(
                     Candidate(
                         source="camera",
