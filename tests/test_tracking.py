@@ -59,6 +59,55 @@ def test_width_is_used_while_the_height_is_cut_off() -> None:
     assert ttc == pytest.approx(2.0, rel=0.05)
 
 
+def dog_at(d: float) -> tuple[float, float, float, float]:
+    """Box of a 0.6 m tall, 0.9 m long dog side on at distance d, standing on
+    the ground of person_at: its feet reach the frame's bottom edge at 2.9 m."""
+    h, w = F * 0.6 / d, F * 0.9 / d
+    bottom = H / 2 + F * 1.1 / d
+    return (W / 2 - w / 2, bottom - h, W / 2 + w / 2, bottom)
+
+
+def test_a_box_stopping_just_short_of_the_bottom_edge_is_cut_there() -> None:
+    """The detector's box stops a few pixels short of an edge that cuts its
+    object (geometry.NEAR_EDGE_FRAC): a dog coming at 1 m/s from 3.4 m
+    reaches the bottom edge at 3.05 m, and from there its box ends 4 px
+    above it, shorter each frame. Taken as whole, those heights said it had
+    stopped growing (scenes dog-1mps: no WARN); the width says 2.4 s."""
+    tr = IouTracker()
+    for i in range(16):
+        t = i / 15
+        x1, y1, x2, y2 = dog_at(3.4 - 1.0 * t)
+        (track,) = tr.update(ns(t), dets((x1, y1, x2, min(y2, H - 4.0))))
+    ttc, measure = track.ttc_estimate(ns(1.0), W, H)
+    assert measure == "width"
+    assert ttc == pytest.approx(2.4, rel=0.1)
+
+
+def test_once_the_bottom_edge_cuts_the_box_its_older_shape_has_no_veto() -> None:
+    """A dog at 1 m/s from 4 m whose whole boxes changed shape (it was
+    turning) gives no time to collision while they are whole. Once the
+    newest box is cut its shape is not seen at all: the older boxes' shape
+    says nothing of it, and the width, whole, says how it comes on (a width
+    only carries a closing streak on, never starts one)."""
+
+    def box_at(t: float) -> tuple[float, float, float, float]:
+        x1, y1, x2, y2 = dog_at(4.0 - 1.0 * t)
+        if y2 >= H - 20:  # the bottom edge cuts it
+            return (x1, y1, x2, float(H))
+        grow = 0.25 * (x2 - x1) * t  # whole, widening by its turn on top of the approach
+        return (x1 - grow, y1, x2 + grow, y2)
+
+    tr = IouTracker()
+    for i in range(10):  # 0.6 s, every box whole
+        (track,) = tr.update(ns(i / 15), dets(box_at(i / 15)))
+    assert box_at(9 / 15)[3] < H - 20
+    assert track.ttc_estimate(ns(1.0), W, H) == (None, None)
+    for i in range(10, 16):  # then the edge cuts it
+        (track,) = tr.update(ns(i / 15), dets(box_at(i / 15)))
+    ttc, measure = track.ttc_estimate(ns(1.0), W, H)
+    assert measure == "width" and ttc is not None and ttc < 4.0
+
+
 def test_identity_survives_a_missed_frame_while_crossing() -> None:
     """A person crossing at 1.5 m/s, 3 m back, missed in two frames: the
     constant-velocity prediction still overlaps where the box reappears."""
