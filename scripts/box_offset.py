@@ -140,23 +140,50 @@ def zoom_objects(images: dict, anns: dict, cats: dict, min_h: float = 57) -> lis
     return out
 
 
-def zoom(det: YoloxDetector, labelled: Path, images: dict, objects: list[tuple[int, dict]]) -> list[dict]:
+def unlabelled_objects(photos: Path, labelled_names: set[str], min_h: float = 57) -> list[tuple[Path, list[float]]]:
+    """People in the unlabelled photos (../shared/images/coco), with YOLOX's own box
+    (416, score >= 0.5) on the whole photo as the reference. The sweep's c does not
+    depend on the reference's accuracy: a reference alpha times too tall changes k
+    to k / alpha and leaves c as it is; only the zoom factor between views counts."""
+    det = detector("yolox_nano", 416, "letterbox")
+    person = COCO_CLASSES.index("person")
+    out = []
+    for path in sorted(photos.glob("*.jpg")):
+        if path.name in labelled_names:  # already in the labelled set
+            continue
+        img = cv2.imread(str(path))
+        h, w = img.shape[:2]
+        d = det.detect(img)
+        keep = [i for i in range(len(d)) if int(d.class_id[i]) == person and d.confidence[i] >= 0.5]
+        boxes = d.xyxy[keep].astype(np.float64) if keep else np.zeros((0, 4))
+        for j, b in enumerate(boxes):
+            xywh = [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
+            if xywh[3] < min_h or not whole(xywh, w, h):
+                continue
+            others = np.delete(boxes, j, axis=0)
+            if len(others) and iou(b, others).max() > 0.1:
+                continue
+            out.append((path, xywh))
+    det.close()
+    return out
+
+
+def zoom(det: YoloxDetector, objects: list[tuple[Path, list[float]]]) -> list[dict]:
     cam = VirtualCamera()
     person = COCO_CLASSES.index("person")
     rows = []
-    boards: dict[int, Billboard] = {}
-    for iid, a in objects:
-        if iid not in boards:
+    boards: dict[Path, Billboard] = {}
+    for path, (x, y, bw, bh) in objects:
+        if path not in boards:
             boards.clear()
-            boards[iid] = Billboard(cv2.imread(str(labelled / "val2017" / images[iid]["file_name"])))
-        x, y, bw, bh = a["bbox"]
+            boards[path] = Billboard(cv2.imread(str(path)))
         centre = (x + bw / 2, y + bh / 2)
         pts = []
         for ht in ZOOM_SIZES:
             s = ht / bh
             if s > 2.0:  # no more than twice the photo's own pixels
                 continue
-            frame = boards[iid].view(cam, centre, s, 0.0)
+            frame = boards[path].view(cam, centre, s, 0.0)
             t = np.array([FRAME_W / 2 - s * bw / 2, FRAME_H / 2 - ht / 2, FRAME_W / 2 + s * bw / 2, FRAME_H / 2 + ht / 2])
             d = det.detect(frame)
             cand = [i for i in range(len(d)) if int(d.class_id[i]) == person]
@@ -168,7 +195,7 @@ def zoom(det: YoloxDetector, labelled: Path, images: dict, objects: list[tuple[i
                 continue
             b = d.xyxy[cand[k]]
             pts.append((ht, s * bw, float(b[3] - b[1]), float(b[2] - b[0])))
-        rows.append({"image": iid, "ann": int(a["id"]), "label_h_photo": bh, "points": pts})
+        rows.append({"photo": path.name, "box": [x, y, bw, bh], "points": pts})
     return rows
 
 
@@ -178,6 +205,38 @@ def q(v: list[float] | np.ndarray) -> str:
         return "-"
     p25, p50, p75 = np.percentile(v, (25, 50, 75))
     return f"{p50:+.1f} [{p25:+.1f}, {p75:+.1f}]"
+
+
+def zoom_summary(label: str, zoomed: list[dict], vs: float) -> list[str]:
+    lines = [f"zoom, {label}: {len(zoomed)} people"]
+    for lo, hi in ((20, 160), (33, 114)):
+        fits = []
+        for o in zoomed:
+            p = [pt for pt in o["points"] if lo <= pt[0] <= hi]
+            if len(p) < 5:
+                continue
+            kh, ch = theil_sen(np.array([pt[0] for pt in p]), np.array([pt[2] for pt in p]))
+            kw, cw = theil_sen(np.array([pt[1] for pt in p]), np.array([pt[3] for pt in p]))
+            fits.append((kh, ch, kw, cw))
+        if not fits:
+            continue
+        f = np.array(fits)
+        lines.append(f"  {lo}-{hi} px, per person h_det = k h_true + c over >= 5 sizes: n {len(f)}; height k "
+                     f"{np.median(f[:, 0]):.3f}, c {q(f[:, 1])} frame px (= {np.median(f[:, 1]) * vs:+.2f} input px), "
+                     f"c > 0 in {int((f[:, 1] > 0).sum())}; width k {np.median(f[:, 2]):.3f}, c {q(f[:, 3])}")
+    # What a growth fit sees directly: the box grows by ln(h2_det/h1_det) where the
+    # object grew by ln(b/a); their ratio is how long a growth time to collision reads.
+    for a, b in ((33, 48), (40, 57), (48, 68), (57, 80), (68, 96), (80, 114)):
+        rs = []
+        for o in zoomed:
+            d = {pt[0]: pt[2] for pt in o["points"]}
+            if a in d and b in d and d[b] > d[a]:
+                rs.append(math.log(b / a) / math.log(d[b] / d[a]))
+        if rs:
+            v = np.array(rs)
+            lines.append(f"  {a:3d} -> {b:3d} px: n {len(v):3d}, a growth TTC reads x{np.median(v):.3f} "
+                         f"[{np.percentile(v, 25):.3f}, {np.percentile(v, 75):.3f}]")
+    return lines
 
 
 def summarise(results: dict) -> str:
@@ -204,40 +263,19 @@ def summarise(results: dict) -> str:
             lines.append(f"  pooled Theil-Sen h_det = k h_true + c: k {k:.3f}, c {c:+.2f} px (all); "
                          f"k {k2:.3f}, c {c2:+.2f} px (h_true < 128)")
         vs = V_SCALE[name]
-        lines.append(f"zoom: {len(r['zoom'])} people")
-        for lo, hi in ((20, 160), (33, 114)):
-            fits = []
-            for o in r["zoom"]:
-                p = [pt for pt in o["points"] if lo <= pt[0] <= hi]
-                if len(p) < 5:
-                    continue
-                kh, ch = theil_sen(np.array([pt[0] for pt in p]), np.array([pt[2] for pt in p]))
-                kw, cw = theil_sen(np.array([pt[1] for pt in p]), np.array([pt[3] for pt in p]))
-                fits.append((kh, ch, kw, cw))
-            if not fits:
-                continue
-            f = np.array(fits)
-            lines.append(f"  {lo}-{hi} px, per person h_det = k h_true + c over >= 5 sizes: n {len(f)}; height k "
-                         f"{np.median(f[:, 0]):.3f}, c {q(f[:, 1])} frame px (= {np.median(f[:, 1]) * vs:+.2f} input px), "
-                         f"c > 0 in {int((f[:, 1] > 0).sum())}; width k {np.median(f[:, 2]):.3f}, c {q(f[:, 3])}")
-        # What a growth fit sees directly: the box grows by ln(h2_det/h1_det) where the
-        # object grew by ln(b/a); their ratio is how long a growth time to collision reads.
-        for a, b in ((33, 48), (40, 57), (48, 68), (57, 80), (68, 96), (80, 114)):
-            rs = []
-            for o in r["zoom"]:
-                d = {pt[0]: pt[2] for pt in o["points"]}
-                if a in d and b in d and d[b] > d[a]:
-                    rs.append(math.log(b / a) / math.log(d[b] / d[a]))
-            if rs:
-                v = np.array(rs)
-                lines.append(f"  {a:3d} -> {b:3d} px: n {len(v):3d}, a growth TTC reads x{np.median(v):.3f} "
-                             f"[{np.percentile(v, 25):.3f}, {np.percentile(v, 75):.3f}]")
+        sets = (("labelled people", r["zoom"]), ("unlabelled photos' people", r.get("zoom_unlabelled", [])),
+                ("both", r["zoom"] + r.get("zoom_unlabelled", [])))
+        for label, zoomed in sets:
+            if zoomed:
+                lines += zoom_summary(label, zoomed, vs)
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--labelled", type=Path, default=None)
+    ap.add_argument("--unlabelled", type=Path, default=shared_file("images", "coco"),
+                    help="photos with no labels whose people (YOLOX's own boxes) join the zoom sweep")
     ap.add_argument("--out", type=Path, default=Path("box_offset.json"))
     ap.add_argument("--summary-only", action="store_true", help="re-summarise --out without detecting")
     args = ap.parse_args()
@@ -248,12 +286,13 @@ def main() -> None:
     if labelled is None:
         raise SystemExit("no ../shared/images/coco-val-labelled: pass --labelled DIR")
     images, anns, cats = load(labelled)
-    objects = zoom_objects(images, anns, cats)
+    objects = [(labelled / "val2017" / images[iid]["file_name"], a["bbox"]) for iid, a in zoom_objects(images, anns, cats)]
+    extra = unlabelled_objects(args.unlabelled, {im["file_name"] for im in images.values()}) if args.unlabelled else []
     results = {}
     for name, (model, size, fill) in CONFIGS.items():
         det = detector(model, size, fill)
         results[name] = {"static": static(det, labelled, images, anns, cats),
-                         "zoom": zoom(det, labelled, images, objects)}
+                         "zoom": zoom(det, objects), "zoom_unlabelled": zoom(det, extra)}
         det.close()
     args.out.write_text(json.dumps(results))
     print(summarise(results))
