@@ -264,9 +264,9 @@ def test_a_size_step_restarts_the_size_history_a_loom_does_not() -> None:
 
 
 def test_the_detectors_box_offset_is_taken_off_the_heights_before_the_fit() -> None:
-    # YOLOX-Nano's box is BOX_OFFSET_INPUT_PX taller than its object in the model's
-    # input (scripts/box_offset.py): at the built-in 416 letterbox of a 640x360
-    # frame that is 1.1 / 0.65 = 1.69 frame px. A person closing at 6.5 m/s from
+    # YOLOX-Nano's box is taller than its object by BOX_OFFSET_INPUT_PX of the model's
+    # input (scripts/box_offset.py): at the built-in 416 letterbox, 1.1 input px,
+    # 1.1 / 0.65 = 1.69 px of a 640x360 frame. A person closing at 6.5 m/s from
     # 22 m, boxes at 15 fps with that offset: taken off, the fit gives the true
     # time to collision; left on, it reads 3-4 % long at 50-60 px.
     from device.perception.tracking import BOX_OFFSET_INPUT_PX, box_offset_px
@@ -275,7 +275,7 @@ def test_the_detectors_box_offset_is_taken_off_the_heights_before_the_fit() -> N
         input_width, input_height, fill = 416, 416, "letterbox"
 
     off = box_offset_px(Yolox416(), W, H)
-    assert off == pytest.approx(BOX_OFFSET_INPUT_PX * 640 / 416)
+    assert off == pytest.approx(BOX_OFFSET_INPUT_PX[(416, 416, "letterbox")] * 640 / 416)
     d0, v = 22.0, 6.5
     tr = IouTracker()
     for i in range(16):
@@ -304,7 +304,13 @@ def test_the_box_offset_follows_the_input_scale_and_the_lookahead_crop() -> None
     class Lookahead:
         inner, instead = Stretch(), True
 
-    assert box_offset_px(Stretch(), W, H) == pytest.approx(BOX_OFFSET_INPUT_PX * 360 / 192)
+    class Unmeasured:
+        input_width, input_height, fill = 512, 512, "letterbox"
+
+    stretch = BOX_OFFSET_INPUT_PX[(320, 192, "stretch")]  # its own measured figure
+    assert box_offset_px(Stretch(), W, H) == pytest.approx(stretch * 360 / 192)
     # a result detected on a 256x144 crop alone is at the crop's scale
-    assert box_offset_px(Lookahead(), W, H, (192, 100, 448, 244)) == pytest.approx(BOX_OFFSET_INPUT_PX * 144 / 192)
-    assert box_offset_px(object(), W, H) == 0.0  # a detector of unknown input: not measured, nothing taken off
+    assert box_offset_px(Lookahead(), W, H, (192, 100, 448, 244)) == pytest.approx(stretch * 144 / 192)
+    # an input not measured, or a detector of unknown input: nothing taken off
+    assert box_offset_px(Unmeasured(), W, H) == 0.0
+    assert box_offset_px(object(), W, H) == 0.0

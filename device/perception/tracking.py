@@ -51,17 +51,24 @@ MIN_SCALE_SPAN_S = 0.4
 # growth rate, and faster than the floor (1/s), is not looming (see _isotropic).
 ASPECT_TOLERANCE = 0.5
 ASPECT_FLOOR_PER_S = 0.15
-# YOLOX-Nano's box is taller than its object by about this many of the model
-# input's pixels, whatever the object's size: h_det = k h_true + c. A fit of
-# 1/h against time then reads long by h_det / (h_det - c), so the fit takes c
-# off each box height first (`box_offset_px` turns it into frame pixels).
-# Measured with scripts/box_offset.py (docs/evaluation.md, "The detector's box
-# offset"): real COCO people zoomed from 20 to 160 px tall in a 640x360 frame,
-# c per person by a Theil-Sen line; at 416 letterbox the median of 103 people is
-# +1.7 frame px = +1.1 input px (IQR -4.0 to +6.1 frame px; 62 of 103 above 0); at
-# 320x192 stretch +1.2 frame px = +0.66 input px (n 76). The widths show no
-# offset (+0.6 and +1.1 frame px, as often negative), so only heights are corrected.
-BOX_OFFSET_INPUT_PX = 1.1
+# YOLOX-Nano's box is taller than its object by a few of the model input's
+# pixels, whatever the object's size: h_det = k h_true + c. A fit of 1/h against
+# time then reads long by h_det / (h_det - c), so the fit takes c off each box
+# height first (`box_offset_px` turns it into frame pixels). Measured with
+# scripts/box_offset.py (docs/evaluation.md, "The detector's box offset"): real
+# COCO people (157, from both shared photo sets) zoomed from 20 to 160 px tall in
+# a 640x360 frame, c per person by a Theil-Sen line, the median per input:
+# - 416 letterbox (the built-in default): +1.67 frame px of 103 people (95 %
+#   interval of the median +0.02 to +3.3; 62 of 103 above 0) = 1.1 input px;
+# - 320x192 stretch (the pi4 and zero2w defaults): +1.23 frame px of 76 people
+#   (interval -0.6 to +4.1; 45 above 0) = 0.7 input px.
+# In input pixels the two differ, so each input takes its own figure; an input
+# not measured takes nothing off. The widths show no offset (+0.6 and +1.1 frame
+# px, as often negative), so only heights are corrected.
+BOX_OFFSET_INPUT_PX: dict[tuple[int, int, str], float] = {
+    (416, 416, "letterbox"): 1.1,
+    (320, 192, "stretch"): 0.7,
+}
 
 
 @dataclass
@@ -77,7 +84,7 @@ class Track:
     # (t_ns, box) over the recent window: what time to collision is fitted on
     boxes: deque[tuple[int, Box]] = field(default_factory=lambda: deque(maxlen=32))
     # The detector's height offset in frame pixels for each of `boxes`, newest last
-    # (BOX_OFFSET_INPUT_PX at the scale that box was detected at)
+    # (its input's BOX_OFFSET_INPUT_PX at the scale that box was detected at)
     box_offsets: deque[float] = field(default_factory=lambda: deque(maxlen=32))
     # Constant-velocity motion of the box, for matching after a gap: centre
     # velocity (px/s) and growth rate of ln(size) (1/s), smoothed.
@@ -520,16 +527,19 @@ def ttc_from_scale_rate(rate: float | None) -> float | None:
 
 def box_offset_px(detector: object, width: int, height: int,
                   crop: tuple[int, int, int, int] | None = None) -> float:
-    """BOX_OFFSET_INPUT_PX in the pixels of a width x height frame, for the
-    detector's input (its `input_width`, `input_height` and `fill`; a
-    `LookaheadDetector` is read through its `inner`, at its crop's scale when
-    `crop` is the region this result was detected on). 0 for a detector whose
-    input is not known (an accelerator's own network: not measured)."""
+    """The detector's measured box offset (BOX_OFFSET_INPUT_PX, by its input's
+    `input_width`, `input_height` and `fill`) in the pixels of a width x height
+    frame; a `LookaheadDetector` is read through its `inner`, at its crop's
+    scale when `crop` is the region this result was detected on. 0 for an input
+    not measured, or a detector whose input is not known (an accelerator's own
+    network)."""
     inner = getattr(detector, "inner", detector)
     iw, ih = getattr(inner, "input_width", None), getattr(inner, "input_height", None)
+    fill = getattr(inner, "fill", "letterbox")
     if not isinstance(iw, int) or not isinstance(ih, int) or width <= 0 or height <= 0:
         return 0.0
+    offset = BOX_OFFSET_INPUT_PX.get((iw, ih, fill), 0.0)
     if crop is not None:
         width, height = crop[2] - crop[0], crop[3] - crop[1]
-    scale_y = ih / height if getattr(inner, "fill", "letterbox") == "stretch" else min(iw / width, ih / height)
-    return BOX_OFFSET_INPUT_PX / scale_y
+    scale_y = ih / height if fill == "stretch" else min(iw / width, ih / height)
+    return offset / scale_y
