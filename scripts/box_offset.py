@@ -11,14 +11,16 @@ with the detector as the device builds it, for each default input:
     dh = h_det - h_true per size bin (frame px). Objects of many sizes, one
     view each: a size offset and a size-dependent fraction cannot be told apart
     per object, only over the population.
-  * "zoom": each whole, uncrowded person label >= 80 px tall in its photo, the
-    photo zoomed (the scenario renderer's `Billboard`, as a closing object is
-    seen) so the labelled box is h_true px tall at the 640x360 frame's centre,
-    for h_true from 20 to 160 px; per object a Theil-Sen line h_det = k h_true + c
-    over the sizes it was detected at. This is what a closing object shows the
-    fit, and c is the offset that biases it.
+  * "zoom": each whole person label >= 57 px tall in its photo that no other
+    person's box overlaps (and, with --unlabelled, the people YOLOX finds in
+    ../shared/images/coco, its own box as the reference), the photo zoomed (the
+    scenario renderer's `Billboard`, as a closing object is seen) so the box is
+    h_true px tall at the 640x360 frame's centre, for h_true from 20 to 160 px;
+    per person a Theil-Sen line h_det = k h_true + c over the sizes it was
+    detected at. This is what a closing object shows the fit, and c is the
+    offset that biases it (BOX_OFFSET_INPUT_PX in device/perception/tracking.py).
 
-Usage: python scripts/box_offset.py [--labelled DIR] [--out FILE.json]
+Usage: python scripts/box_offset.py [--labelled DIR] [--unlabelled DIR] [--out FILE.json]
 (REARGUARD_MODELS must hold yolox_nano and yolox_nano_dynamic).
 """
 
