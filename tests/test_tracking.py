@@ -261,3 +261,56 @@ def test_a_size_step_restarts_the_size_history_a_loom_does_not() -> None:
         (track,) = loom.update(ns(i / 15), dets((320 - w / 2, 180 - h / 2, 320 + w / 2, 180 + h / 2)))
     assert track.size_jumps == 0
     assert track.ttc_s(ns(1.0), 640, 360) == pytest.approx(10.0 / 3.0 - (int(2.6 * 15) - 1) / 15, abs=0.1)
+
+
+def test_the_detectors_box_offset_is_taken_off_the_heights_before_the_fit() -> None:
+    # YOLOX-Nano's box is taller than its object by BOX_OFFSET_INPUT_PX of the model's
+    # input (scripts/box_offset.py): at the built-in 416 letterbox, 1.1 input px,
+    # 1.1 / 0.65 = 1.69 px of a 640x360 frame. A person closing at 6.5 m/s from
+    # 22 m, boxes at 15 fps with that offset: taken off, the fit gives the true
+    # time to collision; left on, it reads 3-4 % long at 50-60 px.
+    from device.perception.tracking import BOX_OFFSET_INPUT_PX, box_offset_px
+
+    class Yolox416:
+        input_width, input_height, fill = 416, 416, "letterbox"
+
+    off = box_offset_px(Yolox416(), W, H)
+    assert off == pytest.approx(BOX_OFFSET_INPUT_PX[(416, 416, "letterbox")] * 640 / 416)
+    d0, v = 22.0, 6.5
+    tr = IouTracker()
+    for i in range(16):
+        t = i / 15
+        x1, y1, x2, y2 = person_at(d0 - v * t)
+        (track,) = tr.update(ns(t), dets((x1, y1 - off, x2, y2)), offset_px=off)
+    truth = (d0 - v * 1.0) / v  # 2.38 s
+    ttc, measure = track.ttc_estimate(ns(1.0), W, H)
+    assert measure == "height"
+    assert ttc == pytest.approx(truth, rel=0.01)
+    # the same boxes with no offset declared: the fit reads long
+    plain = IouTracker()
+    for i in range(16):
+        t = i / 15
+        x1, y1, x2, y2 = person_at(d0 - v * t)
+        (same,) = plain.update(ns(t), dets((x1, y1 - off, x2, y2)))
+    assert same.ttc_s(ns(1.0), W, H) > truth * 1.025
+
+
+def test_the_box_offset_follows_the_input_scale_and_the_lookahead_crop() -> None:
+    from device.perception.tracking import BOX_OFFSET_INPUT_PX, box_offset_px
+
+    class Stretch:
+        input_width, input_height, fill = 320, 192, "stretch"
+
+    class Lookahead:
+        inner, instead = Stretch(), True
+
+    class Unmeasured:
+        input_width, input_height, fill = 512, 512, "letterbox"
+
+    stretch = BOX_OFFSET_INPUT_PX[(320, 192, "stretch")]  # its own measured figure
+    assert box_offset_px(Stretch(), W, H) == pytest.approx(stretch * 360 / 192)
+    # a result detected on a 256x144 crop alone is at the crop's scale
+    assert box_offset_px(Lookahead(), W, H, (192, 100, 448, 244)) == pytest.approx(stretch * 144 / 192)
+    # an input not measured, or a detector of unknown input: nothing taken off
+    assert box_offset_px(Unmeasured(), W, H) == 0.0
+    assert box_offset_px(object(), W, H) == 0.0

@@ -33,7 +33,7 @@ from device.perception.flow import FlowEstimator, FlowResult
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingEstimator, LoomingResult
 from device.perception.motion import GroundTracks
-from device.perception.tracking import IouTracker
+from device.perception.tracking import IouTracker, box_offset_px
 
 
 class Stage(Protocol):
@@ -79,7 +79,9 @@ class DetectStage:
         # its boxes by it, so the sway does not rename a far object's track.
         boxes = [tr.box for tr in self.tracker.tracks] + [tuple(float(v) for v in b) for b in dets.xyxy]
         motion = self.ego.update(frame.image, boxes)  # type: ignore[arg-type]
-        tracks = self.tracker.update(frame.t_ns, dets, motion)
+        # A look-ahead result detected on the crop alone is at the crop's scale.
+        crop = getattr(self.detector, "last_crop", None) if getattr(self.detector, "instead", False) else None
+        tracks = self.tracker.update(frame.t_ns, dets, motion, box_offset_px(self.detector, w, h, crop))
         decided = self.distances.tracks(tracks, self._geometry, self.tracker.interval_ns())
         # Each track's ground position and velocity, filtered on the decided distances.
         # A box the frame's side cuts is no measurement: its centre stays pinned at

@@ -51,6 +51,24 @@ MIN_SCALE_SPAN_S = 0.4
 # growth rate, and faster than the floor (1/s), is not looming (see _isotropic).
 ASPECT_TOLERANCE = 0.5
 ASPECT_FLOOR_PER_S = 0.15
+# YOLOX-Nano's box is taller than its object by a few of the model input's
+# pixels, whatever the object's size: h_det = k h_true + c. A fit of 1/h against
+# time then reads long by h_det / (h_det - c), so the fit takes c off each box
+# height first (`box_offset_px` turns it into frame pixels). Measured with
+# scripts/box_offset.py (docs/evaluation.md, "The detector's box offset"): real
+# COCO people (157, from both shared photo sets) zoomed from 20 to 160 px tall in
+# a 640x360 frame, c per person by a Theil-Sen line, the median per input:
+# - 416 letterbox (the built-in default): +1.67 frame px of 103 people (95 %
+#   interval of the median +0.02 to +3.3; 62 of 103 above 0) = 1.1 input px;
+# - 320x192 stretch (the pi4 and zero2w defaults): +1.23 frame px of 76 people
+#   (interval -0.6 to +4.1; 45 above 0) = 0.7 input px.
+# In input pixels the two differ, so each input takes its own figure; an input
+# not measured takes nothing off. The widths show no offset (+0.6 and +1.1 frame
+# px, as often negative), so only heights are corrected.
+BOX_OFFSET_INPUT_PX: dict[tuple[int, int, str], float] = {
+    (416, 416, "letterbox"): 1.1,
+    (320, 192, "stretch"): 0.7,
+}
 
 
 @dataclass
@@ -65,6 +83,9 @@ class Track:
     heights: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=32))
     # (t_ns, box) over the recent window: what time to collision is fitted on
     boxes: deque[tuple[int, Box]] = field(default_factory=lambda: deque(maxlen=32))
+    # The detector's height offset in frame pixels for each of `boxes`, newest last
+    # (its input's BOX_OFFSET_INPUT_PX at the scale that box was detected at)
+    box_offsets: deque[float] = field(default_factory=lambda: deque(maxlen=32))
     # Constant-velocity motion of the box, for matching after a gap: centre
     # velocity (px/s) and growth rate of ln(size) (1/s), smoothed.
     velocity: tuple[float, float] = (0.0, 0.0)
@@ -116,8 +137,12 @@ class Track:
         width-based value is noisier (arms and legs swing): the estimator lets
         it carry on a closing streak, never start one.
         """
-        recent = [(t, b) for t, b in self.boxes if self.last_t_ns - t <= window_ns]
-        heights = [(t, b[3] - b[1]) for t, b in recent if not _cut_vertically(b, height)]
+        offsets = list(self.box_offsets)[-len(self.boxes):] if self.boxes else []
+        offsets = [0.0] * (len(self.boxes) - len(offsets)) + offsets
+        recent_off = [(t, b, o) for (t, b), o in zip(self.boxes, offsets, strict=True) if self.last_t_ns - t <= window_ns]
+        recent = [(t, b) for t, b, _ in recent_off]
+        # Each height less the detector's own offset (BOX_OFFSET_INPUT_PX): what the object's size does.
+        heights = [(t, b[3] - b[1] - o) for t, b, o in recent_off if not _cut_vertically(b, height)]
         widths = [(t, b[2] - b[0]) for t, b in recent if not _cut_sideways(b, width)]
         if recent and _cut_vertically(recent[-1][1], height):
             # The newest box is cut: its height is not its object's, and the
@@ -339,6 +364,7 @@ class IouTracker:
         self._next_id = 1
         self._last_update_ns: int | None = None
         self._intervals: deque[int] = deque(maxlen=8)
+        self._offset = 0.0
 
     def interval_ns(self) -> int:
         """The detector's own pace: the median time between the recent frames
@@ -357,11 +383,15 @@ class IouTracker:
         # Floored: `t - last <= gap` cuts integer ns exactly where the float did.
         return max(self.max_gap_ns, math.floor(GAP_INTERVALS * self.interval_ns()))
 
-    def update(self, t_ns: int, dets: Detections, motion: np.ndarray | None = None) -> list[Track]:
+    def update(self, t_ns: int, dets: Detections, motion: np.ndarray | None = None,
+               offset_px: float = 0.0) -> list[Track]:
         """Match detections to tracks; return the tracks seen in this frame.
         `motion` (device.perception.ego: the camera's own motion since the
         previous update, 2x3 on pixels) moves every track's box first, so the
-        runner's sway is not taken for the objects' motion."""
+        runner's sway is not taken for the objects' motion. `offset_px` is the
+        detector's box-height offset at these detections' scale, in frame
+        pixels (`box_offset_px`), kept with each box for the time to collision."""
+        self._offset = offset_px
         dets = without_group_duplicates(dets)
         gap = self.gap_ns()  # from the intervals before this one: a long pause is no pace
         if self._last_update_ns is not None and t_ns > self._last_update_ns:
@@ -399,7 +429,7 @@ class IouTracker:
                 last_t_ns=t_ns,
             )
             self._next_id += 1
-            self._apply(tr, t_ns, dets, di)
+            self._apply(tr, t_ns, dets, di, self._offset)
             self.tracks.append(tr)
             seen.append(tr)
         return seen
@@ -443,14 +473,14 @@ class IouTracker:
                   unmatched: set[int]) -> None:
         """Detection di continues track ti (by IoU or by centre alike)."""
         tr = self.tracks[ti]
-        self._apply(tr, t_ns, dets, di)
+        self._apply(tr, t_ns, dets, di, self._offset)
         tr.hits += 1
         seen.append(tr)
         taken.add(ti)
         unmatched.discard(di)
 
     @staticmethod
-    def _apply(tr: Track, t_ns: int, dets: Detections, i: int) -> None:
+    def _apply(tr: Track, t_ns: int, dets: Detections, i: int, offset_px: float = 0.0) -> None:
         box: Box = tuple(float(v) for v in dets.xyxy[i])  # type: ignore[assignment]
         if tr.boxes:
             dt = (t_ns - tr.last_t_ns) / NS_PER_S
@@ -472,6 +502,7 @@ class IouTracker:
                 jump = 0.5 * math.log(size_new / size_old) - tr.growth * dt
                 if abs(jump) > SIZE_JUMP_LN + SIZE_JUMP_PER_S * dt:
                     tr.boxes.clear()
+                    tr.box_offsets.clear()
                     tr.heights.clear()
                     g = 0.0
                     tr.size_jumps += 1
@@ -484,6 +515,7 @@ class IouTracker:
         tr.last_t_ns = t_ns
         tr.heights.append((t_ns, max(box[3] - box[1], 1.0)))
         tr.boxes.append((t_ns, box))
+        tr.box_offsets.append(offset_px)
 
 
 def ttc_from_scale_rate(rate: float | None) -> float | None:
@@ -491,3 +523,23 @@ def ttc_from_scale_rate(rate: float | None) -> float | None:
     if rate is None or rate <= 1e-6 or not math.isfinite(rate):
         return None
     return 1.0 / rate
+
+
+def box_offset_px(detector: object, width: int, height: int,
+                  crop: tuple[int, int, int, int] | None = None) -> float:
+    """The detector's measured box offset (BOX_OFFSET_INPUT_PX, by its input's
+    `input_width`, `input_height` and `fill`) in the pixels of a width x height
+    frame; a `LookaheadDetector` is read through its `inner`, at its crop's
+    scale when `crop` is the region this result was detected on. 0 for an input
+    not measured, or a detector whose input is not known (an accelerator's own
+    network)."""
+    inner = getattr(detector, "inner", detector)
+    iw, ih = getattr(inner, "input_width", None), getattr(inner, "input_height", None)
+    fill = getattr(inner, "fill", "letterbox")
+    if not isinstance(iw, int) or not isinstance(ih, int) or width <= 0 or height <= 0:
+        return 0.0
+    offset = BOX_OFFSET_INPUT_PX.get((iw, ih, fill), 0.0)
+    if crop is not None:
+        width, height = crop[2] - crop[0], crop[3] - crop[1]
+    scale_y = ih / height if fill == "stretch" else min(iw / width, ih / height)
+    return offset / scale_y
