@@ -62,6 +62,15 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(ua > 0, inter / np.maximum(ua, 1e-9), 0.0)
 
 
+def best_match(t: np.ndarray, boxes: np.ndarray, cand: list[int]) -> tuple[int, float] | None:
+    """The candidate detection overlapping the true box t most, with its IoU, if 0.5 or more."""
+    if not cand:
+        return None
+    ious = iou(t, boxes[cand].astype(np.float64))
+    k = int(np.argmax(ious))
+    return (cand[k], float(ious[k])) if ious[k] >= 0.5 else None
+
+
 def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     i, j = np.triu_indices(len(x), k=1)
     dx = x[j] - x[i]
@@ -106,20 +115,16 @@ def static(det: YoloxDetector, labelled: Path, images: dict, anns: dict, cats: d
             cid = COCO_CLASSES.index(cats[a["category_id"]])
             x, y, bw, bh = a["bbox"]
             t = np.array([ox + x * s, oy + y * s, ox + (x + bw) * s, oy + (y + bh) * s])
-            cand = [i for i in range(len(d)) if int(d.class_id[i]) == cid and i not in used]
-            if not cand:
+            match = best_match(t, d.xyxy, [i for i in range(len(d)) if int(d.class_id[i]) == cid and i not in used])
+            if match is None:
                 continue
-            ious = iou(t, d.xyxy[cand].astype(np.float64))
-            k = int(np.argmax(ious))
-            if ious[k] < 0.5:
-                continue
-            i = cand[k]
+            i, overlap = match
             used.add(i)
             b = d.xyxy[i]
             rows.append({"image": iid, "class": COCO_CLASSES[cid], "whole": whole(a["bbox"], w, h),
                          "h_true": float(t[3] - t[1]), "w_true": float(t[2] - t[0]),
                          "h_det": float(b[3] - b[1]), "w_det": float(b[2] - b[0]),
-                         "iou": float(ious[k]), "score": float(d.confidence[i])})
+                         "iou": overlap, "score": float(d.confidence[i])})
     return rows
 
 
@@ -188,14 +193,10 @@ def zoom(det: YoloxDetector, objects: list[tuple[Path, list[float]]]) -> list[di
             frame = boards[path].view(cam, centre, s, 0.0)
             t = np.array([FRAME_W / 2 - s * bw / 2, FRAME_H / 2 - ht / 2, FRAME_W / 2 + s * bw / 2, FRAME_H / 2 + ht / 2])
             d = det.detect(frame)
-            cand = [i for i in range(len(d)) if int(d.class_id[i]) == person]
-            if not cand:
+            match = best_match(t, d.xyxy, [i for i in range(len(d)) if int(d.class_id[i]) == person])
+            if match is None:
                 continue
-            ious = iou(t, d.xyxy[cand].astype(np.float64))
-            k = int(np.argmax(ious))
-            if ious[k] < 0.5:
-                continue
-            b = d.xyxy[cand[k]]
+            b = d.xyxy[match[0]]
             pts.append((ht, s * bw, float(b[3] - b[1]), float(b[2] - b[0])))
         rows.append({"photo": path.name, "box": [x, y, bw, bh], "points": pts})
     return rows
