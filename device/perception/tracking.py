@@ -137,9 +137,9 @@ class Track:
         width-based value is noisier (arms and legs swing): the estimator lets
         it carry on a closing streak, never start one.
         """
-        offsets = list(self.box_offsets)[-len(self.boxes):] if self.boxes else []
-        offsets = [0.0] * (len(self.boxes) - len(offsets)) + offsets
-        recent_off = [(t, b, o) for (t, b), o in zip(self.boxes, offsets, strict=True) if self.last_t_ns - t <= window_ns]
+        # box_offsets is appended and cleared with boxes (IouTracker._apply): one offset a box.
+        recent_off = [(t, b, o) for (t, b), o in zip(self.boxes, self.box_offsets, strict=True)
+                      if self.last_t_ns - t <= window_ns]
         recent = [(t, b) for t, b, _ in recent_off]
         # Each height less the detector's own offset (BOX_OFFSET_INPUT_PX): what the object's size does.
         heights = [(t, b[3] - b[1] - o) for t, b, o in recent_off if not _cut_vertically(b, height)]
