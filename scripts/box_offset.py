@@ -37,6 +37,7 @@ import numpy as np
 from device.core.coco import COCO_CLASSES
 from device.model_store import store as models
 from device.perception.detector import YoloxDetector
+from device.perception.tracking import iou_matrix
 from device.tools.scenario import Billboard, VirtualCamera
 from device.tools.shared import shared_file
 
@@ -52,21 +53,11 @@ ZOOM_SIZES = (20, 24, 28, 33, 40, 48, 57, 68, 80, 96, 114, 136, 160)
 BINS = ((0, 24), (24, 32), (32, 48), (48, 64), (64, 96), (96, 128), (128, 192), (192, 400))
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[0], b[:, 0])
-    y1 = np.maximum(a[1], b[:, 1])
-    x2 = np.minimum(a[2], b[:, 2])
-    y2 = np.minimum(a[3], b[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    ua = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return np.where(ua > 0, inter / np.maximum(ua, 1e-9), 0.0)
-
-
 def best_match(t: np.ndarray, boxes: np.ndarray, cand: list[int]) -> tuple[int, float] | None:
     """The candidate detection overlapping the true box t most, with its IoU, if 0.5 or more."""
     if not cand:
         return None
-    ious = iou(t, boxes[cand].astype(np.float64))
+    ious = iou_matrix(t[None], boxes[cand].astype(np.float64))[0]
     k = int(np.argmax(ious))
     return (cand[k], float(ious[k])) if ious[k] >= 0.5 else None
 
@@ -141,7 +132,7 @@ def zoom_objects(images: dict, anns: dict, cats: dict, min_h: float = 57) -> lis
             if others:  # another person overlapping it: whose box is whose is not the question here
                 ob = np.array([[o["bbox"][0], o["bbox"][1], o["bbox"][0] + o["bbox"][2], o["bbox"][1] + o["bbox"][3]]
                                for o in others])
-                if iou(box, ob).max() > 0.1:
+                if iou_matrix(box[None], ob).max() > 0.1:
                     continue
             out.append((iid, a))
     return out
@@ -168,7 +159,7 @@ def unlabelled_objects(photos: Path, labelled_names: set[str], min_h: float = 57
             if xywh[3] < min_h or not whole(xywh, w, h):
                 continue
             others = np.delete(boxes, j, axis=0)
-            if len(others) and iou(b, others).max() > 0.1:
+            if len(others) and iou_matrix(b[None], others).max() > 0.1:
                 continue
             out.append((path, xywh))
     det.close()
