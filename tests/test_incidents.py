@@ -47,7 +47,8 @@ def segment_bytes(tmp_path: Path) -> int:
 
 def device_recording(tmp_path: Path, *, budget: float, clip_budget: float) -> DeviceRecording:
     seg = SegmentedRecorder(tmp_path / "rec", width=64, height=48, fps=10, hfov_deg=66.0, sensors=SENSORS,
-                            source="test", segment_s=5.0, budget_mb=budget / MB, min_free_mb=10)
+                            source="test", segment_s=5.0, budget_mb=budget / MB, min_free_mb=10,
+                            mount_height_m=1.25, pitch_deg=4.0)
     return DeviceRecording(seg, IncidentClips(seg, before_s=10, after_s=5, budget_mb=clip_budget / MB))
 
 
@@ -86,6 +87,9 @@ def test_a_clip_around_warn_and_danger_survives_the_ring(tmp_path: Path) -> None
     assert clip.frame_times == tuple(ns(i / 10) for i in range(20, 191))
     assert [r.t_ns for r in clip.ranges] == list(clip.frame_times)
     assert clip.warnings == ()
+    # The camera's mount goes with the footage: into every segment, and from them into the clip.
+    for r in (clip, Recording.open(ring[-1])):
+        assert (r.meta.camera.mount_height_m, r.meta.camera.pitch_deg) == (1.25, 4.0)
     info = read_incident(clips[0])
     assert (info.level, info.source, info.alerts) == ("DANGER", "camera", 2)
     assert (info.t_ns, info.start_ns, info.end_ns) == (ns(12), ns(2), ns(19))
@@ -216,3 +220,17 @@ def test_a_live_run_keeps_a_clip_of_its_alerts(tmp_path: Path, model_path: Path,
         assert read_incident(clips[0]).level == alerted[-1]
         clip = Recording.open(clips[0])
         assert clip.frame_count > 0 and clip.warnings == ()
+
+
+def test_the_device_records_its_configured_mount(tmp_path: Path) -> None:
+    # `run --record`: each segment says the config's camera height and tilt, so a replay on a
+    # laptop with another config turns box edges into the same distances the device did.
+    from device.app.compose import build_recorder
+
+    cfg = Config.model_validate({"camera": {"mount_height_m": 1.35, "pitch_deg": 7.5}})
+    thread = build_recorder(cfg, str(tmp_path / "rec"), None, "test")
+    thread.write_frame(Frame(0, 0, np.zeros((cfg.camera.height, cfg.camera.width, 3), np.uint8)))
+    thread.close()
+    assert thread.fault is None
+    cam = Recording.open(thread.sink.segments.segments()[0]).meta.camera
+    assert (cam.mount_height_m, cam.pitch_deg) == (1.35, 7.5)

@@ -627,3 +627,48 @@ def test_the_jpeg_copying_avi_writer_reads_back_closed_or_cut(tmp_path: Path) ->
     assert frames_of(tmp_path / "b.avi") == jpegs[:3]
     assert any("not closed" in n for n in _index_avi(tmp_path / "b.avi").notes)
     cut.close()
+
+
+def test_the_camera_mount_is_kept_when_given_and_absent_when_not(tmp_path: Path) -> None:
+    # A recording says how high and how tilted its camera was: replays turn box edges into
+    # distances with it. One that does not (older, or from any video) says nothing at all.
+    d = tmp_path / "m"
+    with RecordingWriter(d, width=W, height=H, fps=15, hfov_deg=66.0, sensors=SENSORS, source="t",
+                         mount_height_m=1.3, pitch_deg=6.5) as w:
+        w.write_frame(Frame(0, T0, image(0)))
+    assert json.loads((d / "meta.json").read_text())["camera"] == {
+        "width": W, "height": H, "hfov_deg": 66.0, "fps": 15.0, "mount_height_m": 1.3, "pitch_deg": 6.5}
+    cam = Recording.open(d).meta.camera
+    assert (cam.mount_height_m, cam.pitch_deg) == (1.3, 6.5)
+    cam = Recording.open(write_basic(tmp_path / "plain")).meta.camera
+    assert (cam.mount_height_m, cam.pitch_deg) == (None, None)
+
+
+@pytest.mark.parametrize("key, value", [("mount_height_m", 3.0), ("mount_height_m", "1.1"), ("pitch_deg", 50.0)])
+def test_a_bad_camera_mount_is_refused_naming_it(rec_dir: Path, key: str, value: object) -> None:
+    _edit_json(rec_dir / "meta.json", camera={"width": W, "height": H, "hfov_deg": 66, "fps": 15, key: value})
+    with pytest.raises(RecordingError, match=f"camera.{key}"):
+        Recording.open(rec_dir)
+
+
+@pytest.mark.parametrize("key, value", [("mount_height_m", 0.1), ("mount_height_m", 0.1001), ("mount_height_m", 2.5),
+                                        ("mount_height_m", 2.5001), ("pitch_deg", -30.0), ("pitch_deg", -30.01),
+                                        ("pitch_deg", 45.0), ("pitch_deg", 45.01)])
+def test_a_recorded_mount_has_the_configs_bounds(tmp_path: Path, key: str, value: float) -> None:
+    # A replay puts the recorded mount into the config without validating it again.
+    from pydantic import ValidationError
+
+    from device.core.config import CameraConfig
+
+    try:
+        CameraConfig.model_validate({key: value})
+        config_ok = True
+    except ValidationError:
+        config_ok = False
+    try:
+        RecordingWriter(tmp_path / "r", width=W, height=H, fps=15, hfov_deg=66, sensors=SENSORS, source="t",
+                        **{key: value}).close()
+        recording_ok = True
+    except RecordingError:
+        recording_ok = False
+    assert recording_ok == config_ok

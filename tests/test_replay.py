@@ -196,3 +196,26 @@ def test_corrupt_recording_is_a_clear_error(approach_recording: Path, tmp_path: 
     assert main(["replay", str(broken)]) == 1
     err = capsys.readouterr().err
     assert "frames.csv" in err and "Traceback" not in err
+
+
+def test_a_replay_uses_the_recordings_camera_mount_over_the_config(tmp_path: Path) -> None:
+    # A box's bottom edge is a distance only with the camera's own height and tilt: the
+    # replaying machine's config may be another mount's (or the built-in one).
+    import numpy as np
+
+    from device.app.replay import replay_config
+    from device.core.types import Frame
+    from device.record.format import Recording, RecordingWriter
+
+    config = Config.model_validate({"camera": {"mount_height_m": 1.0, "pitch_deg": 2.0}})
+
+    def recorded(name: str, **mount: float) -> Recording:
+        with RecordingWriter(tmp_path / name, width=64, height=48, fps=10, hfov_deg=45.0,
+                             sensors=config.ranging.sensors, source="t", **mount) as w:
+            w.write_frame(Frame(0, 0, np.zeros((48, 64, 3), np.uint8)))
+        return Recording.open(tmp_path / name)
+
+    cam = replay_config(config, recorded("m", mount_height_m=1.4, pitch_deg=6.0)).camera
+    assert (cam.mount_height_m, cam.pitch_deg, cam.hfov_deg, cam.width) == (1.4, 6.0, 45.0, 64)
+    cam = replay_config(config, recorded("plain")).camera  # says nothing: the config's
+    assert (cam.mount_height_m, cam.pitch_deg) == (1.0, 2.0)

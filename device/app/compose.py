@@ -214,6 +214,8 @@ def build_recorder(cfg: Config, record_dir: str, frames: FrameSource | None, sou
         height=frames.height if frames else cfg.camera.height,
         fps=(getattr(frames, "fps", None) or cfg.camera.fps),
         hfov_deg=cfg.camera.hfov_deg,
+        mount_height_m=cfg.camera.mount_height_m,
+        pitch_deg=cfg.camera.pitch_deg,
         sensors=cfg.ranging.sensors,
         source=f"rearguard run --source {source}",
         segment_s=rec.segment_s,

@@ -92,9 +92,13 @@ def replay_config(config: Config, recording: Recording) -> Config:
         )
         for s in meta.sensors
     )
-    camera = config.camera.model_copy(
-        update={"width": meta.camera.width, "height": meta.camera.height, "hfov_deg": meta.camera.hfov_deg}
-    )
+    geometry = {"width": meta.camera.width, "height": meta.camera.height, "hfov_deg": meta.camera.hfov_deg}
+    # The mount as it was when recorded (a recording that does not say keeps the config's).
+    if meta.camera.mount_height_m is not None:
+        geometry["mount_height_m"] = meta.camera.mount_height_m
+    if meta.camera.pitch_deg is not None:
+        geometry["pitch_deg"] = meta.camera.pitch_deg
+    camera = config.camera.model_copy(update=geometry)
     ranging = config.ranging.model_copy(update={"sensors": sensors})
     return config.model_copy(update={"camera": camera, "ranging": ranging})
 

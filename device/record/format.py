@@ -83,6 +83,12 @@ class CameraMeta:
     height: Annotated[int, Field(gt=0)]
     hfov_deg: Annotated[float, Field(gt=0, lt=180)]
     fps: Annotated[float, Field(gt=0, le=MAX_FPS)]
+    # Where the camera was and how it was tilted (the config's camera.mount_height_m
+    # and camera.pitch_deg, with the config's bounds). They turn a box's bottom edge
+    # into a distance, so a replay uses these, not the replaying machine's config;
+    # absent (older recordings, `from-video` without them): the config's.
+    mount_height_m: Annotated[float, Field(gt=0.1, le=2.5)] | None = None
+    pitch_deg: Annotated[float, Field(ge=-30, le=45)] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,7 @@ class RecordingMeta:
         return {
             "format": d["format"],
             "version": d["version"],
-            "camera": d["camera"],
+            "camera": {k: v for k, v in d["camera"].items() if v is not None},
             "sensors": d["sensors"],
             "created": d["created"],
             "source": d["source"],
@@ -167,7 +173,7 @@ def sensor_meta(sensor: SensorLike) -> SensorMeta:
 
 def _make_meta(
     *, width: int, height: int, fps: float, hfov_deg: float, sensors: Sequence[SensorLike],
-    source: str, created: str | None,
+    source: str, created: str | None, mount_height_m: float | None = None, pitch_deg: float | None = None,
 ) -> RecordingMeta:
     metas = tuple(sensor_meta(s) for s in sensors)
     names = [s.name for s in metas]
@@ -175,7 +181,8 @@ def _make_meta(
     if dup:
         raise RecordingError(f"sensor names must be unique, repeated: {', '.join(dup)}")
     meta = RecordingMeta(
-        camera=CameraMeta(width=width, height=height, hfov_deg=hfov_deg, fps=fps),
+        camera=CameraMeta(width=width, height=height, hfov_deg=hfov_deg, fps=fps,
+                          mount_height_m=mount_height_m, pitch_deg=pitch_deg),
         sensors=metas,
         created=created or datetime.now(UTC).isoformat(timespec="seconds"),
         source=source,
@@ -724,6 +731,8 @@ class RecordingWriter:
         source: str,
         created: str | None = None,
         copy_jpeg: bool = False,
+        mount_height_m: float | None = None,
+        pitch_deg: float | None = None,
     ) -> None:
         self.directory = Path(directory)
         if self.directory.exists():
@@ -735,7 +744,7 @@ class RecordingWriter:
                 )
         self.meta = _make_meta(
             width=width, height=height, fps=fps, hfov_deg=hfov_deg, sensors=sensors,
-            source=source, created=created,
+            source=source, created=created, mount_height_m=mount_height_m, pitch_deg=pitch_deg,
         )
         self._sensor_names = {s.name for s in self.meta.sensors}
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -239,6 +239,7 @@ class IncidentClips:
             with RecordingWriter(
                 path, width=meta.camera.width, height=meta.camera.height, fps=meta.camera.fps,
                 hfov_deg=meta.camera.hfov_deg, sensors=meta.sensors,
+                mount_height_m=meta.camera.mount_height_m, pitch_deg=meta.camera.pitch_deg,
                 source=f"incident {info.level} ({info.source}) from {meta.source}",
                 copy_jpeg=True,
             ) as out:

@@ -120,6 +120,8 @@ class SegmentedRecorder:
         total: Callable[[Path], int] = total_bytes,
         inodes: Callable[[Path], int | None] = free_inodes,
         writer: Callable[..., RecordingWriter] = RecordingWriter,
+        mount_height_m: float | None = None,
+        pitch_deg: float | None = None,
     ) -> None:
         self.directory = Path(directory)
         try:
@@ -128,7 +130,8 @@ class SegmentedRecorder:
             raise RecordingError(f"cannot create the recording directory {self.directory}: {err}") from None
         self._claim = claim(self.directory)
         self._writer_args = dict(width=width, height=height, fps=fps, hfov_deg=hfov_deg,
-                                 sensors=sensors, source=source)
+                                 sensors=sensors, source=source, mount_height_m=mount_height_m,
+                                 pitch_deg=pitch_deg)
         self.segment_ns = round(segment_s * NS_PER_S)
         self.budget = round(budget_mb * MB)
         self.min_free = round(min_free_mb * MB)

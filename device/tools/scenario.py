@@ -525,6 +525,7 @@ def make_scenario(
     try:
         with RecordingWriter(
             out, width=cam.width, height=cam.height, fps=cam.fps, hfov_deg=cam.hfov_deg,
+            mount_height_m=cam.mount_height_m, pitch_deg=0.0,  # the virtual camera is level
             sensors=[SENSOR], source=f"rearguard scenario make: {spec.name} ({spec.kind}"
             f", {spec.speed_mps:g} m/s, {spec.photo.file})",
         ) as writer:

@@ -484,6 +484,7 @@ def make_scene(spec: SceneSpec, images: str | Path, out_dir: str | Path, *, conf
     n = max(1, math.ceil(length * fps - 1e-9))
     try:
         with RecordingWriter(out, width=cam.width, height=cam.height, fps=fps, hfov_deg=cam.hfov_deg,
+                             mount_height_m=cfg.camera.mount_height_m, pitch_deg=cfg.camera.pitch_deg,
                              sensors=[meta], source=f"rearguard scenario make --suite scenes: {spec.name}") as wr:
             for i in range(n):
                 t = i / fps
