@@ -15,7 +15,7 @@ from device.core.config import ConfigError, from_dict
 from device.core.types import AlertLevel, Detections, Frame
 from device.decision.looming import LoomingTrack, looming_params
 from device.decision.threat import ThreatEstimator
-from device.perception.looming import LoomingEstimator, LoomingResult, corridor_polygon
+from device.perception.looming import LoomingEstimator, LoomingResult, corridor_polygon, nearest_surface
 from device.pipeline import Pipeline
 from fakes import BlockedDetector, SlotFrames, inline_camera, threaded_camera
 from looming_scene import GROUND, Camera, post, render, side_wall, wall
@@ -286,3 +286,30 @@ def test_any_frame_size_is_tracked_without_an_error(size: tuple[int, int]) -> No
         assert est.update(round(i * NS_PER_S / 15), i, image).ttc_s is None
     image = rng.integers(0, 256, (h + 1, w, 3), dtype=np.uint8)  # same width, one row more
     est.update(round(6 * NS_PER_S / 15), 6, image)
+
+
+def test_the_nearest_group_is_one_surface_not_two_things_either_side_of_the_path() -> None:
+    # A tram passing on the next track (left) and people far ahead (right) both expand fast;
+    # as one group their box would span the corridor between them. Two groups: the nearer one.
+    left = np.array([[10.0, 60.0], [14.0, 80.0], [12.0, 100.0], [18.0, 90.0]])
+    right = np.array([[150.0, 70.0], [160.0, 72.0], [170.0, 69.0], [180.0, 75.0], [165.0, 80.0]])
+    pos = np.concatenate([left, right])
+    tau = np.array([1.0, 1.1, 1.2, 1.0, 1.5, 1.4, 1.6, 1.5, 1.45])
+    group = nearest_surface(pos, tau, np.ones(len(pos), bool), link_px=64.0, min_points=3)
+    assert group is not None and group.tolist() == [True] * 4 + [False] * 5
+    # Nearer right: the right one. A member outside the mask never counts.
+    group = nearest_surface(pos, tau[::-1].copy(), np.ones(len(pos), bool), link_px=64.0, min_points=3)
+    assert group is not None and group.tolist() == [False] * 4 + [True] * 5
+    mask = np.ones(len(pos), bool)
+    mask[4:7] = False  # two of the right group left: too few for a surface
+    group = nearest_surface(pos, tau[::-1].copy(), mask, link_px=64.0, min_points=3)
+    assert group is not None and group.tolist() == [True] * 4 + [False] * 5
+
+
+def test_a_surface_is_linked_through_its_features_and_too_few_make_none() -> None:
+    # A wall's features 40 px apart in a chain are one surface, however wide the chain.
+    chain = np.array([[x, 90.0] for x in range(20, 300, 40)])
+    group = nearest_surface(chain, np.full(len(chain), 2.0), np.ones(len(chain), bool), link_px=64.0, min_points=3)
+    assert group is not None and group.all()
+    apart = np.array([[0.0, 0.0], [100.0, 0.0], [200.0, 0.0], [300.0, 0.0]])
+    assert nearest_surface(apart, np.ones(4), np.ones(4, bool), link_px=64.0, min_points=3) is None

@@ -58,6 +58,11 @@ ELEVATED_SCORE = 0.6  # running fraction of frames a track looked elevated, to c
 MIN_PAIR_PX = 4.0  # pairs closer than this at the base frame carry no scale
 MAX_SPREAD = 0.9  # interquartile range of the pairs' scale over (scale - 1): above, no one surface
 GROUP_SPREAD = 1.6  # a group: tau up to this factor above the nearest features'
+# ... and one surface: each of its features within this fraction of the image's width of
+# another of them. Features of two things at a similar time to contact far apart in the
+# image (a tram passing on the next track, people far ahead) are two groups, not one
+# spanning the corridor between them.
+LINK_FRAC = 0.2
 SPEED_FRAMES = 5  # the runner's speed: median of this many frames' ground fits
 MAX_DISTANCE_M = 20.0  # beyond this, nothing is a threat for seconds
 
@@ -302,10 +307,13 @@ class LoomingEstimator:
                        "cand": int(cand.sum())}
         if cand.sum() < self.p.min_points:
             return base
-        # The nearest group: features within GROUP_SPREAD of the nearest ones' tau.
+        # The nearest group: features within GROUP_SPREAD of the nearest ones' tau, of one surface.
         taus = np.sort(tau[cand])
         near = taus[self.p.min_points - 1]
-        group = cand & (tau <= near * GROUP_SPREAD)
+        group = nearest_surface(m, tau, cand & (tau <= near * GROUP_SPREAD), LINK_FRAC * self._size[0],  # type: ignore[index]
+                                self.p.min_points)
+        if group is None:
+            return base
         gids = ids[group]
         # The longest baseline (up to span_s) that most of the group was
         # tracked over: a post has few features and they come and go.
@@ -351,6 +359,41 @@ class LoomingEstimator:
             speed_mps=float(speed), box=(float(x0), float(y0), float(x1), float(y1)), points=int(group.sum()),
             features=len(self._pts), ground_points=int(ground.sum()), corridor=self._corridor,
         )
+
+
+def nearest_surface(pos: np.ndarray, tau: np.ndarray, member: np.ndarray, link_px: float,
+                    min_points: int) -> np.ndarray | None:
+    """Of the `member` features (positions `pos`, n x 2), the nearest group of one surface, as a
+    mask: members linked to one another through steps of at most `link_px` (single linkage),
+    and of the groups with at least `min_points`, the one whose min_points-th smallest tau is
+    least. None when no group has that many."""
+    idx = np.flatnonzero(member)
+    if len(idx) < min_points:
+        return None
+    p = pos[idx]
+    near = np.linalg.norm(p[:, None, :] - p[None, :, :], axis=2) <= link_px
+    label = np.full(len(idx), -1)
+    for start in range(len(idx)):  # connected components, breadth first
+        if label[start] >= 0:
+            continue
+        label[start], frontier = start, [start]
+        while frontier:
+            reach = np.flatnonzero(near[frontier].any(axis=0) & (label < 0))
+            label[reach] = start
+            frontier = reach.tolist()
+    best, best_tau = None, math.inf
+    for g in np.unique(label):
+        members = label == g
+        if members.sum() < min_points:
+            continue
+        kth = float(np.sort(tau[idx[members]])[min_points - 1])
+        if kth < best_tau:
+            best, best_tau = members, kth
+    if best is None:
+        return None
+    out = np.zeros(len(member), bool)
+    out[idx[best]] = True
+    return out
 
 
 def _with_ms(r: LoomingResult, ms: float) -> LoomingResult:
