@@ -50,6 +50,7 @@ from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilt
 from device.perception.flow import FlowResult, FlowTrack
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingResult
+from device.perception.motion import closing_settled
 from device.perception.tracking import Box, iou_matrix
 from device.sensing.ultrasonic import fault_kind
 
@@ -543,9 +544,15 @@ class ThreatEstimator:
     def _crossing_entry_s(self, tr: CameraTrack) -> float | None:
         """Seconds until the track's body enters the corridor, if it crosses
         into the runner's way (device.decision.crossing); only with
-        `alerts.crossing` on and a settled velocity estimate."""
-        g = self._settled_ground(tr)
-        if g is None:
+        `alerts.crossing` on, once its filter has enough measurements and a
+        settled closing speed (motion.closing_settled). Its sideways speed
+        need not be settled as well: corridor_entry_s asks it to stand
+        CROSS_SIGMAS standard deviations clear of its own uncertainty, and at
+        a Pi Zero's pace the filter's sideways sd stays above
+        SETTLED_VX_SD_MPS until a crosser is about 5 m away (the hazards
+        suite's cross-walker: settled 0.67 s before it entered, no WARN)."""
+        g = tr.ground
+        if not self.cfg.crossing or g is None or not closing_settled(g):
             return None
         return corridor_entry_s(g, tr.half_width_m, self.cfg.corridor_half_width_m, self.cfg.min_closing_mps)
 
