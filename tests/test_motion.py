@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -242,3 +243,19 @@ def test_a_side_pass_at_a_pi_zeros_pace_is_never_a_crossing() -> None:
         est = ThreatEstimator(Config())
         est.set_camera(CameraResult(t_ns=0, seq=0, tracks=(_track(g),)))
         assert [c.in_path for c in est.candidates(0)] == [False]
+
+
+def test_a_renamed_crosser_is_a_candidate_at_its_new_ids_first_hit() -> None:
+    # At a Pi Zero's pace a walker crossing 10 m ahead moves further than its box's width
+    # between two detections, and the tracker gives it a new id; its ground filter, carried
+    # over, has measured it four times: it has been seen, and it is crossing.
+    crosser = GroundState(-4.5, 9.0, 1.4, -2.5, 0.3, 1.0, 4, True)
+    renamed = replace(_track(crosser), hits=1)
+    est = ThreatEstimator(Config())
+    est.set_camera(CameraResult(t_ns=0, seq=0, tracks=(renamed,)))
+    (c,) = est.candidates(0)
+    assert c.in_path and c.ttc_s == pytest.approx((4.5 - BODY - HW) / 1.4)
+    # One detection of something new (its filter measured once) is still nothing.
+    new = replace(_track(replace(crosser, updates=1)), hits=1)
+    est.set_camera(CameraResult(t_ns=0, seq=1, tracks=(new,)))
+    assert est.candidates(0) == []

@@ -285,6 +285,17 @@ def _object_key(tr: CameraTrack) -> tuple[str, int]:
     return ("object", g.object_id) if g is not None and g.object_id else ("track", tr.track_id)
 
 
+def _frames_seen(tr: CameraTrack) -> int:
+    """The frames the track's object was found in: its own hits, or its
+    ground filter's measurements if more. The filter outlives the IoU
+    tracker's renames (device.perception.motion carries it over to a new id
+    where it was going), and at a Pi Zero's pace a crosser moves further than
+    its box's width between two detections: the hazards suite's cross-walker
+    had three ids in six detections, and the result whose four measurements
+    first showed it crossing (1.7 s before it entered) was a new id's first hit."""
+    return max(tr.hits, tr.ground.updates if tr.ground is not None else 0)
+
+
 def _streak_held(streak: tuple[int, int] | None) -> bool:
     return streak is not None and streak[1] - streak[0] >= CAMERA_TTC_STREAK_NS
 
@@ -573,7 +584,8 @@ class ThreatEstimator:
                 ft = self._flow_of(tr, now_ns)
                 # An object the flow has followed unbroken since before the
                 # tracker renamed it has been seen in more than two frames.
-                if tr.hits < CAMERA_MIN_HITS and (ft is None or not _streak_held(self._flow_streak.get(ft.trail_id))):
+                if _frames_seen(tr) < CAMERA_MIN_HITS and (
+                        ft is None or not _streak_held(self._flow_streak.get(ft.trail_id))):
                     continue
                 distance, bearing = self._current(tr, ft)
                 # Every time to collision below is from the result's frame
