@@ -50,6 +50,7 @@ from device.decision.range_filter import DEFAULT_PARAMS, FilterParams, RangeFilt
 from device.perception.flow import FlowResult, FlowTrack
 from device.perception.geometry import CameraGeometry
 from device.perception.looming import LoomingResult
+from device.perception.motion import closing_settled
 from device.perception.tracking import Box, iou_matrix
 from device.sensing.ultrasonic import fault_kind
 
@@ -282,6 +283,17 @@ def _object_key(tr: CameraTrack) -> tuple[str, int]:
     median a head-on rider read 1.2 m to the side (cyclist-10mps-rough)."""
     g = tr.ground
     return ("object", g.object_id) if g is not None and g.object_id else ("track", tr.track_id)
+
+
+def _frames_seen(tr: CameraTrack) -> int:
+    """The frames the track's object was found in: its own hits, or its
+    ground filter's measurements if more. The filter outlives the IoU
+    tracker's renames (device.perception.motion carries it over to a new id
+    where it was going), and at a Pi Zero's pace a crosser moves further than
+    its box's width between two detections: the hazards suite's cross-walker
+    had three ids in six detections, and the result whose four measurements
+    first showed it crossing (1.7 s before it entered) was a new id's first hit."""
+    return max(tr.hits, tr.ground.updates if tr.ground is not None else 0)
 
 
 def _streak_held(streak: tuple[int, int] | None) -> bool:
@@ -543,9 +555,15 @@ class ThreatEstimator:
     def _crossing_entry_s(self, tr: CameraTrack) -> float | None:
         """Seconds until the track's body enters the corridor, if it crosses
         into the runner's way (device.decision.crossing); only with
-        `alerts.crossing` on and a settled velocity estimate."""
-        g = self._settled_ground(tr)
-        if g is None:
+        `alerts.crossing` on, once its filter has enough measurements and a
+        settled closing speed (motion.closing_settled). Its sideways speed
+        need not be settled as well: corridor_entry_s asks it to stand
+        CROSS_SIGMAS standard deviations clear of its own uncertainty, and at
+        a Pi Zero's pace the filter's sideways sd stays above
+        SETTLED_VX_SD_MPS until a crosser is about 5 m away (the hazards
+        suite's cross-walker: settled 0.67 s before it entered, no WARN)."""
+        g = tr.ground
+        if not self.cfg.crossing or g is None or not closing_settled(g):
             return None
         return corridor_entry_s(g, tr.half_width_m, self.cfg.corridor_half_width_m, self.cfg.min_closing_mps)
 
@@ -566,7 +584,8 @@ class ThreatEstimator:
                 ft = self._flow_of(tr, now_ns)
                 # An object the flow has followed unbroken since before the
                 # tracker renamed it has been seen in more than two frames.
-                if tr.hits < CAMERA_MIN_HITS and (ft is None or not _streak_held(self._flow_streak.get(ft.trail_id))):
+                if _frames_seen(tr) < CAMERA_MIN_HITS and (
+                        ft is None or not _streak_held(self._flow_streak.get(ft.trail_id))):
                     continue
                 distance, bearing = self._current(tr, ft)
                 # Every time to collision below is from the result's frame

@@ -46,6 +46,24 @@ SETTLED_VX_SD_MPS = 0.6
 SETTLED_VZ_SD_MPS = 1.5
 
 
+def closing_settled(g: GroundState) -> bool:
+    """Enough measurements (SETTLED_MIN_UPDATES) and a closing speed settled
+    (SETTLED_VZ_SD_MPS), whatever the sideways speed's standard deviation:
+    what a rule needs that asks the sideways speed to stand clear of its own
+    uncertainty (device.decision.crossing.corridor_entry_s).
+
+    SETTLED_VX_SD_MPS is out of reach at a Pi Zero's pace. Between two
+    detections ACCEL_SD_MPS2 adds ACCEL_SD_MPS2**2 x dt to the velocity's
+    variance: 0.58 m/s of sd over the Zero's 0.53 s, 0.83 over the 1.07 s
+    the look-ahead crop (every third detection, in place of the full frame)
+    leaves an object off the axis unmeasured. Fed a walker's exact range and
+    bearing at that cadence, the filter's sideways sd stays at 0.64-0.73 m/s
+    until the walker is 5 m away (tests/test_motion.py), so `settled` came
+    0.7 s before the hazards suite's crosser entered the corridor, too late
+    to warn (issue 19)."""
+    return g.updates >= SETTLED_MIN_UPDATES and g.vz_sd_mps <= SETTLED_VZ_SD_MPS
+
+
 def ground_point(distance_m: float, bearing_deg: float) -> tuple[float, float]:
     """(x, z) on the ground of a range and bearing."""
     b = math.radians(bearing_deg)
