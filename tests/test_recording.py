@@ -575,6 +575,20 @@ def test_cli_from_video_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "ranges     110 (84 echo, 26 no echo)" in text
     assert "truth      contact none, 1 clear interval(s)" in text
     assert "warning" not in text
+    assert "mount" not in text  # none given: a replay uses its config's
+
+
+@needs_shared
+def test_cli_from_video_keeps_a_given_mount(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "rec"
+    assert _cli("recording", "from-video", str(VTEST), str(out), "--max-frames", "2",
+                "--mount-height", "2.2", "--pitch", "12") == 0
+    cam = Recording.open(out).meta.camera
+    assert (cam.mount_height_m, cam.pitch_deg) == (2.2, 12.0)
+    assert _cli("recording", "info", str(out)) == 0
+    assert "mount      height m 2.2, pitch deg 12" in capsys.readouterr().out
+    assert _cli("recording", "from-video", str(VTEST), str(tmp_path / "bad"), "--mount-height", "3") == 1
+    assert "mount_height_m" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_cli_info_reports_warnings(rec_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

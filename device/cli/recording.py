@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     fv.add_argument("--fps", type=float, help="frame rate (default: the video's own)")
     fv.add_argument("--hfov", type=float, default=66.0, metavar="DEG",
                     help="camera horizontal field of view in degrees (default 66)")
+    fv.add_argument("--mount-height", type=float, metavar="M",
+                    help="the camera's height above the ground in metres, kept in the recording "
+                         "(default: not recorded; a replay then uses its config's camera.mount_height_m)")
+    fv.add_argument("--pitch", type=float, metavar="DEG",
+                    help="the camera's tilt below horizontal in degrees, kept in the recording "
+                         "(default: not recorded; a replay then uses its config's camera.pitch_deg)")
     fv.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     fv.add_argument("--ranges-offset", type=float, default=0.0, metavar="S",
                     help="seconds into the video at which the first reading belongs (default 0)")
@@ -67,7 +73,7 @@ def cmd_from_video(args: argparse.Namespace) -> int:
     try:
         out = from_video(
             args.video, args.dir, ranges_csv=args.ranges, fps=args.fps, hfov_deg=args.hfov,
-            sensor=DEFAULT_SENSOR, max_frames=args.max_frames, start_offset_s=args.ranges_offset,
+            mount_height_m=args.mount_height, pitch_deg=args.pitch, sensor=DEFAULT_SENSOR, max_frames=args.max_frames, start_offset_s=args.ranges_offset,
             progress=progress,
         )
         rec = Recording.open(out)
@@ -92,6 +98,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"source     {m.source}")
     print(f"created    {m.created}")
     print(f"camera     {cam.width}x{cam.height} at {cam.fps:g} fps, hfov {cam.hfov_deg:g} deg")
+    if cam.mount_height_m is not None or cam.pitch_deg is not None:
+        print("mount      " + ", ".join(f"{k} {v:g}" for k, v in (("height m", cam.mount_height_m),
+                                                                    ("pitch deg", cam.pitch_deg)) if v is not None))
     print(f"frames     {rec.frame_count}")
     print(f"duration   {rec.duration_s:.2f} s")
     for s in m.sensors:

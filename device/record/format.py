@@ -975,6 +975,8 @@ def from_video(
     ranges_csv: str | Path | None = None,
     fps: float | None = None,
     hfov_deg: float = 66.0,
+    mount_height_m: float | None = None,
+    pitch_deg: float | None = None,
     sensor: SensorLike | Sequence[SensorLike] = DEFAULT_SENSOR,
     max_frames: int | None = None,
     start_offset_s: float = 0.0,
@@ -1018,7 +1020,7 @@ def from_video(
         try:
             with RecordingWriter(
                 out, width=image.shape[1], height=image.shape[0], fps=rate, hfov_deg=hfov_deg,
-                sensors=sensors, source=source,
+                mount_height_m=mount_height_m, pitch_deg=pitch_deg, sensors=sensors, source=source,
             ) as writer:
                 i = 0
                 while ok and image is not None and (max_frames is None or i < max_frames):
