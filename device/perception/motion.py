@@ -18,6 +18,7 @@ bearing changes show and smooths the rough distance.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -127,13 +128,12 @@ class GroundFilter:
         self.updates += 1
 
     def state(self) -> GroundState:
-        return GroundState(
+        st = GroundState(
             x_m=float(self.s[0]), z_m=float(self.s[1]), vx_mps=float(self.s[2]), vz_mps=float(self.s[3]),
             vx_sd_mps=math.sqrt(max(self.p[2, 2], 0.0)), vz_sd_mps=math.sqrt(max(self.p[3, 3], 0.0)),
             updates=self.updates, x_sd_m=math.sqrt(max(self.p[0, 0], 0.0)), object_id=self.object_id,
-            settled=(self.updates >= SETTLED_MIN_UPDATES
-                     and self.p[2, 2] <= SETTLED_VX_SD_MPS**2 and self.p[3, 3] <= SETTLED_VZ_SD_MPS**2),
         )
+        return replace(st, settled=closing_settled(st) and st.vx_sd_mps <= SETTLED_VX_SD_MPS)
 
 
 # A filter outlives its track's missed frames for this long (the tracker's
