@@ -73,7 +73,8 @@ def cmd_from_video(args: argparse.Namespace) -> int:
     try:
         out = from_video(
             args.video, args.dir, ranges_csv=args.ranges, fps=args.fps, hfov_deg=args.hfov,
-            mount_height_m=args.mount_height, pitch_deg=args.pitch, sensor=DEFAULT_SENSOR, max_frames=args.max_frames, start_offset_s=args.ranges_offset,
+            mount_height_m=args.mount_height, pitch_deg=args.pitch, sensor=DEFAULT_SENSOR,
+            max_frames=args.max_frames, start_offset_s=args.ranges_offset,
             progress=progress,
         )
         rec = Recording.open(out)

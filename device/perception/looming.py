@@ -310,8 +310,8 @@ class LoomingEstimator:
         # The nearest group: features within GROUP_SPREAD of the nearest ones' tau, of one surface.
         taus = np.sort(tau[cand])
         near = taus[self.p.min_points - 1]
-        group = nearest_surface(m, tau, cand & (tau <= near * GROUP_SPREAD), LINK_FRAC * self._size[0],  # type: ignore[index]
-                                self.p.min_points)
+        link_px = LINK_FRAC * self._size[0]  # type: ignore[index]
+        group = nearest_surface(m, tau, cand & (tau <= near * GROUP_SPREAD), link_px, self.p.min_points)
         if group is None:
             return base
         gids = ids[group]

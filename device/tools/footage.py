@@ -137,7 +137,8 @@ def make_footage(video: str | Path, out_root: str | Path, labels: str | Path = M
         ranges = pings(lambda t: None, length, noise or NoiseModel(), rng, sensor=SENSOR)
         try:
             with RecordingWriter(d, width=w, height=h, fps=fps, hfov_deg=float(data.get("hfov_deg", 66.0)),
-                                 mount_height_m=mount_height, pitch_deg=pitch, sensors=[SENSOR], source=f"rearguard scenario footage: {src.name} {start:g}-{end:g} s") as wr:
+                                 mount_height_m=mount_height, pitch_deg=pitch, sensors=[SENSOR],
+                                 source=f"rearguard scenario footage: {src.name} {start:g}-{end:g} s") as wr:
                 for i in range(n):
                     k = round((start + i / fps) * native)
                     if k >= len(frames):
